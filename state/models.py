@@ -1,0 +1,201 @@
+"""SQLModel tables of the control plane. Every timestamp is timezone-aware UTC.
+
+Indexes are declared here beside the queries that need them (see `Store`). Heartbeats have their
+own table with retention; events are for changes only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health, TaskStatus
+from parhelia.state.timeutil import as_utc, utcnow
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, so the type does it for us."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(
+                "naive datetime given to the store; use parhelia.state.timeutil.utcnow()"
+            )
+        return as_utc(value).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return as_utc(value)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def new_container_id() -> str:
+    return new_id("c")
+
+
+def new_task_id() -> str:
+    return new_id("t")
+
+
+def _ts(nullable: bool = True, **kw: Any) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, **kw)
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)
+
+    id: str = Field(default_factory=new_task_id, primary_key=True, max_length=32)
+    prompt: str
+    status: str = Field(default=TaskStatus.PENDING.value, max_length=16)
+    backend: str = Field(max_length=16)
+    cpu: float = 1.0
+    memory_mib: int = 2048
+    gpu: str | None = Field(default=None, max_length=32)
+    region: str | None = Field(default=None, max_length=32)
+    timeout_minutes: int = 60
+    estimated_cost_usd: float = 0.0
+    retry_of: str | None = Field(default=None, foreign_key="tasks.id", max_length=32, index=True)
+    attempt: int = 1
+    session_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    finished_at: datetime | None = _ts()
+    actor: str | None = Field(default=None, max_length=64)
+
+
+class Container(SQLModel, table=True):
+    __tablename__ = "containers"
+    __table_args__ = (
+        UniqueConstraint("backend", "sandbox_id", name="uq_containers_backend_sandbox"),
+        Index("ix_containers_state", "state"),
+        Index("ix_containers_health", "health"),
+        Index("ix_containers_task", "task_id"),
+        Index("ix_containers_last_heartbeat", "last_heartbeat_at"),
+        Index("ix_containers_terminated", "terminated_at"),
+    )
+
+    id: str = Field(default_factory=new_container_id, primary_key=True, max_length=32)
+    backend: str = Field(max_length=16)
+    sandbox_id: str | None = Field(default=None, max_length=128)
+    task_id: str | None = Field(default=None, foreign_key="tasks.id", max_length=32)
+    session_id: str | None = Field(default=None, max_length=64)
+    state: str = Field(default=ContainerState.CREATED.value, max_length=16)
+    health: str = Field(default=Health.UNKNOWN.value, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    started_at: datetime | None = _ts()
+    terminated_at: datetime | None = _ts()
+    exit_code: int | None = None
+    termination_reason: str | None = Field(default=None, max_length=64)
+    terminated_by: str | None = Field(default=None, max_length=64)
+    last_heartbeat_at: datetime | None = _ts()
+    missed_heartbeats: int = 0
+    cpu_cores: float = 1.0
+    memory_mib: int = 2048
+    gpu: str | None = Field(default=None, max_length=32)
+    region: str | None = Field(default=None, max_length=32)
+    cost_rate_per_hour: float = 0.0
+    cost_accrued_usd: float = 0.0
+    tags: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    meta: dict = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Heartbeat(SQLModel, table=True):
+    __tablename__ = "heartbeats"
+    __table_args__ = (
+        Index("ix_heartbeats_container_ts", "container_id", "ts"),
+        Index("ix_heartbeats_ts", "ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    container_id: str = Field(foreign_key="containers.id", ondelete="CASCADE", max_length=32)
+    ts: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    cpu_percent: float | None = None
+    memory_mib: float | None = None
+    memory_percent: float | None = None
+    disk_percent: float | None = None
+    uptime_seconds: float | None = None
+    agent_alive: bool = True
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_ts", "ts"),
+        Index("ix_events_container_level_ts", "container_id", "level", "ts"),
+        Index("ix_events_container_ts", "container_id", "ts"),
+        Index("ix_events_task_ts", "task_id", "ts"),
+        Index("ix_events_type_ts", "type", "ts"),
+        Index("ix_events_level_ts", "level", "ts"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    type: str = Field(max_length=48)
+    level: str = Field(default=EventLevel.INFO.value, max_length=8)
+    container_id: str | None = Field(default=None, max_length=32)
+    task_id: str | None = Field(default=None, max_length=32)
+    old_value: str | None = Field(default=None, max_length=64)
+    new_value: str | None = Field(default=None, max_length=64)
+    message: str = ""
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source: str = Field(default=EventSource.SYSTEM.value, max_length=16)
+    actor: str | None = Field(default=None, max_length=64)
+
+
+class ReconcilerRun(SQLModel, table=True):
+    __tablename__ = "reconciler_runs"
+    __table_args__ = (Index("ix_reconciler_runs_started", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    finished_at: datetime | None = _ts()
+    duration_ms: float = 0.0
+    holder: str = Field(default="", max_length=128)
+    backends: str = Field(default="", max_length=64)
+    listed: int = 0
+    known: int = 0
+    adopted: int = 0
+    orphans: int = 0
+    terminated: int = 0
+    corrections: int = 0
+    marked_stale: int = 0
+    error: str | None = None
+    error_code: str | None = Field(default=None, max_length=8)
+
+
+class Lease(SQLModel, table=True):
+    """One row per loop ("reconciler"): who runs it, until when, and when it runs next."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=128)
+    acquired_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    next_run_at: datetime | None = _ts()
+    interval_seconds: float = 60.0
+
+
+class Setting(SQLModel, table=True):
+    """Settings that persist in the store (budget ceiling, policies set from the CLI)."""
+
+    __tablename__ = "settings"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: Any = Field(sa_column=Column(JSON, nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_by: str | None = Field(default=None, max_length=64)

@@ -1,0 +1,853 @@
+"""`Store`: the one door to the database.
+
+CRUD for tasks and containers, the SPEC-21 queries, batched heartbeat ingest, events, the
+reconciler's runs and lease, persisted settings, and `dashboard()`, the single view query every
+front end renders. Writes take the SQLite write lock up front (see `parhelia.state.db`), so
+several processes can write at once without "database is locked".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session
+
+from parhelia.state import db
+from parhelia.state.budget import BudgetConfig, summarize
+from parhelia.state.costs import accrued_cost
+from parhelia.state.enums import (
+    ACTIVE_STATES,
+    LEVEL_ORDER,
+    ContainerState,
+    EventLevel,
+    EventSource,
+    Health,
+)
+from parhelia.state.errors import ParheliaError
+from parhelia.state.lifecycle import check_transition
+from parhelia.state.models import Container, Event, Heartbeat, Lease, ReconcilerRun, Setting, Task
+from parhelia.state.requests import gpu_count
+from parhelia.state.timeutil import as_utc, utcnow
+from parhelia.state.views import (
+    ContainerDetail,
+    ContainerView,
+    DashboardView,
+    EventView,
+    HeartbeatView,
+    ReconcilerView,
+)
+
+ACTIVE = tuple(s.value for s in ACTIVE_STATES)
+RECONCILER_LEASE = "reconciler"
+
+
+@dataclass(frozen=True)
+class Stats:
+    total: int
+    by_state: dict[str, int]
+    by_health: dict[str, int]
+    cost_rate_per_hour: float
+    accrued_usd: float
+    oldest_running_id: str | None
+    oldest_running_started_at: datetime | None
+
+
+class Store:
+    """Open (and upgrade) the database at `url`; SQLite gets WAL, busy timeout and foreign keys."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = db.make_engine(url)
+        self._write_engine = (
+            db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
+        )
+        if migrate:
+            db.migrate(self._write_engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._write_engine is not self.engine:
+            self._write_engine.dispose()
+
+    @property
+    def label(self) -> str:
+        """The database for display, without credentials."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def sqlite_path(self) -> str | None:
+        return self.engine.url.database if db.is_sqlite(self.url) else None
+
+    # -- sessions -------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine, expire_on_commit=False) as session:
+                yield session
+        except OperationalError as exc:
+            raise self._db_error(exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction; commits on success, rolls back on error."""
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise self._db_error(exc) from exc
+
+    @staticmethod
+    def _db_error(exc: OperationalError) -> ParheliaError:
+        return ParheliaError(
+            "E701", f"database error: {exc.orig}", ["parhelia db status", "parhelia config show"]
+        )
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def add_task(self, task: Task) -> Task:
+        with self.write() as s:
+            s.add(task)
+        return task
+
+    def get_task(self, task_id: str) -> Task:
+        with self.read() as s:
+            task = s.get(Task, task_id) or _unique_prefix(s, Task, task_id)
+        if task is None:
+            raise ParheliaError(
+                "E201", f"no task {task_id!r}", ["parhelia task list", "parhelia task list --json"]
+            )
+        return task
+
+    def list_tasks(self, *, status: str | None = None, limit: int = 100) -> list[Task]:
+        q = select(Task).order_by(Task.created_at.desc()).limit(limit)
+        if status:
+            q = q.where(Task.status == status)
+        with self.read() as s:
+            return list(s.scalars(q))
+
+    def update_task(self, task_id: str, **fields: Any) -> Task:
+        with self.write() as s:
+            task = s.get(Task, task_id)
+            if task is None:
+                raise ParheliaError(
+                    "E201",
+                    f"no task {task_id!r}",
+                    ["parhelia task list", "parhelia task list --json"],
+                )
+            for k, v in fields.items():
+                setattr(task, k, v)
+            task.updated_at = utcnow()
+        return task
+
+    # -- containers -----------------------------------------------------------------------
+
+    def add_container(
+        self, container: Container, *, task: Task | None = None, events: Sequence[Event] = ()
+    ) -> Container:
+        """Write a container (and its task, and the events that record it) in one transaction."""
+        with self.write() as s:
+            if task is not None:
+                s.add(task)
+                s.flush()
+            s.add(container)
+            s.add_all(events)
+        return container
+
+    def get_container(self, ref: str) -> Container:
+        """By id, by sandbox id, or by a unique id prefix; E204 otherwise."""
+        with self.read() as s:
+            found = s.get(Container, ref)
+            if found is None:
+                found = s.scalars(
+                    select(Container).where(Container.sandbox_id == ref).limit(1)
+                ).first()
+            if found is None:
+                found = _unique_prefix(s, Container, ref)
+        if found is None:
+            raise ParheliaError(
+                "E204",
+                f"no container {ref!r}",
+                [
+                    "parhelia containers list",
+                    "parhelia containers orphans",
+                    "parhelia reconciler run",
+                ],
+            )
+        return found
+
+    def container_by_sandbox(self, backend: str, sandbox_id: str) -> Container | None:
+        with self.read() as s:
+            return s.scalars(
+                select(Container).where(
+                    Container.backend == backend, Container.sandbox_id == sandbox_id
+                )
+            ).first()
+
+    def update_container(
+        self, container_id: str, *, events: Sequence[Event] = (), **fields: Any
+    ) -> Container:
+        with self.write() as s:
+            c = s.get(Container, container_id)
+            if c is None:
+                raise ParheliaError(
+                    "E204",
+                    f"no container {container_id!r}",
+                    ["parhelia containers list", "parhelia reconciler run"],
+                )
+            if "state" in fields:
+                check_transition(c.id, c.state, fields["state"])
+            for k, v in fields.items():
+                setattr(c, k, v)
+            c.updated_at = utcnow()
+            s.add_all(events)
+        return c
+
+    def transition(
+        self,
+        container_id: str,
+        new_state: str,
+        *,
+        source: str,
+        actor: str | None = None,
+        message: str = "",
+        level: str = EventLevel.INFO,
+        details: dict | None = None,
+        now: datetime | None = None,
+        **fields: Any,
+    ) -> Container:
+        """Move a container through the lifecycle (checked), stamping times and writing the event."""
+        now = now or utcnow()
+        with self.write() as s:
+            c = s.get(Container, container_id)
+            if c is None:
+                raise ParheliaError(
+                    "E204",
+                    f"no container {container_id!r}",
+                    ["parhelia containers list", "parhelia reconciler run"],
+                )
+            old = c.state
+            check_transition(c.id, old, new_state)
+            if new_state == ContainerState.RUNNING and c.started_at is None:
+                c.started_at = now
+            if (
+                new_state in (ContainerState.TERMINATED, ContainerState.STOPPED)
+                and c.terminated_at is None
+            ):
+                c.terminated_at = now
+                c.cost_accrued_usd = max(
+                    c.cost_accrued_usd, accrued_cost(c.cost_rate_per_hour, c.started_at, now, now)
+                )
+            for k, v in fields.items():
+                setattr(c, k, v)
+            c.state = new_state
+            c.updated_at = now
+            if old != new_state:
+                s.add(
+                    Event(
+                        ts=now,
+                        type="container.state",
+                        level=level,
+                        container_id=c.id,
+                        task_id=c.task_id,
+                        old_value=old,
+                        new_value=new_state,
+                        message=message or f"{c.id} {old} → {new_state}",
+                        details=details or {},
+                        source=source,
+                        actor=actor,
+                    )
+                )
+        return c
+
+    def containers(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        health: Iterable[str] | None = None,
+        task_id: str | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+    ) -> list[Container]:
+        q = select(Container).order_by(Container.created_at)
+        if states is not None:
+            q = q.where(Container.state.in_(list(states)))
+        if health is not None:
+            q = q.where(Container.health.in_(list(health)))
+        if task_id is not None:
+            q = q.where(Container.task_id == task_id)
+        if backend is not None:
+            q = q.where(Container.backend == backend)
+        if limit:
+            q = q.limit(limit)
+        with self.read() as s:
+            return list(s.scalars(q))
+
+    def active_containers(self) -> list[Container]:
+        return self.containers(states=ACTIVE)
+
+    def containers_by_state(self, state: str) -> list[Container]:
+        return self.containers(states=[state])
+
+    def containers_by_health(self, health: str) -> list[Container]:
+        return self.containers(health=[health], states=ACTIVE)
+
+    def orphans(self) -> list[Container]:
+        return self.containers(states=[ContainerState.ORPHANED])
+
+    def containers_for_task(self, task_id: str) -> list[Container]:
+        return self.containers(task_id=task_id)
+
+    def containers_without_heartbeat_since(self, since: datetime) -> list[Container]:
+        """Running containers whose last heartbeat (or start, if none yet) is older than `since`."""
+        q = select(Container).where(
+            Container.state == ContainerState.RUNNING,
+            or_(
+                Container.last_heartbeat_at < since,
+                (Container.last_heartbeat_at.is_(None)) & (Container.started_at < since),
+            ),
+        )
+        with self.read() as s:
+            return list(s.scalars(q))
+
+    def backends_in_use(self) -> set[str]:
+        with self.read() as s:
+            return set(
+                s.scalars(select(Container.backend).where(Container.state.in_(ACTIVE)).distinct())
+            )
+
+    def stats(self, now: datetime | None = None) -> Stats:
+        now = now or utcnow()
+        with self.read() as s:
+            by_state = dict(
+                s.execute(select(Container.state, func.count()).group_by(Container.state)).all()
+            )
+            by_health = dict(
+                s.execute(
+                    select(Container.health, func.count())
+                    .where(Container.state.in_(ACTIVE))
+                    .group_by(Container.health)
+                ).all()
+            )
+            rate = (
+                s.scalar(
+                    select(func.coalesce(func.sum(Container.cost_rate_per_hour), 0.0)).where(
+                        Container.state.in_(ACTIVE)
+                    )
+                )
+                or 0.0
+            )
+            oldest = s.execute(
+                select(Container.id, Container.started_at)
+                .where(Container.state == ContainerState.RUNNING, Container.started_at.is_not(None))
+                .order_by(Container.started_at)
+                .limit(1)
+            ).first()
+            live = s.execute(
+                select(
+                    Container.cost_rate_per_hour, Container.started_at, Container.cost_accrued_usd
+                ).where(Container.state.in_(ACTIVE))
+            ).all()
+            done = (
+                s.scalar(
+                    select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
+                        Container.state.not_in(ACTIVE)
+                    )
+                )
+                or 0.0
+            )
+        accrued = done + sum(max(a, accrued_cost(r, st, None, now)) for r, st, a in live)
+        return Stats(
+            total=sum(by_state.values()),
+            by_state=by_state,
+            by_health=by_health,
+            cost_rate_per_hour=rate,
+            accrued_usd=accrued,
+            oldest_running_id=oldest[0] if oldest else None,
+            oldest_running_started_at=as_utc(oldest[1]) if oldest else None,
+        )
+
+    # -- events ---------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        type: str,
+        message: str,
+        *,
+        level: str = EventLevel.INFO,
+        source: str = EventSource.SYSTEM,
+        container_id: str | None = None,
+        task_id: str | None = None,
+        old_value: str | None = None,
+        new_value: str | None = None,
+        details: dict | None = None,
+        actor: str | None = None,
+        ts: datetime | None = None,
+    ) -> Event:
+        ev = make_event(
+            type,
+            message,
+            level=level,
+            source=source,
+            container_id=container_id,
+            task_id=task_id,
+            old_value=old_value,
+            new_value=new_value,
+            details=details,
+            actor=actor,
+            ts=ts,
+        )
+        with self.write() as s:
+            s.add(ev)
+        return ev
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        if events:
+            with self.write() as s:
+                s.add_all(events)
+
+    def events(
+        self,
+        *,
+        container_id: str | None = None,
+        task_id: str | None = None,
+        types: Iterable[str] | None = None,
+        level: str | None = None,
+        min_level: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+        oldest_first: bool = False,
+    ) -> list[Event]:
+        """Events filtered by container, task, type, exact level or minimum level, and time range.
+
+        Newest first unless `oldest_first`; `after_id` tails new events cheaply by primary key."""
+        q = select(Event)
+        if container_id is not None:
+            q = q.where(Event.container_id == container_id)
+        if task_id is not None:
+            q = q.where(Event.task_id == task_id)
+        if types:
+            types = list(types)
+            q = q.where(Event.type.in_(types) if len(types) > 1 else Event.type == types[0])
+        if level is not None:
+            q = q.where(Event.level == level)
+        if min_level is not None:
+            allowed = [
+                lv.value for lv, n in LEVEL_ORDER.items() if n >= LEVEL_ORDER[EventLevel(min_level)]
+            ]
+            q = q.where(Event.level.in_(allowed))
+        if since is not None:
+            q = q.where(Event.ts >= since)
+        if until is not None:
+            q = q.where(Event.ts <= until)
+        if after_id is not None:
+            q = q.where(Event.id > after_id)
+        order = (Event.ts, Event.id) if oldest_first else (Event.ts.desc(), Event.id.desc())
+        with self.read() as s:
+            return list(s.scalars(q.order_by(*order).limit(limit)))
+
+    # -- heartbeats -----------------------------------------------------------------------
+
+    def record_heartbeats(
+        self,
+        samples: Sequence[dict],
+        container_updates: Sequence[dict] = (),
+        events: Sequence[Event] = (),
+    ) -> int:
+        """One heartbeat cycle in one transaction: the samples, each container's heartbeat columns
+        (`{"id": ..., "last_heartbeat_at": ..., "missed_heartbeats": ..., "health": ...}`) and the
+        health-change events."""
+        with self.write() as s:
+            if samples:
+                s.execute(insert(Heartbeat), list(samples))
+            if container_updates:
+                s.execute(update(Container), list(container_updates))
+            s.add_all(events)
+        return len(samples)
+
+    def heartbeat_history(
+        self, container_id: str, *, since: datetime | None = None, limit: int = 120
+    ) -> list[Heartbeat]:
+        """A container's most recent heartbeats, oldest first (ready for a sparkline)."""
+        q = select(Heartbeat).where(Heartbeat.container_id == container_id)
+        if since is not None:
+            q = q.where(Heartbeat.ts >= since)
+        with self.read() as s:
+            rows = list(s.scalars(q.order_by(Heartbeat.ts.desc()).limit(limit)))
+        return rows[::-1]
+
+    def prune_heartbeats(self, before: datetime) -> int:
+        with self.write() as s:
+            return s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+
+    # -- reconciler runs and the lease -----------------------------------------------------
+
+    def record_run(self, run: ReconcilerRun, events: Sequence[Event] = ()) -> ReconcilerRun:
+        with self.write() as s:
+            s.add(run)
+            s.add_all(events)
+        return run
+
+    def runs(self, limit: int = 20) -> list[ReconcilerRun]:
+        with self.read() as s:
+            return list(
+                s.scalars(select(ReconcilerRun).order_by(ReconcilerRun.id.desc()).limit(limit))
+            )
+
+    def stale_since(self) -> datetime | None:
+        """When the view of the backends went stale: the first failed run since the last good one."""
+        with self.read() as s:
+            last_ok = s.scalar(
+                select(func.max(ReconcilerRun.id)).where(ReconcilerRun.error.is_(None))
+            )
+            q = select(func.min(ReconcilerRun.started_at)).where(ReconcilerRun.error.is_not(None))
+            if last_ok is not None:
+                q = q.where(ReconcilerRun.id > last_ok)
+            return as_utc(s.scalar(q))
+
+    def acquire_lease(
+        self,
+        holder: str,
+        ttl_seconds: float,
+        *,
+        name: str = RECONCILER_LEASE,
+        now: datetime | None = None,
+        interval_seconds: float | None = None,
+        next_run_at: datetime | None = None,
+    ) -> bool:
+        """Take or renew the lease; True when `holder` holds it afterwards. Expired leases are taken over."""
+        now = now or utcnow()
+        expires = now + timedelta(seconds=ttl_seconds)
+        try:
+            with self.write() as s:
+                lease = s.get(Lease, name)
+                if lease is None:
+                    s.add(
+                        Lease(
+                            name=name,
+                            holder=holder,
+                            acquired_at=now,
+                            expires_at=expires,
+                            next_run_at=next_run_at,
+                            interval_seconds=interval_seconds or 60.0,
+                        )
+                    )
+                    return True
+                if lease.holder != holder and as_utc(lease.expires_at) > now:
+                    return False
+                if lease.holder != holder:
+                    lease.acquired_at = now
+                lease.holder = holder
+                lease.expires_at = expires
+                if interval_seconds is not None:
+                    lease.interval_seconds = interval_seconds
+                if next_run_at is not None:
+                    lease.next_run_at = next_run_at
+                return True
+        except IntegrityError:  # another process inserted the row first
+            return False
+
+    def release_lease(self, holder: str, *, name: str = RECONCILER_LEASE) -> None:
+        with self.write() as s:
+            lease = s.get(Lease, name)
+            if lease is not None and lease.holder == holder:
+                s.delete(lease)
+
+    def get_lease(self, name: str = RECONCILER_LEASE) -> Lease | None:
+        with self.read() as s:
+            return s.get(Lease, name)
+
+    # -- persisted settings ---------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        with self.read() as s:
+            row = s.get(Setting, key)
+            return default if row is None else row.value
+
+    def set_setting(
+        self, key: str, value: Any, *, actor: str | None = None, events: Sequence[Event] = ()
+    ) -> None:
+        with self.write() as s:
+            row = s.get(Setting, key)
+            if row is None:
+                s.add(Setting(key=key, value=value, updated_by=actor))
+            else:
+                row.value = value
+                row.updated_at = utcnow()
+                row.updated_by = actor
+            s.add_all(events)
+
+    # -- views ----------------------------------------------------------------------------
+
+    def container_views(
+        self,
+        *,
+        now: datetime,
+        recent_hours: float = 1.0,
+        ids: Sequence[str] | None = None,
+        limit: int = 5000,
+    ) -> list[ContainerView]:
+        """Active containers, plus those that ended within `recent_hours`, each with its latest heartbeat."""
+        latest = (
+            select(Heartbeat.id)
+            .where(Heartbeat.container_id == Container.id)
+            .order_by(Heartbeat.ts.desc())
+            .limit(1)
+            .correlate(Container)
+            .scalar_subquery()
+        )
+        q = (
+            select(
+                Container,
+                Task.prompt,
+                Heartbeat.cpu_percent,
+                Heartbeat.memory_mib,
+                Heartbeat.memory_percent,
+                Heartbeat.agent_alive,
+            )
+            .outerjoin(Task, Task.id == Container.task_id)
+            .outerjoin(Heartbeat, Heartbeat.id == latest)
+        )
+        if ids is not None:
+            q = q.where(Container.id.in_(list(ids)))
+        else:
+            cutoff = now - timedelta(hours=recent_hours)
+            q = q.where(or_(Container.state.in_(ACTIVE), Container.terminated_at >= cutoff))
+        q = q.order_by(Container.created_at).limit(limit)
+        with self.read() as s:
+            rows = s.execute(q).all()
+        return [
+            to_container_view(c, prompt, cpu, mem, memp, alive, now)
+            for c, prompt, cpu, mem, memp, alive in rows
+        ]
+
+    def spent_since(self, start: datetime, now: datetime, active: Sequence[ContainerView]) -> float:
+        """Spend in a budget period: ended containers' final cost plus active ones' cost so far.
+
+        A container that started before the period counts whole: the budget errs on the safe side."""
+        with self.read() as s:
+            ended = (
+                s.scalar(
+                    select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
+                        Container.state.not_in(ACTIVE), Container.terminated_at >= start
+                    )
+                )
+                or 0.0
+            )
+        return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
+
+    def reconciler_view(self, default_interval: float) -> ReconcilerView:
+        with self.read() as s:
+            last = s.scalars(
+                select(ReconcilerRun).order_by(ReconcilerRun.id.desc()).limit(1)
+            ).first()
+            lease = s.get(Lease, RECONCILER_LEASE)
+        counts = {}
+        if last is not None:
+            counts = {
+                k: getattr(last, k)
+                for k in (
+                    "listed",
+                    "known",
+                    "adopted",
+                    "orphans",
+                    "terminated",
+                    "corrections",
+                    "marked_stale",
+                )
+            }
+            counts["duration_ms"] = round(last.duration_ms, 1)
+        return ReconcilerView(
+            last_run_at=as_utc(last.finished_at or last.started_at) if last else None,
+            next_run_at=as_utc(lease.next_run_at) if lease else None,
+            interval_seconds=lease.interval_seconds if lease else default_interval,
+            lease_holder=lease.holder if lease else None,
+            lease_expires_at=as_utc(lease.expires_at) if lease else None,
+            last_error=last.error if last else None,
+            stale_since=self.stale_since() if last is not None and last.error else None,
+            last_counts=counts,
+        )
+
+    def dashboard(
+        self,
+        *,
+        now: datetime | None = None,
+        budget: BudgetConfig | None = None,
+        event_limit: int = 200,
+        recent_hours: float = 1.0,
+        reconcile_interval: float = 60.0,
+        backend_label: str = "",
+    ) -> DashboardView:
+        """The one view query: containers with their latest heartbeat, recent events, budget, reconciler."""
+        now = now or utcnow()
+        budget = budget or BudgetConfig(ceiling_usd=self.get_setting("budget.ceiling_usd", 25.0))
+        containers = self.container_views(now=now, recent_hours=recent_hours)
+        events = [to_event_view(e) for e in reversed(self.events(limit=event_limit))]
+        running = [c for c in containers if c.is_active]
+        burn = sum(c.cost_rate_per_hour for c in running)
+        gpus = sum(gpu_count(c.gpu) for c in running)
+        from parhelia.state.budget import period_start
+
+        spent = self.spent_since(period_start(now, budget.period), now, running)
+        return DashboardView(
+            generated_at=now,
+            containers=containers,
+            events=events,
+            budget=summarize(budget, spent, burn, gpus, now),
+            reconciler=self.reconciler_view(reconcile_interval),
+            backend=backend_label,
+            database=self.label,
+        )
+
+    def container_detail(
+        self, ref: str, *, now: datetime | None = None, heartbeats: int = 120, events: int = 50
+    ) -> ContainerDetail:
+        now = now or utcnow()
+        c = self.get_container(ref)
+        view = self.container_views(now=now, ids=[c.id])[0]
+        task_status = None
+        if c.task_id:
+            with self.read() as s:
+                t = s.get(Task, c.task_id)
+                task_status = t.status if t else None
+        return ContainerDetail(
+            container=view,
+            heartbeats=[
+                to_heartbeat_view(h) for h in self.heartbeat_history(c.id, limit=heartbeats)
+            ],
+            events=[to_event_view(e) for e in self.events(container_id=c.id, limit=events)],
+            task_status=task_status,
+            metadata=dict(c.meta or {}),
+        )
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def make_event(
+    type: str,
+    message: str,
+    *,
+    level: str = EventLevel.INFO,
+    source: str = EventSource.SYSTEM,
+    container_id: str | None = None,
+    task_id: str | None = None,
+    old_value: str | None = None,
+    new_value: str | None = None,
+    details: dict | None = None,
+    actor: str | None = None,
+    ts: datetime | None = None,
+) -> Event:
+    return Event(
+        ts=ts or utcnow(),
+        type=type,
+        level=str(level),
+        source=str(source),
+        container_id=container_id,
+        task_id=task_id,
+        old_value=old_value,
+        new_value=new_value,
+        message=message,
+        details=details or {},
+        actor=actor,
+    )
+
+
+def to_container_view(
+    c: Container,
+    prompt: str | None,
+    cpu: float | None,
+    mem: float | None,
+    memp: float | None,
+    alive: bool | None,
+    now: datetime,
+) -> ContainerView:
+    live = c.state in ACTIVE
+    accrued = (
+        max(c.cost_accrued_usd, accrued_cost(c.cost_rate_per_hour, c.started_at, None, now))
+        if live
+        else c.cost_accrued_usd
+    )
+    return ContainerView(
+        id=c.id,
+        backend=c.backend,
+        sandbox_id=c.sandbox_id,
+        state=c.state,
+        health=c.health,
+        task_id=c.task_id,
+        task_prompt=prompt,
+        created_at=as_utc(c.created_at),
+        started_at=as_utc(c.started_at),
+        terminated_at=as_utc(c.terminated_at),
+        last_heartbeat_at=as_utc(c.last_heartbeat_at),
+        missed_heartbeats=c.missed_heartbeats,
+        cpu_cores=c.cpu_cores,
+        memory_mib=c.memory_mib,
+        gpu=c.gpu,
+        region=c.region,
+        cost_rate_per_hour=c.cost_rate_per_hour,
+        cost_accrued_usd=round(accrued, 6),
+        cpu_percent=cpu,
+        memory_used_mib=mem,
+        memory_percent=memp,
+        agent_alive=alive,
+        termination_reason=c.termination_reason,
+        exit_code=c.exit_code,
+        tags=dict(c.tags or {}),
+    )
+
+
+def to_event_view(e: Event) -> EventView:
+    return EventView(
+        id=e.id or 0,
+        ts=as_utc(e.ts),
+        type=e.type,
+        level=e.level,
+        source=e.source,
+        message=e.message,
+        container_id=e.container_id,
+        task_id=e.task_id,
+        old_value=e.old_value,
+        new_value=e.new_value,
+        actor=e.actor,
+    )
+
+
+def to_heartbeat_view(h: Heartbeat) -> HeartbeatView:
+    return HeartbeatView(
+        ts=as_utc(h.ts),
+        cpu_percent=h.cpu_percent,
+        memory_mib=h.memory_mib,
+        memory_percent=h.memory_percent,
+        agent_alive=h.agent_alive,
+    )
+
+
+def _unique_prefix(session: Session, model: type, prefix: str) -> Any:
+    if len(prefix) < 3:
+        return None
+    rows = list(
+        session.scalars(select(model).where(model.id.startswith(prefix, autoescape=True)).limit(2))
+    )
+    return rows[0] if len(rows) == 1 else None
+
+
+__all__ = [
+    "ACTIVE",
+    "RECONCILER_LEASE",
+    "Health",
+    "Stats",
+    "Store",
+    "make_event",
+    "to_container_view",
+    "to_event_view",
+    "to_heartbeat_view",
+]

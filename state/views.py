@@ -1,0 +1,151 @@
+"""Plain view data: what `Store.dashboard()` returns to every front end.
+
+The TUI, `parhelia tui --once`, `parhelia status` and the MCP tools all render these, so they
+can never disagree. Frozen dataclasses with no database attachment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    id: str
+    backend: str
+    sandbox_id: str | None
+    state: str
+    health: str
+    task_id: str | None
+    task_prompt: str | None
+    created_at: datetime
+    started_at: datetime | None
+    terminated_at: datetime | None
+    last_heartbeat_at: datetime | None
+    missed_heartbeats: int
+    cpu_cores: float
+    memory_mib: int
+    gpu: str | None
+    region: str | None
+    cost_rate_per_hour: float
+    cost_accrued_usd: float
+    # latest heartbeat sample (None until the first heartbeat)
+    cpu_percent: float | None = None
+    memory_used_mib: float | None = None
+    memory_percent: float | None = None
+    agent_alive: bool | None = None
+    termination_reason: str | None = None
+    exit_code: int | None = None
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ("created", "running", "orphaned")
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.state == "orphaned" or (self.is_active and self.health in ("unhealthy", "dead"))
+
+
+@dataclass(frozen=True)
+class EventView:
+    id: int
+    ts: datetime
+    type: str
+    level: str
+    source: str
+    message: str
+    container_id: str | None = None
+    task_id: str | None = None
+    old_value: str | None = None
+    new_value: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class BudgetView:
+    ceiling_usd: float
+    spent_usd: float
+    burn_rate_per_hour: float
+    period: str
+    period_start: datetime
+    policy: str
+    running_gpus: int
+    # when the ceiling is reached at the current burn rate; None if never (burn 0) or already past
+    ceiling_at: datetime | None
+    level: str  # ok | warning (>= first threshold) | critical (>= 80%) | exceeded (>= 100%)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.spent_usd / self.ceiling_usd if self.ceiling_usd > 0 else 0.0
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(0.0, self.ceiling_usd - self.spent_usd)
+
+
+@dataclass(frozen=True)
+class ReconcilerView:
+    last_run_at: datetime | None
+    next_run_at: datetime | None
+    interval_seconds: float
+    lease_holder: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    # when the view of the backend became stale (first failed listing since the last success)
+    stale_since: datetime | None
+    last_counts: dict = field(default_factory=dict)
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_since is not None
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    generated_at: datetime
+    containers: list[ContainerView]
+    events: list[EventView]
+    budget: BudgetView
+    reconciler: ReconcilerView
+    backend: str = ""
+    database: str = ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.containers:
+            out[c.state] = out.get(c.state, 0) + 1
+        return out
+
+    @property
+    def needs_attention(self) -> bool:
+        return (
+            any(c.needs_attention for c in self.containers)
+            or self.budget.level != "ok"
+            or self.reconciler.stale
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HeartbeatView:
+    ts: datetime
+    cpu_percent: float | None
+    memory_mib: float | None
+    memory_percent: float | None
+    agent_alive: bool
+
+
+@dataclass(frozen=True)
+class ContainerDetail:
+    """Everything the detail screen and `containers show` need about one container."""
+
+    container: ContainerView
+    heartbeats: list[HeartbeatView]
+    events: list[EventView]
+    task_status: str | None = None
+    metadata: dict = field(default_factory=dict)
