@@ -1,0 +1,3 @@
+from parhelia.app.cli import run
+
+run()

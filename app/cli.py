@@ -1,0 +1,299 @@
+"""The `parhelia` command line: `parhelia <noun> <verb>`, aliases, `--json` everywhere, and errors
+with codes and recovery commands instead of tracebacks.
+
+Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+try:  # Typer >= 0.29 vendors Click; its exceptions are not the `click` package's.
+    from typer import _click as click
+except ImportError:  # pragma: no cover
+    import click
+
+from parhelia.app import output
+from parhelia.app.runtime import Runtime
+from parhelia.state.errors import CATALOGUE, ParheliaError
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (for scripts and agents).")
+]
+
+app = typer.Typer(
+    name="parhelia",
+    help="Run Claude Code agents in sandboxes and always know what is running, its health and its cost.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def runtime(ctx: typer.Context, json_out: bool = False) -> Runtime:
+    """The invocation's runtime, created by the root callback; `--json` may come before or after the verb."""
+    rt: Runtime = ctx.find_root().obj
+    rt.json_out = rt.json_out or json_out
+    return rt
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (any SQLAlchemy URL).")
+    ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="auto, local or modal.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    flags = {}
+    if db:
+        flags["db_url"] = db
+    if backend:
+        flags["backend"] = backend
+    ctx.obj = Runtime(flags=flags, json_out=json_out)
+
+
+# -- help, examples, config, db -------------------------------------------------------------
+
+
+@app.command("help")
+def help_(
+    ctx: typer.Context,
+    topic: Annotated[str | None, typer.Argument(help="A topic or an error code.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Help on a topic (workflow, tasks, containers, budget, errors, config...) or an error code (E200)."""
+    from parhelia.app.help_texts import TOPICS, render_error_help
+
+    rt = runtime(ctx, json_out)
+    if topic is None:
+        text = (
+            TOPICS["workflow"]
+            + "\n\nTopics: "
+            + ", ".join(TOPICS)
+            + "\nErrors: parhelia help E200 (any code)"
+        )
+        return output.success(
+            {"topics": list(TOPICS), "codes": list(CATALOGUE)}, json_out=rt.json_out, human=text
+        )
+    key = topic.upper() if topic.upper() in CATALOGUE else topic.lower()
+    if key in CATALOGUE:
+        e = CATALOGUE[key]
+        return output.success(
+            {
+                "code": e.code,
+                "title": e.title,
+                "explanation": e.explanation,
+                "recovery": list(e.recovery),
+                "topic": e.topic,
+            },
+            json_out=rt.json_out,
+            human=render_error_help(key),
+        )
+    if key in TOPICS:
+        return output.success(
+            {"topic": key, "text": TOPICS[key]}, json_out=rt.json_out, human=TOPICS[key]
+        )
+    close = difflib.get_close_matches(key, [*TOPICS, *CATALOGUE], n=1)
+    raise ParheliaError(
+        "E101",
+        f"no help topic {topic!r}; topics: {', '.join(TOPICS)}; or an error code E100-E901",
+        [f"parhelia help {close[0]}" if close else "parhelia help errors", "parhelia help"],
+    )
+
+
+@app.command("examples")
+def examples(
+    ctx: typer.Context,
+    topic: Annotated[str | None, typer.Argument()] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Worked examples (gpu, budget, tasks, containers)."""
+    from parhelia.app.help_texts import EXAMPLES
+
+    rt = runtime(ctx, json_out)
+    if topic is None:
+        text = "\n\n".join(f"# {k}\n{v}" for k, v in EXAMPLES.items())
+        return output.success(EXAMPLES, json_out=rt.json_out, human=text)
+    if topic.lower() not in EXAMPLES:
+        raise ParheliaError(
+            "E101",
+            f"no examples for {topic!r}; topics: {', '.join(EXAMPLES)}",
+            ["parhelia examples gpu", "parhelia examples"],
+        )
+    output.success(
+        {"topic": topic, "examples": EXAMPLES[topic.lower()]},
+        json_out=rt.json_out,
+        human=EXAMPLES[topic.lower()],
+    )
+
+
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every effective setting, and the file, variable or flag it came from."""
+    from parhelia.app.config import effective_rows
+
+    rt = runtime(ctx, json_out)
+    rows = effective_rows(rt.loaded)
+    data = [{"name": n, "value": v, "source": s} for n, v, s in rows]
+    output.success(
+        data,
+        json_out=rt.json_out,
+        human=lambda: output.echo(
+            output.table(["SETTING", "VALUE", "SOURCE"], [list(r) for r in rows])
+        ),
+    )
+
+
+db_app = typer.Typer(help="The database: status and migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("status")
+def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Where the database is, its schema revision, and the row counts."""
+    from parhelia.state import db as dbmod
+
+    rt = runtime(ctx, json_out)
+    engine = dbmod.make_engine(rt.db_url)
+    try:
+        current = dbmod.current_revision(engine)
+    finally:
+        engine.dispose()
+    data = {
+        "url": rt.db_url,
+        "revision": current,
+        "head": dbmod.HEAD_REVISION,
+        "up_to_date": current == dbmod.HEAD_REVISION,
+    }
+    lines = [
+        f"database  {rt.db_url}",
+        f"revision  {current or '(empty)'}",
+        f"head      {dbmod.HEAD_REVISION}",
+        "status    " + ("up to date" if data["up_to_date"] else "needs `parhelia db migrate`"),
+    ]
+    actions = [] if data["up_to_date"] else [("parhelia db migrate", "upgrade the schema")]
+    output.success(data, json_out=rt.json_out, human="\n".join(lines), next_actions=actions)
+
+
+@db_app.command("migrate")
+def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Upgrade the schema to this Parhelia's newest revision."""
+    from parhelia.state import db as dbmod
+
+    rt = runtime(ctx, json_out)
+    engine = dbmod.make_engine(rt.db_url, immediate=True)
+    try:
+        before, after = dbmod.migrate(engine)
+    finally:
+        engine.dispose()
+    output.success(
+        {"url": rt.db_url, "before": before, "after": after},
+        json_out=rt.json_out,
+        human=f"{rt.db_url}: {before or '(empty)'} -> {after}",
+    )
+
+
+def _register_groups() -> None:
+    from parhelia.app import cli_containers, cli_ops, cli_tasks, cli_tui
+
+    for module, name, alias in (
+        (cli_tasks, "task", "t"),
+        (cli_containers, "containers", "c"),
+        (cli_ops.events_app, "events", "e"),
+        (cli_ops.budget_app, "budget", "b"),
+        (cli_ops.reconciler_app, "reconciler", "r"),
+    ):
+        sub = module if isinstance(module, typer.Typer) else module.app
+        app.add_typer(sub, name=name)
+        app.add_typer(sub, name=alias, hidden=True)
+    app.command("cleanup")(cli_ops.cleanup)
+    app.command("tui")(cli_tui.tui)
+
+
+_register_groups()
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def _command_names(group, ctx) -> list[str]:
+    return [n for n in group.list_commands(ctx)]
+
+
+def _usage_error(exc) -> ParheliaError:
+    ctx = exc.ctx
+    path = ctx.command_path if ctx else "parhelia"
+    if isinstance(exc, click.exceptions.MissingParameter):
+        return ParheliaError("E102", exc.format_message(), [f"{path} --help", "parhelia examples"])
+    if isinstance(
+        exc,
+        click.exceptions.NoSuchOption
+        | click.exceptions.BadParameter
+        | click.exceptions.BadOptionUsage,
+    ):
+        return ParheliaError(
+            "E101", exc.format_message(), [f"{path} --help", "parhelia help workflow"]
+        )
+    message = exc.format_message()
+    if "No such command" in message and ctx is not None and hasattr(ctx.command, "list_commands"):
+        typo = message.split("'")[1] if "'" in message else ""
+        close = difflib.get_close_matches(typo, _command_names(ctx.command, ctx), n=1, cutoff=0.5)
+        suggestions = [f"{path} {close[0]}"] if close else []
+        return ParheliaError(
+            "E104", message, [*suggestions, f"{path} --help", "parhelia help workflow"]
+        )
+    return ParheliaError("E101", message, [f"{path} --help", "parhelia help workflow"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    json_out = "--json" in args
+    try:
+        result = app(args=args, prog_name="parhelia", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except ParheliaError as exc:
+        return output.failure(exc, json_out=json_out)
+    except typer.Abort:
+        sys.stderr.write("Aborted.\n")
+        return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.format_message() + "\n")
+        return 0
+    except click.exceptions.UsageError as exc:
+        return output.failure(_usage_error(exc), json_out=json_out) + 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so plainly; PARHELIA_DEBUG=1 shows the traceback
+        if os.environ.get("PARHELIA_DEBUG"):
+            raise
+        err = ParheliaError(
+            "E900",
+            f"{type(exc).__name__}: {exc}",
+            ["PARHELIA_DEBUG=1 parhelia " + " ".join(args), "parhelia events list --level error"],
+        )
+        return output.failure(err, json_out=json_out)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,229 @@
+"""`parhelia containers ...`: the registry of every sandbox Parhelia knows, with health and cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from parhelia.app import output
+from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.textfmt import age, container_rows, money, totals_line
+
+app = typer.Typer(
+    help="Containers: list, show, events, health, orphans, terminate.", no_args_is_help=True
+)
+
+AllOpt = Annotated[
+    bool, typer.Option("--all", "-a", help="Include containers that ended more than an hour ago.")
+]
+
+
+@app.command("list")
+@app.command("ls", hidden=True)
+def list_(
+    ctx: typer.Context,
+    all_: AllOpt = False,
+    state: Annotated[str | None, typer.Option("--state", help="Only this state.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every container: id, sandbox, state, health, task, age, cost."""
+    rt = runtime(ctx, json_out)
+    view = rt.control.dashboard(event_limit=0)
+    rows = view.containers
+    if all_:
+        rows = rt.store.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)
+    if state:
+        rows = [c for c in rows if c.state == state]
+    data = [asdict(c) for c in rows]
+
+    def human() -> None:
+        if not rows:
+            output.echo("No containers. Start one with: parhelia task create PROMPT")
+            return
+        output.echo(
+            output.table(
+                ["ID", "SANDBOX", "STATE", "HEALTH", "TASK", "AGE", "COST"],
+                container_rows(rows, view.generated_at),
+                right={5, 6},
+            )
+        )
+        output.echo(totals_line(rows))
+
+    output.success(
+        data,
+        json_out=rt.json_out,
+        human=human,
+        next_actions=[
+            ("parhelia containers show ID", "details of one container"),
+            ("parhelia tui", "watch them live"),
+        ],
+    )
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    container: Annotated[str, typer.Argument(help="Container id, prefix or sandbox id.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Identity, state, health and last heartbeat, task, resources with usage, lifecycle and cost."""
+    rt = runtime(ctx, json_out)
+    d = rt.control.container_detail(container)
+    c = d.container
+    now = rt.control.clock()
+
+    def human() -> None:
+        hb = f"{age(c.last_heartbeat_at, now)} ago" if c.last_heartbeat_at else "never"
+        usage = ""
+        if c.cpu_percent is not None:
+            usage = f" (using {c.cpu_percent:.0f}% CPU, {c.memory_used_mib or 0:.0f} MiB)"
+        lines = [
+            f"Container   {c.id}   backend {c.backend}   sandbox {c.sandbox_id or '-'}",
+            f"State       {c.state}"
+            + (f" ({c.termination_reason}, exit {c.exit_code})" if c.termination_reason else ""),
+            f"Health      {c.health}   last heartbeat {hb}   missed {c.missed_heartbeats}",
+            f"Task        {c.task_id or '-'}"
+            + (f" [{d.task_status}] {c.task_prompt}" if c.task_prompt else ""),
+            f"Resources   {c.cpu_cores:g} CPU, {c.memory_mib} MiB, GPU {c.gpu or 'none'}, region {c.region or 'any'}{usage}",
+            f"Lifecycle   created {c.created_at:%Y-%m-%d %H:%M:%S}Z"
+            + (f", started {c.started_at:%H:%M:%S}Z" if c.started_at else "")
+            + (f", ended {c.terminated_at:%H:%M:%S}Z" if c.terminated_at else ""),
+            f"Cost        {money(c.cost_rate_per_hour)}/h, accrued {money(c.cost_accrued_usd)}",
+        ]
+        if c.tags:
+            lines.append("Tags        " + ", ".join(f"{k}={v}" for k, v in sorted(c.tags.items())))
+        output.echo("\n".join(lines))
+
+    actions = [(f"parhelia containers events {c.id}", "its event history")]
+    if c.is_active:
+        actions.append((f"parhelia containers terminate {c.id}", "stop it"))
+    output.success(asdict(d), json_out=rt.json_out, human=human, next_actions=actions)
+
+
+@app.command("events")
+def events(
+    ctx: typer.Context,
+    container: Annotated[str, typer.Argument()],
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """The events of one container, newest last."""
+    from parhelia.app.cli_ops import print_events
+    from parhelia.state.store import to_event_view
+
+    rt = runtime(ctx, json_out)
+    c = rt.store.get_container(container)
+    rows = [to_event_view(e) for e in reversed(rt.store.events(container_id=c.id, limit=limit))]
+    output.success(
+        [asdict(e) for e in rows], json_out=rt.json_out, human=lambda: print_events(rows)
+    )
+
+
+@app.command("orphans")
+def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Sandboxes running with Parhelia's tags that no dispatch recorded; ends with the cleanup command."""
+    rt = runtime(ctx, json_out)
+    view = rt.control.dashboard(event_limit=0)
+    rows = [c for c in view.containers if c.state == "orphaned"]
+
+    def human() -> None:
+        if not rows:
+            output.echo("No orphans: every running sandbox is accounted for.")
+            return
+        output.echo(
+            output.table(
+                ["ID", "SANDBOX", "BACKEND", "TASK", "AGE", "RATE", "ACCRUED"],
+                [
+                    [
+                        c.id,
+                        c.sandbox_id or "-",
+                        c.backend,
+                        c.task_id or "-",
+                        age(c.started_at or c.created_at, view.generated_at),
+                        f"{money(c.cost_rate_per_hour)}/h",
+                        money(c.cost_accrued_usd),
+                    ]
+                    for c in rows
+                ],
+                right={4, 5, 6},
+            )
+        )
+        burn = sum(c.cost_rate_per_hour for c in rows)
+        output.echo(
+            f"{len(rows)} orphan(s) burning {money(burn)}/h. Clean up with: parhelia cleanup --orphans"
+        )
+
+    output.success(
+        [asdict(c) for c in rows],
+        json_out=rt.json_out,
+        human=human,
+        next_actions=[("parhelia cleanup --orphans", "terminate them")] if rows else [],
+    )
+
+
+@app.command("health")
+def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Active containers counted by health, with their ids."""
+    rt = runtime(ctx, json_out)
+    view = rt.control.dashboard(event_limit=0)
+    groups: dict[str, list[str]] = {
+        h: [] for h in ("healthy", "degraded", "unhealthy", "dead", "unknown")
+    }
+    for c in view.containers:
+        if c.is_active:
+            groups.setdefault(c.health, []).append(c.id)
+
+    def human() -> None:
+        for h, ids in groups.items():
+            output.echo(
+                f"{h:<10} {len(ids):>4}  {' '.join(ids[:12])}{' ...' if len(ids) > 12 else ''}"
+            )
+
+    output.success(
+        {h: {"count": len(ids), "ids": ids} for h, ids in groups.items()},
+        json_out=rt.json_out,
+        human=human,
+    )
+
+
+@app.command("terminate")
+@app.command("kill", hidden=True)
+def terminate(
+    ctx: typer.Context,
+    containers: Annotated[list[str], typer.Argument(help="Container ids.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    reason: Annotated[str, typer.Option("--reason")] = "user",
+    json_out: JsonOpt = False,
+) -> None:
+    """Stop containers' sandboxes (asks first unless --yes) and record who, why, exit code and final cost."""
+    rt = runtime(ctx, json_out)
+    targets = [rt.store.get_container(ref) for ref in containers]
+    now = rt.control.clock()
+    if not yes:
+        if rt.json_out or not typer.get_text_stream("stdin").isatty():
+            from parhelia.state.errors import ParheliaError
+
+            raise ParheliaError(
+                "E102",
+                "terminate needs confirmation; pass --yes when not at a terminal",
+                [
+                    f"parhelia containers terminate {' '.join(c.id for c in targets)} --yes",
+                    "parhelia containers list",
+                ],
+            )
+        for c in targets:
+            output.echo(
+                f"  {c.id}  {c.state:<10} sandbox {c.sandbox_id or '-'}  running {age(c.started_at, now)}"
+            )
+        typer.confirm(f"Terminate {len(targets)} container(s)?", default=False, abort=True)
+    done = [rt.control.terminate(c.id, actor="user", reason=reason) for c in targets]
+    output.success(
+        [asdict(v) for v in done],
+        json_out=rt.json_out,
+        human="\n".join(
+            f"{v.id} terminated (exit {v.exit_code}, cost {money(v.cost_accrued_usd)})"
+            for v in done
+        ),
+    )

@@ -1,0 +1,368 @@
+"""`parhelia events | budget | reconciler | cleanup`: history, money and the control loops."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from parhelia.app import output
+from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.textfmt import age, money
+from parhelia.state.errors import ParheliaError
+from parhelia.state.views import EventView
+
+
+def print_events(rows: list[EventView]) -> None:
+    for e in rows:
+        where = e.container_id or e.task_id or ""
+        output.echo(f"{e.ts:%Y-%m-%d %H:%M:%S}  {e.level:<7} {e.type:<24} {where:<11} {e.message}")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from parhelia.state.timeutil import as_utc
+
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError as exc:
+        raise ParheliaError(
+            "E101",
+            f"not an ISO time: {value!r} (e.g. 2026-11-24T09:00)",
+            ["parhelia events list --since 2026-11-24T09:00", "parhelia events list --help"],
+        ) from exc
+
+
+# -- events ---------------------------------------------------------------------------------
+
+events_app = typer.Typer(
+    help="Events: state changes, health, orphans, budget, user actions.", no_args_is_help=True
+)
+
+
+@events_app.command("list")
+@events_app.command("ls", hidden=True)
+def events_list(
+    ctx: typer.Context,
+    container: Annotated[str | None, typer.Option("--container", "-c")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    type_: Annotated[
+        str | None, typer.Option("--events", "--type", help="Comma-separated event types.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since")] = None,
+    until: Annotated[str | None, typer.Option("--until")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Events filtered by container, task, type, level and time range; newest last."""
+    from parhelia.state.enums import EventLevel
+    from parhelia.state.store import to_event_view
+
+    rt = runtime(ctx, json_out)
+    if level and level not in [lv.value for lv in EventLevel]:
+        raise ParheliaError(
+            "E101",
+            f"unknown level {level!r}; valid: debug, info, warning, error",
+            ["parhelia events list --level warning", "parhelia events list --help"],
+        )
+    cid = rt.store.get_container(container).id if container else None
+    rows = rt.store.events(
+        container_id=cid,
+        task_id=task,
+        types=type_.split(",") if type_ else None,
+        min_level=level,
+        since=_parse_time(since),
+        until=_parse_time(until),
+        limit=limit,
+    )
+    views = [to_event_view(e) for e in reversed(rows)]
+    output.success(
+        [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
+    )
+
+
+@events_app.command("export")
+def events_export(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option("--since")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 100_000,
+) -> None:
+    """Events as JSON lines (oldest first), for replay elsewhere."""
+    from parhelia.app.output import _default
+    from parhelia.state.store import to_event_view
+
+    rt = runtime(ctx)
+    for e in rt.store.events(since=_parse_time(since), limit=limit, oldest_first=True):
+        sys.stdout.write(json.dumps(asdict(to_event_view(e)), default=_default) + "\n")
+
+
+# -- budget ---------------------------------------------------------------------------------
+
+budget_app = typer.Typer(
+    help="Budget: spend against the ceiling, burn rate, forecast.", no_args_is_help=True
+)
+
+
+@budget_app.command("show")
+def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Spent against the ceiling, burn rate, and when the ceiling is reached at this rate."""
+    rt = runtime(ctx, json_out)
+    view = rt.control.dashboard(event_limit=0)
+    b = view.budget
+    data = {**asdict(b), "percent": round(b.percent, 2), "remaining_usd": b.remaining_usd}
+
+    def human() -> None:
+        output.echo(
+            f"Spent     {money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period} ({b.percent:.1f}%, {b.level})"
+        )
+        output.echo(
+            f"Burn      {money(b.burn_rate_per_hour)}/h across {sum(1 for c in view.containers if c.is_active)} "
+            f"active container(s), {b.running_gpus} GPU(s)"
+        )
+        when = (
+            f"{b.ceiling_at:%Y-%m-%d %H:%M} UTC (in {age(view.generated_at, b.ceiling_at)})"
+            if b.ceiling_at
+            else "not at this rate"
+        )
+        output.echo(f"Ceiling   reached {when}")
+        output.echo(f"Policy    {b.policy}")
+
+    output.success(
+        data,
+        json_out=rt.json_out,
+        human=human,
+        next_actions=[
+            ("parhelia budget set AMOUNT", "change the ceiling"),
+            ("parhelia budget history", "budget events"),
+        ],
+    )
+
+
+@budget_app.command("set")
+def budget_set(
+    ctx: typer.Context,
+    amount: Annotated[float, typer.Argument(help="Ceiling in USD for the period.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Set the budget ceiling (persists in the store; recorded as an event)."""
+    from parhelia.state.enums import EventSource
+    from parhelia.state.store import make_event
+
+    rt = runtime(ctx, json_out)
+    if not (0 < amount < 1_000_000):
+        raise ParheliaError(
+            "E101",
+            f"ceiling ${amount:g} is out of range; valid: more than 0, less than 1,000,000",
+            ["parhelia budget set 50", "parhelia budget show"],
+        )
+    old = rt.control.budget_config().ceiling_usd
+    rt.store.set_setting(
+        "budget.ceiling_usd",
+        amount,
+        actor="user",
+        events=[
+            make_event(
+                "budget.ceiling",
+                f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
+                source=EventSource.USER,
+                actor="user",
+                old_value=f"{old:.2f}",
+                new_value=f"{amount:.2f}",
+            )
+        ],
+    )
+    output.success(
+        {"ceiling_usd": amount, "previous_usd": old},
+        json_out=rt.json_out,
+        human=f"Budget ceiling set to {money(amount)} (was {money(old)})",
+    )
+
+
+@budget_app.command("history")
+def budget_history(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Budget events: ceiling changes, threshold warnings, guard actions."""
+    from parhelia.state.store import to_event_view
+
+    rt = runtime(ctx, json_out)
+    rows = rt.store.events(
+        types=[
+            "budget.ceiling",
+            "budget.warning",
+            "budget.threshold",
+            "budget.action",
+            "budget.blocked",
+        ],
+        limit=limit,
+    )
+    rows += [e for e in rt.store.events(limit=limit) if e.source == "budget" and e not in rows]
+    views = sorted({e.id: to_event_view(e) for e in rows}.values(), key=lambda e: (e.ts, e.id))[
+        -limit:
+    ]
+    output.success(
+        [asdict(e) for e in views],
+        json_out=rt.json_out,
+        human=lambda: print_events(views) if views else output.echo("No budget events yet."),
+    )
+
+
+# -- reconciler -----------------------------------------------------------------------------
+
+reconciler_app = typer.Typer(
+    help="The reconciler: status, one cycle, or the daemon.", no_args_is_help=True
+)
+
+
+@reconciler_app.command("status")
+def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Running or not, last and next run, interval, lease holder, last cycle's counts."""
+    rt = runtime(ctx, json_out)
+    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds)
+    now = rt.control.clock()
+    running = (
+        r.lease_holder is not None and r.lease_expires_at is not None and r.lease_expires_at > now
+    )
+    data = {**asdict(r), "running": running, "stale": r.stale}
+
+    def human() -> None:
+        output.echo(
+            f"Reconciler  {'running (' + r.lease_holder + ')' if running else 'not running'}"
+        )
+        output.echo(
+            f"Last run    {(r.last_run_at.strftime('%H:%M:%S') + ' UTC, ' + age(r.last_run_at, now) + ' ago') if r.last_run_at else 'never'}"
+        )
+        output.echo(
+            f"Next run    {r.next_run_at.strftime('%H:%M:%S') + ' UTC' if r.next_run_at and running else '-'}"
+        )
+        output.echo(f"Interval    {r.interval_seconds:g} s")
+        if r.last_counts:
+            output.echo("Last cycle  " + ", ".join(f"{k} {v}" for k, v in r.last_counts.items()))
+        if r.stale:
+            output.echo(f"STALE since {r.stale_since:%H:%M:%S} UTC: {r.last_error}")
+
+    actions = (
+        []
+        if running
+        else [
+            ("parhelia reconciler start", "run the loops in the foreground"),
+            ("parhelia reconciler run", "one cycle now"),
+        ]
+    )
+    output.success(data, json_out=rt.json_out, human=human, next_actions=actions)
+
+
+@reconciler_app.command("run")
+def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """One reconcile cycle now, then a heartbeat pass and a budget check."""
+    rt = runtime(ctx, json_out)
+    report = rt.control.reconcile_once()
+    data = report.to_dict()
+
+    def human() -> None:
+        if not report.acted:
+            output.echo(
+                f"Another process holds the reconciler lease ({rt.store.get_lease().holder}); nothing done."
+            )
+            return
+        if report.error:
+            output.echo(
+                f"Listing failed ({report.error_code}): {report.error}. No container was changed."
+            )
+        output.echo(
+            ", ".join(
+                f"{k} {data[k]}"
+                for k in (
+                    "listed",
+                    "known",
+                    "adopted",
+                    "orphans",
+                    "terminated",
+                    "corrections",
+                    "marked_stale",
+                )
+                if k in data
+            )
+            + f" in {report.duration_ms:.0f} ms"
+        )
+
+    output.success(data, json_out=rt.json_out, human=human)
+    if report.error_code:
+        raise ParheliaError(
+            report.error_code,
+            report.error or "listing failed",
+            ["parhelia reconciler status", "parhelia config show"],
+        )
+
+
+@reconciler_app.command("start")
+def reconciler_start(ctx: typer.Context) -> None:
+    """Run the reconciler, heartbeat poller and budget guard in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    rt = runtime(ctx)
+    stop = threading.Event()
+
+    def _stop(*_args) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    output.echo(
+        f"Parhelia loops running as {rt.control.holder} on {rt.store.label} "
+        f"(reconcile every {rt.settings.reconciler.interval_seconds:g} s, heartbeat every "
+        f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
+    )
+    rt.control.run_loops(stop, log=lambda line: output.echo(line))
+    output.echo("Stopped cleanly; lease released.")
+
+
+# -- cleanup --------------------------------------------------------------------------------
+
+
+def cleanup(
+    ctx: typer.Context,
+    orphans: Annotated[
+        bool, typer.Option("--orphans", help="Terminate every orphaned container.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Terminate orphans (sandboxes with Parhelia's tags that no dispatch recorded), after confirmation."""
+    rt = runtime(ctx, json_out)
+    if not orphans:
+        raise ParheliaError(
+            "E102",
+            "say what to clean up: --orphans",
+            ["parhelia cleanup --orphans", "parhelia containers orphans"],
+        )
+    targets = rt.store.orphans()
+    if not targets:
+        return output.success([], json_out=rt.json_out, human="No orphans to clean up.")
+    if not yes:
+        if rt.json_out or not sys.stdin.isatty():
+            raise ParheliaError(
+                "E102",
+                "cleanup needs confirmation; pass --yes when not at a terminal",
+                ["parhelia cleanup --orphans --yes", "parhelia containers orphans"],
+            )
+        for c in targets:
+            output.echo(f"  {c.id}  sandbox {c.sandbox_id}  ({c.backend})")
+        typer.confirm(f"Terminate {len(targets)} orphan(s)?", default=False, abort=True)
+    done = [rt.control.terminate(c.id, actor="user", reason="orphan_cleanup") for c in targets]
+    output.success(
+        [asdict(v) for v in done],
+        json_out=rt.json_out,
+        human=f"Terminated {len(done)} orphan(s): " + ", ".join(v.id for v in done),
+    )

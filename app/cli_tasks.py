@@ -1,0 +1,193 @@
+"""`parhelia task ...`: dispatch agents and follow, cancel or retry their tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from parhelia.app import output
+from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.textfmt import money
+
+app = typer.Typer(
+    help="Tasks: create (dispatch an agent), list, show, cancel, retry.", no_args_is_help=True
+)
+
+
+def _task_dict(task) -> dict:
+    return task.model_dump()
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="local or modal (default: configured).")
+    ] = None,
+    gpu: Annotated[
+        str | None, typer.Option("--gpu", help="GPU type (T4, A10G, H100...) or none.")
+    ] = None,
+    cpu: Annotated[float | None, typer.Option("--cpu", help="CPU cores.")] = None,
+    memory: Annotated[int | None, typer.Option("--memory", help="Memory in MiB.")] = None,
+    timeout: Annotated[int | None, typer.Option("--timeout", help="Timeout in minutes.")] = None,
+    region: Annotated[
+        str | None, typer.Option("--region", help="Pin to a region (costs more).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Dispatch an agent: validated, estimated against the budget, recorded before its sandbox exists."""
+    from parhelia.app.preferences import save_last_used, task_defaults
+    from parhelia.state.requests import TaskRequest
+
+    rt = runtime(ctx, json_out)
+    defaults = task_defaults(rt.loaded)
+    request = TaskRequest(
+        prompt=prompt,
+        backend=backend or (rt.flags.get("backend") if rt.flags.get("backend") != "auto" else None),
+        gpu=gpu if gpu is not None else defaults.get("gpu"),
+        cpu=cpu if cpu is not None else defaults["cpu"],
+        memory_mib=memory if memory is not None else defaults["memory_mib"],
+        timeout_minutes=timeout if timeout is not None else defaults["timeout_minutes"],
+        region=region,
+    )
+    result = rt.control.dispatch(request, actor="user")
+    save_last_used(
+        {
+            "backend": result.backend,
+            "gpu": request.gpu or "none",
+            "cpu": request.cpu,
+            "memory_mib": request.memory_mib,
+            "timeout_minutes": request.timeout_minutes,
+        }
+    )
+
+    def human() -> None:
+        output.echo(
+            f"Task {result.task_id} dispatched: container {result.container_id} on {result.backend} "
+            f"sandbox {result.sandbox_id}"
+        )
+        output.echo(
+            f"Rate {money(result.estimate.rate_per_hour)}/h, at most {money(result.estimate.cost_usd)} "
+            f"for the timeout; {money(result.estimate.remaining_usd)} of the budget left"
+        )
+        for w in result.warnings:
+            output.echo(f"Warning: {w}")
+
+    output.success(
+        result.to_dict(),
+        json_out=rt.json_out,
+        human=human,
+        next_actions=[
+            (f"parhelia task show {result.task_id}", "follow the task"),
+            (f"parhelia containers show {result.container_id}", "its container"),
+            ("parhelia tui", "watch everything live"),
+        ],
+    )
+
+
+@app.command("list")
+@app.command("ls", hidden=True)
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recent tasks, newest first."""
+    rt = runtime(ctx, json_out)
+    tasks = rt.store.list_tasks(status=status, limit=limit)
+
+    def human() -> None:
+        if not tasks:
+            output.echo("No tasks yet. Start one with: parhelia task create PROMPT")
+            return
+        output.echo(
+            output.table(
+                ["ID", "STATUS", "BACKEND", "GPU", "ATTEMPT", "ESTIMATE", "PROMPT"],
+                [
+                    [
+                        t.id,
+                        t.status,
+                        t.backend,
+                        t.gpu or "-",
+                        str(t.attempt),
+                        money(t.estimated_cost_usd),
+                        (t.prompt[:50] + "…") if len(t.prompt) > 50 else t.prompt,
+                    ]
+                    for t in tasks
+                ],
+                right={4, 5},
+            )
+        )
+
+    output.success([_task_dict(t) for t in tasks], json_out=rt.json_out, human=human)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+) -> None:
+    """A task with its containers and latest events."""
+    from parhelia.app.cli_ops import print_events
+    from parhelia.state.store import to_event_view
+
+    rt = runtime(ctx, json_out)
+    t = rt.store.get_task(task)
+    containers = rt.store.containers_for_task(t.id)
+    events = [to_event_view(e) for e in reversed(rt.store.events(task_id=t.id, limit=20))]
+    data = {
+        "task": _task_dict(t),
+        "containers": [c.model_dump() for c in containers],
+        "events": [e.__dict__ for e in events],
+    }
+
+    def human() -> None:
+        output.echo(
+            f"Task {t.id} [{t.status}] attempt {t.attempt}"
+            + (f" (retry of {t.retry_of})" if t.retry_of else "")
+        )
+        output.echo(f"Prompt    {t.prompt}")
+        output.echo(
+            f"Resources {t.cpu:g} CPU, {t.memory_mib} MiB, GPU {t.gpu or 'none'}, timeout {t.timeout_minutes} min, "
+            f"estimate {money(t.estimated_cost_usd)}"
+        )
+        for c in containers:
+            output.echo(f"Container {c.id} {c.state} {c.health} sandbox {c.sandbox_id or '-'}")
+        print_events(events)
+
+    actions = (
+        [(f"parhelia task cancel {t.id}", "stop it")]
+        if t.status in ("pending", "running")
+        else [(f"parhelia task retry {t.id}", "run it again")]
+    )
+    output.success(data, json_out=rt.json_out, human=human, next_actions=actions)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+) -> None:
+    """Cancel a task: terminates its containers."""
+    rt = runtime(ctx, json_out)
+    stopped = rt.control.cancel_task(task, actor="user")
+    output.success(
+        {"task_id": task, "terminated": [c.id for c in stopped]},
+        json_out=rt.json_out,
+        human=f"Task {task} cancelled; terminated {len(stopped)} container(s)",
+    )
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+) -> None:
+    """Dispatch a new attempt of a task, linked to the old one."""
+    rt = runtime(ctx, json_out)
+    result = rt.control.retry_task(task, actor="user")
+    output.success(
+        result.to_dict(),
+        json_out=rt.json_out,
+        human=f"Task {result.task_id} (retry of {task}) dispatched: container {result.container_id}",
+    )

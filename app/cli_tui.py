@@ -1,0 +1,79 @@
+"""`parhelia tui`: the dashboard, its headless `--once` snapshot, and the `--demo` fleet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from parhelia.app.cli import runtime
+from parhelia.state.errors import ParheliaError
+
+FORMATS = ("text", "json", "svg")
+
+
+def tui(
+    ctx: typer.Context,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once", help="Render one snapshot to stdout and exit (0 ok, 1 attention, 2 error)."
+        ),
+    ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option("--demo", help="Local backend, its own database, and a few simulated agents."),
+    ] = False,
+    fmt: Annotated[str, typer.Option("--format", help="text, json or svg (with --once).")] = "text",
+    width: Annotated[
+        int | None, typer.Option("--width", help="Width in columns (with --once).")
+    ] = None,
+    no_refresh: Annotated[
+        bool,
+        typer.Option("--no-refresh", help="With --once: skip the reconcile and heartbeat pass."),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", hidden=True)] = False,
+) -> None:
+    """The full-screen dashboard: containers, events, budget and help, live."""
+    rt = runtime(ctx, json_out)
+    if json_out:
+        fmt = "json"
+    if fmt not in FORMATS:
+        raise ParheliaError(
+            "E101",
+            f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}",
+            ["parhelia tui --once --format text", "parhelia tui --once --format json"],
+        )
+    if demo:
+        from parhelia.app.demo import prepare_demo
+
+        prepare_demo(rt)
+    if once:
+        raise typer.Exit(_once(rt, fmt, width, refresh=not no_refresh))
+    from parhelia.app.dashboard import run_dashboard
+
+    run_dashboard(rt.control, demo=demo)
+
+
+def _once(rt, fmt: str, width: int | None, *, refresh: bool) -> int:
+    from parhelia.app.once import exit_code, render_once
+
+    try:
+        if refresh:
+            rt.control.refresh_once()
+        view = rt.control.dashboard()
+    except ParheliaError as exc:
+        from parhelia.app import output
+
+        output.failure(exc, json_out=fmt == "json")
+        return 2
+    color = sys.stdout.isatty() and fmt == "text"
+    sys.stdout.write(render_once(view, fmt=fmt, width=width or _terminal_width(), color=color))
+    return exit_code(view)
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 40)).columns

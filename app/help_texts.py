@@ -1,0 +1,93 @@
+"""Help topics and worked examples: `parhelia help TOPIC`, `parhelia examples TOPIC`.
+
+Error codes are rendered from the catalogue (`parhelia.state.errors`), not repeated here."""
+
+from __future__ import annotations
+
+from parhelia.state.errors import CATALOGUE
+
+TOPICS: dict[str, str] = {
+    "workflow": """\
+Parhelia runs Claude Code agents in sandboxes (Modal, or local processes) and always knows what
+is running, whether it is healthy, and what it costs.
+
+  parhelia tui                      the dashboard: containers, events, budget, help
+  parhelia task create PROMPT       dispatch an agent (recorded before its sandbox exists)
+  parhelia containers list          every container with state, health and cost
+  parhelia reconciler start         keep the store in step with the cloud (or leave `tui` open)
+  parhelia budget set 50            a ceiling; warnings at 50/80/100 %
+Every command takes --json for scripts and agents.""",
+    "tasks": """\
+A task is a prompt for an agent plus the resources to run it. Dispatch writes the task and a
+container row first, creates the sandbox tagged with the container id, then records the sandbox id.
+
+  parhelia task create "fix the flaky test" --cpu 2 --memory 4096 --timeout 60
+  parhelia task create "train the model" --gpu A10G
+  parhelia task list | show ID | cancel ID | retry ID
+The estimate (rate x timeout) is checked against the budget before anything starts (E300).""",
+    "containers": """\
+States: created -> running -> stopped -> terminated; any -> orphaned (running, unknown to the
+store); orphaned -> terminated. Health comes from missed heartbeats: 2 degraded, 5 unhealthy,
+10 dead; no heartbeat for 5 minutes marks a container unhealthy.
+
+  parhelia containers list | show ID | events ID | health | orphans
+  parhelia containers terminate ID          (asks first; --yes to skip)
+  parhelia cleanup --orphans                terminate every orphan after confirmation""",
+    "budget": """\
+Spend is each container's rate x runtime, summed over the budget period (day, week or month).
+Warnings fire at 50, 80 and 100 % of the ceiling, once per period. Policies ([policy] budget):
+warn (default), block (no new dispatch past the ceiling), stop (terminate running containers).
+
+  parhelia budget show | set AMOUNT | history""",
+    "errors": """\
+Every error has a code (E100-E999), a message, and commands to recover. `parhelia help E200`
+shows one entry; codes by family: E1xx validation, E2xx not found, E3xx budget, E4xx auth,
+E5xx infrastructure, E6xx operations, E7xx database, E9xx internal.""",
+    "config": """\
+Settings come from built-in defaults, ~/.config/parhelia/config.toml, ./parhelia.toml,
+PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML is
+PARHELIA_SECTION_KEY in the environment ([agent] command is PARHELIA_AGENT_COMMAND); top-level
+keys have no section (PARHELIA_BACKEND, PARHELIA_DB_URL).
+
+  parhelia config show          every effective setting and where it came from""",
+    "modal": """\
+The Modal backend needs credentials: `modal token new` writes ~/.modal.toml (or set
+MODAL_TOKEN_ID and MODAL_TOKEN_SECRET). With backend = auto, Parhelia uses Modal when
+credentials exist and local processes otherwise. Sandboxes live in one app ([modal] app,
+default `parhelia`) and carry the tags parhelia=1, the container id and the task id.""",
+    "database": """\
+The store is SQLite in the user data dir unless PARHELIA_DB_URL or --db points elsewhere
+(any SQLAlchemy URL). It upgrades itself on first open; a database from a newer Parhelia is
+refused and left untouched.
+
+  parhelia db status | migrate""",
+    "gpu": """\
+GPU types: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100, H200, B200 (a count with `:`, e.g.
+H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
+}
+
+EXAMPLES: dict[str, str] = {
+    "gpu": """\
+parhelia task create "fine-tune the classifier on data/" --gpu A10G --timeout 120
+parhelia task create "profile the CUDA kernels" --gpu H100 --memory 16384
+parhelia containers list --json | jq '.data[] | select(.gpu != null)'""",
+    "budget": """\
+parhelia budget set 50                 # a $50 ceiling for the period
+parhelia budget show --json            # spent, burn rate, when the ceiling is reached
+PARHELIA_POLICY_BUDGET=block parhelia task create "..."   # refuse work past the ceiling""",
+    "tasks": """\
+parhelia task create "fix the failing tests in tests/api" --timeout 30
+parhelia task list --json
+parhelia task retry t-1a2b3c4d""",
+    "containers": """\
+parhelia containers list
+parhelia containers show c-1a2b3c4d
+parhelia containers orphans && parhelia cleanup --orphans
+parhelia tui --once --format json | jq .data.budget""",
+}
+
+
+def render_error_help(code: str) -> str:
+    e = CATALOGUE[code]
+    recovery = "\n".join(f"  {r}" for r in e.recovery)
+    return f"{e.code}: {e.title}\n\n{e.explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"

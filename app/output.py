@@ -1,0 +1,98 @@
+"""How every command answers: one JSON envelope with `--json`, plain text otherwise, and errors
+with code, message and recovery commands on stderr. Nothing decorates output that is piped."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from parhelia.state.errors import CATALOGUE, ParheliaError
+
+STARTED = time.perf_counter()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if is_dataclass(value):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, default=_default, indent=2, ensure_ascii=False)
+
+
+def success(
+    data: Any,
+    *,
+    json_out: bool,
+    human: Callable[[], None] | str | None = None,
+    next_actions: list[tuple[str, str]] | None = None,
+) -> None:
+    """Print a result: the envelope for `--json`, else the human rendering (and next steps on a terminal)."""
+    actions = [{"command": c, "description": d} for c, d in (next_actions or [])]
+    if json_out:
+        doc = {
+            "success": True,
+            "data": data,
+            "metadata": {
+                "timestamp": datetime.now().astimezone().isoformat(),
+                "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
+            },
+            "next_actions": actions,
+        }
+        sys.stdout.write(dumps(doc) + "\n")
+        return
+    if callable(human):
+        human()
+    elif human is not None:
+        sys.stdout.write(human if human.endswith("\n") else human + "\n")
+    if actions and sys.stdout.isatty():
+        sys.stdout.write(
+            "\nNext:\n" + "".join(f"  {a['command']:<40} {a['description']}\n" for a in actions)
+        )
+
+
+def failure(err: ParheliaError, *, json_out: bool) -> int:
+    """Report an error; returns the exit code. Never a traceback."""
+    if json_out:
+        sys.stdout.write(dumps({"success": False, "error": err.to_dict()}) + "\n")
+    else:
+        entry = CATALOGUE[err.code]
+        lines = [f"Error {err.code}: {entry.title}: {err.message}"]
+        if err.attempted:
+            lines.append(f"  while trying to {err.attempted}")
+        lines.append("Try:")
+        lines += [f"  {s}" for s in err.suggestions]
+        lines.append(f"More: parhelia help {err.code}")
+        sys.stderr.write("\n".join(lines) + "\n")
+    return 1
+
+
+def echo(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def table(headers: list[str], rows: list[list[str]], *, right: set[int] = frozenset()) -> str:
+    """A plain, aligned text table (no escape codes), like `kubectl get`."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    return "\n".join([fmt(headers), *(fmt(r) for r in rows)])

@@ -1,0 +1,56 @@
+"""What a command runs against: the loaded settings, the store and the control plane, built lazily
+so a command that needs none of them (help, config) imports neither SQLModel nor Modal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from parhelia.app.config import LoadedSettings
+    from parhelia.state.store import Store
+    from parhelia.workers.control import ControlPlane
+
+
+@dataclass
+class Runtime:
+    flags: dict[str, Any] = field(default_factory=dict)
+    json_out: bool = False
+
+    @cached_property
+    def loaded(self) -> LoadedSettings:
+        from parhelia.app.config import load_settings
+
+        return load_settings(flags=self.flags)
+
+    @property
+    def settings(self):
+        return self.loaded.settings
+
+    @cached_property
+    def db_url(self) -> str:
+        from parhelia.app.config import resolve_db_url
+
+        return resolve_db_url(self.settings)
+
+    @cached_property
+    def store(self) -> Store:
+        from parhelia.state.store import Store
+
+        return Store(self.db_url)
+
+    @cached_property
+    def backend_name(self) -> str:
+        from parhelia.app.config import resolve_backend_name
+
+        return resolve_backend_name(self.settings)
+
+    @cached_property
+    def control(self) -> ControlPlane:
+        from parhelia.app.config import data_dir
+        from parhelia.workers.control import ControlPlane
+
+        return ControlPlane(
+            self.store, self.settings, default_backend=self.backend_name, data_dir=data_dir()
+        )
