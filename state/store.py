@@ -728,6 +728,137 @@ class Store:
             metadata=dict(c.meta or {}),
         )
 
+    # -- loops support (reconciler, heartbeat poller, budget guard) -----------------------
+
+    def apply_changes(
+        self,
+        changes: Sequence[RowChange] = (),
+        *,
+        new_rows: Sequence[NewRow] = (),
+        new_tasks: Sequence[Task] = (),
+        events: Sequence[Event] = (),
+    ) -> Applied:
+        """A loop cycle's writes in one transaction, a few statements whatever the count.
+
+        A change applies only while its row still holds the `expect`ed values: another process may
+        have moved the row since the loop read it, and a loop must never undo a user's terminate.
+        Skipped changes and rows drop their events. New tasks that already exist are left alone
+        (placeholders for orphans' task ids); a new row whose id or sandbox is taken is skipped."""
+        now = utcnow()
+        with self.write() as s:
+            current: dict[str, Any] = {}
+            for chunk in _chunks([c.id for c in changes]):
+                q = select(*(getattr(Container, k) for k in _EXPECTABLE)).where(
+                    Container.id.in_(chunk)
+                )
+                current.update({row.id: row._mapping for row in s.execute(q)})
+            applied = [
+                c
+                for c in changes
+                if c.id in current and all(current[c.id][k] == v for k, v in c.expect.items())
+            ]
+            if applied:
+                s.execute(
+                    update(Container),
+                    [{"id": c.id, "updated_at": now, **c.fields} for c in applied],
+                )
+            if new_tasks:
+                known = set()
+                for chunk in _chunks([t.id for t in new_tasks]):
+                    known.update(s.scalars(select(Task.id).where(Task.id.in_(chunk))))
+                s.add_all([t for t in new_tasks if t.id not in known])
+                s.flush()
+            inserted = self._insertable(s, new_rows)
+            s.add_all([r.container for r in inserted])
+            s.flush()
+            s.add_all(
+                [
+                    *events,
+                    *(e for c in applied for e in c.events),
+                    *(e for r in inserted for e in r.events),
+                ]
+            )
+        return Applied(
+            changed=frozenset(c.id for c in applied),
+            inserted=frozenset(r.container.id for r in inserted),
+        )
+
+    @staticmethod
+    def _insertable(s: Session, rows: Sequence[NewRow]) -> list[NewRow]:
+        taken: set[Any] = set()
+        for chunk in _chunks([r.container.id for r in rows]):
+            taken.update(s.scalars(select(Container.id).where(Container.id.in_(chunk))))
+        pairs = [(r.container.backend, r.container.sandbox_id) for r in rows]
+        for backend in {b for b, _ in pairs}:
+            sids = [sid for b, sid in pairs if b == backend and sid]
+            for chunk in _chunks(sids):
+                q = select(Container.sandbox_id).where(
+                    Container.backend == backend, Container.sandbox_id.in_(chunk)
+                )
+                taken.update((backend, sid) for sid in s.scalars(q))
+        return [
+            r
+            for r in rows
+            if r.container.id not in taken
+            and (r.container.backend, r.container.sandbox_id) not in taken
+        ]
+
+    def containers_matching(
+        self, backend: str, *, ids: Iterable[str] = (), sandbox_ids: Iterable[str] = ()
+    ) -> list[Container]:
+        """Rows (any state) with one of these ids, or one of these sandbox ids on `backend`."""
+        found: dict[str, Container] = {}
+        with self.read() as s:
+            for chunk in _chunks(list(ids)):
+                found.update(
+                    (c.id, c) for c in s.scalars(select(Container).where(Container.id.in_(chunk)))
+                )
+            for chunk in _chunks(list(sandbox_ids)):
+                q = select(Container).where(
+                    Container.backend == backend, Container.sandbox_id.in_(chunk)
+                )
+                found.update((c.id, c) for c in s.scalars(q))
+        return list(found.values())
+
+    def settings_with_prefix(self, prefix: str) -> dict[str, Any]:
+        """Every persisted setting whose key starts with `prefix` (one query for the guard's policies)."""
+        with self.read() as s:
+            rows = s.scalars(select(Setting).where(Setting.key.startswith(prefix, autoescape=True)))
+            return {r.key: r.value for r in rows}
+
+
+# -- loops support types --------------------------------------------------------------------
+
+_EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats")
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """Fields to set on one container row, applied only if the row still has `expect`'s values
+    (keys from `_EXPECTABLE`), with the events that record it."""
+
+    id: str
+    fields: dict
+    expect: dict
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewRow:
+    container: Container
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Applied:
+    changed: frozenset[str]
+    inserted: frozenset[str]
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
 
 # -- helpers ------------------------------------------------------------------------------
 
@@ -843,7 +974,10 @@ def _unique_prefix(session: Session, model: type, prefix: str) -> Any:
 __all__ = [
     "ACTIVE",
     "RECONCILER_LEASE",
+    "Applied",
     "Health",
+    "NewRow",
+    "RowChange",
     "Stats",
     "Store",
     "make_event",
