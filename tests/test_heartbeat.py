@@ -1,0 +1,160 @@
+"""The heartbeat poller: health from missed heartbeats, one batch per cycle, bounded probing."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from parhelia.state.errors import ParheliaError
+from parhelia.state.models import Container, Heartbeat
+from parhelia.state.settings import Settings
+from parhelia.state.store import Store
+from parhelia.workers.heartbeat import HeartbeatPoller
+from tests.test_reconciler import OK_SAMPLE, Clock, FakeBackend, running_row
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'hb.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def fake():
+    return FakeBackend()
+
+
+def poller(store, fake, clock, **heartbeat):
+    settings = Settings()
+    settings.heartbeat = replace(settings.heartbeat, **heartbeat)
+    return HeartbeatPoller(store, {fake.name: fake}, settings, clock=clock)
+
+
+def failing(_sid):
+    raise ParheliaError("E502", "probe failed", ["a", "b"])
+
+
+def test_health_follows_missed_counts_with_events_only_on_change(store, fake, clock):
+    running_row(store, clock, "c-1", "sb-1", health="unknown")
+    p = poller(store, fake, clock)
+    assert p.run_once().ok == 1
+    assert store.get_container("c-1").health == "healthy"
+    assert store.events(types=["container.health"]) == []  # unknown → healthy is not news
+
+    fake.probe_fn = failing
+    seen = []
+    for _ in range(10):
+        clock.advance(30)
+        report = p.run_once()
+        seen.append((store.get_container("c-1").health, report.health_changes))
+    assert [h for h, _ in seen] == ["healthy"] + ["degraded"] * 3 + ["unhealthy"] * 5 + ["dead"]
+    assert [n for _, n in seen] == [0, 1, 0, 0, 1, 0, 0, 0, 0, 1]
+    events = store.events(types=["container.health"], oldest_first=True)
+    assert [(e.old_value, e.new_value, e.level) for e in events] == [
+        ("healthy", "degraded", "warning"),
+        ("degraded", "unhealthy", "warning"),
+        ("unhealthy", "dead", "error"),
+    ]
+    assert store.get_container("c-1").missed_heartbeats == 10
+
+    fake.probe_fn = None
+    clock.advance(30)
+    p.run_once()
+    row = store.get_container("c-1")
+    assert (row.health, row.missed_heartbeats, row.last_heartbeat_at) == ("healthy", 0, clock())
+    assert store.events(types=["container.health"])[0].old_value == "dead"
+
+
+def test_thresholds_are_configurable(store, fake, clock):
+    running_row(store, clock, "c-1", "sb-1")
+    fake.probe_fn = failing
+    p = poller(store, fake, clock, degraded_missed=1, unhealthy_missed=2, dead_missed=3)
+    healths = []
+    for _ in range(3):
+        p.run_once()
+        healths.append(store.get_container("c-1").health)
+    assert healths == ["degraded", "unhealthy", "dead"]
+
+
+def test_agent_gone_counts_as_missed_but_the_reading_is_kept(store, fake, clock):
+    running_row(store, clock, "c-1", "sb-1", last_heartbeat_at=clock() - timedelta(seconds=30))
+    fake.probe_fn = lambda _sid: replace(OK_SAMPLE, agent_alive=False)
+    report = poller(store, fake, clock).run_once()
+    row = store.get_container("c-1")
+    assert (report.ok, row.missed_heartbeats) == (1, 1)
+    assert row.last_heartbeat_at == clock() - timedelta(seconds=30)
+    [hb] = store.heartbeat_history("c-1")
+    assert hb.agent_alive is False and hb.cpu_percent == OK_SAMPLE.cpu_percent
+
+
+def test_one_batch_of_samples_only_for_running_containers(store, fake, clock):
+    for i in range(5):
+        running_row(store, clock, f"c-{i}", f"sb-{i}")
+    store.add_container(Container(id="c-new", backend="fake"))  # created: nothing to probe yet
+    report = poller(store, fake, clock).run_once()
+    assert (report.probed, report.ok, report.failed) == (5, 5, 0)
+    with store.read() as s:
+        assert len(list(s.scalars(select(Heartbeat)))) == 5
+
+
+def test_prunes_heartbeats_older_than_retention(store, fake, clock):
+    running_row(store, clock, "c-1", "sb-1")
+    old = {"container_id": "c-1", "ts": clock() - timedelta(hours=25), "agent_alive": True}
+    recent = {**old, "ts": clock() - timedelta(hours=23)}
+    store.record_heartbeats([old, recent])
+    report = poller(store, fake, clock).run_once()
+    assert report.pruned == 1
+    assert len(store.heartbeat_history("c-1")) == 2  # the recent one and this cycle's
+
+
+def test_concurrency_is_bounded(store, fake, clock):
+    for i in range(10):
+        running_row(store, clock, f"c-{i}", f"sb-{i}")
+    cond = threading.Condition()
+    state = {"now": 0, "max": 0}
+
+    def probe(_sid):
+        with cond:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            cond.notify_all()
+            # hold until the pool is full (or a short deadline when fewer remain)
+            cond.wait_for(lambda: state["now"] >= 3, timeout=0.1)
+            state["now"] -= 1
+        return OK_SAMPLE
+
+    fake.probe_fn = probe
+    report = poller(store, fake, clock, concurrency=3).run_once()
+    assert report.ok == 10 and state["max"] == 3
+
+
+def test_a_probe_that_hangs_times_out_and_counts_as_missed(store, fake, clock):
+    running_row(store, clock, "c-hang", "sb-hang")
+    running_row(store, clock, "c-ok", "sb-ok")
+    release = threading.Event()
+
+    def probe(sid):
+        if sid == "sb-hang":
+            release.wait(5)
+        return OK_SAMPLE
+
+    fake.probe_fn = probe
+    try:
+        report = poller(store, fake, clock, probe_timeout_seconds=0.05).run_once()
+    finally:
+        release.set()
+    assert (report.ok, report.failed, report.timed_out) == (1, 1, 1)
+    assert report.duration_ms < 2000
+    hang, ok = store.get_container("c-hang"), store.get_container("c-ok")
+    assert (hang.missed_heartbeats, hang.state) == (1, "running")
+    assert ok.missed_heartbeats == 0

@@ -1,0 +1,200 @@
+"""The heartbeat poller: probe running containers concurrently, store the cycle in one batch.
+
+A probe that fails, times out, or finds the agent process gone counts as a missed heartbeat (the
+sandbox may be up, but the agent is what we pay for). A reading with the agent gone is still
+stored, for the sparkline, but does not move `last_heartbeat_at`. Health follows the missed count
+(2 degraded, 5 unhealthy, 10 dead by default); an event is written only when health changes, and a
+container's first healthy reading after `unknown` is not news.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
+from parhelia.state.health import HealthThresholds, health_from_missed
+from parhelia.state.models import Container
+from parhelia.state.settings import Settings
+from parhelia.state.store import Store, make_event
+from parhelia.state.timeutil import utcnow
+from parhelia.workers.backends.base import Backend, ProbeSample
+
+ACTOR = "heartbeat"
+LEVELS = {
+    Health.HEALTHY: EventLevel.INFO,
+    Health.DEGRADED: EventLevel.WARNING,
+    Health.UNHEALTHY: EventLevel.WARNING,
+    Health.DEAD: EventLevel.ERROR,
+}
+
+
+@dataclass
+class HeartbeatReport:
+    started_at: datetime
+    probed: int = 0
+    ok: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    health_changes: int = 0
+    pruned: int = 0
+    duration_ms: float = 0.0
+    probe_ms: float = 0.0  # wall time spent waiting for probes (the rest is Parhelia's own work)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["started_at"] = self.started_at.isoformat()
+        return out
+
+    def summary(self) -> str:
+        return (
+            f"heartbeat: probed {self.probed} ok {self.ok} failed {self.failed} "
+            f"(timed out {self.timed_out}) health changes {self.health_changes} "
+            f"pruned {self.pruned} in {self.duration_ms:.0f} ms"
+        )
+
+
+class HeartbeatPoller:
+    def __init__(
+        self,
+        store: Store,
+        backends: Mapping[str, Backend],
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.backends = backends
+        self.settings = settings
+        self.clock = clock
+
+    @property
+    def thresholds(self) -> HealthThresholds:
+        h = self.settings.heartbeat
+        return HealthThresholds(h.degraded_missed, h.unhealthy_missed, h.dead_missed)
+
+    def run_once(self) -> HeartbeatReport:
+        t0 = time.perf_counter()
+        now = self.clock()
+        report = HeartbeatReport(started_at=now)
+        rows = [c for c in self.store.containers(states=[ContainerState.RUNNING]) if c.sandbox_id]
+        report.probed = len(rows)
+        p0 = time.perf_counter()
+        results = self._probe_all(rows)
+        report.probe_ms = (time.perf_counter() - p0) * 1000.0
+        samples, updates, events = [], [], []
+        for row in rows:
+            sample = results.get(row.id)
+            if isinstance(sample, ProbeSample):
+                report.ok += 1
+                samples.append(_sample_row(row.id, now, sample))
+            else:
+                report.failed += 1
+                report.timed_out += sample is _TIMED_OUT
+            alive = isinstance(sample, ProbeSample) and sample.agent_alive
+            missed = 0 if alive else row.missed_heartbeats + 1
+            health = health_from_missed(missed, self.thresholds)
+            update = {"id": row.id, "missed_heartbeats": missed, "health": health.value}
+            if alive:
+                update["last_heartbeat_at"] = now
+            updates.append(update)
+            if health != row.health and not (
+                row.health == Health.UNKNOWN and health == Health.HEALTHY
+            ):
+                report.health_changes += 1
+                events.append(_health_event(row, health, missed, sample, now))
+        self.store.record_heartbeats(samples, updates, events)
+        retention = timedelta(hours=self.settings.heartbeat.retention_hours)
+        report.pruned = self.store.prune_heartbeats(now - retention)
+        report.duration_ms = (time.perf_counter() - t0) * 1000.0
+        return report
+
+    def _probe_all(self, rows: list[Container]) -> dict[str, ProbeSample | object]:
+        """Probe with at most `concurrency` probes in flight; a probe that has run longer than
+        `probe_timeout_seconds` is abandoned (its thread finishes on its own) and counts as missed."""
+        if not rows:
+            return {}
+        cfg = self.settings.heartbeat
+        timeout = cfg.probe_timeout_seconds
+        workers = max(1, min(cfg.concurrency, len(rows)))
+        started: dict[str, float] = {}
+        lock = threading.Lock()
+
+        def probe(row: Container) -> ProbeSample:
+            with lock:
+                started[row.id] = time.monotonic()
+            return self.backends[row.backend].probe(row.sandbox_id)
+
+        results: dict[str, ProbeSample | object] = {}
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parhelia-probe")
+        try:
+            pending: dict[Future, str] = {pool.submit(probe, r): r.id for r in rows}
+            waves = -(-len(rows) // workers)
+            cycle_deadline = time.monotonic() + timeout * (waves + 1)
+            while pending:
+                now = time.monotonic()
+                with lock:
+                    running = [started[cid] for cid in pending.values() if cid in started]
+                next_expiry = min((s + timeout for s in running), default=now + timeout)
+                done, _ = wait(
+                    list(pending),
+                    timeout=max(0.0, min(next_expiry, cycle_deadline) - now),
+                    return_when=FIRST_COMPLETED,
+                )
+                for fut in done:
+                    cid = pending.pop(fut)
+                    exc = fut.exception()
+                    results[cid] = fut.result() if exc is None else _FAILED
+                now = time.monotonic()
+                for fut, cid in list(pending.items()):
+                    with lock:
+                        began = started.get(cid)
+                    expired = began is not None and now - began >= timeout
+                    if expired or now >= cycle_deadline:
+                        fut.cancel()
+                        results[cid] = _TIMED_OUT
+                        del pending[fut]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return results
+
+
+_FAILED = object()
+_TIMED_OUT = object()
+
+
+def _sample_row(container_id: str, now: datetime, s: ProbeSample) -> dict:
+    return {
+        "container_id": container_id,
+        "ts": now,
+        "cpu_percent": s.cpu_percent,
+        "memory_mib": s.memory_mib,
+        "memory_percent": s.memory_percent,
+        "disk_percent": s.disk_percent,
+        "uptime_seconds": s.uptime_seconds,
+        "agent_alive": s.agent_alive,
+    }
+
+
+def _health_event(row: Container, health: Health, missed: int, sample, now: datetime):
+    if isinstance(sample, ProbeSample):
+        why = "agent process gone" if not sample.agent_alive else "heartbeat received"
+    else:
+        why = "probe timed out" if sample is _TIMED_OUT else "probe failed"
+    return make_event(
+        "container.health",
+        f"{row.id} {row.health} → {health} ({missed} missed; {why})",
+        level=LEVELS.get(health, EventLevel.INFO),
+        source=EventSource.HEARTBEAT,
+        actor=ACTOR,
+        container_id=row.id,
+        task_id=row.task_id,
+        old_value=row.health,
+        new_value=health.value,
+        details={"missed": missed, "reason": why},
+        ts=now,
+    )

@@ -1,0 +1,548 @@
+"""The reconciler: diff every backend in use with the store, one cycle at a time.
+
+Rules that keep sandboxes from going unseen: a listed Parhelia sandbox whose row has no sandbox id
+yet (a crash during dispatch) is adopted by its container-id tag; a listed sandbox with no row is
+recorded as `orphaned` once its grace period has passed; a row whose sandbox is no longer listed is
+`terminated` (reason `external`) only when that backend's listing succeeded. A failed listing
+changes nothing of that backend: it records an error, and the loop backs off. Only the lease holder
+acts; any other process gets `acted=False` and writes nothing.
+
+Orphans carry no resources, so their rate assumes the configured task defaults (`[defaults]` cpu,
+memory, gpu, region) priced with the configured rate table; `meta.rate_source` says so.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from parhelia.state.costs import DEFAULT_RATES, accrued_cost, hourly_rate
+from parhelia.state.enums import ContainerState as S
+from parhelia.state.enums import EventLevel, EventSource, Health, TaskStatus
+from parhelia.state.errors import ParheliaError
+from parhelia.state.lifecycle import can_transition
+from parhelia.state.models import Container, ReconcilerRun, Task, new_container_id
+from parhelia.state.settings import Settings
+from parhelia.state.store import NewRow, RowChange, Store, make_event
+from parhelia.state.timeutil import age_seconds, as_utc, utcnow
+from parhelia.workers.backends.base import Backend, SandboxInfo, is_parhelia
+
+ACTOR = "reconciler"
+SRC = EventSource.RECONCILER
+# A `created` row that never got a sandbox (the process died before create returned) is closed
+# after this long; image builds can take minutes, so it is well beyond the orphan grace.
+DISPATCH_LOST_SECONDS = 3600.0
+LIVE = (S.CREATED, S.RUNNING, S.ORPHANED, S.STOPPED)
+
+Terminate = Callable[[str, str, str], object]
+
+
+@dataclass
+class ReconcileReport:
+    """One cycle, as `parhelia reconciler run` prints it and the daemon logs it."""
+
+    started_at: datetime
+    acted: bool = True
+    holder: str = ""
+    backends: list[str] = field(default_factory=list)
+    listed: int = 0
+    known: int = 0
+    adopted: int = 0
+    orphans: int = 0
+    in_grace: int = 0
+    terminated: int = 0
+    corrections: int = 0
+    marked_stale: int = 0
+    orphans_terminated: int = 0
+    conflicts: int = 0
+    duration_ms: float = 0.0
+    backend_ms: float = 0.0
+    error: str | None = None
+    error_code: str | None = None
+    next_delay_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["started_at"] = self.started_at.isoformat()
+        return out
+
+    def summary(self) -> str:
+        if not self.acted:
+            return "reconcile: another process holds the lease; read-only"
+        head = (
+            f"reconcile: listed {self.listed} known {self.known} adopted {self.adopted} "
+            f"orphans {self.orphans} terminated {self.terminated} corrections {self.corrections} "
+            f"stale {self.marked_stale} in {self.duration_ms:.0f} ms"
+        )
+        return head + (f"; {self.error_code}: {self.error}" if self.error else "")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        backends: Mapping[str, Backend],
+        settings: Settings,
+        *,
+        configured_backend: str,
+        holder: str,
+        terminate: Terminate | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.backends = backends
+        self.settings = settings
+        self.configured_backend = configured_backend
+        self.holder = holder
+        self.terminate = terminate
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.failures = 0  # consecutive failed cycles, for the backoff
+        self._first_seen: dict[tuple[str, str], datetime] = {}
+        self._conflicts: set[str] = set()
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def next_delay(self) -> float:
+        """Seconds until the next cycle: the interval, or after failures an exponential backoff
+        with jitter (between half and all of `interval * 2**(failures-1)`, capped)."""
+        cfg = self.settings.reconciler
+        if self.failures == 0:
+            return cfg.interval_seconds
+        ceiling = min(cfg.max_backoff_seconds, cfg.interval_seconds * 2 ** (self.failures - 1))
+        return ceiling * self.rng.uniform(0.5, 1.0)
+
+    def release(self) -> None:
+        self.store.release_lease(self.holder)
+
+    # -- one cycle --------------------------------------------------------------------------
+
+    def run_once(self) -> ReconcileReport:
+        started = self.clock()
+        t0 = time.perf_counter()
+        cfg = self.settings.reconciler
+        report = ReconcileReport(started_at=started, holder=self.holder)
+        if not self.store.acquire_lease(
+            self.holder, cfg.lease_seconds, now=started, interval_seconds=cfg.interval_seconds
+        ):
+            report.acted = False
+            return report
+        try:
+            self._cycle(report, t0)
+        except Exception:
+            self.failures += 1
+            raise
+        self.failures = self.failures + 1 if report.error else 0
+        report.next_delay_seconds = self.next_delay()
+        finished = self.clock()
+        self.store.acquire_lease(
+            self.holder,
+            cfg.lease_seconds,
+            now=finished,
+            interval_seconds=cfg.interval_seconds,
+            next_run_at=finished + timedelta(seconds=report.next_delay_seconds),
+        )
+        return report
+
+    def _cycle(self, report: ReconcileReport, t0: float) -> None:
+        names = sorted(self.store.backends_in_use() | {self.configured_backend})
+        report.backends = names
+        listings, failures = self._list(names, report)
+        now = self.clock()
+        rows = [r for r in self.store.containers(states=LIVE) if r.backend in listings]
+        report.known = sum(1 for r in rows if r.state != S.STOPPED)
+        plan = _Plan(self, now, report)
+        for name, infos in listings.items():
+            plan.diff(name, infos, [r for r in rows if r.backend == name])
+        applied = self.store.apply_changes(
+            list(plan.changes.values()), new_rows=plan.new_rows, new_tasks=plan.new_tasks
+        )
+        plan.count(applied.changed, applied.inserted)
+        if self.settings.policy.orphans == "terminate" and self.terminate is not None:
+            for cid in sorted(applied.inserted):
+                try:
+                    self.terminate(cid, ACTOR, "orphan")
+                    report.orphans_terminated += 1
+                except ParheliaError:
+                    pass  # the terminate path records its own error event; the guard retries
+                except Exception as exc:
+                    plan.extra_events.append(_terminate_failed(cid, exc, now))
+        events = list(plan.extra_events)
+        for name, exc in failures.items():
+            events.append(
+                make_event(
+                    "reconciler.error",
+                    f"listing {name} sandboxes failed ({exc.code}): {exc.message}; "
+                    "no container was changed",
+                    level=EventLevel.ERROR,
+                    source=SRC,
+                    actor=ACTOR,
+                    details={"backend": name, "code": exc.code},
+                    ts=now,
+                )
+            )
+        if failures:
+            first = next(iter(failures.values()))
+            report.error = "; ".join(f"{n}: {e.message}" for n, e in failures.items())
+            report.error_code = first.code
+        report.duration_ms = (time.perf_counter() - t0) * 1000.0
+        self.store.record_run(_run_row(report, self.clock()), events)
+
+    def _list(
+        self, names: Sequence[str], report: ReconcileReport
+    ) -> tuple[dict[str, list[SandboxInfo]], dict[str, ParheliaError]]:
+        listings: dict[str, list[SandboxInfo]] = {}
+        failures: dict[str, ParheliaError] = {}
+        for name in names:
+            b0 = time.perf_counter()
+            try:
+                listings[name] = list(self.backends[name].list())
+            except ParheliaError as exc:
+                failures[name] = exc
+            except Exception as exc:  # a backend bug must read as a failed listing, never as empty
+                failures[name] = ParheliaError(
+                    "E502",
+                    f"listing failed: {type(exc).__name__}: {exc}",
+                    ["parhelia reconciler status", "parhelia config show"],
+                )
+            report.backend_ms += (time.perf_counter() - b0) * 1000.0
+        report.listed = sum(len(v) for v in listings.values())
+        return listings, failures
+
+    def orphan_rate(self) -> tuple[float, str]:
+        d, r = self.settings.defaults, self.settings.rates
+        rates = DEFAULT_RATES.with_overrides(r.cpu_core_hour, r.memory_gib_hour, r.gpu)
+        gpu = None if d.gpu in ("", "none") else d.gpu
+        rate = hourly_rate(d.cpu, d.memory_mib, gpu, d.region or None, rates)
+        return (
+            rate,
+            f"assumed [defaults] cpu={d.cpu:g} memory_mib={d.memory_mib} gpu={gpu or 'none'}",
+        )
+
+
+class _Plan:
+    """The changes of one cycle, built from rows loaded once and indexed in dicts."""
+
+    def __init__(self, rec: Reconciler, now: datetime, report: ReconcileReport) -> None:
+        self.rec = rec
+        self.now = now
+        self.report = report
+        self.changes: dict[str, RowChange] = {}
+        self.kinds: dict[str, set[str]] = {}
+        self.new_rows: list[NewRow] = []
+        self.new_tasks: list[Task] = []
+        self.extra_events: list = []
+        self.grace = rec.settings.reconciler.orphan_grace_seconds
+        self.stale = rec.settings.reconciler.stale_seconds
+
+    # -- building -------------------------------------------------------------------------
+
+    def _change(self, row: Container, kind: str, fields: dict, *events) -> None:
+        prev = self.changes.get(row.id)
+        expect = prev.expect if prev else {"state": row.state, "sandbox_id": row.sandbox_id}
+        merged = {**(prev.fields if prev else {}), **fields}
+        evs = (*(prev.events if prev else ()), *events)
+        self.changes[row.id] = RowChange(row.id, merged, expect, evs)
+        self.kinds.setdefault(row.id, set()).add(kind)
+
+    def _state(self, row: Container, new: str, kind: str, message: str, **fields) -> None:
+        level = EventLevel.WARNING if new in (S.TERMINATED, S.ORPHANED) else EventLevel.INFO
+        if new in (S.STOPPED, S.TERMINATED) and row.terminated_at is None:
+            fields["terminated_at"] = self.now
+            fields["cost_accrued_usd"] = max(
+                row.cost_accrued_usd,
+                accrued_cost(row.cost_rate_per_hour, row.started_at, self.now, self.now),
+            )
+        fields["state"] = new
+        ev = make_event(
+            "container.state",
+            message,
+            level=level,
+            source=SRC,
+            actor=ACTOR,
+            container_id=row.id,
+            task_id=row.task_id,
+            old_value=row.state,
+            new_value=new,
+            details={k: v for k, v in fields.items() if isinstance(v, (str, int, float))},
+            ts=self.now,
+        )
+        self._change(row, kind, fields, ev)
+
+    def diff(self, backend: str, infos: Sequence[SandboxInfo], rows: Sequence[Container]) -> None:
+        by_sandbox = {r.sandbox_id: r for r in rows if r.sandbox_id}
+        by_id = {r.id: r for r in rows}
+        seen: set[str] = set()
+        unmatched: list[SandboxInfo] = []
+        for info in infos:
+            if not is_parhelia(info.tags):
+                continue  # never Parhelia's: shown by `list_all`, never touched
+            row = by_sandbox.get(info.sandbox_id)
+            if row is None:
+                cand = by_id.get(info.container_id or "")
+                if cand is not None and cand.sandbox_id is None and cand.id not in seen:
+                    seen.add(cand.id)
+                    self._adopt(cand, info)
+                else:
+                    unmatched.append(info)
+                continue
+            seen.add(row.id)
+            self._drift(row, info)
+        for row in rows:
+            if row.id not in seen:
+                self._gone(row)
+        for row in rows:
+            self._mark_stale(row)
+        if unmatched:
+            self._orphans(backend, unmatched)
+
+    def _adopt(self, row: Container, info: SandboxInfo) -> None:
+        fields: dict = {"sandbox_id": info.sandbox_id, "tags": dict(info.tags)}
+        adopt = make_event(
+            "container.adopted",
+            f"{row.id} adopted sandbox {info.sandbox_id} by its tag (dispatch did not finish)",
+            level=EventLevel.WARNING,
+            source=SRC,
+            actor=ACTOR,
+            container_id=row.id,
+            task_id=row.task_id,
+            new_value=info.sandbox_id[:64],
+            ts=self.now,
+        )
+        self._change(row, "adopted", fields, adopt)
+        self._live_state(row, info, "adopted")
+
+    def _live_state(self, row: Container, info: SandboxInfo, kind: str) -> None:
+        if info.running and row.state == S.CREATED:
+            self._state(
+                row,
+                S.RUNNING,
+                kind,
+                f"{row.id} created → running: its sandbox {info.sandbox_id} is running",
+                started_at=row.started_at or as_utc(info.created_at) or self.now,
+            )
+        elif not info.running and row.state in (S.CREATED, S.RUNNING, S.ORPHANED):
+            new = S.TERMINATED if row.state == S.ORPHANED else S.STOPPED
+            self._state(
+                row,
+                new,
+                kind,
+                f"{row.id} {row.state} → {new}: its sandbox {info.sandbox_id} exited"
+                + (f" with code {info.exit_code}" if info.exit_code is not None else ""),
+                exit_code=info.exit_code,
+                termination_reason=row.termination_reason or "exited",
+            )
+
+    def _drift(self, row: Container, info: SandboxInfo) -> None:
+        self._live_state(row, info, "corrections")
+        if dict(row.tags or {}) != dict(info.tags):
+            ev = make_event(
+                "container.drift",
+                f"{row.id} tags corrected from the backend",
+                source=SRC,
+                actor=ACTOR,
+                container_id=row.id,
+                task_id=row.task_id,
+                old_value="tags",
+                new_value="tags",
+                details={"field": "tags", "old": dict(row.tags or {}), "new": dict(info.tags)},
+                ts=self.now,
+            )
+            self._change(row, "corrections", {"tags": dict(info.tags)}, ev)
+
+    def _gone(self, row: Container) -> None:
+        if row.sandbox_id is None:
+            age = age_seconds(row.created_at, self.now) or 0.0
+            if row.state == S.CREATED and age > DISPATCH_LOST_SECONDS:
+                self._state(
+                    row,
+                    S.TERMINATED,
+                    "terminated",
+                    f"{row.id} never got a sandbox in {age / 60:.0f} min; closed as dispatch_lost",
+                    termination_reason="dispatch_lost",
+                    terminated_by=ACTOR,
+                )
+            return
+        if not can_transition(row.state, S.TERMINATED) or row.state == S.TERMINATED:
+            return
+        reason = row.termination_reason if row.state == S.STOPPED else None
+        self._state(
+            row,
+            S.TERMINATED,
+            "terminated",
+            f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: terminated externally",
+            termination_reason=reason or "external",
+            terminated_by=row.terminated_by or "external",
+        )
+
+    def _mark_stale(self, row: Container) -> None:
+        change = self.changes.get(row.id)
+        state = change.fields.get("state", row.state) if change else row.state
+        if state != S.RUNNING or row.health in (Health.UNHEALTHY, Health.DEAD):
+            return
+        ref = row.last_heartbeat_at or (change.fields.get("started_at") if change else None)
+        ref = ref or row.started_at
+        silent = age_seconds(ref, self.now)
+        if silent is None or silent <= self.stale:
+            return
+        ev = make_event(
+            "container.health",
+            f"{row.id} has sent no heartbeat for {silent / 60:.0f} min: unhealthy (stale)",
+            level=EventLevel.WARNING,
+            source=SRC,
+            actor=ACTOR,
+            container_id=row.id,
+            task_id=row.task_id,
+            old_value=row.health,
+            new_value=Health.UNHEALTHY,
+            details={"silent_seconds": round(silent, 1), "stale_seconds": self.stale},
+            ts=self.now,
+        )
+        self._change(row, "marked_stale", {"health": Health.UNHEALTHY}, ev)
+
+    def _orphans(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
+        """Running sandboxes no live row knows. Rows of any state are looked up once, so a sandbox
+        whose row was terminated is reported instead of recorded twice."""
+        running = [i for i in infos if i.running]
+        old = self.rec.store.containers_matching(
+            backend,
+            ids=[i.container_id for i in running if i.container_id],
+            sandbox_ids=[i.sandbox_id for i in running],
+        )
+        old_ids = {c.id for c in old}
+        old_sandboxes = {c.sandbox_id for c in old if c.sandbox_id}
+        rate, rate_source = self.rec.orphan_rate()
+        for info in running:
+            key = (backend, info.sandbox_id)
+            born = as_utc(info.created_at) or self.rec._first_seen.setdefault(key, self.now)
+            if (age_seconds(born, self.now) or 0.0) < self.grace:
+                self.report.in_grace += 1
+                continue
+            self.rec._first_seen.pop(key, None)
+            if info.sandbox_id in old_sandboxes:
+                self.report.conflicts += 1
+                continue
+            tag_id = info.container_id
+            cid = tag_id if tag_id and tag_id not in old_ids and len(tag_id) <= 32 else None
+            self._orphan(backend, info, cid or new_container_id(), born, rate, rate_source)
+        conflicts = {i.sandbox_id for i in running if i.sandbox_id in old_sandboxes}
+        if conflicts - self.rec._conflicts:  # report each such sandbox once, not every cycle
+            self.extra_events.append(
+                make_event(
+                    "reconciler.conflict",
+                    f"{len(conflicts)} {backend} sandbox(es) still run though their rows are "
+                    "terminated; terminate them in the backend console",
+                    level=EventLevel.WARNING,
+                    source=SRC,
+                    actor=ACTOR,
+                    details={"sandbox_ids": sorted(conflicts)[:50]},
+                    ts=self.now,
+                )
+            )
+        self.rec._conflicts = conflicts
+
+    def _orphan(
+        self,
+        backend: str,
+        info: SandboxInfo,
+        cid: str,
+        born: datetime,
+        rate: float,
+        rate_source: str,
+    ) -> None:
+        task_id = info.task_id if info.task_id and len(info.task_id) <= 32 else None
+        if task_id:
+            self.new_tasks.append(
+                Task(
+                    id=task_id,
+                    prompt=f"(unknown: task recorded from orphaned sandbox {info.sandbox_id})",
+                    status=TaskStatus.RUNNING,
+                    backend=backend,
+                    created_at=born,
+                    updated_at=self.now,
+                    actor=ACTOR,
+                )
+            )
+        d = self.rec.settings.defaults
+        row = Container(
+            id=cid,
+            backend=backend,
+            sandbox_id=info.sandbox_id,
+            task_id=task_id,
+            state=S.ORPHANED,
+            health=Health.UNKNOWN,
+            created_at=born,
+            started_at=born,
+            cpu_cores=d.cpu,
+            memory_mib=d.memory_mib,
+            cost_rate_per_hour=rate,
+            cost_accrued_usd=accrued_cost(rate, born, None, self.now),
+            tags=dict(info.tags),
+            meta={"rate_source": rate_source, "recorded_by": ACTOR},
+            updated_at=self.now,
+        )
+        ev = make_event(
+            "container.orphaned",
+            f"orphan: {backend} sandbox {info.sandbox_id} runs with no record "
+            f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans",
+            level=EventLevel.WARNING,
+            source=SRC,
+            actor=ACTOR,
+            container_id=cid,
+            task_id=task_id,
+            new_value=S.ORPHANED,
+            details={
+                "sandbox_id": info.sandbox_id,
+                "rate_per_hour": rate,
+                "rate_source": rate_source,
+                "sandbox_created_at": born.isoformat(),
+            },
+            ts=self.now,
+        )
+        self.new_rows.append(NewRow(row, (ev,)))
+
+    # -- counting what was applied -----------------------------------------------------------
+
+    def count(self, changed: frozenset[str], inserted: frozenset[str]) -> None:
+        r = self.report
+        for cid, kinds in self.kinds.items():
+            if cid not in changed:
+                continue
+            for kind in kinds:
+                setattr(r, kind, getattr(r, kind) + 1)
+        r.orphans += len(inserted)
+
+
+def _terminate_failed(cid: str, exc: Exception, now: datetime):
+    return make_event(
+        "container.terminate_failed",
+        f"auto-terminate of orphan {cid} failed: {type(exc).__name__}: {exc}",
+        level=EventLevel.ERROR,
+        source=SRC,
+        actor=ACTOR,
+        container_id=cid,
+        ts=now,
+    )
+
+
+def _run_row(report: ReconcileReport, finished: datetime) -> ReconcilerRun:
+    return ReconcilerRun(
+        started_at=report.started_at,
+        finished_at=finished,
+        duration_ms=report.duration_ms,
+        holder=report.holder[:128],
+        backends=",".join(report.backends)[:64],
+        listed=report.listed,
+        known=report.known,
+        adopted=report.adopted,
+        orphans=report.orphans,
+        terminated=report.terminated,
+        corrections=report.corrections,
+        marked_stale=report.marked_stale,
+        error=report.error,
+        error_code=report.error_code,
+    )
