@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from parhelia.state.costs import DEFAULT_RATES, accrued_cost, hourly_rate
 from parhelia.state.enums import ContainerState as S
@@ -38,6 +39,7 @@ DISPATCH_LOST_SECONDS = 3600.0
 LIVE = (S.CREATED, S.RUNNING, S.ORPHANED, S.STOPPED)
 
 Terminate = Callable[[str, str, str], object]
+Row = Any  # a container row as `Store.container_rows` returns it (read-only, attribute access)
 
 
 @dataclass
@@ -153,7 +155,7 @@ class Reconciler:
         report.backends = names
         listings, failures = self._list(names, report)
         now = self.clock()
-        rows = [r for r in self.store.containers(states=LIVE) if r.backend in listings]
+        rows = [r for r in self.store.container_rows(LIVE) if r.backend in listings]
         report.known = sum(1 for r in rows if r.state != S.STOPPED)
         plan = _Plan(self, now, report)
         for name, infos in listings.items():
@@ -241,7 +243,7 @@ class _Plan:
 
     # -- building -------------------------------------------------------------------------
 
-    def _change(self, row: Container, kind: str, fields: dict, *events) -> None:
+    def _change(self, row: Row, kind: str, fields: dict, *events) -> None:
         prev = self.changes.get(row.id)
         expect = prev.expect if prev else {"state": row.state, "sandbox_id": row.sandbox_id}
         merged = {**(prev.fields if prev else {}), **fields}
@@ -249,7 +251,7 @@ class _Plan:
         self.changes[row.id] = RowChange(row.id, merged, expect, evs)
         self.kinds.setdefault(row.id, set()).add(kind)
 
-    def _state(self, row: Container, new: str, kind: str, message: str, **fields) -> None:
+    def _state(self, row: Row, new: str, kind: str, message: str, **fields) -> None:
         level = EventLevel.WARNING if new in (S.TERMINATED, S.ORPHANED) else EventLevel.INFO
         if new in (S.STOPPED, S.TERMINATED) and row.terminated_at is None:
             fields["terminated_at"] = self.now
@@ -258,7 +260,7 @@ class _Plan:
                 accrued_cost(row.cost_rate_per_hour, row.started_at, self.now, self.now),
             )
         fields["state"] = new
-        ev = make_event(
+        ev = _event(
             "container.state",
             message,
             level=level,
@@ -273,7 +275,7 @@ class _Plan:
         )
         self._change(row, kind, fields, ev)
 
-    def diff(self, backend: str, infos: Sequence[SandboxInfo], rows: Sequence[Container]) -> None:
+    def diff(self, backend: str, infos: Sequence[SandboxInfo], rows: Sequence[Row]) -> None:
         by_sandbox = {r.sandbox_id: r for r in rows if r.sandbox_id}
         by_id = {r.id: r for r in rows}
         seen: set[str] = set()
@@ -300,9 +302,9 @@ class _Plan:
         if unmatched:
             self._orphans(backend, unmatched)
 
-    def _adopt(self, row: Container, info: SandboxInfo) -> None:
+    def _adopt(self, row: Row, info: SandboxInfo) -> None:
         fields: dict = {"sandbox_id": info.sandbox_id, "tags": dict(info.tags)}
-        adopt = make_event(
+        adopt = _event(
             "container.adopted",
             f"{row.id} adopted sandbox {info.sandbox_id} by its tag (dispatch did not finish)",
             level=EventLevel.WARNING,
@@ -316,7 +318,7 @@ class _Plan:
         self._change(row, "adopted", fields, adopt)
         self._live_state(row, info, "adopted")
 
-    def _live_state(self, row: Container, info: SandboxInfo, kind: str) -> None:
+    def _live_state(self, row: Row, info: SandboxInfo, kind: str) -> None:
         if info.running and row.state == S.CREATED:
             self._state(
                 row,
@@ -337,10 +339,10 @@ class _Plan:
                 termination_reason=row.termination_reason or "exited",
             )
 
-    def _drift(self, row: Container, info: SandboxInfo) -> None:
+    def _drift(self, row: Row, info: SandboxInfo) -> None:
         self._live_state(row, info, "corrections")
         if dict(row.tags or {}) != dict(info.tags):
-            ev = make_event(
+            ev = _event(
                 "container.drift",
                 f"{row.id} tags corrected from the backend",
                 source=SRC,
@@ -354,7 +356,7 @@ class _Plan:
             )
             self._change(row, "corrections", {"tags": dict(info.tags)}, ev)
 
-    def _gone(self, row: Container) -> None:
+    def _gone(self, row: Row) -> None:
         if row.sandbox_id is None:
             age = age_seconds(row.created_at, self.now) or 0.0
             if row.state == S.CREATED and age > DISPATCH_LOST_SECONDS:
@@ -379,7 +381,7 @@ class _Plan:
             terminated_by=row.terminated_by or "external",
         )
 
-    def _mark_stale(self, row: Container) -> None:
+    def _mark_stale(self, row: Row) -> None:
         change = self.changes.get(row.id)
         state = change.fields.get("state", row.state) if change else row.state
         if state != S.RUNNING or row.health in (Health.UNHEALTHY, Health.DEAD):
@@ -389,7 +391,7 @@ class _Plan:
         silent = age_seconds(ref, self.now)
         if silent is None or silent <= self.stale:
             return
-        ev = make_event(
+        ev = _event(
             "container.health",
             f"{row.id} has sent no heartbeat for {silent / 60:.0f} min: unhealthy (stale)",
             level=EventLevel.WARNING,
@@ -485,7 +487,7 @@ class _Plan:
             meta={"rate_source": rate_source, "recorded_by": ACTOR},
             updated_at=self.now,
         )
-        ev = make_event(
+        ev = _event(
             "container.orphaned",
             f"orphan: {backend} sandbox {info.sandbox_id} runs with no record "
             f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans",
@@ -515,6 +517,27 @@ class _Plan:
             for kind in kinds:
                 setattr(r, kind, getattr(r, kind) + 1)
         r.orphans += len(inserted)
+
+
+def _event(type: str, message: str, *, ts: datetime, details: dict | None = None, **kw) -> dict:
+    """An event as a plain row for the bulk insert (see `Store.apply_changes`)."""
+    return {
+        "ts": ts,
+        "type": type,
+        "message": message,
+        "level": str(kw.pop("level", EventLevel.INFO)),
+        "source": str(kw.pop("source", SRC)),
+        "details": details or {},
+        "container_id": None,
+        "task_id": None,
+        "old_value": None,
+        "new_value": None,
+        "actor": None,
+        **{
+            k: (str(v) if v is not None and k in ("old_value", "new_value") else v)
+            for k, v in kw.items()
+        },
+    }
 
 
 def _terminate_failed(cid: str, exc: Exception, now: datetime):
