@@ -82,13 +82,19 @@ def reconcile_bench(tmp: Path) -> tuple[float, float]:
         if kind != "gone":
             infos.append(SandboxInfo(sid, "fake", parhelia_tags(cid, None), born))
     for i in range(500):
-        infos.append(SandboxInfo(f"sb-orphan-{i}", "fake", parhelia_tags(f"c-lost-{i}", None), born))
+        infos.append(
+            SandboxInfo(f"sb-orphan-{i}", "fake", parhelia_tags(f"c-lost-{i}", None), born)
+        )
     random.Random(1).shuffle(infos)
     seed_rows(store, rows)
     assert len(infos) == N_SANDBOXES
-    rec = Reconciler(store, {"fake": Fake(infos)}, Settings(), configured_backend="fake", holder="bench")
+    rec = Reconciler(
+        store, {"fake": Fake(infos)}, Settings(), configured_backend="fake", holder="bench"
+    )
     first = rec.run_once()
-    assert (first.adopted, first.orphans, first.terminated, first.error) == (500, 500, 500, None), first
+    assert (first.adopted, first.orphans, first.terminated, first.error) == (500, 500, 500, None), (
+        first
+    )
     steady = rec.run_once()
     assert (steady.adopted, steady.orphans, steady.terminated) == (0, 0, 0), steady
     store.close()
