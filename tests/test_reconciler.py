@@ -469,3 +469,50 @@ def test_run_loops_standby_does_not_poll_and_backs_off_on_errors(store, fake, cl
     run_loops(rec, Poller(), None, Settings(), stop, monotonic=lambda: t["now"], wait=wait)
     assert polled == [] and waits == [60.0, 60.0]  # standby: lease retried each interval
     assert store.get_lease().holder == "other-process"  # not released: it is not ours
+
+
+# -- the incident, in memory (the fake-Modal replay lives in test_incident_replay.py) ---------
+
+
+@pytest.mark.parametrize("policy", ["flag", "terminate"])
+def test_incident_shape_25_unrecorded_sandboxes_through_the_control_plane(
+    store, fake, clock, policy
+):
+    from parhelia.workers.control import ControlPlane
+
+    for i in range(25):
+        fake.add(
+            f"sb-{i:02d}",
+            f"c-inc{i:02d}",
+            f"t-inc{i:02d}",
+            created_at=clock() - timedelta(hours=11),
+        )
+    fake.add("sb-foreign", tags={"owner": "someone-else"}, created_at=clock() - timedelta(hours=11))
+    settings = Settings()
+    settings.policy.orphans = policy
+    cp = ControlPlane(
+        store, settings, default_backend="fake", backends={"fake": fake}, clock=clock, holder="A"
+    )
+
+    report = cp.refresh_once()
+
+    rate = hourly_rate(1.0, 2048)
+    assert (report.listed, report.orphans) == (25, 25)
+    rows = store.containers()
+    assert len(rows) == 25 and {r.task_id for r in rows} == {f"t-inc{i:02d}" for i in range(25)}
+    assert all(r.cost_rate_per_hour == pytest.approx(rate) for r in rows)
+    view = cp.dashboard()
+    if policy == "flag":
+        assert {r.state for r in rows} == {"orphaned"}
+        assert view.budget.burn_rate_per_hour == pytest.approx(25 * rate)
+        assert view.budget.spent_usd == pytest.approx(25 * 11 * rate, rel=1e-3)
+        assert len(fake.sandboxes) == 26
+    else:
+        assert report.orphans_terminated == 25
+        assert {(r.state, r.termination_reason, r.terminated_by) for r in rows} == {
+            ("terminated", "orphan", "reconciler")
+        }
+        assert sum(r.cost_accrued_usd for r in rows) == pytest.approx(25 * 11 * rate, rel=1e-3)
+        assert list(fake.sandboxes) == ["sb-foreign"]  # never Parhelia's, never touched
+    assert "sb-foreign" in fake.sandboxes
+    assert len(store.events(types=["container.orphaned"])) == 25
