@@ -164,7 +164,8 @@ class Reconciler:
             list(plan.changes.values()), new_rows=plan.new_rows, new_tasks=plan.new_tasks
         )
         plan.count(applied.changed, applied.inserted)
-        if self.settings.policy.orphans == "terminate" and self.terminate is not None:
+        policy = self.store.get_setting("policy.orphans") or self.settings.policy.orphans
+        if policy == "terminate" and self.terminate is not None and applied.inserted:
             for cid in sorted(applied.inserted):
                 try:
                     self.terminate(cid, ACTOR, "orphan")
