@@ -112,14 +112,9 @@ class ControlPlane:
         return DEFAULT_RATES.with_overrides(r.cpu_core_hour, r.memory_gib_hour, r.gpu)
 
     def budget_config(self) -> BudgetConfig:
-        b = self.settings.budget
-        ceiling = self.store.get_setting("budget.ceiling_usd", None)
-        return BudgetConfig(
-            ceiling_usd=float(ceiling if ceiling is not None else b.ceiling_usd),
-            period=b.period,
-            policy=self.store.get_setting("policy.budget", None) or self.settings.policy.budget,
-            thresholds=tuple(b.warn_percent),
-        )
+        from parhelia.workers.budget_guard import budget_config
+
+        return budget_config(self.store, self.settings)
 
     def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
         return self.store.dashboard(
@@ -266,11 +261,11 @@ class ControlPlane:
         )
 
     def _check_budget(self, req: TaskRequest, est: Estimate) -> None:
-        policy = self.budget_config().policy
-        if policy in ("block", "stop") and est.spent_usd >= est.ceiling_usd:
+        allowed, reason = self.guard.dispatch_allowed()
+        if not allowed:
             raise ParheliaError(
                 "E603",
-                f"budget policy '{policy}' blocks new work: ${est.spent_usd:.2f} spent of a ${est.ceiling_usd:.2f} ceiling",
+                reason.removeprefix("E603: "),
                 ["parhelia budget show", "parhelia budget set AMOUNT", "parhelia config show"],
                 attempted="dispatch a task",
             )
