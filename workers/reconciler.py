@@ -14,6 +14,7 @@ memory, gpu, region) priced with the configured rate table; `meta.rate_source` s
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,8 @@ class Reconciler:
         self.failures = 0  # consecutive failed cycles, for the backoff
         self._first_seen: dict[tuple[str, str], datetime] = {}
         self._conflicts: set[str] = set()
+        # The dashboard's "reconcile now" and its loop thread share one reconciler: one cycle at a time.
+        self._cycle_lock = threading.Lock()
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -124,6 +127,10 @@ class Reconciler:
     # -- one cycle --------------------------------------------------------------------------
 
     def run_once(self) -> ReconcileReport:
+        with self._cycle_lock:
+            return self._run_once()
+
+    def _run_once(self) -> ReconcileReport:
         started = self.clock()
         t0 = time.perf_counter()
         cfg = self.settings.reconciler
