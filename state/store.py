@@ -8,13 +8,13 @@ several processes can write at once without "database is locked".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -45,6 +45,8 @@ from parhelia.state.views import (
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
+# The container columns a ContainerView needs (everything but the metadata JSON).
+_VIEW_COLUMNS = tuple(c for c in Container.__table__.columns if c.name != "metadata")
 
 
 @dataclass(frozen=True)
@@ -466,10 +468,22 @@ class Store:
         (`{"id": ..., "last_heartbeat_at": ..., "missed_heartbeats": ..., "health": ...}`) and the
         health-change events."""
         with self.write() as s:
+            conn = s.connection()
             if samples:
-                s.execute(insert(Heartbeat), list(samples))
-            if container_updates:
-                s.execute(update(Container), list(container_updates))
+                _executemany(conn, insert(Heartbeat.__table__), samples)
+            by_keys: dict[tuple[str, ...], list[dict]] = {}
+            for u in container_updates:
+                by_keys.setdefault(tuple(sorted(k for k in u if k != "id")), []).append(u)
+            table = Container.__table__
+            for keys, rows in by_keys.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("_id"))
+                    .values({k: bindparam(k) for k in keys})
+                )
+                _executemany(
+                    conn, stmt, [{"_id": u["id"], **{k: u[k] for k in keys}} for u in rows]
+                )
             s.add_all(events)
         return len(samples)
 
@@ -604,15 +618,18 @@ class Store:
             .correlate(Container)
             .scalar_subquery()
         )
+        # Plain columns, not ORM instances: building a thousand models per refresh was most of the
+        # dashboard's time (bench/store.py).
         q = (
             select(
-                Container,
+                *_VIEW_COLUMNS,
                 Task.prompt,
                 Heartbeat.cpu_percent,
-                Heartbeat.memory_mib,
+                Heartbeat.memory_mib.label("hb_memory_mib"),
                 Heartbeat.memory_percent,
                 Heartbeat.agent_alive,
             )
+            .select_from(Container)
             .outerjoin(Task, Task.id == Container.task_id)
             .outerjoin(Heartbeat, Heartbeat.id == latest)
         )
@@ -625,8 +642,10 @@ class Store:
         with self.read() as s:
             rows = s.execute(q).all()
         return [
-            to_container_view(c, prompt, cpu, mem, memp, alive, now)
-            for c, prompt, cpu, mem, memp, alive in rows
+            to_container_view(
+                r, r.prompt, r.cpu_percent, r.hb_memory_mib, r.memory_percent, r.agent_alive, now
+            )
+            for r in rows
         ]
 
     def spent_since(self, start: datetime, now: datetime, active: Sequence[ContainerView]) -> float:
@@ -871,6 +890,51 @@ def _add_events(s: Session, events: Sequence[Event | dict]) -> None:
     rows = [e for e in events if isinstance(e, dict)]
     if rows:
         s.execute(insert(Event), rows)
+
+
+def _executemany(conn: Connection, stmt: Any, rows: Sequence[dict]) -> None:
+    """executemany of a Core statement whose parameters are the rows' keys (alike in every row).
+
+    On SQLite the rows go straight to the driver, each value bound through its column's own type
+    (so naive datetimes are still refused), memoized per value since a cycle's rows share their
+    timestamps: SQLAlchemy's per-row parameter building cost more than SQLite itself (bench/store.py)."""
+    rows = list(rows)
+    if conn.dialect.name != "sqlite" or not rows:
+        if rows:
+            conn.execute(stmt, rows)
+        return
+    dialect = conn.dialect
+    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or ())
+    binders = []
+    for name in names:
+        proc = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        binders.append(_memoized(proc) if proc is not None else None)
+    conn.exec_driver_sql(
+        str(compiled),
+        [
+            tuple(
+                r[n] if b is None or r[n] is None else b(r[n])
+                for n, b in zip(names, binders, strict=True)
+            )
+            for r in rows
+        ],
+    )
+
+
+def _memoized(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    cache: dict[Any, Any] = {}
+
+    def bind(value: Any) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            cache[value] = out = proc(value)
+            return out
+        except TypeError:  # unhashable (JSON values)
+            return proc(value)
+
+    return bind
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
