@@ -1,0 +1,262 @@
+"""Benchmark the store against SPEC-21-sized data. Run: `python bench/store.py`.
+
+- batched heartbeat ingest through `Store.record_heartbeats` (target >= 50,000 rows/s);
+- `Store.dashboard()` over 1,000 containers, 1,000,000 events, 2,000,000 heartbeats (target < 50 ms);
+- events filtered by container and level over those 1,000,000 events (target < 10 ms).
+
+The bulk data is loaded with plain `executemany` (indexes dropped during the load and rebuilt from
+the schema's own definitions), so the measured queries see exactly the migrated schema.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from parhelia.state.costs import hourly_rate
+from parhelia.state.models import Container, Task
+from parhelia.state.store import Store
+
+N_CONTAINERS = 1_000
+N_EVENTS = 1_000_000
+N_HEARTBEATS = 2_000_000
+INGEST_BATCH = 1_000
+INGEST_BATCHES = 100
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+LEVELS = ["info"] * 90 + ["warning"] * 8 + ["error"] * 2
+TYPES = ["container.state", "container.health", "budget", "user.action", "task.progress"]
+
+random.seed(7)
+
+
+def _sql_ts(dt: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores (naive UTC)."""
+    return dt.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def seed_containers(store: Store) -> list[str]:
+    """1,000 containers: 800 running, 100 ended within the hour, 100 ended long ago, each with a task."""
+    tasks, rows = [], []
+    for i in range(N_CONTAINERS):
+        tid, cid = f"t-{i:08x}", f"c-{i:08x}"
+        started = NOW - timedelta(hours=random.uniform(0.5, 20))
+        state, ended = "running", None
+        if i >= 800:
+            state = "terminated"
+            ended = NOW - timedelta(minutes=random.uniform(1, 50) if i < 900 else 600)
+        tasks.append({"id": tid, "prompt": f"task {i}", "backend": "modal", "created_at": started})
+        rows.append(
+            {
+                "id": cid,
+                "backend": "modal",
+                "sandbox_id": f"sb-{i:06d}",
+                "task_id": tid,
+                "state": state,
+                "health": random.choice(["healthy", "healthy", "degraded", "unhealthy"]),
+                "created_at": started,
+                "started_at": started,
+                "terminated_at": ended,
+                "last_heartbeat_at": NOW - timedelta(seconds=30),
+                "cpu_cores": 2.0,
+                "memory_mib": 4096,
+                "cost_rate_per_hour": hourly_rate(2.0, 4096),
+                "cost_accrued_usd": 0.5 if ended else 0.0,
+                "tags": {"parhelia": "1"},
+                "meta": {},
+                "updated_at": NOW,
+            }
+        )
+    with store.write() as s:
+        s.execute(insert(Task), tasks)
+        s.execute(insert(Container), rows)
+    return [r["id"] for r in rows]
+
+
+def bulk_load(store: Store, table: str, columns: list[str], rows) -> None:
+    """executemany into `table` with its indexes dropped, then rebuild them from their own DDL."""
+    raw = store._write_engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        ddl = [
+            r[0]
+            for r in cur.execute(
+                "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name=? AND sql IS NOT NULL",
+                (table,),
+            )
+        ]
+        cur.execute("BEGIN")
+        for stmt in ddl:
+            cur.execute("DROP INDEX " + stmt.split()[2])
+        marks = ",".join("?" * len(columns))
+        cur.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", rows)
+        for stmt in ddl:
+            cur.execute(stmt)
+        cur.execute("COMMIT")
+        cur.execute("ANALYZE")
+        cur.close()
+    finally:
+        raw.close()
+
+
+def event_rows(ids: list[str]):
+    start = NOW - timedelta(days=30)
+    step = (30 * 86400) / N_EVENTS
+    for i in range(N_EVENTS):
+        cid = ids[i % len(ids)]
+        level = LEVELS[(i * 7919) % 100]
+        yield (
+            _sql_ts(start + timedelta(seconds=i * step)),
+            TYPES[i % len(TYPES)],
+            level,
+            cid,
+            "t-" + cid[2:],
+            f"event {i}",
+            "{}",
+            "system",
+        )
+
+
+def heartbeat_rows(ids: list[str]):
+    per = N_HEARTBEATS // len(ids)
+    start = NOW - timedelta(hours=24)
+    step = 86400 / per
+    for k in range(per):
+        ts = _sql_ts(start + timedelta(seconds=k * step))
+        for cid in ids:
+            yield (cid, ts, 12.5, 512.0, 12.5, 40.0, k * step, 1)
+
+
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    fn()  # warm caches
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def ingest_bench(store: Store, ids: list[str], *, with_updates: bool = True) -> float:
+    """Heartbeat cycles of 1,000 samples (with the poller's 1,000 container updates in the same
+    transaction unless `with_updates` is False); heartbeat rows/s."""
+    batches = []
+    for b in range(INGEST_BATCHES):
+        ts = NOW + timedelta(seconds=30 * (b + 1))
+        samples = [
+            {
+                "container_id": cid,
+                "ts": ts,
+                "cpu_percent": 10.0,
+                "memory_mib": 300.0,
+                "memory_percent": 7.0,
+                "disk_percent": 20.0,
+                "uptime_seconds": 60.0 * b,
+                "agent_alive": True,
+            }
+            for cid in ids[:INGEST_BATCH]
+        ]
+        updates = [
+            {"id": cid, "last_heartbeat_at": ts, "missed_heartbeats": 0, "health": "healthy"}
+            for cid in ids[:INGEST_BATCH]
+        ]
+        batches.append((samples, updates))
+    t = time.perf_counter()
+    rows = sum(
+        store.record_heartbeats(samples, updates if with_updates else [])
+        for samples, updates in batches
+    )
+    return rows / (time.perf_counter() - t)
+
+
+def report(name: str, figure: str, ratio: float, ok: bool) -> None:
+    print(f"{name:<44} {figure:<28} ratio to target {ratio:6.2f}x  {'OK' if ok else 'MISSED'}")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        ids = seed_containers(store)
+
+        rate = ingest_bench(store, ids)
+        rate_samples_only = ingest_bench(store, ids, with_updates=False)
+
+        t = time.perf_counter()
+        bulk_load(
+            store,
+            "events",
+            ["ts", "type", "level", "container_id", "task_id", "message", "details", "source"],
+            event_rows(ids),
+        )
+        bulk_load(
+            store,
+            "heartbeats",
+            [
+                "container_id",
+                "ts",
+                "cpu_percent",
+                "memory_mib",
+                "memory_percent",
+                "disk_percent",
+                "uptime_seconds",
+                "agent_alive",
+            ],
+            heartbeat_rows(ids),
+        )
+        print(
+            f"setup: {N_EVENTS:,} events + {N_HEARTBEATS:,} heartbeats in {time.perf_counter() - t:.1f} s"
+        )
+
+        dash = store.dashboard(now=NOW)
+        assert len(dash.containers) == 900 and len(dash.events) == 200, (
+            len(dash.containers),
+            len(dash.events),
+        )
+        assert all(c.cpu_percent is not None for c in dash.containers)
+        d_med, d_p95 = timed(lambda: store.dashboard(now=NOW), 30)
+
+        picks = [
+            (random.choice(ids), random.choice(["info", "warning", "error"])) for _ in range(200)
+        ]
+        it = iter(picks * 2)
+
+        def by_container_level() -> None:
+            cid, level = next(it)
+            store.events(container_id=cid, level=level, limit=100)
+
+        e_med, e_p95 = timed(by_container_level, 199)
+        store.close()
+
+    print(f"containers {N_CONTAINERS:,}, events {N_EVENTS:,}, heartbeats {N_HEARTBEATS:,}")
+    report(
+        "heartbeat ingest, poller cycle (+updates)",
+        f"{rate:,.0f} rows/s",
+        rate / 50_000,
+        rate >= 50_000,
+    )
+    report(
+        "heartbeat ingest, samples only",
+        f"{rate_samples_only:,.0f} rows/s",
+        rate_samples_only / 50_000,
+        rate_samples_only >= 50_000,
+    )
+    report("dashboard()", f"median {d_med:.1f} ms, p95 {d_p95:.1f} ms", 50 / d_p95, d_p95 < 50)
+    report(
+        "events by container+level (limit 100)",
+        f"median {e_med:.2f} ms, p95 {e_p95:.2f} ms",
+        10 / e_p95,
+        e_p95 < 10,
+    )
+    return 0 if rate >= 50_000 and d_p95 < 50 and e_p95 < 10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
