@@ -6,6 +6,7 @@ A database written by a newer Parhelia is refused (E700) and left untouched.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,18 +107,44 @@ def known_revisions() -> list[str]:
     return [s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()]
 
 
+def _refuse_newer(revision: str | None) -> None:
+    if revision is not None and revision != HEAD_REVISION and revision not in known_revisions():
+        raise ParheliaError(
+            "E700",
+            f"the database is at schema revision {revision!r}, newer than this Parhelia knows "
+            f"(newest: {HEAD_REVISION!r}); it was left untouched",
+            ["pip install -U parhelia", "parhelia --db sqlite:///other.db db status"],
+        )
+
+
+def check_not_newer(url: str) -> None:
+    """E700 for an SQLite file from a newer Parhelia, read through a bare connection before any
+    engine sets its pragmas (switching a file to WAL would already change its bytes). Not
+    `mode=ro`: a read-only connection to a WAL file leaves its -wal and -shm files behind."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
+        return
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]).expanduser()
+    if not path.is_file():
+        return
+    conn = sqlite3.connect(path)
+    try:
+        has = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if has else None
+    except sqlite3.Error:
+        return  # not readable as SQLite: the engine reports it properly
+    finally:
+        conn.close()
+    _refuse_newer(row[0] if row else None)
+
+
 def migrate(engine: Engine) -> tuple[str | None, str]:
     """Upgrade to head; return (before, after). Refuses (E700) a database from a newer Parhelia."""
     before = current_revision(engine)
     if before == HEAD_REVISION:
         return before, before
-    if before is not None and before not in known_revisions():
-        raise ParheliaError(
-            "E700",
-            f"the database is at schema revision {before!r}, newer than this Parhelia knows "
-            f"(newest: {HEAD_REVISION!r}); it was left untouched",
-            ["pip install -U parhelia", "parhelia --db sqlite:///other.db db status"],
-        )
+    _refuse_newer(before)
     from alembic import command
 
     try:

@@ -65,12 +65,18 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        if migrate:
+            db.check_not_newer(url)
         self.engine = db.make_engine(url)
         self._write_engine = (
             db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
         )
         if migrate:
-            db.migrate(self._write_engine)
+            try:
+                db.migrate(self._write_engine)
+            except BaseException:
+                self.close()  # leave no connection (or -wal file) behind a refused open
+                raise
 
     def close(self) -> None:
         self.engine.dispose()
