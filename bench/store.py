@@ -186,8 +186,7 @@ def main() -> int:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         ids = seed_containers(store)
 
-        rate = ingest_bench(store, ids)
-        rate_samples_only = ingest_bench(store, ids, with_updates=False)
+        rate_empty = ingest_bench(store, ids)
 
         t = time.perf_counter()
         bulk_load(
@@ -215,6 +214,10 @@ def main() -> int:
             f"setup: {N_EVENTS:,} events + {N_HEARTBEATS:,} heartbeats in {time.perf_counter() - t:.1f} s"
         )
 
+        # steady state: 24 h of heartbeats already stored, as under the retention policy
+        rate = ingest_bench(store, ids)
+        rate_samples_only = ingest_bench(store, ids, with_updates=False)
+
         dash = store.dashboard(now=NOW)
         assert len(dash.containers) == 900 and len(dash.events) == 200, (
             len(dash.containers),
@@ -237,13 +240,19 @@ def main() -> int:
 
     print(f"containers {N_CONTAINERS:,}, events {N_EVENTS:,}, heartbeats {N_HEARTBEATS:,}")
     report(
-        "heartbeat ingest, poller cycle (+updates)",
+        "ingest: cycle (+1k updates), empty table",
+        f"{rate_empty:,.0f} rows/s",
+        rate_empty / 50_000,
+        rate_empty >= 50_000,
+    )
+    report(
+        "ingest: cycle (+1k updates), 2M stored",
         f"{rate:,.0f} rows/s",
         rate / 50_000,
         rate >= 50_000,
     )
     report(
-        "heartbeat ingest, samples only",
+        "ingest: samples only, 2M stored",
         f"{rate_samples_only:,.0f} rows/s",
         rate_samples_only / 50_000,
         rate_samples_only >= 50_000,
@@ -255,7 +264,7 @@ def main() -> int:
         10 / e_p95,
         e_p95 < 10,
     )
-    return 0 if rate >= 50_000 and d_p95 < 50 and e_p95 < 10 else 1
+    return 0 if min(rate, rate_empty) >= 50_000 and d_p95 < 50 and e_p95 < 10 else 1
 
 
 if __name__ == "__main__":
