@@ -1,0 +1,697 @@
+"""An in-memory Modal API server for tests, spoken to by the unmodified Modal SDK.
+
+It is a grpclib `Server` on 127.0.0.1 serving `modal_proto.api_grpc.ModalClientBase` (the control
+plane) and `task_command_router_grpc.TaskCommandRouterBase` (exec) on one port, in its own thread
+with its own event loop: the SDK's blocking API deadlocks if the server shares the caller's loop.
+
+What it models: apps, images, secrets, V2 sandboxes (and V1 for GPU ones) with tags, strictly
+increasing `created_at`, listing pages of `page_size` newest-first with `before_timestamp`,
+terminate (137), timeouts (124), exits, and exec. Exec runs the command for real in a local
+subprocess with `PARHELIA_PROC_ROOT` pointing at a per-sandbox fake /proc (stat, meminfo,
+loadavg, uptime, one dir per process with comm and cmdline), so a probe script is exercised as
+written. Process 1 is the sandbox's entrypoint argv unless `set_processes` says otherwise.
+
+Faults: `fail(rpc, status)` makes an RPC fail (after `after` successful calls, `times` times or
+forever; `after_effect=True` fails only after the RPC has had its effect, e.g. a sandbox that
+exists though its create "failed"). `exec_hang` makes exec output never arrive. RPCs without a
+handler fail loudly with UNIMPLEMENTED and are recorded in `state.unimplemented`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import itertools
+import json
+import os
+import secrets
+import shutil
+import string
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import grpclib.const
+import grpclib.server
+from google.protobuf import empty_pb2
+from grpclib import GRPCError, Status
+from modal_proto import api_grpc, api_pb2, task_command_router_grpc
+from modal_proto import task_command_router_pb2 as sr_pb2
+
+TOKEN_ID = "ak-fake-parhelia"
+TOKEN_SECRET = "as-fake-parhelia"
+_ALNUM = string.ascii_letters + string.digits
+_RESULT = api_pb2.GenericResult
+
+
+def _rand(n: int) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def fake_jwt(ttl: float = 3600.0) -> str:
+    """A three-part JWT-shaped token whose payload has `exp` (the SDK decodes it, never verifies)."""
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none'})}.{part({'exp': int(time.time() + ttl)})}.sig"
+
+
+@dataclass
+class Fault:
+    rpc: str
+    status: Status
+    message: str
+    after: int = 0  # successful calls to let through first
+    times: int | None = None  # failures before the fault clears; None = forever
+    after_effect: bool = False
+    seen: int = 0
+    fired: int = 0
+
+
+@dataclass
+class FakeSandbox:
+    sandbox_id: str
+    app_id: str
+    created_at: float
+    definition: api_pb2.Sandbox
+    tags: dict[str, str]
+    task_id: str
+    v1: bool = False
+    result: api_pb2.GenericResult | None = None
+    processes: dict[int, list[str]] = field(default_factory=dict)
+    cpu_busy: float = 0.25  # fraction of all CPUs busy, advanced on every exec
+    ncpu: int = 2
+    mem_total_kb: int = 4 * 1024 * 1024
+    mem_available_kb: int = 3 * 1024 * 1024
+    load1: float = 0.8
+    jiffies: tuple[int, int] = (0, 0)  # (busy, idle) so far
+    execs: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.result is None
+
+    @property
+    def cpu(self) -> float:
+        return self.definition.resources.milli_cpu / 1000.0
+
+    @property
+    def memory_mib(self) -> int:
+        return self.definition.resources.memory_mb
+
+    @property
+    def gpu(self) -> str:
+        return self.definition.resources.gpu_config.gpu_type
+
+
+@dataclass
+class FakeExec:
+    sandbox_id: str
+    stdout: bytes = b""
+    stderr: bytes = b""
+    code: int | None = None
+    done: asyncio.Event | None = None
+
+
+class FakeModalState:
+    """Everything the fake knows; tests read and arrange it (thread-safe)."""
+
+    def __init__(self, page_size: int = 5, root: str | None = None) -> None:
+        self.page_size = page_size
+        self.lock = threading.RLock()
+        self.root = root or tempfile.mkdtemp(prefix="fake-modal-")
+        self.url = ""
+        self._tasks: set[asyncio.Future] = set()
+        self._stopping = False
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.apps: dict[tuple[str, str], str] = {}
+            self.sandboxes: dict[str, FakeSandbox] = {}
+            self.images: dict[str, str] = {}
+            self.secrets: set[str] | None = None  # None: every secret name exists
+            self.secret_ids: dict[str, str] = {}
+            self.faults: list[Fault] = []
+            self.calls: list[str] = []
+            self.unimplemented: list[str] = []
+            self.requests: dict[str, list] = {}
+            self.idempotent: dict[str, str] = {}
+            self.execs: dict[str, FakeExec] = {}
+            self.exec_hang = False
+            self.token_expired = False
+            self.valid_tokens = {(TOKEN_ID, TOKEN_SECRET)}
+            self._last_created = 0.0
+            self._ids = itertools.count(1)
+
+    # -- arranging ---------------------------------------------------------------------------
+
+    def fail(
+        self,
+        rpc: str,
+        status: Status = Status.UNAVAILABLE,
+        message: str = "",
+        *,
+        after: int = 0,
+        times: int | None = None,
+        after_effect: bool = False,
+    ) -> Fault:
+        fault = Fault(rpc, status, message or f"injected {status.name}", after, times, after_effect)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def app_id(self, name: str, environment: str = "") -> str:
+        with self.lock:
+            return self.apps.setdefault((environment, name), f"ap-{_rand(22)}")
+
+    def add_sandbox(
+        self,
+        app_id: str,
+        argv: list[str],
+        tags: dict[str, str] | None = None,
+        *,
+        gpu: str = "",
+        cpu: float = 1.0,
+        memory_mib: int = 1024,
+        timeout: int = 300,
+    ) -> FakeSandbox:
+        """Start a sandbox as if someone called Sandbox.create (used by the RPCs and by tests)."""
+        definition = api_pb2.Sandbox(
+            entrypoint_args=argv,
+            timeout_secs=timeout,
+            resources=api_pb2.Resources(
+                milli_cpu=int(cpu * 1000),
+                memory_mb=memory_mib,
+                gpu_config=api_pb2.GPUConfig(gpu_type=gpu.upper(), count=1) if gpu else None,
+            ),
+        )
+        return self._add(app_id, definition, dict(tags or {}), v1=bool(gpu))
+
+    def _add(self, app_id: str, definition, tags: dict[str, str], v1: bool) -> FakeSandbox:
+        with self.lock:
+            # Strictly increasing, so paging by before_timestamp never skips a tie.
+            created = max(time.time(), self._last_created + 0.001)
+            self._last_created = created
+            # V1 ids are sb- + 22 alphanumerics (the SDK routes on that shape); V2 ids differ.
+            sid = f"sb-{_rand(22)}" if v1 else f"sb-{_rand(24)}"
+            task = f"ta-{_rand(21)}" + ("" if v1 else "V")
+            sb = FakeSandbox(sid, app_id, created, definition, tags, task, v1=v1)
+            sb.processes = {1: list(definition.entrypoint_args) or ["sleep", "infinity"]}
+            self.sandboxes[sid] = sb
+            return sb
+
+    def start_behind_back(
+        self, app_name: str, *, tagged: int = 0, foreign: int = 0, argv: list[str] | None = None
+    ) -> list[FakeSandbox]:
+        """Sandboxes nobody recorded: `tagged` carry Parhelia's tags (made-up container ids),
+        `foreign` carry none (someone else's, same app)."""
+        app_id = self.app_id(app_name)
+        made = []
+        for _ in range(tagged):
+            n = next(self._ids)
+            tags = {
+                "parhelia": "1",
+                "parhelia_container": f"c-lost{n:04d}",
+                "parhelia_task": f"t-lost{n:04d}",
+            }
+            made.append(self.add_sandbox(app_id, argv or ["claude", "-p", "lost"], tags))
+        for _ in range(foreign):
+            made.append(
+                self.add_sandbox(app_id, ["python", "-m", "http.server"], {"team": "other"})
+            )
+        return made
+
+    def set_processes(self, sandbox_id: str, processes: dict[int, list[str]]) -> None:
+        with self.lock:
+            self.sandboxes[sandbox_id].processes = dict(processes)
+
+    def finish(self, sandbox_id: str, *, code: int = 0, timed_out: bool = False) -> None:
+        """End a sandbox on its own: exit with `code`, or time out (the SDK reports 124)."""
+        status = (
+            _RESULT.GENERIC_STATUS_TIMEOUT
+            if timed_out
+            else (_RESULT.GENERIC_STATUS_SUCCESS if code == 0 else _RESULT.GENERIC_STATUS_FAILURE)
+        )
+        with self.lock:
+            self.sandboxes[sandbox_id].result = _RESULT(status=status, exitcode=code)
+
+    def forget(self, sandbox_id: str) -> None:
+        """Modal no longer knows the sandbox at all (NOT_FOUND from then on)."""
+        with self.lock:
+            self.sandboxes.pop(sandbox_id, None)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def running(self, app_name: str | None = None) -> list[FakeSandbox]:
+        with self.lock:
+            app_id = self.apps.get(("", app_name)) if app_name else None
+            return [
+                s
+                for s in self.sandboxes.values()
+                if s.running and (app_id is None or s.app_id == app_id)
+            ]
+
+    def last_request(self, rpc: str):
+        with self.lock:
+            return self.requests[rpc][-1]
+
+    # -- used by the servicers ---------------------------------------------------------------
+
+    def _fault(self, rpc: str, effect_done: bool) -> Fault | None:
+        with self.lock:
+            for f in self.faults:
+                if f.rpc != rpc or f.after_effect != effect_done:
+                    continue
+                if f.times is not None and f.fired >= f.times:
+                    continue
+                f.seen += 1
+                if f.seen <= f.after:
+                    continue
+                f.fired += 1
+                return f
+        return None
+
+    def get(self, sandbox_id: str) -> FakeSandbox:
+        with self.lock:
+            sb = self.sandboxes.get(sandbox_id)
+        if sb is None:
+            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sandbox_id} not found")
+        return sb
+
+    def by_task(self, task_id: str) -> FakeSandbox:
+        with self.lock:
+            for sb in self.sandboxes.values():
+                if sb.task_id == task_id:
+                    return sb
+        raise GRPCError(Status.NOT_FOUND, f"Task {task_id} not found")
+
+    def write_proc(self, sb: FakeSandbox) -> str:
+        """Lay out the sandbox's fake /proc, advancing its CPU counters by one second's jiffies."""
+        with self.lock:
+            tick = 100 * sb.ncpu
+            busy = sb.jiffies[0] + round(tick * sb.cpu_busy)
+            idle = sb.jiffies[1] + tick - round(tick * sb.cpu_busy)
+            sb.jiffies = (busy, idle)
+            sb.execs += 1
+            procs = dict(sb.processes)
+        root = os.path.join(self.root, sb.sandbox_id, "proc")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        per = [
+            f"cpu{i} {busy // sb.ncpu} 0 0 {idle // sb.ncpu} 0 0 0 0 0 0" for i in range(sb.ncpu)
+        ]
+        files = {
+            "stat": "\n".join([f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0", *per, "intr 0", "ctxt 0"]),
+            "meminfo": (
+                f"MemTotal:       {sb.mem_total_kb} kB\nMemFree:        {sb.mem_available_kb // 2} kB\n"
+                f"MemAvailable:   {sb.mem_available_kb} kB\nBuffers:        0 kB\n"
+            ),
+            "loadavg": f"{sb.load1:.2f} 0.40 0.30 1/{len(procs) + 1} 99",
+            "uptime": f"{max(0.0, time.time() - sb.created_at):.2f} 0.00",
+        }
+        for name, text in files.items():
+            with open(os.path.join(root, name), "w") as fh:
+                fh.write(text + "\n")
+        for pid, argv in procs.items():
+            os.makedirs(os.path.join(root, str(pid)))
+            with open(os.path.join(root, str(pid), "comm"), "w") as fh:
+                fh.write(os.path.basename(argv[0])[:15] + "\n")
+            with open(os.path.join(root, str(pid), "cmdline"), "wb") as fh:
+                fh.write(b"".join(a.encode() + b"\0" for a in argv))
+        return root
+
+
+def _check_token(state: FakeModalState, metadata) -> None:
+    pair = (metadata.get("x-modal-token-id"), metadata.get("x-modal-token-secret"))
+    if pair not in state.valid_tokens:
+        raise GRPCError(Status.UNAUTHENTICATED, "Invalid token id or secret")
+    if state.token_expired:
+        raise GRPCError(Status.UNAUTHENTICATED, "Token has expired")
+
+
+def _servicer(base: type, impl: type, state: FakeModalState, auth: bool):
+    """A concrete subclass of a generated grpclib base: every abstract RPC either dispatches to
+    `impl.rpc_<Name>(req, metadata)` (returning a response, or an async iterator of them for
+    streams) or fails with UNIMPLEMENTED, recorded so a test notices."""
+    names = sorted(getattr(base, "__abstractmethods__", ()))
+    impl_obj = impl(state)
+
+    def make(name: str):
+        async def handler(self, stream: grpclib.server.Stream) -> None:
+            state.calls.append(name)
+            fn = getattr(impl_obj, f"rpc_{name}", None)
+            if fn is None:
+                state.unimplemented.append(name)
+                raise GRPCError(Status.UNIMPLEMENTED, f"fake Modal does not implement {name}")
+            req = await stream.recv_message()
+            with state.lock:
+                state.requests.setdefault(name, []).append(req)
+            if auth:
+                _check_token(state, stream.metadata)
+            if (f := state._fault(name, effect_done=False)) is not None:
+                raise GRPCError(f.status, f.message)
+            result = fn(req, stream.metadata)
+            if inspect.isawaitable(result):
+                result = await result
+            if (f := state._fault(name, effect_done=True)) is not None:
+                raise GRPCError(f.status, f.message)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    await stream.send_message(item)
+            else:
+                await stream.send_message(result)
+
+        handler.__name__ = name
+        return handler
+
+    cls = type(f"Fake{base.__name__}", (base,), {name: make(name) for name in names})
+    return cls()
+
+
+class _Api:
+    """Handlers for the control-plane RPCs the SDK uses for apps, images, secrets and sandboxes."""
+
+    def __init__(self, state: FakeModalState) -> None:
+        self.s = state
+
+    def rpc_ClientHello(self, req, md):
+        return api_pb2.ClientHelloResponse()
+
+    def rpc_AuthTokenGet(self, req, md):
+        return api_pb2.AuthTokenGetResponse(token=fake_jwt())
+
+    def rpc_EnvironmentGetOrCreate(self, req, md):
+        name = req.deployment_name or "main"
+        return api_pb2.EnvironmentGetOrCreateResponse(
+            environment_id=f"en-{name}",
+            metadata=api_pb2.EnvironmentMetadata(
+                name=name, settings=api_pb2.EnvironmentSettings(image_builder_version="2025.06")
+            ),
+        )
+
+    def rpc_AppGetOrCreate(self, req, md):
+        return api_pb2.AppGetOrCreateResponse(
+            app_id=self.s.app_id(req.app_name, req.environment_name)
+        )
+
+    def rpc_ImageGetOrCreate(self, req, md):
+        key = req.image.SerializeToString(deterministic=True).hex()
+        with self.s.lock:
+            image_id = self.s.images.setdefault(key, f"im-{_rand(22)}")
+        return api_pb2.ImageGetOrCreateResponse(
+            image_id=image_id, result=_RESULT(status=_RESULT.GENERIC_STATUS_SUCCESS)
+        )
+
+    def rpc_SecretGetOrCreate(self, req, md):
+        name = req.deployment_name
+        if name and self.s.secrets is not None and name not in self.s.secrets:
+            raise GRPCError(Status.NOT_FOUND, f"Secret '{name}' not found")
+        with self.s.lock:
+            sid = self.s.secret_ids.setdefault(name or f"ephemeral-{_rand(8)}", f"st-{_rand(22)}")
+        return api_pb2.SecretGetOrCreateResponse(secret_id=sid)
+
+    # -- sandboxes ---------------------------------------------------------------------------
+
+    def _create(self, req, md, v1: bool) -> FakeSandbox:
+        key = md.get("x-idempotency-key")
+        with self.s.lock:
+            if key and key in self.s.idempotent and self.s.idempotent[key] in self.s.sandboxes:
+                return self.s.sandboxes[self.s.idempotent[key]]
+            sb = self.s._add(
+                req.app_id, req.definition, {t.tag_name: t.tag_value for t in req.tags}, v1
+            )
+            if key:
+                self.s.idempotent[key] = sb.sandbox_id
+            return sb
+
+    def _access(self):
+        return api_pb2.CommandRouterAccess(url=self.s.url, jwt=fake_jwt())
+
+    def rpc_SandboxCreateV2(self, req, md):
+        sb = self._create(req, md, v1=False)
+        return api_pb2.SandboxCreateV2Response(
+            sandbox_id=sb.sandbox_id,
+            task_id=sb.task_id,
+            command_router_access=self._access(),
+            metadata=api_pb2.SandboxHandleMetadata(app_id=sb.app_id),
+        )
+
+    def rpc_SandboxCreate(self, req, md):
+        sb = self._create(req, md, v1=True)
+        return api_pb2.SandboxCreateResponse(
+            sandbox_id=sb.sandbox_id, metadata=api_pb2.SandboxHandleMetadata(app_id=sb.app_id)
+        )
+
+    def rpc_SandboxGetTaskIdV2(self, req, md):
+        sb = self.s.get(req.sandbox_id)
+        if not sb.running:
+            return api_pb2.SandboxGetTaskIdResponse(task_result=sb.result)
+        return api_pb2.SandboxGetTaskIdResponse(task_id=sb.task_id)
+
+    rpc_SandboxGetTaskId = rpc_SandboxGetTaskIdV2
+
+    def rpc_SandboxGetCommandRouterAccess(self, req, md):
+        sb = self.s.get(req.sandbox_id) if req.sandbox_id else self.s.by_task(req.task_id)
+        if not sb.running:
+            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sb.sandbox_id} has finished")
+        access = self._access()
+        return api_pb2.SandboxGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
+
+    def rpc_TaskGetCommandRouterAccess(self, req, md):
+        self.s.by_task(req.task_id)
+        access = self._access()
+        return api_pb2.TaskGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
+
+    def rpc_SandboxListV2(self, req, md):
+        want = {t.tag_name: t.tag_value for t in req.tags}
+        before = req.before_timestamp or float("inf")
+        with self.s.lock:
+            matches = [
+                sb
+                for sb in self.s.sandboxes.values()
+                if (not req.app_id or sb.app_id == req.app_id)
+                and (req.include_finished or sb.running)
+                and sb.created_at < before
+                and all(sb.tags.get(k) == v for k, v in want.items())
+            ]
+            matches.sort(key=lambda sb: sb.created_at, reverse=True)
+            page = matches[: self.s.page_size]
+            infos = [
+                api_pb2.SandboxInfo(
+                    id=sb.sandbox_id,
+                    app_id=sb.app_id,
+                    created_at=sb.created_at,
+                    tags=[api_pb2.SandboxTag(tag_name=k, tag_value=v) for k, v in sb.tags.items()],
+                    task_info=api_pb2.TaskInfo(id=sb.task_id, result=sb.result),
+                    metadata=api_pb2.SandboxHandleMetadata(app_id=sb.app_id),
+                )
+                for sb in page
+            ]
+        return api_pb2.SandboxListResponse(sandboxes=infos)
+
+    rpc_SandboxList = rpc_SandboxListV2
+
+    async def rpc_SandboxWaitV2(self, req, md):
+        sb = self.s.get(req.sandbox_id)
+        deadline = time.monotonic() + max(0.0, req.timeout)
+        while sb.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # long poll: the fake's own loop, not a test waiting
+        return api_pb2.SandboxWaitResponse(
+            result=sb.result, metadata=api_pb2.SandboxHandleMetadata(app_id=sb.app_id)
+        )
+
+    rpc_SandboxWait = rpc_SandboxWaitV2
+
+    def rpc_SandboxTagsGetV2(self, req, md):
+        sb = self.s.get(req.sandbox_id)
+        with self.s.lock:
+            tags = dict(sb.tags)
+        return api_pb2.SandboxTagsGetResponse(
+            tags=[api_pb2.SandboxTag(tag_name=k, tag_value=v) for k, v in tags.items()]
+        )
+
+    rpc_SandboxTagsGet = rpc_SandboxTagsGetV2
+
+    def rpc_SandboxTagsSetV2(self, req, md):
+        sb = self.s.get(req.sandbox_id)
+        with self.s.lock:
+            sb.tags = {t.tag_name: t.tag_value for t in req.tags}
+        return empty_pb2.Empty()
+
+    rpc_SandboxTagsSet = rpc_SandboxTagsSetV2
+
+    def rpc_SandboxTerminateV2(self, req, md):
+        sb = self.s.get(req.sandbox_id)
+        with self.s.lock:
+            existing = sb.result
+            if sb.running:
+                sb.result = _RESULT(status=_RESULT.GENERIC_STATUS_TERMINATED)
+        return api_pb2.SandboxTerminateResponse(existing_result=existing)
+
+    rpc_SandboxTerminate = rpc_SandboxTerminateV2
+
+
+class _Router:
+    """Handlers for the task command router: exec runs for real against the fake /proc."""
+
+    def __init__(self, state: FakeModalState) -> None:
+        self.s = state
+
+    async def rpc_TaskExecStart(self, req, md):
+        sb = self.s.by_task(req.task_id)
+        if not sb.running:
+            raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} has finished")
+        ex = FakeExec(sb.sandbox_id, done=asyncio.Event())
+        with self.s.lock:
+            self.s.execs[req.exec_id] = ex
+        proc_root = self.s.write_proc(sb)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PARHELIA_PROC_ROOT": proc_root}
+
+        async def run() -> None:
+            try:
+                p = await asyncio.create_subprocess_exec(
+                    *req.command_args,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                    cwd=os.path.dirname(proc_root),
+                )
+                ex.stdout, ex.stderr = await p.communicate()
+                ex.code = p.returncode
+            except OSError as exc:
+                ex.stderr, ex.code = str(exc).encode(), 127
+            ex.done.set()
+
+        self.s._tasks.add(asyncio.ensure_future(run()))
+        return sr_pb2.TaskExecStartResponse()
+
+    async def _finished(self, exec_id: str) -> FakeExec:
+        ex = self.s.execs.get(exec_id)
+        if ex is None:
+            raise GRPCError(Status.NOT_FOUND, f"exec {exec_id} not found")
+        while self.s.exec_hang and not self.s._stopping:
+            await asyncio.sleep(0.02)
+        await ex.done.wait()
+        return ex
+
+    async def rpc_TaskExecStdioRead(self, req, md):
+        ex = await self._finished(req.exec_id)
+        data = (
+            ex.stdout
+            if req.file_descriptor == sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT
+            else ex.stderr
+        )
+
+        async def chunks():
+            for i in range(req.offset, len(data), 16384):
+                yield sr_pb2.TaskExecStdioReadResponse(data=data[i : i + 16384])
+
+        return chunks()
+
+    async def rpc_TaskExecWait(self, req, md):
+        ex = await self._finished(req.exec_id)
+        return sr_pb2.TaskExecWaitResponse(code=ex.code)
+
+    async def rpc_TaskExecPoll(self, req, md):
+        ex = self.s.execs.get(req.exec_id)
+        if ex is None:
+            raise GRPCError(Status.NOT_FOUND, f"exec {req.exec_id} not found")
+        if ex.code is None or self.s.exec_hang:
+            return sr_pb2.TaskExecPollResponse()
+        return sr_pb2.TaskExecPollResponse(code=ex.code)
+
+
+class FakeModalServer:
+    """Start/stop the fake on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, page_size: int = 5) -> None:
+        self.state = FakeModalState(page_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpclib.server.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+        self.shared_client = None  # set by the fixture: one modal.Client per module
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeModalServer:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            api = _servicer(api_grpc.ModalClientBase, _Api, self.state, auth=True)
+            router = _servicer(
+                task_command_router_grpc.TaskCommandRouterBase, _Router, self.state, auth=False
+            )
+            self._server = grpclib.server.Server([api, router])
+            try:
+                loop.run_until_complete(self._server.start("127.0.0.1", 0))
+                self.port = self._server._server.sockets[0].getsockname()[1]
+            except BaseException as exc:  # surfaced to the starting thread
+                errors.append(exc)
+                ready.set()
+                return
+            self.state.url = self.url
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="fake-modal", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._server is None:
+            return
+        self.state._stopping = True
+
+        async def shutdown() -> None:
+            for task in list(self.state._tasks):
+                task.cancel()
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+        shutil.rmtree(self.state.root, ignore_errors=True)
+
+    def client(self, token_id: str = TOKEN_ID, token_secret: str = TOKEN_SECRET):
+        """A `modal.Client` talking to this fake (server URL read from MODAL_SERVER_URL once)."""
+        import modal
+
+        old = os.environ.get("MODAL_SERVER_URL")
+        os.environ["MODAL_SERVER_URL"] = self.url
+        try:
+            return modal.Client.from_credentials(token_id, token_secret)
+        finally:
+            if old is None:
+                os.environ.pop("MODAL_SERVER_URL", None)
+            else:
+                os.environ["MODAL_SERVER_URL"] = old
+
+    def __enter__(self) -> FakeModalServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
