@@ -94,14 +94,19 @@ def events_export(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option("--since")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 100_000,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Events as JSON lines (oldest first), for replay elsewhere."""
+    """Events as JSON lines (oldest first), for replay elsewhere; `--json`: one envelope instead."""
     from parhelia.app.output import _default
     from parhelia.state.store import to_event_view
 
-    rt = runtime(ctx)
-    for e in rt.store.events(since=_parse_time(since), limit=limit, oldest_first=True):
-        sys.stdout.write(json.dumps(asdict(to_event_view(e)), default=_default) + "\n")
+    rt = runtime(ctx, json_out)
+    rows = rt.store.events(since=_parse_time(since), limit=limit, oldest_first=True)
+    views = [asdict(to_event_view(e)) for e in rows]
+    if rt.json_out:
+        return output.success(views, json_out=True)
+    for view in views:
+        sys.stdout.write(json.dumps(view, default=_default) + "\n")
 
 
 # -- budget ---------------------------------------------------------------------------------
@@ -266,7 +271,12 @@ def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """One reconcile cycle now, then a heartbeat pass and a budget check."""
     rt = runtime(ctx, json_out)
-    report = rt.control.reconcile_once()
+    try:
+        report = rt.control.reconcile_once()
+    finally:
+        # a one-off cycle must not leave the lease behind: `status` would call it running and a
+        # `reconciler start` elsewhere would wait out the lease
+        rt.control.reconciler.release()
     data = report.to_dict()
 
     def human() -> None:
@@ -306,26 +316,40 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @reconciler_app.command("start")
-def reconciler_start(ctx: typer.Context) -> None:
-    """Run the reconciler, heartbeat poller and budget guard in the foreground until Ctrl-C or SIGTERM."""
+def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Run the reconciler, heartbeat poller and budget guard in the foreground until Ctrl-C or SIGTERM.
+
+    With `--json` the log lines go to stderr and one envelope is printed when it stops."""
     import signal
     import threading
 
-    rt = runtime(ctx)
+    rt = runtime(ctx, json_out)
     stop = threading.Event()
+    lines: list[str] = []
 
     def _stop(*_args) -> None:
         stop.set()
 
+    def log(line: str) -> None:
+        lines.append(line)
+        if rt.json_out:
+            sys.stderr.write(line + "\n")
+        else:
+            output.echo(line)
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    output.echo(
+    log(
         f"Parhelia loops running as {rt.control.holder} on {rt.store.label} "
         f"(reconcile every {rt.settings.reconciler.interval_seconds:g} s, heartbeat every "
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
-    rt.control.run_loops(stop, log=lambda line: output.echo(line))
-    output.echo("Stopped cleanly; lease released.")
+    rt.control.run_loops(stop, log=log)
+    output.success(
+        {"holder": rt.control.holder, "stopped": True, "log_lines": len(lines)},
+        json_out=rt.json_out,
+        human="Stopped cleanly; lease released.",
+    )
 
 
 # -- cleanup --------------------------------------------------------------------------------

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.modal_fixtures"]
+pytest_plugins = ["tests.modal_fixtures", "tests.isolation"]
