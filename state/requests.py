@@ -16,6 +16,7 @@ BACKENDS = ("local", "modal")
 CPU_RANGE = (0.125, 64.0)
 MEMORY_RANGE_MIB = (128, 256 * 1024)
 TIMEOUT_RANGE_MIN = (1, 24 * 60)
+MAX_GPUS = 8  # Modal's most GPUs in one sandbox
 
 _GPU_WORDS = re.compile(
     r"\b(train|training|fine-?tun\w*|cuda|gpu|pytorch|torch|jax|inference|llm|model weights)\b",
@@ -52,12 +53,12 @@ def canonical_gpu(name: str) -> str:
     base, _, count = name.strip().partition(":")
     for known in GPU_RATES:
         if known.lower() == base.lower():
-            if count and not count.isdigit():
+            if count and not (count.isdigit() and 1 <= int(count) <= MAX_GPUS):
                 break
             return f"{known}:{count}" if count else known
     raise ParheliaError(
         "E101",
-        f"unknown GPU type {name!r}; valid: none, {', '.join(GPU_RATES)} (optionally with a count, e.g. H100:2)",
+        f"unknown GPU type {name!r}; valid: none, {', '.join(GPU_RATES)} (optionally with a count 1-{MAX_GPUS}, e.g. H100:2)",
         [
             "parhelia task create PROMPT --gpu A10G",
             "parhelia task create PROMPT --gpu none",
@@ -120,3 +121,18 @@ def proactive_warnings(req: TaskRequest) -> list[str]:
     elif req.timeout_minutes < 5:
         out.append(f"A {req.timeout_minutes}-minute timeout leaves an agent little time to work.")
     return out
+
+
+def budget_warnings(cost_usd: float, spent_usd: float, ceiling_usd: float) -> list[str]:
+    """The estimate against what is left of the budget: over it, or bringing spend past 80 %."""
+    remaining = ceiling_usd - spent_usd
+    if cost_usd > remaining:
+        return [
+            f"Estimated ${cost_usd:.2f} exceeds the ${max(0.0, remaining):.2f} left of the budget."
+        ]
+    if ceiling_usd > 0 and spent_usd + cost_usd >= 0.8 * ceiling_usd:
+        return [
+            f"Estimated ${cost_usd:.2f} brings spend to "
+            f"{100 * (spent_usd + cost_usd) / ceiling_usd:.0f}% of the ${ceiling_usd:.2f} ceiling."
+        ]
+    return []

@@ -311,11 +311,6 @@ def test_negative_or_absurd_resources_are_e101_with_the_range(field, value):
     assert "valid:" in err.message and "range" in err.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests.canonical_gpu accepts any digit count; a count of 0 (free GPU time in the "
-    "estimate) or above Modal's 8 per sandbox should be E101 (state/requests.py, lead's file)",
-)
 @pytest.mark.parametrize("gpu", ["H100:0", "H100:99"])
 def test_absurd_gpu_count_is_e101(gpu):
     raises_code("E101", TaskRequest(prompt="x", gpu=gpu))

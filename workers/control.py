@@ -20,7 +20,7 @@ from parhelia.state.costs import DEFAULT_RATES, RateTable, estimate_task, hourly
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container, Task, new_container_id, new_task_id
-from parhelia.state.requests import TaskRequest, proactive_warnings, validate
+from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
 from parhelia.state.settings import Settings
 from parhelia.state.store import Store, make_event
 from parhelia.state.timeutil import utcnow
@@ -135,17 +135,9 @@ class ControlPlane:
             req.cpu, req.memory_mib, req.gpu, req.region, req.timeout_minutes, self.rates
         )
         budget = self.dashboard(event_limit=0).budget
-        warnings = proactive_warnings(req)
-        remaining = budget.ceiling_usd - budget.spent_usd
-        if cost > remaining:
-            warnings.append(
-                f"Estimated ${cost:.2f} exceeds the ${max(0.0, remaining):.2f} left of the budget."
-            )
-        elif budget.spent_usd + cost >= 0.8 * budget.ceiling_usd:
-            warnings.append(
-                f"Estimated ${cost:.2f} brings spend to "
-                f"{100 * (budget.spent_usd + cost) / budget.ceiling_usd:.0f}% of the ${budget.ceiling_usd:.2f} ceiling."
-            )
+        warnings = proactive_warnings(req) + budget_warnings(
+            cost, budget.spent_usd, budget.ceiling_usd
+        )
         return Estimate(rate, cost, budget.spent_usd, budget.ceiling_usd, warnings)
 
     # -- dispatch -------------------------------------------------------------------------

@@ -1,0 +1,332 @@
+"""The one formatter: how a container, an event, the budget and the reconciler read on screen.
+
+The dashboard's widgets, `parhelia tui --once` and the CLI tables all call these, so a value never
+reads one way in the TUI and another in a script. Pure functions over `parhelia.state.views`;
+Rich `Text` only where style matters, and every styled value also carries a symbol or a word
+(never colour alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rich.text import Text
+
+from parhelia.state.timeutil import age_seconds
+from parhelia.state.views import BudgetView, ContainerView, DashboardView, EventView, ReconcilerView
+
+HEALTH_SYMBOL = {
+    "healthy": "●",
+    "degraded": "◐",
+    "unhealthy": "▲",
+    "dead": "✖",
+    "unknown": "○",
+}
+HEALTH_STYLE = {
+    "healthy": "green",
+    "degraded": "yellow",
+    "unhealthy": "bold red",
+    "dead": "bold red",
+    "unknown": "dim",
+}
+STATE_STYLE = {
+    "created": "cyan",
+    "running": "green",
+    "stopped": "dim",
+    "terminated": "dim",
+    "orphaned": "bold magenta",
+}
+LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
+LEVEL_TAG = {"debug": "DEBUG", "info": "INFO ", "warning": "WARN ", "error": "ERROR"}
+BUDGET_STYLE = {
+    "ok": "green",
+    "warning": "yellow",
+    "critical": "bold yellow",
+    "exceeded": "bold red",
+}
+
+
+# -- scalars ---------------------------------------------------------------------------------
+
+
+def age(since: datetime | None, now: datetime) -> str:
+    """A compact age: 42s, 3m 05s, 17m, 2h 15m, 3d 4h; `-` when unknown."""
+    seconds = age_seconds(since, now)
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def money(value: float) -> str:
+    """Dollars: three decimals under ten cents so small accruals still move, else two."""
+    return f"${value:,.3f}" if 0 < abs(value) < 0.1 else f"${value:,.2f}"
+
+
+def memory(mib: float | None) -> str:
+    if mib is None:
+        return "-"
+    return f"{mib / 1024:.1f}G" if mib >= 1024 else f"{mib:.0f}M"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def clock(ts: datetime | None) -> str:
+    """Wall-clock time in the local zone (what a user compares with their own clock)."""
+    return "-" if ts is None else ts.astimezone().strftime("%H:%M:%S")
+
+
+def short_clock(ts: datetime | None) -> str:
+    return "-" if ts is None else ts.astimezone().strftime("%H:%M")
+
+
+def excerpt(text: str | None, width: int = 40) -> str:
+    if not text:
+        return "-"
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def health_label(health: str) -> str:
+    return f"{HEALTH_SYMBOL.get(health, '?')} {health}"
+
+
+def health_text(health: str) -> Text:
+    return Text(health_label(health), style=HEALTH_STYLE.get(health, ""))
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+# -- the containers table ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    justify: str = "left"  # left | right
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "ID"),
+    Column("sandbox", "SANDBOX"),
+    Column("state", "STATE"),
+    Column("health", "HEALTH"),
+    Column("task", "TASK"),
+    Column("age", "AGE", "right"),
+    Column("heartbeat", "HB", "right"),
+    Column("cpu", "CPU", "right"),
+    Column("memory", "MEM", "right"),
+    Column("gpu", "GPU"),
+    Column("rate", "$/H", "right"),
+    Column("cost", "COST", "right"),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+TASK_WIDTH = 34
+
+
+def short_sandbox(sandbox_id: str | None) -> str:
+    if not sandbox_id:
+        return "-"
+    return sandbox_id if len(sandbox_id) <= 14 else sandbox_id[:13] + "…"
+
+
+def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
+    """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these)."""
+    active = c.is_active
+    return (
+        c.id,
+        short_sandbox(c.sandbox_id),
+        c.state,
+        health_label(c.health),
+        excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
+        age(c.started_at or c.created_at, now),
+        age(c.last_heartbeat_at, now) if active else "-",
+        percent(c.cpu_percent) if active else "-",
+        memory(c.memory_used_mib) if active else "-",
+        c.gpu or "-",
+        f"{c.cost_rate_per_hour:.2f}" if active else "-",
+        money(c.cost_accrued_usd),
+    )
+
+
+def row_style(c: ContainerView) -> str:
+    """Orphans and unhealthy rows stand out; ended rows recede."""
+    if c.state == "orphaned":
+        return "bold magenta"
+    if c.is_active and c.health in ("unhealthy", "dead"):
+        return "bold red"
+    if c.is_active and c.health == "degraded":
+        return "yellow"
+    if not c.is_active:
+        return "dim"
+    return ""
+
+
+def styled_cells(c: ContainerView, cells: tuple[str, ...]) -> list[Text]:
+    """Rich cells for a row: the row's emphasis, with state and health in their own colours."""
+    base = row_style(c)
+    out = []
+    for col, value in zip(COLUMNS, cells, strict=True):
+        if col.key == "health":
+            style = HEALTH_STYLE.get(c.health, "") if base in ("", "dim") else base
+        elif col.key == "state":
+            style = STATE_STYLE.get(c.state, "") if base in ("", "dim") else base
+        else:
+            style = base
+        out.append(Text(value, style=style, justify=col.justify, no_wrap=True))
+    return out
+
+
+def sort_value(c: ContainerView, column: str, now: datetime):
+    """A comparable key per column (ages by seconds, money by value), ties broken by id."""
+    match column:
+        case "sandbox":
+            key = c.sandbox_id or ""
+        case "state":
+            key = c.state
+        case "health":
+            key = ("healthy", "unknown", "degraded", "unhealthy", "dead").index(c.health)
+        case "task":
+            key = (c.task_prompt or c.task_id or "").lower()
+        case "age":
+            key = age_seconds(c.started_at or c.created_at, now) or 0.0
+        case "heartbeat":
+            key = age_seconds(c.last_heartbeat_at, now) or float("inf")
+        case "cpu":
+            key = c.cpu_percent or 0.0
+        case "memory":
+            key = c.memory_used_mib or 0.0
+        case "gpu":
+            key = c.gpu or ""
+        case "rate":
+            key = c.cost_rate_per_hour
+        case "cost":
+            key = c.cost_accrued_usd
+        case _:
+            key = ""
+    return (key, c.id)
+
+
+def totals_line(rows: list[ContainerView]) -> str:
+    counts: dict[str, int] = {}
+    for c in rows:
+        counts[c.state] = counts.get(c.state, 0) + 1
+    burn = sum(c.cost_rate_per_hour for c in rows if c.is_active)
+    parts = [
+        f"Total: {len(rows)} containers",
+        *(f"{s.capitalize()}: {n}" for s, n in sorted(counts.items())),
+    ]
+    return " | ".join([*parts, f"Cost: {money(burn)}/hr"])
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def event_text(e: EventView) -> Text:
+    """One log line: time, level, source, container, message (with old -> new when it is a change)."""
+    change = f" ({e.old_value} → {e.new_value})" if e.old_value or e.new_value else ""
+    who = f" by {e.actor}" if e.actor and e.source == "user" else ""
+    line = Text(no_wrap=False)
+    line.append(clock(e.ts), style="dim")
+    line.append(" ")
+    line.append(LEVEL_TAG.get(e.level, e.level.upper()[:5]), style=LEVEL_STYLE.get(e.level, ""))
+    line.append(f" {e.source:<10} ", style="dim")
+    if e.container_id:
+        line.append(f"{e.container_id} ", style="cyan")
+    line.append(f"{e.message}{change}{who}", style=LEVEL_STYLE.get(e.level, ""))
+    return line
+
+
+# -- budget ------------------------------------------------------------------------------------
+
+
+def bar(fraction: float, width: int) -> str:
+    """A text progress bar that reads without colour: filled and empty blocks."""
+    width = max(4, width)
+    filled = round(min(1.0, max(0.0, fraction)) * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
+    """Spent against the ceiling (bar and %), burn, when the ceiling is reached, GPUs, policy."""
+    style = BUDGET_STYLE.get(b.level, "")
+    pct = b.percent
+    head = Text()
+    head.append(f"{money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period}")
+    head.append(f"  {pct:.0f}%", style=style)
+    if b.level != "ok":
+        head.append(f"  {b.level.upper()}", style=style)
+    bar_line = Text(bar(pct / 100.0, width), style=style)
+    if b.burn_rate_per_hour > 0 and b.ceiling_at is not None:
+        eta = f"ceiling at {short_clock(b.ceiling_at)} (in {age(now, b.ceiling_at)})"
+    elif b.spent_usd >= b.ceiling_usd > 0:
+        eta = "ceiling reached"
+    else:
+        eta = "ceiling never at this rate"
+    burn = Text(f"burn {money(b.burn_rate_per_hour)}/h · {eta}")
+    detail = Text(
+        f"GPUs running {b.running_gpus} · policy {b.policy} · left {money(b.remaining_usd)}",
+        style="dim",
+    )
+    return [head, bar_line, burn, detail]
+
+
+# -- header and banner ---------------------------------------------------------------------------
+
+
+def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> str:
+    last = f"last {age(r.last_run_at, now)} ago" if r.last_run_at else "never run"
+    if r.next_run_at is None:
+        nxt = ""
+    elif r.next_run_at <= now:
+        nxt = " · next due"
+    else:
+        nxt = f" · next in {age(now, r.next_run_at)}"
+    if r.lease_holder and r.lease_expires_at and r.lease_expires_at > now:
+        who = "this dashboard" if me and r.lease_holder == me else r.lease_holder
+        lease = f" · lease {who}"
+    else:
+        lease = " · lease free"
+    return f"reconciler {last}{nxt}{lease}"
+
+
+def stale_banner(view: DashboardView) -> str | None:
+    """Plainly say the view is stale, since when, and why: never read a failed listing as empty."""
+    r = view.reconciler
+    if not r.stale:
+        return None
+    where = (view.backend or "backend").capitalize()
+    reason = f": {r.last_error}" if r.last_error else ""
+    return (
+        f"{where} unreachable since {short_clock(r.stale_since)}, showing last known state{reason}"
+    )
+
+
+def attention_reasons(view: DashboardView) -> list[str]:
+    """Why `--once` exits 1 and what the help pane leads with; empty when all is well."""
+    out = []
+    orphans = [c for c in view.containers if c.state == "orphaned"]
+    sick = [c for c in view.containers if c.is_active and c.health in ("unhealthy", "dead")]
+    if orphans:
+        out.append(f"{len(orphans)} orphaned container(s): parhelia containers orphans")
+    if sick:
+        out.append(f"{len(sick)} unhealthy or dead container(s): parhelia containers health")
+    if view.budget.level != "ok":
+        out.append(
+            f"budget {view.budget.level} at {view.budget.percent:.0f}%: parhelia budget show"
+        )
+    if view.reconciler.stale:
+        out.append("view is stale (backend listing failing): parhelia reconciler status")
+    return out
