@@ -50,10 +50,17 @@ def tui(
 
         prepare_demo(rt)
     if once:
-        raise typer.Exit(_once(rt, fmt, width, refresh=not no_refresh))
+        try:
+            code = _once(rt, fmt, width, refresh=not no_refresh)
+        finally:
+            if demo:  # a snapshot of the demo must not leave its agents running
+                from parhelia.app.demo import stop_fleet
+
+                stop_fleet(rt)
+        raise typer.Exit(code)
     from parhelia.app.dashboard import run_dashboard
 
-    run_dashboard(rt.control, demo=demo)
+    run_dashboard(rt, demo=demo)
 
 
 def _once(rt, fmt: str, width: int | None, *, refresh: bool) -> int:

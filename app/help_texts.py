@@ -91,3 +91,25 @@ def render_error_help(code: str) -> str:
     e = CATALOGUE[code]
     recovery = "\n".join(f"  {r}" for r in e.recovery)
     return f"{e.code}: {e.title}\n\n{e.explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
+
+
+# What a container's state and health mean, and what to do about them (the dashboard's help pane).
+STATE_HELP: dict[str, str] = {
+    "created": "Recorded; its sandbox is being created. A row stuck here after a crash is matched "
+    "to its sandbox by tag on the next reconcile.",
+    "running": "The sandbox is running and accruing cost. t stops it; a opens a shell in it.",
+    "stopped": "The agent exited on its own; the sandbox is winding down.",
+    "terminated": "Gone: stopped by a user, the budget guard, a timeout, or outside Parhelia. "
+    "Its final cost is recorded.",
+    "orphaned": "Running with Parhelia's tags but no dispatch recorded it: it costs money nobody "
+    "is watching. t terminates it; `parhelia cleanup --orphans` stops all of them.",
+    "terminating": "A terminate was sent; the row updates when the backend confirms.",
+}
+HEALTH_HELP: dict[str, str] = {
+    "unknown": "No heartbeat yet (just started, or not probed).",
+    "healthy": "Heartbeats arrive on time.",
+    "degraded": "2 or more heartbeats missed: busy, or slipping. Watch it.",
+    "unhealthy": "5 or more missed, or none for 5 minutes. Open it (enter) and read its events; "
+    "terminate (t) if it does not recover.",
+    "dead": "10 or more missed: the agent is not answering. Terminate it (t) to stop paying.",
+}

@@ -31,6 +31,7 @@ HEALTH_STYLE = {
     "unknown": "dim",
 }
 STATE_STYLE = {
+    "terminating": "bold yellow",
     "created": "cyan",
     "running": "green",
     "stopped": "dim",
@@ -111,29 +112,32 @@ def state_text(state: str) -> Text:
 # -- the containers table ----------------------------------------------------------------------
 
 
+TASK_WIDTH = 40
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
     justify: str = "left"  # left | right
+    width: int = 8  # the widest value it normally holds
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("id", "ID"),
-    Column("sandbox", "SANDBOX"),
-    Column("state", "STATE"),
-    Column("health", "HEALTH"),
-    Column("task", "TASK"),
-    Column("age", "AGE", "right"),
-    Column("heartbeat", "HB", "right"),
-    Column("cpu", "CPU", "right"),
-    Column("memory", "MEM", "right"),
-    Column("gpu", "GPU"),
-    Column("rate", "$/H", "right"),
-    Column("cost", "COST", "right"),
+    Column("id", "ID", width=10),
+    Column("state", "STATE", width=11),
+    Column("health", "HEALTH", width=11),
+    Column("task", "TASK", width=TASK_WIDTH),
+    Column("age", "AGE", "right", 7),
+    Column("heartbeat", "HB", "right", 6),
+    Column("cpu", "CPU", "right", 4),
+    Column("memory", "MEM", "right", 6),
+    Column("rate", "$/H", "right", 6),
+    Column("cost", "COST", "right", 9),
+    Column("gpu", "GPU", width=9),
+    Column("sandbox", "SANDBOX", width=14),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
-TASK_WIDTH = 34
 
 
 def short_sandbox(sandbox_id: str | None) -> str:
@@ -145,20 +149,21 @@ def short_sandbox(sandbox_id: str | None) -> str:
 def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
     """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these)."""
     active = c.is_active
-    return (
-        c.id,
-        short_sandbox(c.sandbox_id),
-        c.state,
-        health_label(c.health),
-        excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
-        age(c.started_at or c.created_at, now),
-        age(c.last_heartbeat_at, now) if active else "-",
-        percent(c.cpu_percent) if active else "-",
-        memory(c.memory_used_mib) if active else "-",
-        c.gpu or "-",
-        f"{c.cost_rate_per_hour:.2f}" if active else "-",
-        money(c.cost_accrued_usd),
-    )
+    cells = {
+        "id": c.id,
+        "state": c.state,
+        "health": health_label(c.health),
+        "task": excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
+        "age": age(c.started_at or c.created_at, now),
+        "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
+        "cpu": percent(c.cpu_percent) if active else "-",
+        "memory": memory(c.memory_used_mib) if active else "-",
+        "rate": f"{c.cost_rate_per_hour:.2f}" if active else "-",
+        "cost": money(c.cost_accrued_usd),
+        "gpu": c.gpu or "-",
+        "sandbox": short_sandbox(c.sandbox_id),
+    }
+    return tuple(cells[k] for k in COLUMN_KEYS)
 
 
 def row_style(c: ContainerView) -> str:
@@ -236,14 +241,14 @@ def totals_line(rows: list[ContainerView]) -> str:
 
 def event_text(e: EventView) -> Text:
     """One log line: time, level, source, container, message (with old -> new when it is a change)."""
-    change = f" ({e.old_value} → {e.new_value})" if e.old_value or e.new_value else ""
+    change = f" ({e.old_value or '-'} → {e.new_value or '-'})" if e.old_value or e.new_value else ""
     who = f" by {e.actor}" if e.actor and e.source == "user" else ""
     line = Text(no_wrap=False)
     line.append(clock(e.ts), style="dim")
     line.append(" ")
     line.append(LEVEL_TAG.get(e.level, e.level.upper()[:5]), style=LEVEL_STYLE.get(e.level, ""))
     line.append(f" {e.source:<10} ", style="dim")
-    if e.container_id:
+    if e.container_id and e.container_id not in e.message:
         line.append(f"{e.container_id} ", style="cyan")
     line.append(f"{e.message}{change}{who}", style=LEVEL_STYLE.get(e.level, ""))
     return line
@@ -270,11 +275,11 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
         head.append(f"  {b.level.upper()}", style=style)
     bar_line = Text(bar(pct / 100.0, width), style=style)
     if b.burn_rate_per_hour > 0 and b.ceiling_at is not None:
-        eta = f"ceiling at {short_clock(b.ceiling_at)} (in {age(now, b.ceiling_at)})"
+        eta = f"full at {short_clock(b.ceiling_at)} (in {age(now, b.ceiling_at)})"
     elif b.spent_usd >= b.ceiling_usd > 0:
         eta = "ceiling reached"
     else:
-        eta = "ceiling never at this rate"
+        eta = "never full at this rate"
     burn = Text(f"burn {money(b.burn_rate_per_hour)}/h · {eta}")
     detail = Text(
         f"GPUs running {b.running_gpus} · policy {b.policy} · left {money(b.remaining_usd)}",
@@ -300,6 +305,18 @@ def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> 
     else:
         lease = " · lease free"
     return f"reconciler {last}{nxt}{lease}"
+
+
+def status_text(backend: str, database: str, reconciler: str, mode: str = "") -> Text:
+    """The header line: backend, database, reconciler, and whether this process acts or reads."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(" parhelia ", style="bold reverse")
+    line.append(f" backend {backend}", style="bold")
+    line.append(f" · db {database}", style="dim")
+    line.append(f" · {reconciler}")
+    if mode:
+        line.append(f" · {mode}", style="italic")
+    return line
 
 
 def stale_banner(view: DashboardView) -> str | None:

@@ -1,0 +1,667 @@
+"""`parhelia tui`: the Textual app that composes the panes and runs the control loops as workers.
+
+Data flows one way. Thread workers run the reconciler, the heartbeat poller with the budget guard,
+and the database watcher; each change (in this process, or seen on the database file) asks for a
+refresh. A refresh collects `ControlPlane.dashboard()` in a thread and hands the plain view to the
+widgets on the main thread; refreshes never overlap (a request during one is coalesced into the
+next), so input is never blocked and a slow database only makes the view later, never the keys.
+Actions go widget -> App action -> worker -> `ControlPlane` -> store -> refresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static
+
+from parhelia.app.commands import ActionsProvider
+from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP, TOPICS
+from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.state.timeutil import utcnow
+from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
+from parhelia.widgets.budget_pane import BudgetPane
+from parhelia.widgets.containers_table import ContainersTable
+from parhelia.widgets.events_log import EventsLog
+from parhelia.widgets.formatting import (
+    attention_reasons,
+    health_label,
+    money,
+    reconciler_line,
+    stale_banner,
+)
+from parhelia.widgets.help_pane import HelpPane
+from parhelia.widgets.status_bar import StaleBanner, StatusBar
+
+if TYPE_CHECKING:
+    from parhelia.app.config import LoadedSettings
+    from parhelia.workers.control import ControlPlane
+
+MIN_WIDTH, MIN_HEIGHT = 80, 20
+LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
+
+
+class ParheliaApp(App):
+    """Containers, events, budget and help, live; the reconciler and heartbeats run inside."""
+
+    TITLE = "Parhelia"
+    CSS_PATH = "dashboard.tcss"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    AUTO_FOCUS = "#containers"
+    ENABLE_COMMAND_PALETTE = True
+
+    # Declared once: the footer, the command palette and the help pane and screen read this list.
+    BINDINGS = [
+        Binding("t", "terminate", "Terminate", tooltip="Terminate the selected container"),
+        Binding(
+            "T",
+            "terminate_filtered",
+            "Term. filtered",
+            tooltip="Terminate every container the filter shows",
+        ),
+        Binding("n", "new_task", "New task", tooltip="Dispatch an agent with guided defaults"),
+        Binding("enter", "detail", "Detail", tooltip="The selected container's detail"),
+        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter the focused pane"),
+        Binding("r", "reconcile", "Reconcile", tooltip="Reconcile with the backend now"),
+        Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
+        Binding(
+            "question_mark", "help", "Help", key_display="?", tooltip="Every key and help topic"
+        ),
+        Binding("tab", "focus_next", "Next pane", show=False, tooltip="Focus the next pane"),
+        Binding("q", "quit", "Quit", tooltip="Quit the dashboard"),
+    ]
+
+    def __init__(
+        self,
+        control: ControlPlane,
+        *,
+        loaded: LoadedSettings | None = None,
+        run_loops: bool = True,
+        watch_db: bool = True,
+        clock: Callable[[], datetime] | None = None,
+        refresh_seconds: float | None = None,
+        attach_runner: Callable[[list[str]], int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.control = control
+        self.loaded = loaded
+        self.run_loops = run_loops
+        self.watch_db = watch_db
+        self.clock = clock or control.clock or utcnow
+        settings = control.settings
+        self.refresh_seconds = (
+            settings.tui.refresh_seconds if refresh_seconds is None else refresh_seconds
+        )
+        self.attach_runner = attach_runner or (lambda argv: subprocess.call(argv))
+        self.view: DashboardView | None = None
+        self.holder: bool | None = None  # None until the first reconcile says
+        self.last_error: ParheliaError | None = None
+        self.terminating: set[str] = set()
+        self.refreshes = 0
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._refreshing = False
+        self._refresh_pending = False
+        self._budget_level = "ok"
+        self._detail: ContainerDetail | None = None
+        self._filter_target = "containers"
+        self._select_after_refresh: str | None = None
+        if settings.tui.theme:
+            self.theme = settings.tui.theme
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield StaleBanner(id="banner")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(
+                    placeholder="filter: text, state:running, health:dead, task:flaky", id="filter"
+                )
+                yield ContainersTable(id="containers")
+                yield EventsLog(
+                    id="events", max_events=max(50, self.control.settings.tui.event_rows)
+                )
+            with Vertical(id="right"):
+                yield BudgetPane(id="budget")
+                yield HelpPane(id="help")
+        yield Static(
+            f"The terminal is too small for the dashboard: {MIN_WIDTH}×{MIN_HEIGHT} at least.\n"
+            "Enlarge the window, or run `parhelia tui --once` for a snapshot.",
+            id="too-small",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#containers").border_title = "Containers"
+        self.query_one("#events").border_title = "Events"
+        self.query_one("#budget").border_title = "Budget"
+        self.query_one("#help").border_title = "Help"
+        self.query_one("#filter").display = False
+        self.query_one("#banner").display = False
+        self.query_one(ContainersTable).focus()
+        self._check_size()
+        self.request_refresh()
+        if self.refresh_seconds > 0:
+            self.set_interval(self.refresh_seconds, self.request_refresh, name="tick")
+        if self.run_loops:
+            self.reconciler_loop()
+            self.heartbeat_loop()
+        if self.watch_db and self.control.store.sqlite_path:
+            self.db_watcher()
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+        self._kick.set()
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        small = self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT
+        self.query_one("#too-small").display = small
+        for sel in ("#main", "#status", "Footer"):
+            self.query_one(sel).display = not small
+        if small:
+            self.query_one("#banner").display = False
+
+    # -- refresh: collect in a thread, apply on the main thread, never overlapping ----------------
+
+    def request_refresh(self) -> None:
+        if self._refreshing:
+            self._refresh_pending = True
+            return
+        self._refreshing = True
+        self._collect()
+
+    @work(thread=True, group="refresh", exit_on_error=False)
+    def _collect(self) -> None:
+        try:
+            view = self.control.dashboard()
+            detail = None
+            if self._detail is not None:
+                detail = self.control.container_detail(self._detail.container.id)
+        except Exception as exc:  # shown, never fatal: the last view stays on screen
+            self.call_from_thread(self._collected, None, None, exc)
+            return
+        self.call_from_thread(self._collected, view, detail, None)
+
+    def _collected(
+        self, view: DashboardView | None, detail: ContainerDetail | None, error: Exception | None
+    ) -> None:
+        self._refreshing = False
+        if error is not None:
+            self.report_error(error, toast=self.view is None)
+        elif view is not None:
+            self.apply_view(view, detail)
+        if self._refresh_pending:
+            self._refresh_pending = False
+            self.request_refresh()
+
+    def apply_view(self, view: DashboardView, detail: ContainerDetail | None = None) -> None:
+        """Hand a view to every pane. Rows being terminated show so at once."""
+        self.view = view
+        self.refreshes += 1
+        now = view.generated_at
+        containers = view.containers
+        if self.terminating:
+            done = {c.id for c in containers if c.id in self.terminating and not c.is_active}
+            self.terminating -= done
+            containers = [
+                dataclasses.replace(c, state="terminating") if c.id in self.terminating else c
+                for c in containers
+            ]
+        with self.batch_update():
+            table = self.query_one(ContainersTable)
+            table.show(containers, now)
+            if self._select_after_refresh and table.select(self._select_after_refresh):
+                self._select_after_refresh = None
+            self.query_one(EventsLog).show(view.events)
+            self.query_one(BudgetPane).show(view.budget, now)
+            self._show_header(view)
+            self._budget_toast(view)
+            self._update_titles(view)
+            self.update_help()
+        if detail is not None and self._detail is not None:
+            self._detail = detail
+            from parhelia.widgets.detail import ContainerDetailScreen
+
+            if isinstance(self.screen, ContainerDetailScreen):
+                self.screen.update_detail(detail, now)
+
+    def _show_header(self, view: DashboardView) -> None:
+        now = view.generated_at
+        me = self.control.holder
+        if not self.run_loops:
+            mode = "loops off"
+        elif self.holder is False:
+            mode = f"read-only: {view.reconciler.lease_holder or 'another process'} runs the loops"
+        elif self.holder:
+            mode = "running the loops"
+        else:
+            mode = "starting"
+        self.query_one(StatusBar).show(
+            view.backend, view.database, reconciler_line(view.reconciler, now, me), mode
+        )
+        small = self.query_one("#too-small").display
+        self.query_one(StaleBanner).show(None if small else stale_banner(view))
+
+    def _update_titles(self, view: DashboardView) -> None:
+        table = self.query_one(ContainersTable)
+        active = sum(1 for c in view.containers if c.is_active)
+        burn = view.budget.burn_rate_per_hour
+        shown = f"{table.matched} of {len(view.containers)} shown · " if table.filter else ""
+        table.border_subtitle = (
+            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}"
+        )
+        table.border_title = f"Containers ({len(view.containers)})"
+
+    def _budget_toast(self, view: DashboardView) -> None:
+        level = view.budget.level
+        if LEVEL_RANK[level] > LEVEL_RANK[self._budget_level] and self.refreshes > 1:
+            self.notify(
+                f"Budget {level}: {money(view.budget.spent_usd)} of {money(view.budget.ceiling_usd)} "
+                f"({view.budget.percent:.0f}%), policy {view.budget.policy}",
+                title="Budget",
+                severity="error" if level == "exceeded" else "warning",
+                timeout=10,
+            )
+        self._budget_level = level
+
+    # -- contextual help ---------------------------------------------------------------------
+
+    def pane_keys(self) -> tuple[str, list[tuple[str, str]]]:
+        """The focused pane's name and its keys, then the app's (the one BINDINGS list)."""
+        focused = self.focused
+        pane, own = "Dashboard", []
+        if isinstance(focused, ContainersTable):
+            pane, own = "Containers", ContainersTable.BINDINGS
+        elif isinstance(focused, EventsLog):
+            pane, own = "Events", EventsLog.BINDINGS
+        elif isinstance(focused, Input):
+            return "Filter", [("enter", "keep filter"), ("esc", "clear filter")]
+        keys = [(self._key(b), b.description) for b in own]
+        keys += [(self._key(b), b.description) for b in self.BINDINGS if b.show]
+        return pane, keys
+
+    @staticmethod
+    def _key(binding: Binding) -> str:
+        return binding.key_display or binding.key
+
+    def update_help(self) -> None:
+        pane, keys = self.pane_keys()
+        about: list[tuple[str, str]] = []
+        if self.view is not None:
+            about += [("Attention", r) for r in attention_reasons(self.view)[:2]]
+        selected = self.query_one(ContainersTable).selected
+        if selected is not None and pane != "Events":
+            about.append((f"{selected.id} {selected.state}", STATE_HELP.get(selected.state, "")))
+            if selected.is_active:
+                about.append((health_label(selected.health), HEALTH_HELP.get(selected.health, "")))
+        last = None
+        if self.last_error is not None:
+            e = self.last_error
+            last = f"{e.code} {CATALOGUE[e.code].title}: {e.message}. Try: {'; '.join(e.suggestions[:2])}"
+        self.query_one(HelpPane).show(pane, keys, about, last)
+
+    def on_descendant_focus(self) -> None:
+        self.update_help()
+
+    @on(ContainersTable.RowHighlighted)
+    def _row_highlighted(self) -> None:
+        self.update_help()
+
+    def report_error(self, exc: Exception, *, toast: bool = True) -> None:
+        """The one handler for failures in workers and actions: remembered for the help pane, and
+        toasted with the code and the first recovery command. Never fatal."""
+        err = (
+            exc
+            if isinstance(exc, ParheliaError)
+            else ParheliaError(
+                "E900",
+                f"{type(exc).__name__}: {exc}",
+                ["parhelia reconciler status", "parhelia db status"],
+            )
+        )
+        self.last_error = err
+        if toast:
+            self.notify(
+                f"{err.message}\nTry: {err.suggestions[0]}",
+                title=f"{err.code} {CATALOGUE[err.code].title}",
+                severity="error",
+                timeout=8,
+            )
+        self.update_help()
+
+    # -- control loops as workers ---------------------------------------------------------------
+
+    @work(thread=True, group="reconciler", exit_on_error=False, name="reconciler")
+    def reconciler_loop(self) -> None:
+        """Reconcile, then wait the reconciler's own delay (it backs off after failures), or until
+        `r` asks for a cycle now. Each cycle is chained after the last: never two at once."""
+        while not self._stop.is_set():
+            self._reconcile_tick()
+            self._kick.wait(self.control.reconciler.next_delay())
+            self._kick.clear()
+        self.control.reconciler.release()
+
+    def _reconcile_tick(self) -> None:
+        try:
+            report = self.control.reconcile_once()
+        except Exception as exc:
+            self.call_from_thread(self.report_error, exc)
+            return
+        self.holder = report.acted
+        if report.error and report.error_code in CATALOGUE:
+            err = ParheliaError(
+                report.error_code,
+                report.error,
+                ["parhelia reconciler status", "parhelia help " + report.error_code],
+            )
+            self.call_from_thread(self.report_error, err, toast=False)
+        self.call_from_thread(self.request_refresh)
+
+    @work(thread=True, group="heartbeat", exit_on_error=False, name="heartbeat")
+    def heartbeat_loop(self) -> None:
+        """Probe and check the budget every heartbeat interval, but only while this process holds
+        the lease: with a daemon running, the dashboard only reads."""
+        interval = self.control.settings.heartbeat.interval_seconds
+        while not self._stop.wait(0 if self.holder is None else interval):
+            if self.holder is None:
+                self._stop.wait(0.05)
+                continue
+            if not self.holder:
+                continue
+            try:
+                self.control.heartbeat_once()
+                self.control.budget_check()
+            except Exception as exc:
+                self.call_from_thread(self.report_error, exc)
+            self.call_from_thread(self.request_refresh)
+
+    @work(thread=True, group="watch", exit_on_error=False, name="db-watch")
+    def db_watcher(self) -> None:
+        from parhelia.workers.db_watch import watch_database
+
+        watch_database(
+            self.control.store.sqlite_path,
+            lambda: self.call_from_thread(self.request_refresh),
+            self._stop,
+        )
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def _selected(self) -> ContainerView | None:
+        selected = self.query_one(ContainersTable).selected
+        if selected is None:
+            self.notify("No container selected.", severity="warning")
+        return selected
+
+    def action_terminate(self) -> None:
+        from parhelia.widgets.confirm import ConfirmTerminate
+
+        c = self._selected()
+        if c is None:
+            return
+        if not c.is_active:
+            self.notify(f"{c.id} is already {c.state}.", severity="information")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.terminate([c.id])
+
+        self.push_screen(ConfirmTerminate([c], self._now()), confirmed)
+
+    def action_terminate_filtered(self) -> None:
+        from parhelia.widgets.confirm import ConfirmTerminate
+
+        table = self.query_one(ContainersTable)
+        targets = [c for c in table.visible if c.is_active]
+
+        def confirmed(ok: bool | None) -> None:
+            if ok and targets:
+                self.terminate([c.id for c in targets])
+
+        self.push_screen(
+            ConfirmTerminate(targets, self._now(), filter_text=table.filter.text or "(no filter)"),
+            confirmed,
+        )
+
+    def terminate(self, ids: list[str]) -> None:
+        """Mark the rows at once, then stop them in a worker."""
+        self.terminating |= set(ids)
+        if self.view is not None:
+            self.apply_view(self.view)
+        self._terminate_worker(ids)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _terminate_worker(self, ids: list[str]) -> None:
+        stopped = []
+        for cid in ids:
+            try:
+                view = self.control.terminate(cid, actor="user:tui", reason="user")
+                stopped.append(view)
+            except Exception as exc:
+                self.call_from_thread(self._terminate_failed, cid, exc)
+        if stopped:
+            cost = sum(v.cost_accrued_usd for v in stopped)
+            what = stopped[0].id if len(stopped) == 1 else f"{len(stopped)} containers"
+            self.call_from_thread(
+                self.notify, f"Terminated {what} (accrued {money(cost)}).", title="Terminate"
+            )
+        self.call_from_thread(self.request_refresh)
+
+    def _terminate_failed(self, cid: str, exc: Exception) -> None:
+        self.terminating.discard(cid)
+        self.report_error(exc)
+
+    def action_new_task(self) -> None:
+        from parhelia.widgets.new_task import NewTaskDefaults, NewTaskScreen
+
+        values, sources = self.task_defaults()
+        budget = self.view.budget if self.view else None
+        screen = NewTaskScreen(
+            NewTaskDefaults(values, sources),
+            backends=("local", "modal"),
+            rates=self.control.rates,
+            spent_usd=budget.spent_usd if budget else 0.0,
+            ceiling_usd=budget.ceiling_usd if budget else self.control.budget_config().ceiling_usd,
+        )
+        self.push_screen(screen, self._dispatch_request)
+
+    def task_defaults(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """Configuration first, then the last values used, then the built-in defaults."""
+        from parhelia.app.preferences import task_defaults_with_sources
+
+        if self.loaded is None:
+            d = self.control.settings.defaults
+            values = {
+                "backend": self.control.default_backend,
+                "gpu": d.gpu,
+                "cpu": d.cpu,
+                "memory_mib": d.memory_mib,
+                "timeout_minutes": d.timeout_minutes,
+            }
+            return values, dict.fromkeys(values, "default")
+        both = task_defaults_with_sources(self.loaded)
+        values = {k: v for k, (v, _) in both.items()}
+        if values.get("backend") == "auto":
+            values["backend"] = self.control.default_backend
+        return values, {k: s for k, (_, s) in both.items()}
+
+    def _dispatch_request(self, request) -> None:
+        if request is not None:
+            self._dispatch_worker(request)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _dispatch_worker(self, request) -> None:
+        from parhelia.app.preferences import save_last_used
+
+        try:
+            result = self.control.dispatch(request, actor="user:tui")
+        except Exception as exc:
+            self.call_from_thread(self.report_error, exc)
+            return
+        save_last_used(
+            {
+                "backend": request.backend,
+                "gpu": request.gpu or "none",
+                "cpu": request.cpu,
+                "memory_mib": request.memory_mib,
+                "timeout_minutes": request.timeout_minutes,
+            }
+        )
+        self.call_from_thread(
+            self.notify,
+            f"{result.task_id} running as {result.container_id} on {result.backend} "
+            f"(at most {money(result.estimate.cost_usd)})"
+            + "".join(f"\n⚠ {w}" for w in result.warnings),
+            title="Dispatched",
+        )
+        self.call_from_thread(self._select_soon, result.container_id)
+        self.call_from_thread(self.request_refresh)
+
+    def _select_soon(self, container_id: str) -> None:
+        self._select_after_refresh = container_id
+
+    def action_detail(self) -> None:
+        c = self._selected()
+        if c is not None:
+            self._open_detail(c.id)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _open_detail(self, container_id: str) -> None:
+        try:
+            detail = self.control.container_detail(container_id)
+        except Exception as exc:
+            self.call_from_thread(self.report_error, exc)
+            return
+        self.call_from_thread(self._push_detail, detail)
+
+    def _push_detail(self, detail: ContainerDetail) -> None:
+        from parhelia.widgets.detail import ContainerDetailScreen
+
+        self._detail = detail
+
+        def closed(_result: Any = None) -> None:
+            self._detail = None
+
+        self.push_screen(ContainerDetailScreen(detail, self._now()), closed)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        focused = self.focused
+        self._filter_target = "events" if isinstance(focused, EventsLog) else "containers"
+        target = (
+            self.query_one(EventsLog)
+            if self._filter_target == "events"
+            else self.query_one(ContainersTable)
+        )
+        box.placeholder = (
+            "filter events: text, level:warning, type:orphan"
+            if self._filter_target == "events"
+            else "filter: text, state:running, health:dead, task:flaky"
+        )
+        box.value = target.filter_text if self._filter_target == "events" else target.filter.text
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self._filter_target == "events":
+            self.query_one(EventsLog).set_filter(event.value)
+        else:
+            self.query_one(ContainersTable).set_filter(event.value)
+            if self.view is not None:
+                self._update_titles(self.view)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = bool(box.value)
+        self._focus_filter_target()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and self.focused is box:
+            box.value = ""
+            box.display = False
+            self._focus_filter_target()
+            event.stop()
+
+    def _focus_filter_target(self) -> None:
+        if self._filter_target == "events":
+            self.query_one(EventsLog).focus()
+        else:
+            self.query_one(ContainersTable).focus()
+
+    def action_reconcile(self) -> None:
+        if not self.run_loops:
+            self._reconcile_once_worker()
+        else:
+            self._kick.set()
+        self.notify("Reconciling with the backend now.", title="Reconcile", timeout=3)
+
+    @work(thread=True, group="reconciler-once", exit_on_error=False)
+    def _reconcile_once_worker(self) -> None:
+        self._reconcile_tick()
+        self.control.reconciler.release()
+
+    def action_attach(self) -> None:
+        c = self._selected()
+        if c is None:
+            return
+        try:
+            argv = self.control.shell_argv(c.id)
+        except ParheliaError as exc:
+            self.report_error(exc)
+            return
+        try:
+            with self.suspend():
+                code = self.attach_runner(argv)
+        except Exception as exc:  # no terminal to hand over (headless), or the shell is missing
+            self.report_error(
+                ParheliaError(
+                    "E601",
+                    f"could not attach to {c.id}: {exc}",
+                    [" ".join(argv), f"parhelia containers show {c.id}"],
+                )
+            )
+            return
+        self.notify(f"Shell in {c.id} exited ({code}).", title="Attach", timeout=4)
+        self.request_refresh()
+
+    def action_help(self) -> None:
+        from parhelia.widgets.help_screen import HelpScreen
+
+        rows = [(self._key(b), b.description, "everywhere") for b in self.BINDINGS]
+        rows += [(self._key(b), b.description, "containers") for b in ContainersTable.BINDINGS]
+        rows += [(self._key(b), b.description, "events") for b in EventsLog.BINDINGS]
+        rows += [("ctrl+p", "Command palette: every action by name", "everywhere")]
+        self.push_screen(HelpScreen(rows, TOPICS))
+
+    def _now(self) -> datetime:
+        return self.view.generated_at if self.view is not None else self.clock()
+
+
+def run_dashboard(rt, *, demo: bool = False) -> None:
+    """Run the dashboard until quit. A demo stops its agents on the way out."""
+    app = ParheliaApp(rt.control, loaded=rt.loaded)
+    try:
+        app.run()
+    finally:
+        app._stop.set()
+        if demo:
+            from parhelia.app.demo import stop_fleet
+
+            stop_fleet(rt)

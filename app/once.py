@@ -1,0 +1,158 @@
+"""`parhelia tui --once`: the dashboard's panes rendered once to stdout, for scripts and cron.
+
+The same view (`ControlPlane.dashboard()`) and the same formatter (`parhelia.widgets.formatting`)
+as the live dashboard, laid out with Rich: text (plain when piped), JSON (the `--json` envelope)
+or SVG. The exit code says whether anyone needs to look: 0 all well, 1 attention, 2 error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import datetime
+
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from parhelia.state.views import DashboardView
+from parhelia.widgets.formatting import (
+    COLUMNS,
+    attention_reasons,
+    container_cells,
+    event_text,
+    reconciler_line,
+    sort_value,
+    stale_banner,
+    status_text,
+    styled_cells,
+    totals_line,
+)
+
+EVENT_TAIL = 10
+
+
+def exit_code(view: DashboardView) -> int:
+    return 1 if view.needs_attention else 0
+
+
+def render_once(
+    view: DashboardView, *, fmt: str = "text", width: int = 120, color: bool = False
+) -> str:
+    if fmt == "json":
+        return render_json(view)
+    console = Console(
+        file=io.StringIO(),
+        width=width,
+        record=fmt == "svg",
+        force_terminal=color,
+        no_color=not color and fmt != "svg",
+        color_system="truecolor" if (color or fmt == "svg") else None,
+        legacy_windows=False,
+        highlight=False,
+        emoji=False,
+    )
+    console.print(dashboard_renderable(view, width))
+    if fmt == "svg":
+        return console.export_svg(title="parhelia tui --once")
+    text = console.file.getvalue()
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
+    now = view.generated_at
+    parts: list[RenderableType] = [
+        status_text(view.backend, view.database, reconciler_line(view.reconciler, now))
+    ]
+    banner = stale_banner(view)
+    if banner:
+        parts.append(Text(f"⚠ {banner}", style="bold red"))
+    parts.append(containers_table(view, now))
+    side = [budget_panel(view, now, width), attention_panel(view)]
+    parts.append(Group(*side))
+    parts.append(events_panel(view))
+    return Group(*parts)
+
+
+def containers_table(view: DashboardView, now: datetime) -> Table:
+    table = Table(
+        title=f"Containers ({len(view.containers)})",
+        title_justify="left",
+        caption=totals_line(view.containers),
+        caption_justify="left",
+        expand=False,
+        box=None,
+        pad_edge=False,
+        header_style="bold",
+    )
+    for col in COLUMNS:
+        table.add_column(
+            col.label,
+            justify=col.justify,
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=34 if col.key == "task" else None,
+        )
+    # The dashboard's default order: newest first.
+    for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
+        table.add_row(*styled_cells(c, container_cells(c, now)))
+    if not view.containers:
+        table.add_row("-", *[""] * (len(COLUMNS) - 1))
+    return table
+
+
+def budget_panel(view: DashboardView, now: datetime, width: int) -> Panel:
+    from parhelia.widgets.formatting import BUDGET_STYLE, budget_lines
+
+    inner = min(60, max(20, width - 4))
+    return Panel(
+        Group(*budget_lines(view.budget, now, inner - 4)),
+        title="Budget",
+        title_align="left",
+        border_style=BUDGET_STYLE.get(view.budget.level, ""),
+        width=inner,
+    )
+
+
+def attention_panel(view: DashboardView) -> RenderableType:
+    reasons = attention_reasons(view)
+    if not reasons:
+        return Text("All well: nothing needs attention.", style="green")
+    body = Text()
+    for r in reasons:
+        body.append(f"! {r}\n", style="yellow")
+    body.rstrip()
+    return Panel(body, title="Attention", title_align="left", border_style="yellow", expand=False)
+
+
+def events_panel(view: DashboardView) -> RenderableType:
+    tail = view.events[-EVENT_TAIL:]
+    lines = [event_text(e) for e in tail] or [Text("no events yet", style="dim")]
+    return Group(Text(f"Events (last {len(tail)})", style="bold"), *lines)
+
+
+def render_json(view: DashboardView) -> str:
+    """The `--json` envelope around the same view, with the verdict scripts branch on."""
+    from parhelia.app.output import STARTED, dumps
+
+    data = {
+        "status": "attention" if view.needs_attention else "ok",
+        "attention": attention_reasons(view),
+        "banner": stale_banner(view),
+        "dashboard": view.to_dict(),
+    }
+    doc = {
+        "success": True,
+        "data": data,
+        "metadata": {
+            "timestamp": view.generated_at.isoformat(),
+            "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
+        },
+        "next_actions": [
+            {"command": r.split(": ", 1)[1], "description": r.split(": ", 1)[0]}
+            for r in attention_reasons(view)
+        ],
+    }
+    return dumps(json.loads(dumps(doc))) + "\n"

@@ -1,0 +1,59 @@
+"""The `/` filter of the containers pane: free text plus `state:`, `health:`, `task:` terms.
+
+Pure, so the table, the bulk-terminate preview (`T`) and the tests agree on what matches.
+Terms are ANDed; a field term may list alternatives with commas (`state:running,orphaned`);
+a leading `!` negates a field term (`health:!healthy`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parhelia.state.views import ContainerView
+
+FIELDS = ("state", "health", "task", "backend", "gpu")
+
+
+@dataclass(frozen=True)
+class ContainerFilter:
+    text: str = ""
+    words: tuple[str, ...] = ()
+    terms: tuple[tuple[str, tuple[str, ...], bool], ...] = field(default=())
+
+    @classmethod
+    def parse(cls, text: str) -> ContainerFilter:
+        words: list[str] = []
+        terms: list[tuple[str, tuple[str, ...], bool]] = []
+        for token in text.split():
+            name, sep, value = token.partition(":")
+            if sep and name.lower() in FIELDS and value:
+                negate = value.startswith("!")
+                values = tuple(v for v in value.lstrip("!").lower().split(",") if v)
+                terms.append((name.lower(), values, negate))
+            else:
+                words.append(token.lower())
+        return cls(text.strip(), tuple(words), tuple(terms))
+
+    def __bool__(self) -> bool:
+        return bool(self.words or self.terms)
+
+    def matches(self, c: ContainerView) -> bool:
+        for name, values, negate in self.terms:
+            if name == "task":
+                subject = f"{c.task_id or ''} {c.task_prompt or ''}".lower()
+                hit = any(v in subject for v in values)
+            else:
+                subject = (getattr(c, name) or "none").lower()
+                hit = any(subject == v or subject.startswith(v) for v in values)
+            if hit == negate:
+                return False
+        if self.words:
+            haystack = " ".join(
+                str(v or "")
+                for v in (c.id, c.sandbox_id, c.state, c.health, c.task_id, c.task_prompt, c.gpu)
+            ).lower()
+            return all(w in haystack for w in self.words)
+        return True
+
+    def apply(self, containers: list[ContainerView]) -> list[ContainerView]:
+        return [c for c in containers if self.matches(c)] if self else list(containers)

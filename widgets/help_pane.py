@@ -1,0 +1,34 @@
+"""The contextual help pane: the keys of the focused pane, what the selected container's state and
+health mean with what to do about them, and the catalogue entry of the last error.
+
+The app hands it plain text; the pane only lays it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+class HelpPane(Static):
+    def show(
+        self,
+        pane: str,
+        keys: Sequence[tuple[str, str]],
+        about: Sequence[tuple[str, str]] = (),
+        last_error: str | None = None,
+    ) -> None:
+        """`keys`: (key, description) for the focused pane; `about`: (title, text) paragraphs."""
+        out = Text()
+        out.append(f"{pane}\n", style="bold")
+        out.append("  ".join(f"{k} {d}" for k, d in keys) + "\n", style="")
+        for title, text in about:
+            out.append(f"\n{title}: ", style="bold")
+            out.append(text + "\n")
+        if last_error:
+            out.append("\nLast error: ", style="bold red")
+            out.append(last_error + "\n")
+        out.rstrip()
+        self.update(out)
