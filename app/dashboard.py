@@ -320,6 +320,11 @@ class ParheliaApp(App):
     def _row_highlighted(self) -> None:
         self.update_help()
 
+    @on(ContainersTable.RowSelected)
+    def _row_selected(self) -> None:
+        """The table takes enter for itself (select the row): that is the detail key."""
+        self.action_detail()
+
     def report_error(self, exc: Exception, *, toast: bool = True) -> None:
         """The one handler for failures in workers and actions: remembered for the help pane, and
         toasted with the code and the first recovery command. Never fatal."""

@@ -27,6 +27,12 @@ DEMO_FLAGS = {
     "tui.refresh_seconds": 1.0,
 }
 
+
+def demo_flags() -> dict:
+    """The demo's settings; tasks dispatched from its prompt run the simulator too."""
+    return {**DEMO_FLAGS, "agent.command": sim_command("finish", 120)}
+
+
 # (mode, prompt, cpu, memory MiB, gpu-free timeout minutes)
 FLEET = [
     ("busy", "Fix the flaky test in tests/test_payments.py", 2.0, 4096, 60),
@@ -57,7 +63,7 @@ def prepare_demo(rt: Runtime, *, fresh: bool = True) -> None:
         _stop_previous(root)
         shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    rt.flags.update(DEMO_FLAGS)
+    rt.flags.update(demo_flags())
     rt.flags["db_url"] = f"sqlite:///{root / 'parhelia.db'}"
     rt.flags["local.root"] = str(root / "sandboxes")
     start_fleet(rt)

@@ -57,7 +57,7 @@ class ContainersTable(DataTable):
         )
         self.filter = ContainerFilter()
         self.sort_column = "age"
-        self.sort_reverse = True  # newest first reads like a tail
+        self.sort_reverse = False  # youngest first: what was just dispatched is on top
         self.now: datetime | None = None
         self._views: dict[str, ContainerView] = {}
         self._shown: dict[str, tuple[tuple[str, ...], str]] = {}

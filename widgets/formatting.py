@@ -242,7 +242,7 @@ def totals_line(rows: list[ContainerView]) -> str:
 def event_text(e: EventView) -> Text:
     """One log line: time, level, source, container, message (with old -> new when it is a change)."""
     change = f" ({e.old_value or '-'} → {e.new_value or '-'})" if e.old_value or e.new_value else ""
-    who = f" by {e.actor}" if e.actor and e.source == "user" else ""
+    who = f" by {e.actor}" if e.actor and e.source == "user" and e.actor not in e.message else ""
     line = Text(no_wrap=False)
     line.append(clock(e.ts), style="dim")
     line.append(" ")
