@@ -20,6 +20,8 @@ from rich.text import Text
 from parhelia.state.views import DashboardView
 from parhelia.widgets.formatting import (
     COLUMNS,
+    TASK_WIDTH,
+    Column,
     attention_reasons,
     container_cells,
     event_text,
@@ -32,6 +34,7 @@ from parhelia.widgets.formatting import (
 )
 
 EVENT_TAIL = 10
+MIN_TASK = 16
 
 
 def exit_code(view: DashboardView) -> int:
@@ -69,14 +72,27 @@ def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     banner = stale_banner(view)
     if banner:
         parts.append(Text(f"⚠ {banner}", style="bold red"))
-    parts.append(containers_table(view, now))
+    parts.append(containers_table(view, now, width))
     side = [budget_panel(view, now, width), attention_panel(view)]
     parts.append(Group(*side))
     parts.append(events_panel(view))
     return Group(*parts)
 
 
-def containers_table(view: DashboardView, now: datetime) -> Table:
+def fitting_columns(width: int) -> list[Column]:
+    """Every column when the width allows; otherwise the trailing ones (GPU, sandbox) go first, as
+    they scroll off in the dashboard, so state, health and money are always printed."""
+    columns = list(COLUMNS)
+    while len(columns) > 10 and _table_width(columns) > width:
+        columns.pop()
+    return columns
+
+
+def _table_width(columns: list[Column]) -> int:
+    return sum((MIN_TASK if c.key == "task" else c.width) + 1 for c in columns)
+
+
+def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Table:
     table = Table(
         title=f"Containers ({len(view.containers)})",
         title_justify="left",
@@ -85,21 +101,25 @@ def containers_table(view: DashboardView, now: datetime) -> Table:
         expand=False,
         box=None,
         pad_edge=False,
+        padding=(0, 1, 0, 0),
         header_style="bold",
     )
-    for col in COLUMNS:
+    columns = fitting_columns(width)
+    task_width = max(MIN_TASK, min(TASK_WIDTH, width - _table_width(columns) + MIN_TASK - 1))
+    for col in columns:
         table.add_column(
             col.label,
             justify=col.justify,
             no_wrap=True,
             overflow="ellipsis",
-            max_width=34 if col.key == "task" else None,
+            width=task_width if col.key == "task" else col.width,
         )
     # The dashboard's default order: newest first.
     for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
-        table.add_row(*styled_cells(c, container_cells(c, now)))
+        cells = styled_cells(c, container_cells(c, now))
+        table.add_row(*(cell for col, cell in zip(COLUMNS, cells, strict=True) if col in columns))
     if not view.containers:
-        table.add_row("-", *[""] * (len(COLUMNS) - 1))
+        table.add_row("-", *[""] * (len(columns) - 1))
     return table
 
 
