@@ -119,7 +119,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
     """Write the fleet, its heartbeats and events; return a backend listing its live sandboxes."""
     backend = MemoryBackend()
     tasks, rows = [], []
-    for i, (cid, state, health, prompt, cpu, mem, gpu, ago, missed, cpu_pct, mem_used) in enumerate(
+    for i, (cid, state, health, prompt, cpu, mem, gpu, ago, missed, cpu_pct, _mem) in enumerate(
         FLEET
     ):
         started = now - timedelta(minutes=ago)
