@@ -192,7 +192,7 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
         errors = self.query_one("#errors", Static)
         try:
             req = self._check(require_prompt=require_prompt)
-        except KeyError as err:
+        except ParheliaError as err:
             self.last_error = err
             errors.update(Text.assemble((f"{err.code} ", "bold red"), (err.message, "red")))
             errors.display = True
