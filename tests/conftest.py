@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.modal_fixtures", "tests.isolation"]
+pytest_plugins = ["tests.modal_fixtures", "tests.isolation", "tests.snapshot_fixtures"]
