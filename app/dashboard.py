@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -53,7 +54,7 @@ class ParheliaApp(App):
     """Containers, events, budget and help, live; the reconciler and heartbeats run inside."""
 
     TITLE = "Parhelia"
-    CSS_PATH = "dashboard.tcss"
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     AUTO_FOCUS = "#containers"
     ENABLE_COMMAND_PALETTE = True
@@ -148,8 +149,9 @@ class ParheliaApp(App):
         self.query_one("#help").border_title = "Help"
         self.query_one("#filter").display = False
         self.query_one("#banner").display = False
-        self.query_one(ContainersTable).focus()
         self._check_size()
+        self.call_after_refresh(self.query_one(ContainersTable).focus)
+        self.watch(self.screen, "focused", lambda _focused: self.update_help(), init=False)
         self.request_refresh()
         if self.refresh_seconds > 0:
             self.set_interval(self.refresh_seconds, self.request_refresh, name="tick")
@@ -163,16 +165,19 @@ class ParheliaApp(App):
         self._stop.set()
         self._kick.set()
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event) -> None:
+        self._check_size(event.size)
 
-    def _check_size(self) -> None:
-        small = self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT
+    def _check_size(self, size=None) -> None:
+        size = size or self.size
+        small = size.width < MIN_WIDTH or size.height < MIN_HEIGHT
         self.query_one("#too-small").display = small
         for sel in ("#main", "#status", "Footer"):
             self.query_one(sel).display = not small
         if small:
             self.query_one("#banner").display = False
+        elif self.focused is None and self.screen is self.screen_stack[0]:
+            self.query_one(ContainersTable).focus()  # hiding the panes took the focus away
 
     # -- refresh: collect in a thread, apply on the main thread, never overlapping ----------------
 
@@ -312,9 +317,6 @@ class ParheliaApp(App):
             e = self.last_error
             last = f"{e.code} {CATALOGUE[e.code].title}: {e.message}. Try: {'; '.join(e.suggestions[:2])}"
         self.query_one(HelpPane).show(pane, keys, about, last)
-
-    def on_descendant_focus(self) -> None:
-        self.update_help()
 
     @on(ContainersTable.RowHighlighted)
     def _row_highlighted(self) -> None:

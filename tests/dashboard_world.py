@@ -130,7 +130,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
             )
         rate = hourly_rate(cpu, mem, gpu)
         ended = started + timedelta(minutes=ago - 5) if state == "terminated" else None
-        sid = f"sb-{i + 1:04d}"
+        sid = f"sb-w{i + 1:03d}"
         tags = {"parhelia": "1", "parhelia_container": cid}
         if tid:
             tags["parhelia_task"] = tid
@@ -195,7 +195,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
             "info",
             "dispatcher",
             "c-0000a001",
-            "c-0000a001 running as local sandbox sb-0001",
+            "c-0000a001 running as local sandbox sb-w001",
             "created",
             "running",
             None,
@@ -228,7 +228,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
             "warning",
             "reconciler",
             "c-0000a005",
-            "orphan: local sandbox sb-0005 runs with no record",
+            "orphan: local sandbox sb-w005 runs with no record",
             None,
             "orphaned",
             None,
