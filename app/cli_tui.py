@@ -39,41 +39,58 @@ def tui(
     rt = runtime(ctx, json_out)
     if json_out:
         fmt = "json"
+    if once:
+        raise typer.Exit(_once(rt, fmt, width, demo=demo, refresh=not no_refresh))
+    _check_format(fmt)
+    if demo:
+        from parhelia.app.demo import prepare_demo
+
+        prepare_demo(rt)
+    from parhelia.app.dashboard import run_dashboard
+
+    run_dashboard(rt, demo=demo)
+
+
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ParheliaError(
             "E101",
             f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}",
             ["parhelia tui --once --format text", "parhelia tui --once --format json"],
         )
-    if demo:
-        from parhelia.app.demo import prepare_demo
 
-        prepare_demo(rt)
-    if once:
+
+def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
+    """One snapshot. Every failure is exit 2 (1 means "look at this", and scripts branch on it)."""
+    from parhelia.app import output
+    from parhelia.app.once import exit_code, render_once
+
+    try:
+        _check_format(fmt)
+        if demo:
+            from parhelia.app.demo import prepare_demo
+
+            prepare_demo(rt)
         try:
-            code = _once(rt, fmt, width, refresh=not no_refresh)
+            if refresh:
+                rt.control.refresh_once()
+            view = rt.control.dashboard()
         finally:
             if demo:  # a snapshot of the demo must not leave its agents running
                 from parhelia.app.demo import stop_fleet
 
                 stop_fleet(rt)
-        raise typer.Exit(code)
-    from parhelia.app.dashboard import run_dashboard
-
-    run_dashboard(rt, demo=demo)
-
-
-def _once(rt, fmt: str, width: int | None, *, refresh: bool) -> int:
-    from parhelia.app.once import exit_code, render_once
-
-    try:
-        if refresh:
-            rt.control.refresh_once()
-        view = rt.control.dashboard()
     except ParheliaError as exc:
-        from parhelia.app import output
-
         output.failure(exc, json_out=fmt == "json")
+        return 2
+    except Exception as exc:  # an unexpected failure is still an answer, never a traceback
+        err = ParheliaError(
+            "E900",
+            f"{type(exc).__name__}: {exc}",
+            ["parhelia db status", "parhelia reconciler status"],
+            attempted="render the dashboard snapshot",
+        )
+        output.failure(err, json_out=fmt == "json")
         return 2
     color = sys.stdout.isatty() and fmt == "text"
     sys.stdout.write(render_once(view, fmt=fmt, width=width or _terminal_width(), color=color))

@@ -292,7 +292,7 @@ class ParheliaApp(App):
             pane, own = "Containers", ContainersTable.BINDINGS
         elif isinstance(focused, EventsLog):
             pane, own = "Events", EventsLog.BINDINGS
-        elif isinstance(focused, Input):
+        elif focused is self.query_one("#filter", Input):
             return "Filter", [("enter", "keep filter"), ("esc", "clear filter")]
         keys = [(self._key(b), b.description) for b in own]
         keys += [(self._key(b), b.description) for b in self.BINDINGS if b.show]

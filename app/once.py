@@ -79,12 +79,18 @@ def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     return Group(*parts)
 
 
+# What gives way on a narrow terminal, first to last: never the id, state, health, age or money.
+DROP_ORDER = ("sandbox", "gpu", "memory", "cpu", "heartbeat")
+
+
 def fitting_columns(width: int) -> list[Column]:
-    """Every column when the width allows; otherwise the trailing ones (GPU, sandbox) go first, as
-    they scroll off in the dashboard, so state, health and money are always printed."""
+    """Every column when the width allows; otherwise whole columns go (sandbox and GPU first, as
+    they scroll off in the dashboard), never truncated ids or values."""
     columns = list(COLUMNS)
-    while len(columns) > 10 and _table_width(columns) > width:
-        columns.pop()
+    for key in DROP_ORDER:
+        if _table_width(columns) <= width:
+            break
+        columns = [c for c in columns if c.key != key]
     return columns
 
 

@@ -110,7 +110,7 @@ ACTIVE = ("running", "orphaned")
 def settings(**budget) -> Settings:
     s = Settings()
     s.agent.command = "echo {prompt}"
-    s.budget = replace(s.budget, ceiling_usd=10.0, period="day", **budget)
+    s.budget = replace(s.budget, ceiling_usd=7.5, period="day", **budget)
     s.tui.refresh_seconds = 0
     return s
 
@@ -250,7 +250,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
             "warning",
             "budget",
             None,
-            "budget at 50% of $10.00 this day",
+            "budget at 50% of $7.50 this day",
             None,
             "50",
             "budget-guard",

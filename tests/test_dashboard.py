@@ -45,7 +45,7 @@ def make_app(control, **kw) -> ParheliaApp:
     return ParheliaApp(control, **kw)
 
 
-async def until(pilot, predicate, timeout: float = 5.0) -> None:
+async def until(pilot, predicate, timeout: float = 20.0) -> None:
     """Let the app run until `predicate()` holds: waits on work in threads, bounded."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -103,7 +103,8 @@ async def test_main_screen_shows_every_pane(fleet):
         assert cell(app, "c-0000a004", "gpu") == "A10G"
         assert cell(app, "c-0000a001", "cost").startswith("$")
         budget = text_of(app.query_one("#budget"))
-        assert "of $10.00 this day" in budget and "burn" in budget
+        assert "of $7.50 this day" in budget and "burn" in budget
+        assert "WARNING" in budget and app.query_one("#budget").has_class("-warning")
         assert "policy warn" in budget
         events = app.query_one(EventsLog)
         assert any("orphan" in line.text for line in events.lines)
@@ -529,7 +530,7 @@ async def test_budget_threshold_crossing_toasts(fleet, store):
     app = make_app(control)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot, app)
-        assert app.view.budget.level == "ok"
+        assert app.view.budget.level == "warning"
         view = app.view
         app.apply_view(replace(view, budget=replace(view.budget, spent_usd=8.5, level="critical")))
         await pilot.pause()

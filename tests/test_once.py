@@ -63,9 +63,11 @@ def golden_json(doc: dict) -> str:
 
 
 def make_healthy(world) -> None:
-    """Stop what needs attention, the way a user would: terminate the dead one and the orphan."""
+    """Stop what needs attention, the way a user would: terminate the dead one and the orphan,
+    and raise the ceiling out of the warning band."""
     for cid in ("c-0000a003", "c-0000a005"):
         world.control.terminate(cid, actor="user:test", reason="user")
+    world.control.store.set_setting("budget.ceiling_usd", 50.0)
 
 
 # -- the renderer ---------------------------------------------------------------------------------
@@ -188,11 +190,6 @@ def test_cli_once_unknown_format_is_e101(parhelia_env):
     assert "xml" in r.err and "text, json, svg" in r.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: main() maps every ParheliaError to exit 1, which `tui --once` documents as "
-    "'attention'; a usage error should exit 2 (app/cli.py main / app/cli_tui.py)",
-)
 def test_cli_once_unknown_format_exits_two(parhelia_env):
     r = parhelia_env.run("tui", "--once", "--no-refresh", "--format", "xml")
     assert r.code == 2

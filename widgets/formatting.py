@@ -129,7 +129,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("health", "HEALTH", width=11),
     Column("task", "TASK", width=TASK_WIDTH),
     Column("age", "AGE", "right", 7),
-    Column("heartbeat", "HB", "right", 6),
+    Column("heartbeat", "HB", "right", 7),
     Column("cpu", "CPU", "right", 4),
     Column("memory", "MEM", "right", 6),
     Column("rate", "$/H", "right", 6),
@@ -152,7 +152,7 @@ def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
     cells = {
         "id": c.id,
         "state": c.state,
-        "health": health_label(c.health),
+        "health": health_label(c.health) if active or c.state == "stopped" else "-",
         "task": excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
         "age": age(c.started_at or c.created_at, now),
         "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
@@ -241,7 +241,12 @@ def totals_line(rows: list[ContainerView]) -> str:
 
 def event_text(e: EventView) -> Text:
     """One log line: time, level, source, container, message (with old -> new when it is a change)."""
-    change = f" ({e.old_value or '-'} → {e.new_value or '-'})" if e.old_value or e.new_value else ""
+    said = "→" in e.message  # the message already tells the change
+    change = (
+        f" ({e.old_value or '-'} → {e.new_value or '-'})"
+        if (e.old_value or e.new_value) and not said
+        else ""
+    )
     who = f" by {e.actor}" if e.actor and e.source == "user" and e.actor not in e.message else ""
     line = Text(no_wrap=False)
     line.append(clock(e.ts), style="dim")
