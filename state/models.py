@@ -83,7 +83,9 @@ class Container(SQLModel, table=True):
         Index("ix_containers_state", "state"),
         Index("ix_containers_health", "health"),
         Index("ix_containers_task", "task_id"),
-        Index("ix_containers_last_heartbeat", "last_heartbeat_at"),
+        # for `Store.prune_heartbeats`; no index on last_heartbeat_at: every heartbeat cycle
+        # rewrites it for every running container and no query needs one
+        Index("ix_containers_last_sample", "last_sample_at"),
         Index("ix_containers_terminated", "terminated_at"),
     )
 
@@ -111,6 +113,15 @@ class Container(SQLModel, table=True):
     tags: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     meta: dict = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    # The latest stored heartbeat sample (by ts), kept by `Store.record_heartbeats` in the same
+    # statement that updates the heartbeat columns and cleared by `Store.prune_heartbeats` when
+    # that sample is pruned, so the dashboard reads it here instead of searching `heartbeats`.
+    # Unlike `last_heartbeat_at` it follows every stored sample, agent alive or not.
+    last_sample_at: datetime | None = _ts()
+    last_cpu_percent: float | None = None
+    last_memory_mib: float | None = None
+    last_memory_percent: float | None = None
+    last_agent_alive: bool | None = None
 
 
 class Heartbeat(SQLModel, table=True):

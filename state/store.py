@@ -8,13 +8,27 @@ several processes can write at once without "database is locked".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    String,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -31,7 +45,16 @@ from parhelia.state.enums import (
 )
 from parhelia.state.errors import ParheliaError
 from parhelia.state.lifecycle import check_transition
-from parhelia.state.models import Container, Event, Heartbeat, Lease, ReconcilerRun, Setting, Task
+from parhelia.state.models import (
+    Container,
+    Event,
+    Heartbeat,
+    Lease,
+    ReconcilerRun,
+    Setting,
+    Task,
+    UTCDateTime,
+)
 from parhelia.state.requests import gpu_count
 from parhelia.state.timeutil import as_utc, utcnow
 from parhelia.state.views import (
@@ -45,8 +68,51 @@ from parhelia.state.views import (
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
-# The container columns a ContainerView needs (everything but the metadata JSON).
-_VIEW_COLUMNS = tuple(c for c in Container.__table__.columns if c.name != "metadata")
+# The container columns a ContainerView needs, in `_container_views`' order.
+_VIEW_COLUMNS = tuple(
+    Container.__table__.c[name]
+    for name in (
+        "id",
+        "backend",
+        "sandbox_id",
+        "state",
+        "health",
+        "task_id",
+        "created_at",
+        "started_at",
+        "terminated_at",
+        "last_heartbeat_at",
+        "missed_heartbeats",
+        "cpu_cores",
+        "memory_mib",
+        "gpu",
+        "region",
+        "cost_rate_per_hour",
+        "cost_accrued_usd",
+        "last_cpu_percent",
+        "last_memory_mib",
+        "last_memory_percent",
+        "last_agent_alive",
+        "termination_reason",
+        "exit_code",
+        "tags",
+    )
+)
+# The latest-sample columns of a container row and the heartbeat columns they copy.
+_SAMPLE = {
+    "last_sample_at": "ts",
+    "last_cpu_percent": "cpu_percent",
+    "last_memory_mib": "memory_mib",
+    "last_memory_percent": "memory_percent",
+    "last_agent_alive": "agent_alive",
+}
+# The heartbeat columns with a scalar default, and what a sample without one of them stores.
+_HEARTBEAT_DEFAULTS = {
+    c.name: c.default.arg
+    for c in Heartbeat.__table__.columns
+    if c.default is not None and c.default.is_scalar
+}
+_SAMPLE_DEFAULTS = {k: _HEARTBEAT_DEFAULTS.get(k) for k in _SAMPLE.values()}
 
 
 @dataclass(frozen=True)
@@ -472,23 +538,60 @@ class Store:
     ) -> int:
         """One heartbeat cycle in one transaction: the samples, each container's heartbeat columns
         (`{"id": ..., "last_heartbeat_at": ..., "missed_heartbeats": ..., "health": ...}`) and the
-        health-change events."""
+        health-change events.
+
+        Each sampled container's row also takes its newest sample (`last_sample_at`,
+        `last_cpu_percent`, ...) unless it already holds a newer one, in the same UPDATE as its
+        heartbeat columns: one statement per container whatever the mix."""
         with self.write() as s:
             conn = s.connection()
             if samples:
-                _executemany(conn, insert(Heartbeat.__table__), samples)
-            by_keys: dict[tuple[str, ...], list[dict]] = {}
-            for u in container_updates:
-                by_keys.setdefault(tuple(sorted(k for k in u if k != "id")), []).append(u)
-            table = Container.__table__
-            for keys, rows in by_keys.items():
-                stmt = (
-                    update(table)
-                    .where(table.c.id == bindparam("_id"))
-                    .values({k: bindparam(k) for k in keys})
-                )
+                given = list(samples[0])
+                columns = {k: [r[k] for r in samples] for k in given}
+                for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
+                    columns.setdefault(k, [d] * len(samples))
                 _executemany(
-                    conn, stmt, [{"_id": u["id"], **{k: u[k] for k in keys}} for u in rows]
+                    conn,
+                    ("insert", tuple(columns)),
+                    lambda: insert(Heartbeat.__table__),
+                    columns,
+                )
+            # the newest sample per container (the later one on a tie, as the index orders them)
+            latest: dict[str, dict] = {}
+            for smp in samples:
+                cur = latest.get(smp["container_id"])
+                if cur is None or smp["ts"] >= cur["ts"]:
+                    latest[smp["container_id"]] = smp
+            groups: dict[tuple[tuple[str, ...], bool], list[dict]] = {}
+            by_shape: dict[tuple[str, ...], list[dict]] = {}
+            for u in container_updates:
+                by_shape.setdefault(tuple(u), []).append(u)
+            for shape, rows in by_shape.items():
+                keys = tuple(sorted(k for k in shape if k != "id"))
+                for u in rows:
+                    groups.setdefault((keys, u["id"] in latest), []).append(u)
+            updated = {u["id"] for u in container_updates}
+            rest = [{"id": cid} for cid in latest if cid not in updated]
+            if rest:
+                groups.setdefault(((), True), []).extend(rest)
+            for (keys, with_sample), rows in groups.items():
+                if not keys and not with_sample:
+                    continue
+                columns = {"_id": [u["id"] for u in rows]}
+                columns.update({k: [u[k] for u in rows] for k in keys})
+                if with_sample:
+                    picked = [latest[u["id"]] for u in rows]
+                    columns.update(
+                        {
+                            f"_{k}": [p.get(k, d) for p in picked]
+                            for k, d in _SAMPLE_DEFAULTS.items()
+                        }
+                    )
+                _executemany(
+                    conn,
+                    ("update", keys, with_sample),
+                    lambda keys=keys, with_sample=with_sample: _container_update(keys, with_sample),
+                    columns,
                 )
             s.add_all(events)
         return len(samples)
@@ -505,8 +608,16 @@ class Store:
         return rows[::-1]
 
     def prune_heartbeats(self, before: datetime) -> int:
+        """Delete heartbeats older than `before`; a container whose newest sample went with them
+        shows none, as before any heartbeat."""
         with self.write() as s:
-            return s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+            n = s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+            s.execute(
+                update(Container)
+                .where(Container.last_sample_at < before)
+                .values({c: None for c in _SAMPLE})
+            )
+            return n
 
     # -- reconciler runs and the lease -----------------------------------------------------
 
@@ -525,13 +636,7 @@ class Store:
     def stale_since(self) -> datetime | None:
         """When the view of the backends went stale: the first failed run since the last good one."""
         with self.read() as s:
-            last_ok = s.scalar(
-                select(func.max(ReconcilerRun.id)).where(ReconcilerRun.error.is_(None))
-            )
-            q = select(func.min(ReconcilerRun.started_at)).where(ReconcilerRun.error.is_not(None))
-            if last_ok is not None:
-                q = q.where(ReconcilerRun.id > last_ok)
-            return as_utc(s.scalar(q))
+            return _stale_since(s)
 
     def acquire_lease(
         self,
@@ -589,8 +694,7 @@ class Store:
 
     def get_setting(self, key: str, default: Any = None) -> Any:
         with self.read() as s:
-            row = s.get(Setting, key)
-            return default if row is None else row.value
+            return _get_setting(s, key, default)
 
     def set_setting(
         self, key: str, value: Any, *, actor: str | None = None, events: Sequence[Event] = ()
@@ -616,90 +720,19 @@ class Store:
         limit: int = 5000,
     ) -> list[ContainerView]:
         """Active containers, plus those that ended within `recent_hours`, each with its latest heartbeat."""
-        latest = (
-            select(Heartbeat.id)
-            .where(Heartbeat.container_id == Container.id)
-            .order_by(Heartbeat.ts.desc())
-            .limit(1)
-            .correlate(Container)
-            .scalar_subquery()
-        )
-        # Plain columns, not ORM instances: building a thousand models per refresh was most of the
-        # dashboard's time (bench/store.py).
-        q = (
-            select(
-                *_VIEW_COLUMNS,
-                Task.prompt,
-                Heartbeat.cpu_percent,
-                Heartbeat.memory_mib.label("hb_memory_mib"),
-                Heartbeat.memory_percent,
-                Heartbeat.agent_alive,
-            )
-            .select_from(Container)
-            .outerjoin(Task, Task.id == Container.task_id)
-            .outerjoin(Heartbeat, Heartbeat.id == latest)
-        )
-        if ids is not None:
-            q = q.where(Container.id.in_(list(ids)))
-        else:
-            cutoff = now - timedelta(hours=recent_hours)
-            q = q.where(or_(Container.state.in_(ACTIVE), Container.terminated_at >= cutoff))
-        q = q.order_by(Container.created_at).limit(limit)
         with self.read() as s:
-            rows = s.execute(q).all()
-        return [
-            to_container_view(
-                r, r.prompt, r.cpu_percent, r.hb_memory_mib, r.memory_percent, r.agent_alive, now
-            )
-            for r in rows
-        ]
+            return _container_views(s, now=now, recent_hours=recent_hours, ids=ids, limit=limit)
 
     def spent_since(self, start: datetime, now: datetime, active: Sequence[ContainerView]) -> float:
         """Spend in a budget period: ended containers' final cost plus active ones' cost so far.
 
         A container that started before the period counts whole: the budget errs on the safe side."""
         with self.read() as s:
-            ended = (
-                s.scalar(
-                    select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
-                        Container.state.not_in(ACTIVE), Container.terminated_at >= start
-                    )
-                )
-                or 0.0
-            )
-        return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
+            return _spent_since(s, start, active)
 
     def reconciler_view(self, default_interval: float) -> ReconcilerView:
         with self.read() as s:
-            last = s.scalars(
-                select(ReconcilerRun).order_by(ReconcilerRun.id.desc()).limit(1)
-            ).first()
-            lease = s.get(Lease, RECONCILER_LEASE)
-        counts = {}
-        if last is not None:
-            counts = {
-                k: getattr(last, k)
-                for k in (
-                    "listed",
-                    "known",
-                    "adopted",
-                    "orphans",
-                    "terminated",
-                    "corrections",
-                    "marked_stale",
-                )
-            }
-            counts["duration_ms"] = round(last.duration_ms, 1)
-        return ReconcilerView(
-            last_run_at=as_utc(last.finished_at or last.started_at) if last else None,
-            next_run_at=as_utc(lease.next_run_at) if lease else None,
-            interval_seconds=lease.interval_seconds if lease else default_interval,
-            lease_holder=lease.holder if lease else None,
-            lease_expires_at=as_utc(lease.expires_at) if lease else None,
-            last_error=last.error if last else None,
-            stale_since=self.stale_since() if last is not None and last.error else None,
-            last_counts=counts,
-        )
+            return _reconciler_view(s, default_interval)
 
     def dashboard(
         self,
@@ -711,23 +744,27 @@ class Store:
         reconcile_interval: float = 60.0,
         backend_label: str = "",
     ) -> DashboardView:
-        """The one view query: containers with their latest heartbeat, recent events, budget, reconciler."""
-        now = now or utcnow()
-        budget = budget or BudgetConfig(ceiling_usd=self.get_setting("budget.ceiling_usd", 25.0))
-        containers = self.container_views(now=now, recent_hours=recent_hours)
-        events = [to_event_view(e) for e in reversed(self.events(limit=event_limit))]
-        running = [c for c in containers if c.is_active]
-        burn = sum(c.cost_rate_per_hour for c in running)
-        gpus = sum(gpu_count(c.gpu) for c in running)
+        """The one view query: containers with their latest heartbeat, recent events, budget, reconciler.
+
+        One read transaction, so every part of the view is from the same moment."""
         from parhelia.state.budget import period_start
 
-        spent = self.spent_since(period_start(now, budget.period), now, running)
+        now = now or utcnow()
+        with self.read() as s:
+            budget = budget or BudgetConfig(ceiling_usd=_get_setting(s, "budget.ceiling_usd", 25.0))
+            containers = _container_views(s, now=now, recent_hours=recent_hours)
+            events = _recent_event_views(s, event_limit)
+            running = [c for c in containers if c.is_active]
+            spent = _spent_since(s, period_start(now, budget.period), running)
+            reconciler = _reconciler_view(s, reconcile_interval)
+        burn = sum(c.cost_rate_per_hour for c in running)
+        gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
             generated_at=now,
             containers=containers,
             events=events,
             budget=summarize(budget, spent, burn, gpus, now),
-            reconciler=self.reconciler_view(reconcile_interval),
+            reconciler=reconciler,
             backend=backend_label,
             database=self.label,
         )
@@ -861,6 +898,245 @@ class Store:
             return {r.key: r.value for r in rows}
 
 
+# -- view queries (on a caller's session, so `dashboard()` reads them in one transaction) ------
+
+
+def _get_setting(s: Session, key: str, default: Any = None) -> Any:
+    row = s.get(Setting, key)
+    return default if row is None else row.value
+
+
+def _stale_since(s: Session) -> datetime | None:
+    last_ok = s.scalar(select(func.max(ReconcilerRun.id)).where(ReconcilerRun.error.is_(None)))
+    q = select(func.min(ReconcilerRun.started_at)).where(ReconcilerRun.error.is_not(None))
+    if last_ok is not None:
+        q = q.where(ReconcilerRun.id > last_ok)
+    return as_utc(s.scalar(q))
+
+
+def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -> float:
+    ended = (
+        s.scalar(
+            select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
+                Container.state.not_in(ACTIVE), Container.terminated_at >= start
+            )
+        )
+        or 0.0
+    )
+    return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
+
+
+def _reconciler_view(s: Session, default_interval: float) -> ReconcilerView:
+    last = s.scalars(select(ReconcilerRun).order_by(ReconcilerRun.id.desc()).limit(1)).first()
+    lease = s.get(Lease, RECONCILER_LEASE)
+    counts = {}
+    if last is not None:
+        counts = {
+            k: getattr(last, k)
+            for k in (
+                "listed",
+                "known",
+                "adopted",
+                "orphans",
+                "terminated",
+                "corrections",
+                "marked_stale",
+            )
+        }
+        counts["duration_ms"] = round(last.duration_ms, 1)
+    return ReconcilerView(
+        last_run_at=as_utc(last.finished_at or last.started_at) if last else None,
+        next_run_at=as_utc(lease.next_run_at) if lease else None,
+        interval_seconds=lease.interval_seconds if lease else default_interval,
+        lease_holder=lease.holder if lease else None,
+        lease_expires_at=as_utc(lease.expires_at) if lease else None,
+        last_error=last.error if last else None,
+        stale_since=_stale_since(s) if last is not None and last.error else None,
+        last_counts=counts,
+    )
+
+
+def _container_views(
+    s: Session,
+    *,
+    now: datetime,
+    recent_hours: float = 1.0,
+    ids: Sequence[str] | None = None,
+    limit: int = 5000,
+) -> list[ContainerView]:
+    # The latest sample is on the container row (see `Store.record_heartbeats`): no search into
+    # `heartbeats` per container. Plain column values, not ORM instances, and timestamps and tags
+    # converted here once per distinct value: per-value type processing and ORM instances were
+    # most of the dashboard's time (bench/store.py).
+    q = (
+        select(*_VIEW_SELECT, Task.prompt)
+        .select_from(Container)
+        .outerjoin(Task, Task.id == Container.task_id)
+    )
+    if ids is not None:
+        q = q.where(Container.id.in_(list(ids)))
+    else:
+        cutoff = now - timedelta(hours=recent_hours)
+        q = q.where(or_(Container.state.in_(ACTIVE), Container.terminated_at >= cutoff))
+    q = q.order_by(Container.created_at).limit(limit)
+    rows = s.execute(q).all()
+    if not rows:
+        return []
+    cols = list(zip(*rows, strict=True))
+    for i in _VIEW_TIMESTAMPS:
+        cols[i] = _convert_distinct(cols[i], _aware_utc)
+    cols[_VIEW_TAGS] = _convert_distinct(cols[_VIEW_TAGS], _json_value)
+    views = []
+    for (
+        cid,
+        backend,
+        sandbox_id,
+        state,
+        health,
+        task_id,
+        created_at,
+        started_at,
+        terminated_at,
+        last_heartbeat_at,
+        missed,
+        cpu_cores,
+        memory_mib,
+        gpu,
+        region,
+        rate,
+        accrued,
+        cpu,
+        mem,
+        memp,
+        alive,
+        reason,
+        exit_code,
+        tags,
+        prompt,
+    ) in zip(*cols, strict=True):
+        if state in ACTIVE:
+            accrued = max(accrued, accrued_cost(rate, started_at, None, now))
+        views.append(
+            ContainerView(
+                id=cid,
+                backend=backend,
+                sandbox_id=sandbox_id,
+                state=state,
+                health=health,
+                task_id=task_id,
+                task_prompt=prompt,
+                created_at=created_at,
+                started_at=started_at,
+                terminated_at=terminated_at,
+                last_heartbeat_at=last_heartbeat_at,
+                missed_heartbeats=missed,
+                cpu_cores=cpu_cores,
+                memory_mib=memory_mib,
+                gpu=gpu,
+                region=region,
+                cost_rate_per_hour=rate,
+                cost_accrued_usd=round(accrued, 6),
+                cpu_percent=cpu,
+                memory_used_mib=mem,
+                memory_percent=memp,
+                agent_alive=alive,
+                termination_reason=reason,
+                exit_code=exit_code,
+                tags=dict(tags or {}),  # its own copy: rows share converted values
+            )
+        )
+    return views
+
+
+def _recent_event_views(s: Session, limit: int) -> list[EventView]:
+    """The newest `limit` events, oldest first, as `Store.events(limit=...)` orders them."""
+    q = (
+        select(
+            Event.id,
+            _unprocessed(Event.ts),
+            Event.type,
+            Event.level,
+            Event.source,
+            Event.message,
+            Event.container_id,
+            Event.task_id,
+            Event.old_value,
+            Event.new_value,
+            Event.actor,
+        )
+        .order_by(Event.ts.desc(), Event.id.desc())
+        .limit(limit)
+    )
+    rows = s.execute(q).all()
+    if not rows:
+        return []
+    cols = list(zip(*reversed(rows), strict=True))
+    cols[1] = _convert_distinct(cols[1], _aware_utc)
+    return [
+        EventView(
+            id=eid or 0,
+            ts=ts,
+            type=type_,
+            level=level,
+            source=source,
+            message=message,
+            container_id=container_id,
+            task_id=task_id,
+            old_value=old,
+            new_value=new,
+            actor=actor,
+        )
+        for (
+            eid,
+            ts,
+            type_,
+            level,
+            source,
+            message,
+            container_id,
+            task_id,
+            old,
+            new,
+            actor,
+        ) in zip(*cols, strict=True)
+    ]
+
+
+def _unprocessed(col: Any) -> Any:
+    """`col` as the driver returns it (an SQLite timestamp or JSON column comes back as text),
+    for `_convert_distinct`."""
+    return type_coerce(col, String).label(col.key)
+
+
+# `_VIEW_COLUMNS` with the timestamps and tags left for `_convert_distinct`, and where they are.
+_VIEW_SELECT = tuple(
+    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSON)) else c for c in _VIEW_COLUMNS
+)
+_VIEW_TIMESTAMPS = tuple(i for i, c in enumerate(_VIEW_COLUMNS) if isinstance(c.type, UTCDateTime))
+_VIEW_TAGS = next(i for i, c in enumerate(_VIEW_COLUMNS) if c.name == "tags")
+
+
+def _convert_distinct(values: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    """`fn` over `values`, called once per distinct value (a fleet's rows share many timestamps
+    and tags), so results may be shared between rows."""
+    try:
+        done = {v: fn(v) for v in set(values)}
+    except TypeError:  # unhashable (a driver that decodes JSON itself)
+        return [fn(v) for v in values]
+    return list(map(done.__getitem__, values))
+
+
+def _aware_utc(value: Any) -> datetime | None:
+    """A stored timestamp as the column type returns it: aware UTC."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return as_utc(value)
+
+
+def _json_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 # -- loops support types --------------------------------------------------------------------
 
 _EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats")
@@ -898,49 +1174,71 @@ def _add_events(s: Session, events: Sequence[Event | dict]) -> None:
         s.execute(insert(Event), rows)
 
 
-def _executemany(conn: Connection, stmt: Any, rows: Sequence[dict]) -> None:
-    """executemany of a Core statement whose parameters are the rows' keys (alike in every row).
+def _container_update(keys: tuple[str, ...], with_sample: bool) -> Any:
+    """UPDATE containers by `_id` setting `keys`, and with `with_sample` the latest-sample columns
+    from `_ts`, `_cpu_percent`, ... unless the row already holds a newer sample."""
+    table = Container.__table__
+    values: dict[str, Any] = {k: bindparam(k, type_=table.c[k].type) for k in keys}
+    if with_sample:
+        last = table.c.last_sample_at
+        newer = or_(last.is_(None), last <= bindparam("_ts", type_=last.type))
+        for dst, src in _SAMPLE.items():
+            values[dst] = case(
+                (newer, bindparam(f"_{src}", type_=table.c[dst].type)), else_=table.c[dst]
+            )
+    return update(table).where(table.c.id == bindparam("_id")).values(values)
+
+
+_compiled: dict[tuple[Any, ...], tuple[str, list[str], list[Any]]] = {}
+
+
+def _executemany(
+    conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], columns: dict[str, list]
+) -> None:
+    """executemany of the Core statement `build()` (cached under `key`) over rows given column by
+    column: `columns` maps each parameter name to its values, one per row.
 
     On SQLite the rows go straight to the driver, each value bound through its column's own type
-    (so naive datetimes are still refused), memoized per value since a cycle's rows share their
-    timestamps: SQLAlchemy's per-row parameter building cost more than SQLite itself (bench/store.py)."""
-    rows = list(rows)
-    if conn.dialect.name != "sqlite" or not rows:
-        if rows:
-            conn.execute(stmt, rows)
+    (so naive datetimes are still refused), once per distinct value since a cycle's rows share
+    their timestamps: SQLAlchemy's per-row parameter building cost more than SQLite itself
+    (bench/store.py)."""
+    n = len(next(iter(columns.values()), ()))
+    if not n:
         return
     dialect = conn.dialect
-    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
-    names = list(compiled.positiontup or ())
-    binders = []
-    for name in names:
-        proc = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-        binders.append(_memoized(proc) if proc is not None else None)
-    conn.exec_driver_sql(
-        str(compiled),
-        [
-            tuple(
-                r[n] if b is None or r[n] is None else b(r[n])
-                for n, b in zip(names, binders, strict=True)
-            )
-            for r in rows
-        ],
-    )
+    if dialect.name != "sqlite":
+        names = list(columns)
+        rows = zip(*columns.values(), strict=True)
+        conn.execute(build(), [dict(zip(names, vals, strict=True)) for vals in rows])
+        return
+    cached = _compiled.get((dialect.name, *key))
+    if cached is None:
+        compiled = build().compile(dialect=dialect, column_keys=list(columns))
+        names = list(compiled.positiontup or ())
+        procs = [
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        ]
+        cached = _compiled[(dialect.name, *key)] = (str(compiled), names, procs)
+    sql, names, procs = cached
+    bound: list[list] = []
+    done: dict[str, list] = {}
+    for name, proc in zip(names, procs, strict=True):
+        if name not in done:  # a parameter may appear more than once in the statement
+            values = columns[name]
+            done[name] = values if proc is None else _bound(values, proc)
+        bound.append(done[name])
+    conn.exec_driver_sql(sql, list(zip(*bound, strict=True)))
 
 
-def _memoized(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    cache: dict[Any, Any] = {}
-
-    def bind(value: Any) -> Any:
-        try:
-            return cache[value]
-        except KeyError:
-            cache[value] = out = proc(value)
-            return out
-        except TypeError:  # unhashable (JSON values)
-            return proc(value)
-
-    return bind
+def _bound(values: list, proc: Callable[[Any], Any]) -> list:
+    """`proc` over `values` (None stays None), called once per distinct value."""
+    try:
+        done = {v: proc(v) for v in set(values) if v is not None}
+    except TypeError:  # unhashable (JSON values)
+        return [None if v is None else proc(v) for v in values]
+    done[None] = None
+    return list(map(done.__getitem__, values))
 
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

@@ -79,6 +79,91 @@ def test_migrated_schema_equals_the_models(tmp_path):
         store.close()
 
 
+def upgrade_to(engine, revision: str) -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.upgrade(db._alembic_config(conn), revision)
+
+
+def test_upgrade_from_0001_backfills_each_containers_latest_sample(tmp_path):
+    """0002 moves the dashboard's latest heartbeat onto the container row: a database with
+    heartbeats from 0001 gets each container's newest sample (by ts, the newest row on a tie)."""
+    path = tmp_path / "old.db"
+    store = Store(f"sqlite:///{path}", migrate=False)
+    try:
+        upgrade_to(store._write_engine, "0001_initial")
+        assert db.current_revision(store.engine) == "0001_initial"
+    finally:
+        store.close()
+    raw = sqlite3.connect(path)
+    cols = "id, backend, state, health, created_at, missed_heartbeats, cpu_cores, memory_mib"
+    cols += ", cost_rate_per_hour, cost_accrued_usd, tags, metadata, updated_at"
+    for cid in ("c-00000001", "c-00000002", "c-00000003"):
+        raw.execute(
+            f"INSERT INTO containers ({cols}) VALUES "
+            "(?, 'modal', 'running', 'healthy', '2026-03-10 11:00:00.000000', 0, 1, 2048,"
+            " 0, 0, '{}', '{}', '2026-03-10 11:00:00.000000')",
+            (cid,),
+        )
+    raw.executemany(
+        "INSERT INTO heartbeats (container_id, ts, cpu_percent, memory_mib, memory_percent,"
+        " agent_alive) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            ("c-00000001", "2026-03-10 12:01:00.000000", 2.0, 200.0, 20.0, 0),
+            ("c-00000001", "2026-03-10 12:00:00.000000", 1.0, 100.0, 10.0, 1),
+            ("c-00000002", "2026-03-10 12:00:00.000000", 5.0, 500.0, 50.0, 1),
+            ("c-00000002", "2026-03-10 12:00:00.000000", 6.0, 600.0, 60.0, 1),
+        ],
+    )
+    raw.commit()
+    raw.close()
+
+    store = Store(f"sqlite:///{path}")  # upgrades to head on open
+    try:
+        assert db.current_revision(store.engine) == db.HEAD_REVISION
+        got = {
+            c.id: (c.last_cpu_percent, c.last_memory_mib, c.last_memory_percent, c.last_agent_alive)
+            for c in store.containers()
+        }
+        assert got == {
+            "c-00000001": (2.0, 200.0, 20.0, False),
+            "c-00000002": (6.0, 600.0, 60.0, True),
+            "c-00000003": (None, None, None, None),
+        }
+        at = store.get_container("c-00000001").last_sample_at
+        assert at.isoformat() == "2026-03-10T12:01:00+00:00"
+        views = {v.id: v for v in store.container_views(now=at)}
+        assert views["c-00000001"].cpu_percent == 2.0
+        assert views["c-00000001"].agent_alive is False
+        assert views["c-00000003"].cpu_percent is None
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
+        assert "ix_containers_last_sample" in indexes
+        assert "ix_containers_last_heartbeat" not in indexes
+    finally:
+        store.close()
+
+
+def test_0002_downgrades_to_the_0001_schema(tmp_path):
+    from alembic import command
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        store.add_container(Container(id="c-00000001", backend="modal"))
+        with store._write_engine.begin() as conn:
+            command.downgrade(db._alembic_config(conn), "0001_initial")
+        assert db.current_revision(store.engine) == "0001_initial"
+        cols = {c["name"] for c in inspect(store.engine).get_columns("containers")}
+        assert not {c for c in cols if c.startswith("last_") and c != "last_heartbeat_at"}
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
+        assert "ix_containers_last_heartbeat" in indexes
+        assert "ix_containers_last_sample" not in indexes
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT id FROM containers").all() == [("c-00000001",)]
+    finally:
+        store.close()
+
+
 def test_without_migrate_nothing_is_created(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'p.db'}", migrate=False)
     try:
