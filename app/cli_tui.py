@@ -33,6 +33,13 @@ def tui(
         bool,
         typer.Option("--no-refresh", help="With --once: skip the reconcile and heartbeat pass."),
     ] = False,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Only watch: run no reconciler or heartbeats here (a daemon or another dashboard does).",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", hidden=True)] = False,
 ) -> None:
     """The full-screen dashboard: containers, events, budget and help, live."""
@@ -48,7 +55,7 @@ def tui(
         prepare_demo(rt)
     from parhelia.app.dashboard import run_dashboard
 
-    run_dashboard(rt, demo=demo)
+    run_dashboard(rt, demo=demo, run_loops=not read_only)
 
 
 def _check_format(fmt: str) -> None:

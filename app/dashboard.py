@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from parhelia.workers.control import ControlPlane
 
 MIN_WIDTH, MIN_HEIGHT = 80, 20
+FULL_REFRESH_SECONDS = 5.0  # a fallback: the database watcher reports changes within ~200 ms
 LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
 
 
@@ -111,6 +113,8 @@ class ParheliaApp(App):
         self._kick = threading.Event()
         self._refreshing = False
         self._refresh_pending = False
+        self._collected_at = 0.0
+        self._too_small = False
         self._budget_level = "ok"
         self._detail: ContainerDetail | None = None
         self._filter_target = "containers"
@@ -154,7 +158,7 @@ class ParheliaApp(App):
         self.watch(self.screen, "focused", lambda _focused: self.update_help(), init=False)
         self.request_refresh()
         if self.refresh_seconds > 0:
-            self.set_interval(self.refresh_seconds, self.request_refresh, name="tick")
+            self.set_interval(self.refresh_seconds, self.tick, name="tick")
         if self.run_loops:
             self.reconciler_loop()
             self.heartbeat_loop()
@@ -171,6 +175,7 @@ class ParheliaApp(App):
     def _check_size(self, size=None) -> None:
         size = size or self.size
         small = size.width < MIN_WIDTH or size.height < MIN_HEIGHT
+        self._too_small = small
         self.query_one("#too-small").display = small
         for sel in ("#main", "#status", "Footer"):
             self.query_one(sel).display = not small
@@ -180,6 +185,19 @@ class ParheliaApp(App):
             self.query_one(ContainersTable).focus()  # hiding the panes took the focus away
 
     # -- refresh: collect in a thread, apply on the main thread, never overlapping ----------------
+
+    def tick(self) -> None:
+        """Each second: ages move on the rows in view. The store is read again only when it changed
+        (the watcher or an action asks for that) or, as a fallback, every FULL_REFRESH_SECONDS."""
+        watching = self.watch_db and self.control.store.sqlite_path
+        if not watching or time.monotonic() - self._collected_at >= FULL_REFRESH_SECONDS:
+            self.request_refresh()
+            return
+        if self.view is None or self._refreshing:
+            return
+        now = self.control.clock()
+        self.query_one(ContainersTable).tick(now)
+        self._show_header(self.view, now)
 
     def request_refresh(self) -> None:
         if self._refreshing:
@@ -204,6 +222,7 @@ class ParheliaApp(App):
         self, view: DashboardView | None, detail: ContainerDetail | None, error: Exception | None
     ) -> None:
         self._refreshing = False
+        self._collected_at = time.monotonic()
         if error is not None:
             self.report_error(error, toast=self.view is None)
         elif view is not None:
@@ -236,6 +255,8 @@ class ParheliaApp(App):
             self._budget_toast(view)
             self._update_titles(view)
             self.update_help()
+        if self.focused is None and len(self.screen_stack) == 1 and not self._too_small:
+            table.focus()  # the first focus can be lost while the panes were hidden or laid out
         if detail is not None and self._detail is not None:
             self._detail = detail
             from parhelia.widgets.detail import ContainerDetailScreen
@@ -243,11 +264,11 @@ class ParheliaApp(App):
             if isinstance(self.screen, ContainerDetailScreen):
                 self.screen.update_detail(detail, now)
 
-    def _show_header(self, view: DashboardView) -> None:
-        now = view.generated_at
+    def _show_header(self, view: DashboardView, now: datetime | None = None) -> None:
+        now = now or view.generated_at
         me = self.control.holder
         if not self.run_loops:
-            mode = "loops off"
+            mode = "read-only: loops run elsewhere"
         elif self.holder is False:
             mode = f"read-only: {view.reconciler.lease_holder or 'another process'} runs the loops"
         elif self.holder:
@@ -661,9 +682,9 @@ class ParheliaApp(App):
         return self.view.generated_at if self.view is not None else self.clock()
 
 
-def run_dashboard(rt, *, demo: bool = False) -> None:
+def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
     """Run the dashboard until quit. A demo stops its agents on the way out."""
-    app = ParheliaApp(rt.control, loaded=rt.loaded)
+    app = ParheliaApp(rt.control, loaded=rt.loaded, run_loops=run_loops)
     try:
         app.run()
     finally:

@@ -131,17 +131,28 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
-        if migrate:
-            db.check_not_newer(url)
-        self.engine = db.make_engine(url)
-        self._write_engine = (
-            db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
-        )
+        try:
+            if migrate:
+                db.check_not_newer(url)
+            self.engine = db.make_engine(url)
+            self._write_engine = (
+                db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
+            )
+        except ParheliaError:
+            raise
+        except Exception as exc:  # a URL SQLAlchemy cannot parse, a driver that is not installed
+            raise _unavailable(url, exc) from exc
         if migrate:
             try:
                 db.migrate(self._write_engine)
-            except BaseException:
+            except ParheliaError:
                 self.close()  # leave no connection (or -wal file) behind a refused open
+                raise
+            except Exception as exc:  # not a database, unreadable, unreachable server
+                self.close()
+                raise _unavailable(url, exc) from exc
+            except BaseException:
+                self.close()
                 raise
 
     def close(self) -> None:
@@ -977,7 +988,10 @@ def _container_views(
         q = q.where(Container.id.in_(list(ids)))
     else:
         cutoff = now - timedelta(hours=recent_hours)
-        q = q.where(or_(Container.state.in_(ACTIVE), Container.terminated_at >= cutoff))
+        # Stopped rows (the agent exited; the sandbox is winding down) are shown until terminated.
+        q = q.where(
+            or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff)
+        )
     q = q.order_by(Container.created_at).limit(limit)
     rows = s.execute(q).all()
     if not rows:
@@ -1247,6 +1261,21 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _unavailable(url: str, exc: Exception) -> ParheliaError:
+    """E701 naming the URL and the driver's own words: the database could not be opened."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return ParheliaError(
+        "E701",
+        f"cannot open the database {url!r}: {reason}",
+        [
+            "parhelia config show",
+            "parhelia --db sqlite:///parhelia.db db status",
+            "PARHELIA_DB_URL=sqlite:///parhelia.db parhelia tui --once",
+        ],
+        attempted="open the store",
+    )
 
 
 def make_event(

@@ -50,7 +50,11 @@ async def until(pilot, predicate, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            app = pilot.app
+            raise AssertionError(
+                f"condition not reached in time: refreshes={app.refreshes} focused={app.focused} "
+                f"refreshing={app._refreshing} workers={list(app.workers)} error={app.last_error}"
+            )
         await pilot.pause(0.01)
 
 

@@ -218,12 +218,6 @@ def test_cli_once_broken_database_is_a_coded_error(parhelia_env, monkeypatch, tm
     assert "\nTry:\n  " in r.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a database that cannot be opened surfaces as E900 'Internal error' with exit 1; "
-    "it should be E701 'Database unavailable' and, for `tui --once`, exit 2 (state/store.py "
-    "Store.__init__ / state/db.py only map OperationalError inside sessions)",
-)
 @pytest.mark.parametrize("kind", sorted(BROKEN_URLS))
 def test_cli_once_broken_database_is_e701_exit_two(parhelia_env, monkeypatch, tmp_path, kind):
     monkeypatch.setenv("PARHELIA_DB_URL", BROKEN_URLS[kind](tmp_path))

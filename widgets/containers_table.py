@@ -23,10 +23,10 @@ from parhelia.widgets.formatting import (
     COLUMN_KEYS,
     COLUMNS,
     TASK_WIDTH,
+    cell_style,
     container_cells,
     row_style,
     sort_value,
-    styled_cells,
 )
 
 # Columns are laid out with no cell padding: each cell starts with one space and each column is one
@@ -109,32 +109,57 @@ class ContainersTable(DataTable):
         new = {c.id: c for c in wanted}
         before = self.selected
         resort = False
-        sort_index = COLUMN_KEYS.index(self.sort_column)
         with self.app.batch_update():
             for key in [k for k in self._shown if k not in new]:
                 self.remove_row(key)
                 del self._shown[key]
             for c in wanted:
-                cells = container_cells(c, now)
-                style = row_style(c)
-                old = self._shown.get(c.id)
-                if old is None:
-                    self.add_row(*_padded(styled_cells(c, cells)), key=c.id)
+                if c.id not in self._shown:
+                    cells, style = container_cells(c, now), row_style(c)
+                    self.add_row(*(_cell(c, i, cells[i], style) for i in _ALL), key=c.id)
+                    self._shown[c.id] = (cells, style)
                     resort = True
-                elif old != (cells, style):
-                    styled = _padded(styled_cells(c, cells))
-                    old_cells, old_style = old
-                    for i, col in enumerate(COLUMN_KEYS):
-                        if style != old_style or cells[i] != old_cells[i]:
-                            self.update_cell(c.id, col, styled[i])
-                    resort = resort or cells[sort_index] != old_cells[sort_index]
-                self._shown[c.id] = (cells, style)
+                else:
+                    resort = self._update_row(c, now) or resort
             self._views = new
             if resort:
                 self._apply_sort()
             if before is not None and before.id in new:
                 self._move_to(before.id)
         self.post_message(self.Changed())
+
+    def tick(self, now: datetime) -> None:
+        """Time moved but the data did not: refresh ages on the rows in view only. Rows out of view
+        catch up when they scroll in (the next tick) or when the data next changes."""
+        if self.now is None or not self._views:
+            return
+        self.now = now
+        top = max(0, int(self.scroll_y))
+        rows = self.ordered_rows[top : top + self.size.height]
+        resort = False
+        with self.app.batch_update():
+            for row in rows:
+                view = self._views.get(row.key.value)
+                if view is not None:
+                    resort = self._update_row(view, now) or resort
+            if resort and self.sort_column in ("age", "heartbeat"):
+                selected = self.selected
+                self._apply_sort()
+                if selected is not None:
+                    self._move_to(selected.id)
+
+    def _update_row(self, c: ContainerView, now: datetime) -> bool:
+        """Update the cells of one row that changed; True when its sort column changed."""
+        cells, style = container_cells(c, now), row_style(c)
+        old_cells, old_style = self._shown[c.id]
+        if cells == old_cells and style == old_style:
+            return False
+        for i in _ALL:
+            if style != old_style or cells[i] != old_cells[i]:
+                self.update_cell(c.id, COLUMN_KEYS[i], _cell(c, i, cells[i], style))
+        self._shown[c.id] = (cells, style)
+        sort_index = COLUMN_KEYS.index(self.sort_column)
+        return cells[sort_index] != old_cells[sort_index]
 
     def set_filter(self, text: str) -> None:
         self.filter = ContainerFilter.parse(text)
@@ -204,7 +229,15 @@ class ContainersTable(DataTable):
         return True
 
 
-def _padded(cells: list[Text]) -> list[Text]:
-    for cell in cells:
-        cell.pad_left(1)
-    return cells
+_ALL = range(len(COLUMNS))
+_JUSTIFY = [c.justify for c in COLUMNS]
+
+
+def _cell(c: ContainerView, index: int, value: str, base: str) -> Text:
+    """One cell, with the leading space that keeps columns apart (the table has no padding)."""
+    return Text(
+        " " + value,
+        style=cell_style(c, COLUMN_KEYS[index], base),
+        justify=_JUSTIFY[index],
+        no_wrap=True,
+    )

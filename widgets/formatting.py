@@ -179,19 +179,22 @@ def row_style(c: ContainerView) -> str:
     return ""
 
 
+def cell_style(c: ContainerView, column: str, base: str) -> str:
+    """A cell's style: the row's emphasis (`base`), with state and health in their own colours."""
+    if column == "health" and base in ("", "dim"):
+        return HEALTH_STYLE.get(c.health, "") if c.is_active else base
+    if column == "state" and base in ("", "dim"):
+        return STATE_STYLE.get(c.state, "")
+    return base
+
+
 def styled_cells(c: ContainerView, cells: tuple[str, ...]) -> list[Text]:
-    """Rich cells for a row: the row's emphasis, with state and health in their own colours."""
+    """Rich cells for a row (the `--once` table); the dashboard builds only the cells that changed."""
     base = row_style(c)
-    out = []
-    for col, value in zip(COLUMNS, cells, strict=True):
-        if col.key == "health":
-            style = HEALTH_STYLE.get(c.health, "") if base in ("", "dim") else base
-        elif col.key == "state":
-            style = STATE_STYLE.get(c.state, "") if base in ("", "dim") else base
-        else:
-            style = base
-        out.append(Text(value, style=style, justify=col.justify, no_wrap=True))
-    return out
+    return [
+        Text(value, style=cell_style(c, col.key, base), justify=col.justify, no_wrap=True)
+        for col, value in zip(COLUMNS, cells, strict=True)
+    ]
 
 
 def sort_value(c: ContainerView, column: str, now: datetime):

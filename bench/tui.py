@@ -1,0 +1,301 @@
+"""Benchmark the dashboard at 1,000 containers. Run: `python bench/tui.py`.
+
+With 1,000 running containers whose heartbeats are written every second (the real heartbeat
+poller against an instant fake backend, so the database changes each second like a live fleet):
+
+- key press to updated screen, p95 (target < 50 ms): Pilot presses cursor and sort keys while the
+  dashboard refreshes every second; the time runs until the screen is composed and painted;
+- a change written by another connection to the screen, p95 (target < 500 ms): the database
+  watcher's path;
+- CPU of the idle dashboard (target < 5 % of one core) and its resident memory (target < 150 MB):
+  the real `parhelia tui --read-only` in a pseudo-terminal, measured with psutil;
+- `parhelia tui --once --no-refresh` over 1,000 containers and 1,000,000 events, end to end as a
+  subprocess (target < 1.5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psutil
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).parent))
+import store as store_bench
+
+from parhelia.state.costs import hourly_rate
+from parhelia.state.models import Container, Task
+from parhelia.state.settings import Settings
+from parhelia.state.store import Store
+from parhelia.state.timeutil import utcnow
+from parhelia.workers.backends.base import ProbeSample
+
+N = 1_000
+SIZE = (150, 45)
+PARHELIA = str(Path(sys.executable).with_name("parhelia"))
+random.seed(11)
+
+
+class InstantBackend:
+    """Answers every probe at once: the bench measures the dashboard, not a cloud."""
+
+    name = "modal"
+
+    def probe(self, sandbox_id: str) -> ProbeSample:
+        return ProbeSample(
+            random.uniform(5, 90), random.uniform(200, 4000), 30.0, 20.0, 600.0, True
+        )
+
+
+def seed(url: str, events: int) -> Store:
+    store = Store(url)
+    now = utcnow()
+    tasks, rows = [], []
+    for i in range(N):
+        started = now - timedelta(minutes=random.uniform(2, 600))
+        cpu, mem = random.choice([(1.0, 2048), (2.0, 4096), (4.0, 8192)])
+        gpu = random.choice([None] * 9 + ["A10G"])
+        tasks.append(
+            {
+                "id": f"t-{i:08x}",
+                "prompt": f"agent task number {i}",
+                "backend": "modal",
+                "created_at": started,
+            }
+        )
+        rows.append(
+            {
+                "id": f"c-{i:08x}",
+                "backend": "modal",
+                "sandbox_id": f"sb-{i:06d}",
+                "task_id": f"t-{i:08x}",
+                "state": "running",
+                "health": "healthy",
+                "created_at": started,
+                "started_at": started,
+                "last_heartbeat_at": now,
+                "cpu_cores": cpu,
+                "memory_mib": mem,
+                "gpu": gpu,
+                "cost_rate_per_hour": hourly_rate(cpu, mem, gpu),
+                "tags": {"parhelia": "1"},
+                "meta": {},
+                "updated_at": now,
+            }
+        )
+    with store.write() as s:
+        s.execute(insert(Task), tasks)
+        s.execute(insert(Container), rows)
+    if events:
+        store_bench.N_EVENTS = events
+        ids = [r["id"] for r in rows]
+        store_bench.bulk_load(
+            store,
+            "events",
+            ["ts", "type", "level", "container_id", "task_id", "message", "details", "source"],
+            store_bench.event_rows(ids),
+        )
+    return store
+
+
+class HeartbeatWriter(threading.Thread):
+    """The real heartbeat poller, once a second, in this process: the dashboard sees the writes
+    only through the database, as it would see a daemon's."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        from parhelia.workers.heartbeat import HeartbeatPoller
+
+        self.stop = threading.Event()
+        self.store = Store(url)
+        self.poller = HeartbeatPoller(self.store, {"modal": InstantBackend()}, Settings())
+        self.cycles = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.poller.run_once()
+            self.cycles += 1
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
+def line(name: str, figure: str, value: float, target: float, lower_is_better: bool = True) -> bool:
+    ratio = target / value if lower_is_better and value else value / target
+    ok = value <= target if lower_is_better else value >= target
+    print(
+        f"{name:<52} {figure:<34} target {target:>8g}  ratio {ratio:5.2f}x  {'ok' if ok else 'MISSED'}"
+    )
+    return ok
+
+
+# -- in-process: key latency and change latency -------------------------------------------------
+
+
+async def pilot_bench(url: str) -> tuple[list[float], list[float], int]:
+    from parhelia.app.dashboard import ParheliaApp
+    from parhelia.widgets.events_log import EventsLog
+    from parhelia.workers.control import ControlPlane
+
+    settings = Settings()
+    settings.tui.refresh_seconds = 1.0
+    store = Store(url)
+    control = ControlPlane(store, settings, default_backend="modal", backends={})
+    app = ParheliaApp(control, run_loops=False, watch_db=True, refresh_seconds=1.0)
+    keys: list[float] = []
+    changes: list[float] = []
+    async with app.run_test(size=SIZE) as pilot:
+        while app.refreshes < 1:
+            await pilot.pause(0.05)
+        await pilot.pause(1.0)
+        for i in range(120):
+            key = ("down", "down", "down", "s", "up", "S")[i % 6]
+            t = time.perf_counter()
+            await pilot.press(key)
+            app.screen._on_timer_update()  # compose and paint now, as the next frame would
+            keys.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(random.uniform(0.05, 0.25))  # presses land between refreshes
+        other = Store(url)  # another connection, as the CLI in another process
+        log = app.query_one(EventsLog)
+        for i in range(15):
+            marker = f"bench change {i}"
+            t = time.perf_counter()
+            other.add_event("note", marker)
+            while not any(marker in ln.text for ln in log.lines[-20:]):
+                await asyncio.sleep(0.005)
+                if time.perf_counter() - t > 5:
+                    break
+            changes.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.3)
+        other.close()
+        refreshes = app.refreshes
+    store.close()
+    return keys, changes, refreshes
+
+
+# -- out of process: idle CPU and memory of the real dashboard in a terminal ------------------------
+
+
+def idle_bench(url: str, seconds: float) -> tuple[float, float]:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
+    proc = subprocess.Popen(
+        [PARHELIA, "--db", url, "--backend", "local", "tui", "--read-only"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    done = threading.Event()
+
+    def drain() -> None:
+        while not done.is_set():
+            try:
+                if not os.read(master, 65536):
+                    return
+            except OSError:
+                return
+
+    threading.Thread(target=drain, daemon=True).start()
+    p = psutil.Process(proc.pid)
+    try:
+        time.sleep(6.0)  # start, first refresh, watcher running
+        before = p.cpu_times()
+        t = time.monotonic()
+        time.sleep(seconds)
+        after = p.cpu_times()
+        elapsed = time.monotonic() - t
+        rss = p.memory_info().rss / 2**20
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        done.set()
+        os.close(master)
+    cpu = (after.user - before.user + after.system - before.system) / elapsed * 100
+    return cpu, rss
+
+
+def once_bench(url: str, runs: int = 5) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = subprocess.run(
+            [PARHELIA, "--db", url, "tui", "--once", "--no-refresh", "--width", "120"],
+            capture_output=True,
+            text=True,
+        )
+        out.append(time.perf_counter() - t)
+        assert r.returncode in (0, 1), r.stderr
+        assert "Containers (1000)" in r.stdout, r.stdout[:400]
+    return out
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        t = time.perf_counter()
+        store = seed(url, events=1_000_000)
+        store.close()
+        print(f"setup: {N:,} containers, 1,000,000 events in {time.perf_counter() - t:.1f} s")
+        once = once_bench(url)
+        writer = HeartbeatWriter(url)
+        writer.start()
+        try:
+            keys, changes, refreshes = asyncio.run(pilot_bench(url))
+            cpu, rss = idle_bench(url, seconds=20.0)
+        finally:
+            writer.stop.set()
+            writer.join()
+        print(
+            f"(heartbeat writer: {writer.cycles} cycles of {N:,} probes; dashboard refreshes: {refreshes})"
+        )
+        ok = [
+            line(
+                "key press to updated screen, p95",
+                f"p50 {pct(keys, 0.5):.1f} ms, p95 {pct(keys, 0.95):.1f} ms",
+                pct(keys, 0.95),
+                50,
+            ),
+            line(
+                "change by another connection to screen, p95",
+                f"p50 {pct(changes, 0.5):.0f} ms, p95 {pct(changes, 0.95):.0f} ms",
+                pct(changes, 0.95),
+                500,
+            ),
+            line("idle dashboard CPU (% of one core)", f"{cpu:.1f} %", cpu, 5),
+            line("idle dashboard resident memory", f"{rss:.0f} MB", rss, 150),
+            line(
+                "tui --once, 1,000 containers + 1M events",
+                f"median {statistics.median(once):.2f} s, max {max(once):.2f} s",
+                statistics.median(once),
+                1.5,
+            ),
+        ]
+    return 0 if all(ok) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
