@@ -684,7 +684,17 @@ class ParheliaApp(App):
 
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
     """Run the dashboard until quit. A demo stops its agents on the way out."""
+    import signal
+
     app = ParheliaApp(rt.control, loaded=rt.loaded, run_loops=run_loops)
+
+    def hang_up(_signum, _frame) -> None:
+        # The terminal went away (a closed tmux or ssh session) or we were asked to stop: exit
+        # cleanly, so a demo's agents are stopped below instead of running on unseen.
+        app.call_later(app.exit)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, hang_up)
     try:
         app.run()
     finally:

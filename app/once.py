@@ -14,7 +14,6 @@ from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
-from rich.table import Table
 from rich.text import Text
 
 from parhelia.state.views import DashboardView
@@ -23,13 +22,14 @@ from parhelia.widgets.formatting import (
     TASK_WIDTH,
     Column,
     attention_reasons,
+    cell_style,
     container_cells,
     event_text,
     reconciler_line,
+    row_style,
     sort_value,
     stale_banner,
     status_text,
-    styled_cells,
     totals_line,
 )
 
@@ -98,35 +98,41 @@ def _table_width(columns: list[Column]) -> int:
     return sum((MIN_TASK if c.key == "task" else c.width) + 1 for c in columns)
 
 
-def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Table:
-    table = Table(
-        title=f"Containers ({len(view.containers)})",
-        title_justify="left",
-        caption=totals_line(view.containers),
-        caption_justify="left",
-        expand=False,
-        box=None,
-        pad_edge=False,
-        padding=(0, 1, 0, 0),
-        header_style="bold",
-    )
+def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Group:
+    """The containers as fixed-width lines, laid out here rather than by a Rich `Table`: widths
+    are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py)."""
     columns = fitting_columns(width)
     task_width = max(MIN_TASK, min(TASK_WIDTH, width - _table_width(columns) + MIN_TASK - 1))
-    for col in columns:
-        table.add_column(
-            col.label,
-            justify=col.justify,
-            no_wrap=True,
-            overflow="ellipsis",
-            width=task_width if col.key == "task" else col.width,
-        )
-    # The dashboard's default order: newest first.
+    widths = [task_width if col.key == "task" else col.width for col in columns]
+    keep = [i for i, col in enumerate(COLUMNS) if col in columns]
+    out = Text(no_wrap=True, overflow="crop")
+    out.append(f"Containers ({len(view.containers)})\n")
+    out.append(_line([col.label for col in columns], columns, widths), style="bold")
+    out.append("\n")
+    # The dashboard's default order: youngest first.
     for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
-        cells = styled_cells(c, container_cells(c, now))
-        table.add_row(*(cell for col, cell in zip(COLUMNS, cells, strict=True) if col in columns))
+        cells = container_cells(c, now)
+        base = row_style(c)
+        for col, w, i in zip(columns, widths, keep, strict=True):
+            out.append(_fit(cells[i], w, col.justify), style=cell_style(c, col.key, base) or None)
+            out.append(" ")
+        out.append("\n")
     if not view.containers:
-        table.add_row("-", *[""] * (len(columns) - 1))
-    return table
+        out.append("-\n")
+    out.rstrip()
+    return Group(out, Text(totals_line(view.containers)))
+
+
+def _fit(value: str, width: int, justify: str) -> str:
+    if len(value) > width:
+        value = value[: width - 1] + "…"
+    return value.rjust(width) if justify == "right" else value.ljust(width)
+
+
+def _line(values: list[str], columns: list[Column], widths: list[int]) -> str:
+    return " ".join(
+        _fit(v, w, col.justify) for v, col, w in zip(values, columns, widths, strict=True)
+    )
 
 
 def budget_panel(view: DashboardView, now: datetime, width: int) -> Panel:

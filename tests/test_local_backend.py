@@ -33,7 +33,8 @@ def spec(code: str, container: str = "c-test", **kw) -> SandboxSpec:
     return SandboxSpec(container_id=container, task_id="ta-test", argv=[PY, "-c", code], **kw)
 
 
-def poll(predicate, seconds: float = 3.0):
+def poll(predicate, seconds: float = 15.0):
+    """Wait for a real process to get there: bounded, generous for a loaded 2-core CI machine."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = predicate()

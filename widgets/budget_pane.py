@@ -38,4 +38,8 @@ class BudgetPane(Static):
     def _render_lines(self) -> None:
         assert self.budget is not None and self.now is not None
         width = max(10, self.content_size.width or 40)
-        self.update(Group(*budget_lines(self.budget, self.now, width)))
+        lines = budget_lines(self.budget, self.now, width)
+        key = (*(line.plain for line in lines), self.budget.level)
+        if key != getattr(self, "_shown", None):  # an update lays out the screen again
+            self._shown = key
+            self.update(Group(*lines))

@@ -21,6 +21,10 @@ class HelpPane(Static):
         last_error: str | None = None,
     ) -> None:
         """`keys`: (key, description) for the focused pane; `about`: (title, text) paragraphs."""
+        shown = (pane, tuple(keys), tuple(about), last_error)
+        if shown == getattr(self, "_shown", None):
+            return  # an update lays out the screen again: only when something changed
+        self._shown = shown
         out = Text()
         out.append(f"{pane}\n", style="bold")
         out.append("  ".join(f"{k} {d}" for k, d in keys) + "\n", style="")

@@ -1,5 +1,7 @@
 """The header line (backend, database, reconciler, lease) and the stale banner under it.
 
+The header changes every second (the reconciler's last and next run), so it repaints itself
+without asking for a new layout: a `Static.update` would lay out the whole screen each time.
 The banner is the dashboard saying plainly that what it shows is the last known state and since
 when; it is hidden whenever the backend answers.
 """
@@ -7,22 +9,39 @@ when; it is hidden whenever the backend answers.
 from __future__ import annotations
 
 from rich.text import Text
+from textual.widget import Widget
 from textual.widgets import Static
 
 from parhelia.widgets.formatting import status_text
 
 
-class StatusBar(Static):
+class StatusBar(Widget):
     """Backend · database · reconciler last/next run · who holds the lease · read-only or not."""
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._text = Text()
+
+    @property
+    def content(self) -> Text:
+        return self._text
+
+    def render(self) -> Text:
+        return self._text
+
     def show(self, backend: str, database: str, reconciler: str, mode: str) -> None:
-        self.update(status_text(backend, database, reconciler, mode))
+        text = status_text(backend, database, reconciler, mode)
+        if text.plain != self._text.plain:
+            self._text = text
+            self.refresh()
 
 
 class StaleBanner(Static):
     """Shown only while the backend cannot be listed."""
 
     def show(self, text: str | None) -> None:
-        self.display = bool(text)
         if text:
-            self.update(Text(f"⚠ {text}", style="bold"))
+            banner = f"⚠ {text}"
+            if str(self.content) != banner:
+                self.update(Text(banner, style="bold"))
+        self.display = bool(text)
