@@ -17,7 +17,6 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
-from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.formatting import (
@@ -129,30 +128,6 @@ class ContainersTable(DataTable):
                 self._move_to(before.id)
         self.post_message(self.Changed())
 
-    def tick(self, now: datetime, *, every: float = 5.0) -> None:
-        """Time moved but the data did not: refresh ages on the rows in view only. Rows out of view
-        catch up when they scroll in (the next tick) or when the data next changes.
-
-        Any changed cell makes the DataTable repaint every visible cell (~40 ms at 150x45), so
-        this runs every second only while a visible age reads in seconds, else every `every` s."""
-        if self.now is None or not self._views:
-            return
-        top = max(0, int(self.scroll_y))
-        rows = self.ordered_rows[top : top + self.size.height]
-        views = [v for v in (self._views.get(row.key.value) for row in rows) if v is not None]
-        if not _reads_in_seconds(views, now) and (now - self.now).total_seconds() < every:
-            return
-        self.now = now
-        resort = False
-        with self.app.batch_update():
-            for view in views:
-                resort = self._update_row(view, now) or resort
-            if resort and self.sort_column in ("age", "heartbeat"):
-                selected = self.selected
-                self._apply_sort()
-                if selected is not None:
-                    self._move_to(selected.id)
-
     def _update_row(self, c: ContainerView, now: datetime) -> bool:
         """Update the cells of one row that changed; True when its sort column changed."""
         cells, style = container_cells(c, now), row_style(c)
@@ -235,18 +210,6 @@ class ContainersTable(DataTable):
 
 
 _ALL = range(len(COLUMNS))
-SECONDS_SHOWN = 600  # ages under ten minutes read "3m 05s" (formatting.age)
-
-
-def _reads_in_seconds(views: list[ContainerView], now: datetime) -> bool:
-    for c in views:
-        for since in (c.started_at or c.created_at, c.last_heartbeat_at if c.is_active else None):
-            seconds = age_seconds(since, now)
-            if seconds is not None and seconds < SECONDS_SHOWN:
-                return True
-    return False
-
-
 _JUSTIFY = [c.justify for c in COLUMNS]
 
 
