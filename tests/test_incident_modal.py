@@ -91,7 +91,7 @@ def control_plane(store: Store, fake: FakeModalServer, clock: Clock) -> ControlP
     )
 
 
-def record_orphans(cp: ControlPlane, clock: Clock, lost: list[FakeSandbox]) -> None:
+def record_orphans(cp: ControlPlane, clock: Clock) -> None:
     """Two cycles: the first sees the 25 and holds them in grace, the next records them."""
     first = cp.refresh_once()
     assert first.acted and first.error is None, first.summary()
@@ -128,7 +128,7 @@ def test_incident_replay_records_lists_and_terminates_the_25_never_the_foreign_o
     clock = Clock()
     cp = control_plane(store, fake_modal, clock)
 
-    record_orphans(cp, clock, lost)
+    record_orphans(cp, clock)
     recorded_at = clock()
     born = recorded_at - timedelta(seconds=GRACE + 1)  # first seen, one cycle earlier
 
@@ -206,7 +206,7 @@ def test_listing_that_fails_on_page_two_changes_nothing_and_goes_stale_until_a_g
     store = modal_cli_env.store()
     clock = Clock()
     cp = control_plane(store, fake_modal, clock)
-    record_orphans(cp, clock, lost)
+    record_orphans(cp, clock)
     before = {c.id: (c.state, c.terminated_at) for c in store.containers()}
     last_event_id = store.events(limit=1)[0].id
     assert store.stale_since() is None
