@@ -272,7 +272,7 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """One reconcile cycle now, then a heartbeat pass and a budget check."""
     rt = runtime(ctx, json_out)
     try:
-        report = rt.control.reconcile_once()
+        report = rt.control.refresh_once()
     finally:
         # a one-off cycle must not leave the lease behind: `status` would call it running and a
         # `reconciler start` elsewhere would wait out the lease

@@ -286,12 +286,6 @@ def test_cli_reconciler_run_reaches_the_fake_and_terminates_new_orphans_by_polic
     assert modal_cli_env.ok("containers", "orphans") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a fresh reconciler (each `parhelia reconciler run`, `tui --once`) counts a "
-    "Modal sandbox's grace from its own first sight, since the SDK listing has no created_at; "
-    "with the default 120 s grace a one-shot process never records a Modal orphan",
-)
 @pytest.mark.usefixtures("incident")
 def test_a_fresh_process_records_modal_orphans_older_than_the_grace(fake_modal, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'once.db'}")
@@ -302,12 +296,6 @@ def test_a_fresh_process_records_modal_orphans_older_than_the_grace(fake_modal, 
     assert report.orphans == LOST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: `reconciler run` calls reconcile_once only (its help says it also runs a "
-    "heartbeat pass and a budget check), so with policy.orphans=terminate it stops only orphans "
-    "new in that cycle; orphans already recorded under 'flag' are left running",
-)
 def test_cli_reconciler_run_with_terminate_policy_stops_already_recorded_orphans(
     modal_cli_env, fake_modal, incident, monkeypatch
 ):

@@ -33,6 +33,7 @@ from parhelia.state.timeutil import age_seconds, as_utc, utcnow
 from parhelia.workers.backends.base import Backend, SandboxInfo, is_parhelia
 
 ACTOR = "reconciler"
+SIGHTINGS_KEY = "reconciler.first_seen."
 SRC = EventSource.RECONCILER
 # A `created` row that never got a sandbox (the process died before create returned) is closed
 # after this long; image builds can take minutes, so it is well beyond the orphan grace.
@@ -105,7 +106,6 @@ class Reconciler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0  # consecutive failed cycles, for the backoff
-        self._first_seen: dict[tuple[str, str], datetime] = {}
         self._conflicts: set[str] = set()
         # The dashboard's "reconcile now" and its loop thread share one reconciler: one cycle at a time.
         self._cycle_lock = threading.Lock()
@@ -414,6 +414,24 @@ class _Plan:
         )
         self._change(row, "marked_stale", {"health": Health.UNHEALTHY}, ev)
 
+    def _sightings(self, backend: str) -> dict[str, datetime]:
+        """When each unrecorded sandbox whose backend gives no creation time (Modal's listing does
+        not) was first seen. Kept in the store, not in memory: a one-shot `reconciler run` or
+        `tui --once` must count the grace from the first sighting by any process."""
+        raw = self.rec.store.get_setting(SIGHTINGS_KEY + backend) or {}
+        return {sid: as_utc(datetime.fromisoformat(ts)) for sid, ts in raw.items()}
+
+    def _save_sightings(
+        self, backend: str, before: dict[str, datetime], seen: dict[str, datetime], listed: set[str]
+    ) -> None:
+        kept = {sid: ts for sid, ts in seen.items() if sid in listed}
+        if kept != before:
+            self.rec.store.set_setting(
+                SIGHTINGS_KEY + backend,
+                {sid: ts.isoformat() for sid, ts in kept.items()},
+                actor=ACTOR,
+            )
+
     def _orphans(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
         """Running sandboxes no live row knows. Rows of any state are looked up once, so a sandbox
         whose row was terminated is reported instead of recorded twice."""
@@ -426,19 +444,21 @@ class _Plan:
         old_ids = {c.id for c in old}
         old_sandboxes = {c.sandbox_id for c in old if c.sandbox_id}
         rate, rate_source = self.rec.orphan_rate()
+        seen = self._sightings(backend)
+        before = dict(seen)
         for info in running:
-            key = (backend, info.sandbox_id)
-            born = as_utc(info.created_at) or self.rec._first_seen.setdefault(key, self.now)
+            born = as_utc(info.created_at) or seen.setdefault(info.sandbox_id, self.now)
             if (age_seconds(born, self.now) or 0.0) < self.grace:
                 self.report.in_grace += 1
                 continue
-            self.rec._first_seen.pop(key, None)
+            seen.pop(info.sandbox_id, None)
             if info.sandbox_id in old_sandboxes:
                 self.report.conflicts += 1
                 continue
             tag_id = info.container_id
             cid = tag_id if tag_id and tag_id not in old_ids and len(tag_id) <= 32 else None
             self._orphan(backend, info, cid or new_container_id(), born, rate, rate_source)
+        self._save_sightings(backend, before, seen, {i.sandbox_id for i in running})
         conflicts = {i.sandbox_id for i in running if i.sandbox_id in old_sandboxes}
         if conflicts - self.rec._conflicts:  # report each such sandbox once, not every cycle
             self.extra_events.append(
