@@ -184,7 +184,7 @@ async def pilot_bench(url: str) -> tuple[dict[str, list[float]], list[float], in
         other = Store(url)  # another connection, as the CLI in another process
         log = app.query_one(EventsLog)
         for i in range(15):
-            marker = f"bench change {i}"
+            marker = f"bench change {i} {random.getrandbits(48):x}"  # unique per run
             t = time.perf_counter()
             other.add_event("note", marker)
             while not any(marker in ln.text for ln in log.lines[-20:]):
