@@ -14,7 +14,7 @@ from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
 from parhelia.app.textfmt import age, money
 from parhelia.state.errors import ParheliaError
-from parhelia.state.views import EventView
+from parhelia.state.views import RUN_COUNTS, EventView
 
 
 def print_events(rows: list[EventView]) -> None:
@@ -290,19 +290,7 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 f"Listing failed ({report.error_code}): {report.error}. No container was changed."
             )
         output.echo(
-            ", ".join(
-                f"{k} {data[k]}"
-                for k in (
-                    "listed",
-                    "known",
-                    "adopted",
-                    "orphans",
-                    "terminated",
-                    "corrections",
-                    "marked_stale",
-                )
-                if k in data
-            )
+            ", ".join(f"{k} {data[k]}" for k in RUN_COUNTS if k in data)
             + f" in {report.duration_ms:.0f} ms"
         )
 

@@ -28,7 +28,6 @@ from textual.widgets import Footer, Input, Static
 from parhelia.app.commands import ActionsProvider
 from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP, TOPICS
 from parhelia.state.errors import CATALOGUE, ParheliaError
-from parhelia.state.timeutil import utcnow
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.containers_table import ContainersTable
@@ -49,6 +48,10 @@ if TYPE_CHECKING:
 
 MIN_WIDTH, MIN_HEIGHT = 80, 20
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
+FILTER_HINT = {
+    "containers": "filter: text, state:running, health:dead, task:flaky",
+    "events": "filter events: text, level:warning, type:orphan",
+}
 LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
 
 
@@ -59,7 +62,6 @@ class ParheliaApp(App):
     CSS_PATH = Path(__file__).with_name("dashboard.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     AUTO_FOCUS = "#containers"
-    ENABLE_COMMAND_PALETTE = True
 
     # Declared once: the footer, the command palette and the help pane and screen read this list.
     BINDINGS = [
@@ -89,7 +91,6 @@ class ParheliaApp(App):
         loaded: LoadedSettings | None = None,
         run_loops: bool = True,
         watch_db: bool = True,
-        clock: Callable[[], datetime] | None = None,
         refresh_seconds: float | None = None,
         attach_runner: Callable[[list[str]], int] | None = None,
     ) -> None:
@@ -98,12 +99,11 @@ class ParheliaApp(App):
         self.loaded = loaded
         self.run_loops = run_loops
         self.watch_db = watch_db
-        self.clock = clock or control.clock or utcnow
         settings = control.settings
         self.refresh_seconds = (
             settings.tui.refresh_seconds if refresh_seconds is None else refresh_seconds
         )
-        self.attach_runner = attach_runner or (lambda argv: subprocess.call(argv))
+        self.attach_runner = attach_runner or subprocess.call
         self.view: DashboardView | None = None
         self.holder: bool | None = None  # None until the first reconcile says
         self.last_error: ParheliaError | None = None
@@ -129,9 +129,7 @@ class ParheliaApp(App):
         yield StaleBanner(id="banner")
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Input(
-                    placeholder="filter: text, state:running, health:dead, task:flaky", id="filter"
-                )
+                yield Input(placeholder=FILTER_HINT["containers"], id="filter")
                 yield ContainersTable(id="containers")
                 yield EventsLog(
                     id="events", max_events=max(50, self.control.settings.tui.event_rows)
@@ -276,7 +274,7 @@ class ParheliaApp(App):
         self.query_one(StatusBar).show(
             view.backend, view.database, reconciler_line(view.reconciler, now, me), mode
         )
-        small = self.query_one("#too-small").display
+        small = self._too_small
         self.query_one(StaleBanner).show(None if small else stale_banner(view))
 
     def _update_titles(self, view: DashboardView) -> None:
@@ -401,11 +399,11 @@ class ParheliaApp(App):
         """Probe and check the budget every heartbeat interval, but only while this process holds
         the lease: with a daemon running, the dashboard only reads."""
         interval = self.control.settings.heartbeat.interval_seconds
-        while not self._stop.wait(0 if self.holder is None else interval):
-            if self.holder is None:
+        while not self._stop.is_set():
+            if self.holder is None:  # the first reconcile has not said who holds the lease
                 self._stop.wait(0.05)
                 continue
-            if not self.holder:
+            if self._stop.wait(interval) or not self.holder:
                 continue
             try:
                 self.control.heartbeat_once()
@@ -554,11 +552,12 @@ class ParheliaApp(App):
             + "".join(f"\n⚠ {w}" for w in result.warnings),
             title="Dispatched",
         )
-        self.call_from_thread(self._select_soon, result.container_id)
-        self.call_from_thread(self.request_refresh)
+        self.call_from_thread(self._dispatched, result.container_id)
 
-    def _select_soon(self, container_id: str) -> None:
+    def _dispatched(self, container_id: str) -> None:
+        """Put the cursor on the new container once the refresh brings its row."""
         self._select_after_refresh = container_id
+        self.request_refresh()
 
     def action_detail(self) -> None:
         c = self._selected()
@@ -586,19 +585,14 @@ class ParheliaApp(App):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        focused = self.focused
-        self._filter_target = "events" if isinstance(focused, EventsLog) else "containers"
-        target = (
-            self.query_one(EventsLog)
-            if self._filter_target == "events"
-            else self.query_one(ContainersTable)
+        events = isinstance(self.focused, EventsLog)
+        self._filter_target = "events" if events else "containers"
+        box.placeholder = FILTER_HINT[self._filter_target]
+        box.value = (
+            self.query_one(EventsLog).filter_text
+            if events
+            else self.query_one(ContainersTable).filter.text
         )
-        box.placeholder = (
-            "filter events: text, level:warning, type:orphan"
-            if self._filter_target == "events"
-            else "filter: text, state:running, health:dead, task:flaky"
-        )
-        box.value = target.filter_text if self._filter_target == "events" else target.filter.text
         box.display = True
         box.focus()
 
@@ -677,7 +671,7 @@ class ParheliaApp(App):
         self.push_screen(HelpScreen(rows, TOPICS))
 
     def _now(self) -> datetime:
-        return self.view.generated_at if self.view is not None else self.clock()
+        return self.view.generated_at if self.view is not None else self.control.clock()
 
 
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:

@@ -18,10 +18,12 @@ from rich.text import Text
 
 from parhelia.state.views import DashboardView
 from parhelia.widgets.formatting import (
+    BUDGET_STYLE,
     COLUMNS,
     TASK_WIDTH,
     Column,
     attention_reasons,
+    budget_lines,
     cell_style,
     container_cells,
     event_text,
@@ -136,8 +138,6 @@ def _line(values: list[str], columns: list[Column], widths: list[int]) -> str:
 
 
 def budget_panel(view: DashboardView, now: datetime, width: int) -> Panel:
-    from parhelia.widgets.formatting import BUDGET_STYLE, budget_lines
-
     inner = min(60, max(20, width - 4))
     return Panel(
         Group(*budget_lines(view.budget, now, inner - 4)),

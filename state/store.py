@@ -58,6 +58,7 @@ from parhelia.state.models import (
 from parhelia.state.requests import gpu_count
 from parhelia.state.timeutil import as_utc, utcnow
 from parhelia.state.views import (
+    RUN_COUNTS,
     ContainerDetail,
     ContainerView,
     DashboardView,
@@ -942,18 +943,7 @@ def _reconciler_view(s: Session, default_interval: float) -> ReconcilerView:
     lease = s.get(Lease, RECONCILER_LEASE)
     counts = {}
     if last is not None:
-        counts = {
-            k: getattr(last, k)
-            for k in (
-                "listed",
-                "known",
-                "adopted",
-                "orphans",
-                "terminated",
-                "corrections",
-                "marked_stale",
-            )
-        }
+        counts = {k: getattr(last, k) for k in RUN_COUNTS}
         counts["duration_ms"] = round(last.duration_ms, 1)
     return ReconcilerView(
         last_run_at=as_utc(last.finished_at or last.started_at) if last else None,

@@ -85,6 +85,10 @@ class BudgetView:
         return max(0.0, self.ceiling_usd - self.spent_usd)
 
 
+# What one reconcile cycle counted (`ReconcilerView.last_counts`, `parhelia reconciler run`).
+RUN_COUNTS = ("listed", "known", "adopted", "orphans", "terminated", "corrections", "marked_stale")
+
+
 @dataclass(frozen=True)
 class ReconcilerView:
     last_run_at: datetime | None

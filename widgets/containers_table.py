@@ -96,10 +96,7 @@ class ContainersTable(DataTable):
     @property
     def visible(self) -> list[ContainerView]:
         """The containers the filter lets through, in the order shown (what `T` would stop)."""
-        return [self._views[str(k.value)] for k in self._ordered_keys()]
-
-    def _ordered_keys(self):
-        return [row.key for row in self.ordered_rows]
+        return [self._views[row.key.value] for row in self.ordered_rows]
 
     def show(self, views: list[ContainerView], now: datetime) -> None:
         """Bring the table in line with `views`: update changed cells, add and remove rows only."""
