@@ -11,6 +11,7 @@ from parhelia.app.cli import runtime
 from parhelia.state.errors import ParheliaError
 
 FORMATS = ("text", "json", "svg")
+MIN_WIDTH = 40  # below this not even id, state, health and cost fit
 
 
 def tui(
@@ -74,6 +75,12 @@ def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
 
     try:
         _check_format(fmt)
+        if width is not None and width < MIN_WIDTH:
+            raise ParheliaError(
+                "E101",
+                f"--width {width} is too narrow; at least {MIN_WIDTH} columns",
+                ["parhelia tui --once --width 120", "parhelia tui --once --format json"],
+            )
         if demo:
             from parhelia.app.demo import prepare_demo
 

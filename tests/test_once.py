@@ -190,6 +190,14 @@ def test_cli_once_unknown_format_is_e101(parhelia_env):
     assert "xml" in r.err and "text, json, svg" in r.err
 
 
+@pytest.mark.parametrize("width", ["-5", "0", "39"])
+def test_cli_once_too_narrow_a_width_is_e101_exit_two(parhelia_env, width):
+    r = parhelia_env.run("tui", "--once", "--no-refresh", "--width", width)
+    assert r.code == 2
+    assert_coded_error(r, "E101")
+    assert "too narrow" in r.err
+
+
 def test_cli_once_unknown_format_exits_two(parhelia_env):
     r = parhelia_env.run("tui", "--once", "--no-refresh", "--format", "xml")
     assert r.code == 2
