@@ -30,7 +30,7 @@ from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP, TOPICS
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.widgets.budget_pane import BudgetPane
-from parhelia.widgets.containers_table import ContainersTable
+from parhelia.widgets.containers_table import ContainersTable, PreparedRow, prepare_rows
 from parhelia.widgets.events_log import EventsLog
 from parhelia.widgets.formatting import (
     attention_reasons,
@@ -187,8 +187,8 @@ class ParheliaApp(App):
     def tick(self) -> None:
         """Each second the header's clock moves. The store is read again (and ages and accrued
         costs move) when it changed, which the watcher or an action reports, or as a fallback every
-        FULL_REFRESH_SECONDS: a DataTable repaints every visible cell on any change (~50 ms at
-        150x45), so ticking ages each second would cost a 1,000-row dashboard ~10 % of a core."""
+        FULL_REFRESH_SECONDS: reading and formatting 1,000 containers each second would cost the
+        idle dashboard about a tenth of a core, over its 5 % budget."""
         watching = self.watch_db and self.control.store.sqlite_path
         if not watching or time.monotonic() - self._collected_at >= FULL_REFRESH_SECONDS:
             self.request_refresh()
@@ -206,29 +206,41 @@ class ParheliaApp(App):
     def _collect(self) -> None:
         try:
             view = self.control.dashboard()
+            sort_column = self.query_one(ContainersTable).sort_column
+            rows = prepare_rows(view.containers, view.generated_at, sort_column)
             detail = None
             if self._detail is not None:
                 detail = self.control.container_detail(self._detail.container.id)
         except Exception as exc:  # shown, never fatal: the last view stays on screen
             self.call_from_thread(self._collected, None, None, exc)
             return
-        self.call_from_thread(self._collected, view, detail, None)
+        self.call_from_thread(self._collected, view, detail, None, rows)
 
     def _collected(
-        self, view: DashboardView | None, detail: ContainerDetail | None, error: Exception | None
+        self,
+        view: DashboardView | None,
+        detail: ContainerDetail | None,
+        error: Exception | None,
+        rows: dict[str, PreparedRow] | None = None,
     ) -> None:
         self._refreshing = False
         self._collected_at = time.monotonic()
         if error is not None:
             self.report_error(error, toast=self.view is None)
         elif view is not None:
-            self.apply_view(view, detail)
+            self.apply_view(view, detail, rows)
         if self._refresh_pending:
             self._refresh_pending = False
             self.request_refresh()
 
-    def apply_view(self, view: DashboardView, detail: ContainerDetail | None = None) -> None:
-        """Hand a view to every pane. Rows being terminated show so at once."""
+    def apply_view(
+        self,
+        view: DashboardView,
+        detail: ContainerDetail | None = None,
+        rows: dict[str, PreparedRow] | None = None,
+    ) -> None:
+        """Hand a view to every pane (with its container rows formatted ahead, when given). Rows
+        being terminated show so at once."""
         self.view = view
         self.refreshes += 1
         now = view.generated_at
@@ -240,9 +252,11 @@ class ParheliaApp(App):
                 dataclasses.replace(c, state="terminating") if c.id in self.terminating else c
                 for c in containers
             ]
+            if rows is not None:
+                rows = {k: v for k, v in rows.items() if k not in self.terminating}
         with self.batch_update():
             table = self.query_one(ContainersTable)
-            table.show(containers, now)
+            table.show(containers, now, rows)
             if self._select_after_refresh and table.select(self._select_after_refresh):
                 self._select_after_refresh = None
             self.query_one(EventsLog).show(view.events)
@@ -337,7 +351,9 @@ class ParheliaApp(App):
 
     @on(ContainersTable.RowHighlighted)
     def _row_highlighted(self) -> None:
-        self.update_help()
+        # After the frame that moved the cursor: one frame redraws the bounding box of everything
+        # changed in it, and the help pane and the cursor together span nearly the whole screen.
+        self.call_after_refresh(self.update_help)
 
     @on(ContainersTable.RowSelected)
     def _row_selected(self) -> None:

@@ -266,7 +266,34 @@ def once_bench(url: str, runs: int = 5) -> list[float]:
     return out
 
 
+def keys_only() -> int:
+    """`--keys`: only the key-to-screen figures (10,000 events seeded: the panes read the newest)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        seed(url, events=10_000).close()
+        idle_keys, _, _ = asyncio.run(pilot_bench(url))
+        writer = start_writer(url)
+        try:
+            keys, _, _ = asyncio.run(pilot_bench(url))
+        finally:
+            writer.kill()
+            writer.wait()
+        ok = [
+            line(
+                f"key to screen p95, {kind}, {when}",
+                f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms",
+                pct(ms, 0.95),
+                50,
+            )
+            for when, measured in (("idle", idle_keys), ("live fleet", keys))
+            for kind, ms in measured.items()
+        ]
+    return 0 if all(ok) else 1
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--keys"]:
+        return keys_only()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         t = time.perf_counter()

@@ -1,21 +1,21 @@
 """The containers pane: one row per container, updated by key on every refresh.
 
-Each refresh diffs the new views against the cells on screen: changed cells are updated in place,
-new rows added, gone rows removed, all inside one `batch_update`; the table is never cleared, so
-the cursor, the scroll position and every cache survive (k9s' model). Sort and filter are the
-table's own state and so stay put across refreshes; the cursor follows its container, not its
-row number.
+Each refresh diffs the new views against the cells on screen: only rows whose cells changed are
+replaced, new rows added and gone rows dropped; nothing is cleared, so the cursor and the scroll
+position survive (k9s' model), and a row is redrawn only when it changed and is on screen
+(`LineTable`). Sort and filter are the table's own state and so stay put across refreshes; the
+cursor follows its container, not its row number.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter
@@ -28,15 +28,41 @@ from parhelia.widgets.formatting import (
     row_style,
     sort_value,
 )
+from parhelia.widgets.line_table import LineTable, TableColumn
 
-# Columns are laid out with no cell padding: each cell starts with one space and each column is one
-# wider than its widest value, so columns never touch and eleven more cells fit than with Textual's
-# default padding of one on both sides.
+# Columns are laid out with no padding: each cell starts with one space and each column is one
+# wider than its widest value, so columns never touch.
 MIN_TASK = 12
 CORE_END = "cost"  # the columns up to here must fit; GPU and sandbox may scroll off a narrow screen
 
 
-class ContainersTable(DataTable):
+@dataclass(frozen=True)
+class PreparedRow:
+    """A container's row worked out ahead: its plain cells and row style (compared to find what
+    changed), the styled cells shown, and its key for one sort column."""
+
+    cells: tuple[str, ...]
+    style: str
+    shown: list[tuple[str, str]]
+    sort_column: str
+    sort_key: Any
+
+
+def prepare_rows(
+    views: list[ContainerView], now: datetime, sort_column: str
+) -> dict[str, PreparedRow]:
+    """Every row's content, pure: the dashboard runs it in its refresh thread, so formatting 1,000
+    rows (~20 ms) never holds up a key press on the main thread."""
+    out = {}
+    for c in views:
+        cells, style = container_cells(c, now), row_style(c)
+        out[c.id] = PreparedRow(
+            cells, style, _row(c, cells, style), sort_column, sort_value(c, sort_column, now)
+        )
+    return out
+
+
+class ContainersTable(LineTable):
     """Containers with state, health, task, age, heartbeat, usage and cost."""
 
     BINDINGS = [
@@ -48,13 +74,7 @@ class ContainersTable(DataTable):
         """Rows were added, removed or changed by a refresh (the help pane re-reads the selection)."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            id=id,
-            cursor_type="row",
-            zebra_stripes=True,
-            cell_padding=0,
-            cursor_foreground_priority="renderable",
-        )
+        super().__init__(id=id)
         self.filter = ContainerFilter()
         self.sort_column = "age"
         self.sort_reverse = False  # youngest first: what was just dispatched is on top
@@ -63,92 +83,87 @@ class ContainersTable(DataTable):
         self._shown: dict[str, tuple[tuple[str, ...], str]] = {}
         self._all: list[ContainerView] = []
         self.matched = 0
-        self._cells_changed = False
+        self._task_width = TASK_WIDTH + 1
+        self._prepared: dict[str, PreparedRow] = {}
 
     def on_mount(self) -> None:
-        for col in COLUMNS:
-            self.add_column(self._label(col.key), key=col.key, width=col.width + 1)
+        self._set_columns()
+
+    def _set_columns(self) -> None:
+        columns = [
+            TableColumn(
+                c.key, c.label, self._task_width if c.key == "task" else c.width + 1, c.justify
+            )
+            for c in COLUMNS
+        ]
+        self.set_columns(columns, self._header_cells())
 
     def on_resize(self) -> None:
         """Give the task column what the others leave, so state, health and cost stay on screen."""
-        avail = self.size.width - 1
+        avail = self.scrollable_content_region.width
         core = COLUMN_KEYS[: COLUMN_KEYS.index(CORE_END) + 1]
         others = sum(c.width + 1 for c in COLUMNS if c.key != "task")
         task = avail - others
         if task < MIN_TASK + 4:
             task = avail - sum(c.width + 1 for c in COLUMNS if c.key in core and c.key != "task")
         width = max(MIN_TASK, min(TASK_WIDTH, task - 1)) + 1
-        column = self.columns.get(ColumnKey("task"))
-        if column is not None and column.width != width:
-            column.width = width
-            self._require_update_dimensions = True
-            self.refresh()
+        if width != self._task_width:
+            self._task_width = width
+            self._set_columns()
 
     # -- what is shown ---------------------------------------------------------------------
 
     @property
     def selected(self) -> ContainerView | None:
-        if not self._shown or self.cursor_row < 0 or self.cursor_row >= self.row_count:
-            return None
-        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
-        return self._views.get(key)
+        key = self.cursor_key
+        return None if key is None else self._views.get(key)
 
     @property
     def visible(self) -> list[ContainerView]:
         """The containers the filter lets through, in the order shown (what `T` would stop)."""
-        return [self._views[row.key.value] for row in self.ordered_rows]
+        return [self._views[key] for key in self.ordered_keys]
 
-    def show(self, views: list[ContainerView], now: datetime) -> None:
-        """Bring the table in line with `views`: update changed cells, add and remove rows only."""
+    def get_cell(self, container_id: str, column: str) -> Text:
+        """A shown cell as text with its style (KeyError if the container is not shown)."""
+        text, style = self.row_cells(container_id)[COLUMN_KEYS.index(column)]
+        return Text(text, style=style)
+
+    def show(
+        self,
+        views: list[ContainerView],
+        now: datetime,
+        prepared: dict[str, PreparedRow] | None = None,
+    ) -> None:
+        """Bring the table in line with `views`: replace changed rows, add and drop rows only.
+        `prepared` (from `prepare_rows` for these views and `now`) saves formatting them here."""
         self._all = views
         self.now = now
+        self._prepared = prepared or {}
         wanted = self.filter.apply(views)
         self.matched = len(wanted)
-        new = {c.id: c for c in wanted}
-        before = self.selected
-        resort = False
-        with self.app.batch_update():
-            for key in [k for k in self._shown if k not in new]:
-                self.remove_row(key)
-                del self._shown[key]
-            for c in wanted:
-                if c.id not in self._shown:
-                    cells, style = container_cells(c, now), row_style(c)
-                    self.add_row(*(_cell(c, i, cells[i], style) for i in _ALL), key=c.id)
-                    self._shown[c.id] = (cells, style)
-                    resort = True
-                else:
-                    resort = self._update_row(c, now) or resort
-            self._views = new
-            if self._cells_changed:
-                self._cells_changed = False
-                self._update_count += (
-                    1  # invalidates DataTable's render caches, as update_cell does
-                )
-                self.refresh()
-            if resort:
-                self._apply_sort()
-            if before is not None and before.id in new:
-                self._move_to(before.id)
-        self.post_message(self.Changed())
-
-    def _update_row(self, c: ContainerView, now: datetime) -> bool:
-        """Update the cells of one row that changed; True when its sort column changed."""
-        cells, style = container_cells(c, now), row_style(c)
-        old_cells, old_style = self._shown[c.id]
-        if cells == old_cells and style == old_style:
-            return False
-        row = self._data[c.id]
-        for i in _ALL:
-            if style != old_style or cells[i] != old_cells[i]:
-                # What `update_cell` does, less its per-cell repaint request: a refresh changes
-                # thousands of cells, and one request for the table is made in `show` (measured:
-                # 3,000 `update_cell` calls took 60 % of a 1,000-row refresh).
-                row[COLUMN_KEYS[i]] = _cell(c, i, cells[i], style)
-        self._shown[c.id] = (cells, style)
-        self._cells_changed = True
         sort_index = COLUMN_KEYS.index(self.sort_column)
-        return cells[sort_index] != old_cells[sort_index]
+        resort = len(wanted) != len(self._shown)
+        shown = self._shown
+        fresh: dict[str, tuple[tuple[str, ...], str]] = {}
+        for c in wanted:
+            ready = self._prepared.get(c.id)
+            if ready is None:
+                cells, style = container_cells(c, now), row_style(c)
+            else:
+                cells, style = ready.cells, ready.style
+            old = shown.get(c.id)
+            fresh[c.id] = (cells, style)
+            if old is None or old[0] != cells or old[1] != style:
+                self.put_row(c.id, ready.shown if ready is not None else _row(c, cells, style))
+                if old is None or old[0][sort_index] != cells[sort_index]:
+                    resort = True
+        self._shown = fresh
+        self._views = {c.id: c for c in wanted}
+        if resort or any(k not in fresh for k in self.ordered_keys):
+            self.set_order(self._sorted())
+        else:
+            self.refresh()
+        self.post_message(self.Changed())
 
     def set_filter(self, text: str) -> None:
         self.filter = ContainerFilter.parse(text)
@@ -163,13 +178,8 @@ class ContainersTable(DataTable):
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
         self.sort_column, self.sort_reverse = column, reverse
-        for col in COLUMNS:
-            self.columns[col.key].label = self._label(col.key)
-        self._refresh_header()
-        selected = self.selected
-        self._apply_sort()
-        if selected is not None:
-            self._move_to(selected.id)
+        self.set_header(self._header_cells())
+        self.set_order(self._sorted())
 
     def action_cycle_sort(self) -> None:
         i = COLUMN_KEYS.index(self.sort_column)
@@ -178,55 +188,43 @@ class ContainersTable(DataTable):
     def action_reverse_sort(self) -> None:
         self.sort_by(self.sort_column, reverse=not self.sort_reverse)
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+    def on_line_table_header_selected(self, event: LineTable.HeaderSelected) -> None:
         event.stop()
-        self.sort_by(str(event.column_key.value))
+        self.sort_by(event.column)
 
-    def _apply_sort(self) -> None:
-        if not self._views or self.now is None:
-            return
-        now, column, views = self.now, self.sort_column, self._views
-        keys = {cid: sort_value(c, column, now) for cid, c in views.items()}
-        self.sort("id", key=lambda cell: keys[cell.plain[1:]], reverse=self.sort_reverse)
+    def _sorted(self) -> list[str]:
+        if self.now is None:
+            return list(self._views)
+        now, column, prepared = self.now, self.sort_column, self._prepared
 
-    def _label(self, key: str) -> Text:
-        col = next(c for c in COLUMNS if c.key == key)
-        if key != self.sort_column:
-            return Text(f" {col.label}", justify=col.justify)
+        def key(c: ContainerView) -> Any:
+            ready = prepared.get(c.id)
+            if ready is not None and ready.sort_column == column:
+                return ready.sort_key
+            return sort_value(c, column, now)
+
+        return [c.id for c in sorted(self._views.values(), key=key, reverse=self.sort_reverse)]
+
+    def _header_cells(self) -> list[tuple[str, str]]:
         arrow = "▼" if self.sort_reverse else "▲"
-        return Text(f" {col.label}{arrow}", style="bold", justify=col.justify)
-
-    def _refresh_header(self) -> None:
-        self._update_count += 1
-        self.refresh()
-
-    def _move_to(self, container_id: str) -> None:
-        try:
-            row = self.get_row_index(container_id)
-        except Exception:
-            return
-        if row != self.cursor_row:
-            self.move_cursor(row=row, animate=False, scroll=False)
+        return [
+            (f" {c.label}{arrow}", "bold") if c.key == self.sort_column else (f" {c.label}", "")
+            for c in COLUMNS
+        ]
 
     def select(self, container_id: str) -> bool:
         """Put the cursor on a container (and scroll to it); False if it is not shown."""
         try:
-            row = self.get_row_index(container_id)
-        except Exception:
+            row = self.row_index(container_id)
+        except KeyError:
             return False
-        self.move_cursor(row=row)
+        self.move_cursor(row)
         return True
 
 
-_ALL = range(len(COLUMNS))
-_JUSTIFY = [c.justify for c in COLUMNS]
-
-
-def _cell(c: ContainerView, index: int, value: str, base: str) -> Text:
-    """One cell, with the leading space that keeps columns apart (the table has no padding)."""
-    return Text(
-        " " + value,
-        style=cell_style(c, COLUMN_KEYS[index], base),
-        justify=_JUSTIFY[index],
-        no_wrap=True,
-    )
+def _row(c: ContainerView, cells: tuple[str, ...], base: str) -> list[tuple[str, str]]:
+    """The row's cells with their styles; each starts with the space that keeps columns apart."""
+    return [
+        (" " + value, cell_style(c, key, base))
+        for key, value in zip(COLUMN_KEYS, cells, strict=True)
+    ]

@@ -35,4 +35,11 @@ class HelpPane(Static):
             out.append("\nLast error: ", style="bold red")
             out.append(last_error + "\n")
         out.rstrip()
-        self.update(out)
+        # The pane's size is fixed by the layout, so a new text needs no new layout (a layout
+        # re-renders the whole screen: ~100 ms a key press, bench/tui.py) unless it is or was too
+        # long for the pane, when the scrollbar must be worked out again.
+        height = self.scrollable_content_region.height
+        lines = len(out.wrap(self.app.console, max(1, self.scrollable_content_region.width)))
+        overflow = lines > height or getattr(self, "_lines", 0) > height
+        self._lines = lines
+        self.update(out, layout=overflow)
