@@ -18,6 +18,7 @@ from parhelia.widgets.confirm import ConfirmTerminate
 from parhelia.widgets.containers_table import ContainersTable
 from parhelia.widgets.detail import ContainerDetailScreen
 from parhelia.widgets.events_log import EventsLog
+from parhelia.widgets.formatting import COLUMN_KEYS
 from parhelia.widgets.help_screen import HelpScreen
 from parhelia.widgets.new_task import NewTaskScreen
 from tests import dashboard_world as world
@@ -196,6 +197,21 @@ async def test_sort_and_filter_stay_put_across_refreshes(fleet):
         # escape in the filter box clears it
         await pilot.press("slash", "escape")
         assert len(t.visible) > 4
+
+
+async def test_a_header_click_sorts_by_its_column_and_a_second_reverses(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        t = table(app)
+        x = sum(c.width for c in t.columns[: COLUMN_KEYS.index("cost")])
+        await pilot.click(ContainersTable, offset=(x + 3, 1))  # border, then the header line
+        assert (t.sort_column, t.sort_reverse) == ("cost", False)
+        costs = [c.cost_accrued_usd for c in t.visible]
+        assert costs == sorted(costs)
+        await pilot.click(ContainersTable, offset=(x + 3, 1))
+        assert (t.sort_column, t.sort_reverse) == ("cost", True)
 
 
 async def test_s_cycles_the_sort_column_and_S_reverses(fleet):
