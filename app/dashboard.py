@@ -206,8 +206,7 @@ class ParheliaApp(App):
     def _collect(self) -> None:
         try:
             view = self.control.dashboard()
-            sort_column = self.query_one(ContainersTable).sort_column
-            rows = prepare_rows(view.containers, view.generated_at, sort_column)
+            rows = prepare_rows(view.containers, view.generated_at)
             detail = None
             if self._detail is not None:
                 detail = self.control.container_detail(self._detail.container.id)

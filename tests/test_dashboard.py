@@ -570,3 +570,17 @@ async def test_read_only_when_another_process_holds_the_lease(fleet, store):
         status = text_of(app.query_one("#status"))
         assert "read-only" in status and "daemon:42" in status
     assert store.runs() == []  # it never reconciled
+
+
+def test_sort_keys_follow_the_columns(fleet):
+    """One key per column, in column order, so a header sorts by what it shows."""
+    from parhelia.widgets.formatting import sort_keys
+
+    control, _ = fleet
+    for c in control.dashboard().containers:
+        by = dict(zip(COLUMN_KEYS, sort_keys(c, world.NOW), strict=True))
+        assert by["id"] == (c.id, c.id)
+        assert by["cost"] == (c.cost_accrued_usd, c.id)
+        assert by["rate"] == (c.cost_rate_per_hour, c.id)
+        assert by["sandbox"] == (c.sandbox_id or "", c.id)
+        assert by["cpu"] == (c.cpu_percent or 0.0, c.id)

@@ -197,34 +197,35 @@ def styled_cells(c: ContainerView, cells: tuple[str, ...]) -> list[Text]:
     ]
 
 
-def sort_value(c: ContainerView, column: str, now: datetime):
-    """A comparable key per column (ages by seconds, money by value), ties broken by id."""
-    match column:
-        case "sandbox":
-            key = c.sandbox_id or ""
-        case "state":
-            key = c.state
-        case "health":
-            key = ("healthy", "unknown", "degraded", "unhealthy", "dead").index(c.health)
-        case "task":
-            key = (c.task_prompt or c.task_id or "").lower()
-        case "age":
-            key = age_seconds(c.started_at or c.created_at, now) or 0.0
-        case "heartbeat":
-            key = age_seconds(c.last_heartbeat_at, now) or float("inf")
-        case "cpu":
-            key = c.cpu_percent or 0.0
-        case "memory":
-            key = c.memory_used_mib or 0.0
-        case "gpu":
-            key = c.gpu or ""
-        case "rate":
-            key = c.cost_rate_per_hour
-        case "cost":
-            key = c.cost_accrued_usd
-        case _:
-            key = ""
-    return (key, c.id)
+HEALTH_ORDER = {h: i for i, h in enumerate(("healthy", "unknown", "degraded", "unhealthy", "dead"))}
+
+
+def sort_keys(c: ContainerView, now: datetime) -> tuple:
+    """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value), each
+    with the id to break ties. All at once: the dashboard works them out in its refresh thread so
+    that a sort key press only sorts."""
+    active_age = age_seconds(c.started_at or c.created_at, now) or 0.0
+    heartbeat = age_seconds(c.last_heartbeat_at, now)
+    keys = (
+        c.id,
+        c.state,
+        HEALTH_ORDER.get(c.health, len(HEALTH_ORDER)),
+        (c.task_prompt or c.task_id or "").lower(),
+        active_age,
+        float("inf") if heartbeat is None else heartbeat,
+        c.cpu_percent or 0.0,
+        c.memory_used_mib or 0.0,
+        c.cost_rate_per_hour,
+        c.cost_accrued_usd,
+        c.gpu or "",
+        c.sandbox_id or "",
+    )
+    return tuple((k, c.id) for k in keys)
+
+
+def sort_value(c: ContainerView, column: str, now: datetime) -> tuple:
+    """The key of one column (see `sort_keys`)."""
+    return sort_keys(c, now)[COLUMN_KEYS.index(column)]
 
 
 def totals_line(rows: list[ContainerView]) -> str:

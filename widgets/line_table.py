@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -131,6 +131,7 @@ class LineTable(ScrollView, can_focus=True):
         self._styles: dict[str, Style] = {}
         self._highlighted: str | None = None
         self.cursor_row = 0
+        self._frame = (0, 0, 0)  # scroll x, scroll y and width while a frame is drawn
 
     # -- content ---------------------------------------------------------------------------
 
@@ -301,9 +302,13 @@ class LineTable(ScrollView, can_focus=True):
         width = sum(c.width for c in self._columns)
         self.virtual_size = Size(width, len(self._order) + 1)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # the geometry once per frame, not per line (each lookup walks Textual's reactives)
+        self._frame = (*self.scroll_offset, self.scrollable_content_region.width)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        width = self.scrollable_content_region.width
+        scroll_x, scroll_y, width = self._frame
         if y == 0:
             sig = (scroll_x, width)
             if self._header_line is None or self._header_line[0] != sig:
