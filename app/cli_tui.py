@@ -53,7 +53,7 @@ def tui(
     if demo:
         from parhelia.app.demo import prepare_demo
 
-        prepare_demo(rt)
+        prepare_demo(rt, start=False)
     from parhelia.app.dashboard import run_dashboard
 
     run_dashboard(rt, demo=demo, run_loops=not read_only)

@@ -56,8 +56,9 @@ def sim_command(mode: str, seconds: int | None = None) -> str:
     )
 
 
-def prepare_demo(rt: Runtime, *, fresh: bool = True) -> None:
-    """Point the runtime at the demo database and start the demo fleet."""
+def prepare_demo(rt: Runtime, *, fresh: bool = True, start: bool = True) -> None:
+    """Point the runtime at the demo database and, unless `start` is False, start the demo fleet
+    (the dashboard starts it itself, once it can stop it on a hang-up)."""
     root = demo_dir()
     if fresh:
         _stop_previous(root)
@@ -66,7 +67,8 @@ def prepare_demo(rt: Runtime, *, fresh: bool = True) -> None:
     rt.flags.update(demo_flags())
     rt.flags["db_url"] = f"sqlite:///{root / 'parhelia.db'}"
     rt.flags["local.root"] = str(root / "sandboxes")
-    start_fleet(rt)
+    if start:
+        start_fleet(rt)
 
 
 def start_fleet(rt: Runtime) -> list[str]:
