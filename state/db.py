@@ -19,7 +19,7 @@ from parhelia.state.errors import ParheliaError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0002_container_last_sample"
+HEAD_REVISION = "0003_drop_last_sample_index"
 BUSY_TIMEOUT_MS = 30_000
 WAL_AUTOCHECKPOINT_PAGES = 8_000  # about 32 MB of WAL between checkpoints
 

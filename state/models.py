@@ -83,9 +83,9 @@ class Container(SQLModel, table=True):
         Index("ix_containers_state", "state"),
         Index("ix_containers_health", "health"),
         Index("ix_containers_task", "task_id"),
-        # for `Store.prune_heartbeats`; no index on last_heartbeat_at: every heartbeat cycle
-        # rewrites it for every running container and no query needs one
-        Index("ix_containers_last_sample", "last_sample_at"),
+        # No index on last_heartbeat_at or last_sample_at: every heartbeat cycle rewrites both
+        # for every running container, and `Store.prune_heartbeats` (the one filter on
+        # last_sample_at) scans a few thousand rows at most (migration 0003).
         Index("ix_containers_terminated", "terminated_at"),
     )
 

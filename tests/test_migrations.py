@@ -8,6 +8,7 @@ import hashlib
 import importlib.resources
 import sqlite3
 import tomllib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,31 @@ def test_upgrade_from_0001_backfills_each_containers_latest_sample(tmp_path):
         assert views["c-00000001"].agent_alive is False
         assert views["c-00000003"].cpu_percent is None
         indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
-        assert "ix_containers_last_sample" in indexes
+        assert "ix_containers_last_sample" not in indexes  # 0002 made it, 0003 dropped it
         assert "ix_containers_last_heartbeat" not in indexes
+    finally:
+        store.close()
+
+
+def test_0003_drops_the_last_sample_index_and_downgrades(tmp_path):
+    """0003 drops `ix_containers_last_sample` (each heartbeat cycle rewrote it); prune still
+    clears a pruned sample without it, and a downgrade to 0002 restores it."""
+    from alembic import command
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
+        assert "ix_containers_last_sample" not in indexes
+        store.add_container(Container(id="c-00000001", backend="modal"))
+        at = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+        store.record_heartbeats([{"container_id": "c-00000001", "ts": at, "cpu_percent": 3.0}])
+        assert store.get_container("c-00000001").last_cpu_percent == 3.0
+        assert store.prune_heartbeats(at + timedelta(seconds=1)) == 1
+        assert store.get_container("c-00000001").last_sample_at is None
+        with store._write_engine.begin() as conn:
+            command.downgrade(db._alembic_config(conn), "0002_container_last_sample")
+        indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
+        assert "ix_containers_last_sample" in indexes
     finally:
         store.close()
 

@@ -98,7 +98,9 @@ class HeartbeatPoller:
             alive = isinstance(sample, ProbeSample) and sample.agent_alive
             missed = 0 if alive else row.missed_heartbeats + 1
             health = health_from_missed(missed, self.thresholds)
-            update = {"id": row.id, "missed_heartbeats": missed, "health": health.value}
+            update: dict = {"id": row.id, "missed_heartbeats": missed}
+            if health != row.health:  # setting it at all rewrites its index entry
+                update["health"] = health.value
             if alive:
                 update["last_heartbeat_at"] = now
             updates.append(update)
