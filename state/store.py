@@ -139,6 +139,10 @@ class Store:
             self._write_engine = (
                 db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
             )
+            path = self._write_engine.url.database if db.is_sqlite(url) else None
+            self._checkpointer = (
+                db.Checkpointer(path) if path and not path.startswith(":memory:") else None
+            )
         except ParheliaError:
             raise
         except Exception as exc:  # a URL SQLAlchemy cannot parse, a driver that is not installed
@@ -157,6 +161,8 @@ class Store:
                 raise
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
         if self._write_engine is not self.engine:
             self._write_engine.dispose()
@@ -183,11 +189,21 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction; commits on success, rolls back on error."""
+        if self._checkpointer is not None:
+            self._checkpointer.before_write()
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except OperationalError as exc:
             raise self._db_error(exc) from exc
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+
+    def checkpoint(self) -> None:
+        """Checkpoint the WAL now and wait for it (no-op off SQLite files): for measurements that
+        must include the I/O their writes caused."""
+        if self._checkpointer is not None:
+            self._checkpointer.checkpoint()
 
     @staticmethod
     def _db_error(exc: OperationalError) -> ParheliaError:
