@@ -10,6 +10,7 @@ Actions go widget -> App action -> worker -> `ControlPlane` -> store -> refresh.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -25,9 +26,11 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from parhelia.app.commands import ActionsProvider
+from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP, TOPICS
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
 
 MIN_WIDTH, MIN_HEIGHT = 80, 20
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
+SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 HANG_UP_GRACE_SECONDS = 3.0  # a clean exit after SIGHUP/SIGTERM, before it is forced
 STOP_TIMEOUT_SECONDS = 30.0  # for stopping the loops and a demo's agents
 FILTER_HINT = {
@@ -114,6 +118,7 @@ class ParheliaApp(App):
         self.terminating: set[str] = set()
         self.refreshes = 0
         self._stop = threading.Event()
+        self._gc = GcSchedule()
         self._kick = threading.Event()
         self._refreshing = False
         self._refresh_pending = False
@@ -158,6 +163,11 @@ class ParheliaApp(App):
         self._check_size()
         self.call_after_refresh(self.query_one(ContainersTable).focus)
         self.watch(self.screen, "focused", lambda _focused: self.update_help(), init=False)
+        # The refresh, reconciler and heartbeat threads run Python too; with the default 5 ms
+        # switch interval a key press waits up to 5 ms for the interpreter at each step while
+        # one of them works (key to screen p95 under a heartbeating fleet; bench/tui.py).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         self.request_refresh()
         if self.refresh_seconds > 0:
             self.set_interval(self.refresh_seconds, self.tick, name="tick")
@@ -170,6 +180,8 @@ class ParheliaApp(App):
     def on_unmount(self) -> None:
         self._stop.set()
         self._kick.set()
+        sys.setswitchinterval(self._switch_interval)
+        self._gc.stop()
 
     def on_resize(self, event) -> None:
         self._check_size(event.size)
@@ -197,7 +209,8 @@ class ParheliaApp(App):
         if not watching or time.monotonic() - self._collected_at >= FULL_REFRESH_SECONDS:
             self.request_refresh()
         elif self.view is not None and not self._refreshing:
-            self._show_header(self.view, self.control.clock())
+            with contextlib.suppress(NoMatches):  # on the way out the panes go before the timer
+                self._show_header(self.view, self.control.clock())
 
     def request_refresh(self) -> None:
         if self._refreshing:
@@ -231,7 +244,8 @@ class ParheliaApp(App):
         if error is not None:
             self.report_error(error, toast=self.view is None)
         elif view is not None:
-            self.apply_view(view, detail, rows)
+            with contextlib.suppress(NoMatches):  # collected while the app was closing
+                self.apply_view(view, detail, rows)
         if self._refresh_pending:
             self._refresh_pending = False
             self.request_refresh()
@@ -246,6 +260,8 @@ class ParheliaApp(App):
         being terminated show so at once."""
         self.view = view
         self.refreshes += 1
+        if self.refreshes == 1:
+            self.call_after_refresh(self._gc.start, self)  # once the first frame is drawn
         now = view.generated_at
         containers = view.containers
         if self.terminating:

@@ -584,3 +584,22 @@ def test_sort_keys_follow_the_columns(fleet):
         assert by["rate"] == (c.cost_rate_per_hour, c.id)
         assert by["sandbox"] == (c.sandbox_id or "", c.id)
         assert by["cpu"] == (c.cpu_percent or 0.0, c.id)
+
+
+async def test_garbage_is_collected_on_the_dashboards_schedule(fleet, monkeypatch):
+    """After the first frame: what it loaded is frozen, automatic collection is off and the
+    dashboard's own timers collect (they run without error); all restored when the app ends."""
+    import gc
+
+    from parhelia.app import gc_schedule
+
+    monkeypatch.setattr(gc_schedule, "YOUNG_SECONDS", 0.05)
+    monkeypatch.setattr(gc_schedule, "FULL_SECONDS", 0.1)
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        await until(pilot, lambda: not gc.isenabled())
+        assert gc.get_freeze_count() > 0
+        await pilot.pause(0.3)  # both timers have fired
+    assert gc.isenabled() and gc.get_freeze_count() == 0

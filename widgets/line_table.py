@@ -55,14 +55,10 @@ class LineTable(ScrollView, can_focus=True):
         background: $surface;
         color: $foreground;
         &:focus {
-            background-tint: $foreground 5%;
             & > .line-table--cursor {
                 background: $block-cursor-background;
                 color: $block-cursor-foreground;
                 text-style: $block-cursor-text-style;
-            }
-            & > .line-table--header {
-                background-tint: $foreground 5%;
             }
         }
         &:dark > .line-table--even-row {
@@ -126,7 +122,7 @@ class LineTable(ScrollView, can_focus=True):
         self._cells: dict[str, Sequence[Cell]] = {}
         self._versions: dict[str, int] = {}
         self._version = 0
-        self._lines: dict[str, tuple[tuple, Strip]] = {}
+        self._lines: dict[int, tuple[tuple, Strip]] = {}
         self._header_line: tuple[tuple, Strip] | None = None
         self._styles: dict[str, Style] = {}
         self._highlighted: str | None = None
@@ -162,7 +158,6 @@ class LineTable(ScrollView, can_focus=True):
         for key in [k for k in self._cells if k not in keep]:
             del self._cells[key]
             self._versions.pop(key, None)
-            self._lines.pop(key, None)
         self._order = order
         self._index = None
         if self._highlighted is not None and self._highlighted in keep:
@@ -290,12 +285,15 @@ class LineTable(ScrollView, can_focus=True):
         self.notify_style_update()
         self.refresh()
 
-    def _style(self, component: str) -> Style:
+    def _style(self, component: str = "") -> Style:
+        """The widget's style (`""`), or it with a component's on top; cached, as each lookup
+        walks the ancestors' styles."""
         style = self._styles.get(component)
         if style is None:
-            style = self._styles[component] = (
-                self.rich_style + self.get_component_styles(component).rich_style
-            )
+            style = self.rich_style
+            if component:
+                style += self.get_component_styles(component).rich_style
+            self._styles[component] = style
         return style
 
     def _resize_virtual(self) -> None:
@@ -317,11 +315,11 @@ class LineTable(ScrollView, can_focus=True):
             return self._header_line[1]
         row = scroll_y + y - 1
         if row >= len(self._order):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._style())
         key = self._order[row]
         cursor = row == self.cursor_row
-        sig = (self._versions[key], cursor, row % 2, scroll_x, width)
-        cached = self._lines.get(key)
+        sig = (key, self._versions[key], cursor, row % 2, scroll_x, width)
+        cached = self._lines.get(y)
         if cached is not None and cached[0] == sig:
             return cached[1]
         if cursor:
@@ -329,9 +327,9 @@ class LineTable(ScrollView, can_focus=True):
         elif row % 2 == 0:
             base = self._style("line-table--even-row")
         else:
-            base = self.rich_style
+            base = self._style()
         strip = self._draw(self._cells[key], base, scroll_x, width)
-        self._lines[key] = (sig, strip)
+        self._lines[y] = (sig, strip)  # by screen line: a screenful of strips, not one per row
         return strip
 
     def _draw(self, cells: Iterable[Cell], base: Style, scroll_x: int, width: int) -> Strip:
