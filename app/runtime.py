@@ -30,8 +30,10 @@ class Runtime:
 
     @cached_property
     def db_url(self) -> str:
-        from parhelia.app.config import resolve_db_url
+        from parhelia.app.config import data_dir, resolve_db_url
 
+        if not self.settings.db_url:  # the default location is ours to create
+            data_dir().mkdir(parents=True, exist_ok=True)
         return resolve_db_url(self.settings)
 
     @cached_property

@@ -52,7 +52,15 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     if not is_sqlite(url):
         return create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Only the default location is created for you (app/runtime.py): a mistyped --db would
+        # otherwise open a fresh, empty database and report "all well".
+        parent = Path(url.removeprefix("sqlite:///")).expanduser().parent
+        if not parent.is_dir():
+            raise ParheliaError(
+                "E701",
+                f"cannot open {url}: the directory {parent} does not exist",
+                [f"mkdir -p {parent}", "parhelia config show"],
+            )
     engine = create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )

@@ -55,8 +55,18 @@ def test_head_revision_is_alembic_head():
     assert db.known_revisions()[0] == db.HEAD_REVISION
 
 
+def test_a_database_in_a_missing_directory_is_refused_not_created(tmp_path):
+    """A mistyped --db must not open a fresh, empty database that reports "all well"."""
+    url = f"sqlite:///{tmp_path / 'typo' / 'p.db'}"
+    with pytest.raises(ParheliaError) as err:
+        Store(url)
+    assert err.value.code == "E701" and "does not exist" in err.value.message
+    assert any(s.startswith("mkdir -p") for s in err.value.suggestions)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_store_upgrades_itself_on_first_open(tmp_path):
-    path = tmp_path / "fresh" / "p.db"  # parent made on demand
+    path = tmp_path / "p.db"
     store = Store(f"sqlite:///{path}")
     try:
         assert db.current_revision(store.engine) == db.HEAD_REVISION
