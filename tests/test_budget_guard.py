@@ -9,18 +9,10 @@ import pytest
 from parhelia.state.enums import ContainerState
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store
 from parhelia.workers.budget_guard import BudgetGuard, budget_config
 from tests.test_reconciler import Clock, FakeBackend, make_terminate, running_row
 
 T0 = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'budget.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

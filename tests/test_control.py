@@ -9,18 +9,10 @@ import pytest
 from parhelia.state.errors import ParheliaError
 from parhelia.state.requests import TaskRequest
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store
 from parhelia.workers.control import ControlPlane
 from tests.fakes import MemoryBackend
 
 ECHO = "echo {prompt}"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'p.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ SIZE = (150, 45)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'p.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def fleet(store):
     backend = world.seed(store)
     return world.control(store, backend), backend

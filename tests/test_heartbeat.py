@@ -12,16 +12,8 @@ from sqlalchemy import select
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container, Heartbeat
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store
 from parhelia.workers.heartbeat import HeartbeatPoller
 from tests.test_reconciler import OK_SAMPLE, Clock, FakeBackend, running_row
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'hb.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

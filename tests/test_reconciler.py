@@ -118,13 +118,6 @@ def make_terminate(store: Store, backends: dict, clock):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'loops.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def clock():
     return Clock()
 

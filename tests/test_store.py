@@ -30,13 +30,6 @@ from parhelia.state.views import ContainerView, DashboardView, EventView
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    yield s
-    s.close()
-
-
 def container(cid: str, state: str = "running", **kw) -> Container:
     kw.setdefault("started_at", T0 - timedelta(hours=1) if state != "created" else None)
     return Container(id=cid, backend=kw.pop("backend", "modal"), state=state, **kw)
