@@ -279,17 +279,21 @@ def keys_only() -> int:
         finally:
             writer.kill()
             writer.wait()
-        ok = [
-            line(
-                f"key to screen p95, {kind}, {when}",
-                f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms",
-                pct(ms, 0.95),
-                50,
-            )
-            for when, measured in (("idle", idle_keys), ("live fleet", keys))
-            for kind, ms in measured.items()
-        ]
+        ok = key_lines(idle_keys, keys)
     return 0 if all(ok) else 1
+
+
+def key_lines(idle: dict[str, list[float]], live: dict[str, list[float]]) -> list[bool]:
+    return [
+        line(
+            f"key to screen p95, {kind}, {when}",
+            f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms",
+            pct(ms, 0.95),
+            50,
+        )
+        for when, measured in (("idle", idle), ("live fleet", live))
+        for kind, ms in measured.items()
+    ]
 
 
 def main() -> int:
@@ -317,16 +321,7 @@ def main() -> int:
             f"{'dashboard CPU, all 1,000 heartbeating each second':<52} {live_cpu:.1f} % of one core"
         )
         ok = [
-            *(
-                line(
-                    f"key to screen p95, {kind}, {when}",
-                    f"p50 {pct(ms, 0.5):.1f} ms, p95 {pct(ms, 0.95):.1f} ms",
-                    pct(ms, 0.95),
-                    50,
-                )
-                for when, measured in (("idle", idle_keys), ("live fleet", keys))
-                for kind, ms in measured.items()
-            ),
+            *key_lines(idle_keys, keys),
             line(
                 "change by another connection to screen, p95",
                 f"p50 {pct(changes, 0.5):.0f} ms, p95 {pct(changes, 0.95):.0f} ms",
