@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-try:  # Typer >= 0.29 vendors Click; its exceptions are not the `click` package's.
+try:  # Typer >= 0.28 vendors Click; its exceptions are not the `click` package's.
     from typer import _click as click
 except ImportError:  # pragma: no cover
     import click
