@@ -1,0 +1,112 @@
+"""What plain SQLite can ingest on this machine, without Parhelia. Run: `python bench/heartbeat_floor.py`.
+
+The floor under issue 2's ingest target (50,000 heartbeat rows/s with 2,000,000 stored). Raw
+`sqlite3` with the pragmas the store uses (WAL, synchronous NORMAL, 64 MB cache), 1,000 samples a
+cycle (one per container), 100 cycles, the checkpoint of what they wrote included, and no container
+updates or Python around it:
+
+- direct: into the heartbeats table with its `(container_id, ts)` index, as the store does; each
+  cycle dirties about one index page per container;
+- staging: into a small table, merged into heartbeats in container order every N cycles, the
+  cheapest design that keeps history indexed by container.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STORED = 2_000_000
+CONTAINERS = 1_000
+CYCLES = 100
+TARGET = 50_000
+COLUMNS = "container_id, ts, cpu, mem, memp, disk, up, alive"
+INSERT = f"INSERT INTO {{table}} ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    c = sqlite3.connect(path, isolation_level=None)
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "cache_size=-65536",
+        "wal_autocheckpoint=20000",
+    ):
+        c.execute(f"PRAGMA {pragma}")
+    return c
+
+
+def build(path: Path, ids: list[str]) -> None:
+    c = connect(path)
+    for table in ("heartbeats", "recent"):
+        c.execute(
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, container_id TEXT NOT NULL, "
+            "ts TEXT NOT NULL, cpu REAL, mem REAL, memp REAL, disk REAL, up REAL, alive INT)"
+        )
+    c.execute("BEGIN")
+    c.executemany(
+        INSERT.format(table="heartbeats"),
+        (
+            (ids[i % CONTAINERS], f"2026-11-23 00:00:00.{i // CONTAINERS:06d}", 1, 2, 3, 4, 5, 1)
+            for i in range(STORED)
+        ),
+    )
+    c.execute("COMMIT")
+    c.execute("CREATE INDEX ix_heartbeats_container_ts ON heartbeats (container_id, ts)")
+    c.execute("CREATE INDEX ix_heartbeats_ts ON heartbeats (ts)")
+    c.execute("CREATE INDEX ix_recent_container_ts ON recent (container_id, ts)")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+
+
+def ingest(path: Path, ids: list[str], merge_every: int | None) -> float:
+    """Rows/s over CYCLES cycles; `merge_every` None inserts directly into heartbeats."""
+    c = connect(path)
+    table = "heartbeats" if merge_every is None else "recent"
+    t = time.perf_counter()
+    for b in range(CYCLES):
+        ts = f"2026-11-24 10:{b // 60:02d}:{b % 60:02d}.000000"
+        c.execute("BEGIN")
+        c.executemany(INSERT.format(table=table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
+        if merge_every and b % merge_every == merge_every - 1:
+            c.execute(
+                f"INSERT INTO heartbeats ({COLUMNS}) SELECT {COLUMNS} FROM recent "
+                "ORDER BY container_id, ts"
+            )
+            c.execute("DELETE FROM recent")
+        c.execute("COMMIT")
+    c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    rate = CYCLES * CONTAINERS / (time.perf_counter() - t)
+    c.close()
+    return rate
+
+
+def main() -> int:
+    ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.db"
+        t = time.perf_counter()
+        build(base, ids)
+        print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
+        for name, merge_every in (
+            ("direct", None),
+            ("staging, merge every 10", 10),
+            ("staging, merge every 30", 30),
+        ):
+            copy = Path(tmp) / "run.db"
+            shutil.copy(base, copy)
+            rate = ingest(copy, ids, merge_every)
+            print(
+                f"raw sqlite3, {name:<26} {rate:>9,.0f} rows/s   ratio to {TARGET:,}: {rate / TARGET:.2f}x"
+            )
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
