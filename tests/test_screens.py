@@ -7,9 +7,11 @@ datetimes, and assertions read what the widgets actually render.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from textual.app import App
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Select, Sparkline
 
@@ -27,6 +29,18 @@ SIZE = (120, 40)
 
 class HostApp(App):
     """An empty app to push one screen onto."""
+
+
+@contextlib.asynccontextmanager
+async def opened(screen: Screen):
+    """`screen` pushed onto a host app: (app, pilot, the list its dismissal results go to). The
+    list outlives the block, so a test can check what the screen gave after the app has ended."""
+    app = HostApp()
+    results: list = []
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(screen, results.append)
+        await pilot.pause()
+        yield app, pilot, results
 
 
 def rendered(widget: Widget) -> str:
@@ -70,11 +84,7 @@ def container(cid: str = "c-0001", **kw) -> ContainerView:
 
 
 async def test_confirm_opens_with_cancel_focused_and_enter_cancels():
-    app = HostApp()
-    results: list[bool] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmTerminate([container()], NOW), results.append)
-        await pilot.pause()
+    async with opened(ConfirmTerminate([container()], NOW)) as (app, pilot, results):
         screen = app.screen
         assert isinstance(screen, ConfirmTerminate)
         assert screen.focused is screen.query_one("#cancel", Button)
@@ -91,22 +101,14 @@ async def test_confirm_opens_with_cancel_focused_and_enter_cancels():
 
 
 async def test_confirm_escape_cancels():
-    app = HostApp()
-    results: list[bool] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmTerminate([container()], NOW), results.append)
-        await pilot.pause()
+    async with opened(ConfirmTerminate([container()], NOW)) as (_app, pilot, results):
         await pilot.press("escape")
         await pilot.pause()
         assert results == [False]
 
 
 async def test_confirm_tab_to_terminate_then_enter_confirms():
-    app = HostApp()
-    results: list[bool] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmTerminate([container()], NOW), results.append)
-        await pilot.pause()
+    async with opened(ConfirmTerminate([container()], NOW)) as (app, pilot, results):
         await pilot.press("tab")
         assert app.screen.focused is app.screen.query_one("#terminate", Button)
         assert results == []  # moving focus alone does nothing
@@ -121,11 +123,7 @@ async def test_confirm_bulk_preview_lists_every_container_and_the_total():
         for i in range(1, 13)
     ]
     rows.append(container("c-dead", state="terminated", terminated_at=NOW, cost_accrued_usd=2.0))
-    app = HostApp()
-    results: list[bool] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmTerminate(rows, NOW, filter_text="flaky"), results.append)
-        await pilot.pause()
+    async with opened(ConfirmTerminate(rows, NOW, filter_text="flaky")) as (app, pilot, results):
         screen = app.screen
         assert rendered(screen.query_one("#title")).strip() == (
             "Terminate 13 containers matching 'flaky'?"
@@ -145,11 +143,7 @@ async def test_confirm_bulk_preview_lists_every_container_and_the_total():
 
 
 async def test_confirm_empty_list_cannot_confirm():
-    app = HostApp()
-    results: list[bool] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ConfirmTerminate([], NOW, filter_text="gpu"), results.append)
-        await pilot.pause()
+    async with opened(ConfirmTerminate([], NOW, filter_text="gpu")) as (app, pilot, results):
         screen = app.screen
         assert not screen.query("#terminate")
         assert [str(b.label) for b in screen.query(Button)] == ["Close"]
@@ -245,11 +239,7 @@ async def test_new_task_budget_warning_when_estimate_exceeds_what_is_left():
 
 
 async def test_new_task_bad_cpu_shows_e101_and_stays_open():
-    app = HostApp()
-    results: list[TaskRequest | None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(new_task_screen(), results.append)
-        await pilot.pause()
+    async with opened(new_task_screen()) as (app, pilot, results):
         s = app.screen
         await pilot.press(*"fix tests")
         cpu = s.query_one("#cpu", Input)
@@ -269,11 +259,7 @@ async def test_new_task_bad_cpu_shows_e101_and_stays_open():
 
 
 async def test_new_task_empty_prompt_is_refused_on_submit():
-    app = HostApp()
-    results: list[TaskRequest | None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(new_task_screen(), results.append)
-        await pilot.pause()
+    async with opened(new_task_screen()) as (app, pilot, results):
         s = app.screen
         assert not s.query_one("#errors").display  # not an error before submitting
         await pilot.press("enter")
@@ -283,11 +269,7 @@ async def test_new_task_empty_prompt_is_refused_on_submit():
 
 
 async def test_new_task_enter_dispatches_the_typed_request():
-    app = HostApp()
-    results: list[TaskRequest | None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(new_task_screen(), results.append)
-        await pilot.pause()
+    async with opened(new_task_screen()) as (app, pilot, results):
         s = app.screen
         await pilot.press(*"fine-tune the model")
         s.query_one("#backend", Select).value = "modal"
@@ -312,11 +294,7 @@ async def test_new_task_enter_dispatches_the_typed_request():
 
 
 async def test_new_task_dispatch_button_with_no_gpu_gives_none_gpu():
-    app = HostApp()
-    results: list[TaskRequest | None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(new_task_screen(), results.append)
-        await pilot.pause()
+    async with opened(new_task_screen()) as (_app, pilot, results):
         await pilot.press(*"update the docs")
         await pilot.click("#dispatch")
         await pilot.pause()
@@ -333,11 +311,7 @@ async def test_new_task_dispatch_button_with_no_gpu_gives_none_gpu():
 
 
 async def test_new_task_escape_gives_none():
-    app = HostApp()
-    results: list[TaskRequest | None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(new_task_screen(), results.append)
-        await pilot.pause()
+    async with opened(new_task_screen()) as (_app, pilot, results):
         await pilot.press(*"something")
         await pilot.press("escape")
         await pilot.pause()
@@ -399,11 +373,7 @@ def detail(state: str = "running", cpu: tuple[float, ...] = (10, 20, 30, 90)) ->
 
 
 async def test_detail_sparklines_get_heartbeats_oldest_first():
-    app = HostApp()
-    results: list[None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(ContainerDetailScreen(detail(), NOW), results.append)
-        await pilot.pause()
+    async with opened(ContainerDetailScreen(detail(), NOW)) as (app, pilot, results):
         s = app.screen
         assert list(s.query_one("#cpu-spark", Sparkline).data) == [10, 20, 30, 90]
         assert list(s.query_one("#mem-spark", Sparkline).data) == [1000, 1100, 1200, 1300]
@@ -458,11 +428,7 @@ TOPICS = {
 
 
 async def test_help_lists_every_binding_grouped_and_topics():
-    app = HostApp()
-    results: list[None] = []
-    async with app.run_test(size=SIZE) as pilot:
-        app.push_screen(HelpScreen(BINDINGS, TOPICS), results.append)
-        await pilot.pause()
+    async with opened(HelpScreen(BINDINGS, TOPICS)) as (app, pilot, results):
         s = app.screen
         groups = {
             w: rendered(s.query_one(f"#keys-{w}")) for w in ("everywhere", "containers", "events")
