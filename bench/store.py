@@ -108,10 +108,11 @@ def bulk_load(store: Store, table: str, columns: list[str], rows) -> None:
         raw.close()
 
 
-def event_rows(ids: list[str]):
+def event_rows(ids: list[str], n: int = N_EVENTS):
+    """`n` events spread over the 30 days before NOW, across `ids`."""
     start = NOW - timedelta(days=30)
-    step = (30 * 86400) / N_EVENTS
-    for i in range(N_EVENTS):
+    step = (30 * 86400) / n
+    for i in range(n):
         cid = ids[i % len(ids)]
         level = LEVELS[(i * 7919) % 100]
         yield (

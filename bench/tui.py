@@ -100,13 +100,12 @@ def seed(url: str, events: int) -> Store:
         s.execute(insert(Task), tasks)
         s.execute(insert(Container), rows)
     if events:
-        store_bench.N_EVENTS = events
         ids = [r["id"] for r in rows]
         store_bench.bulk_load(
             store,
             "events",
             ["ts", "type", "level", "container_id", "task_id", "message", "details", "source"],
-            store_bench.event_rows(ids),
+            store_bench.event_rows(ids, events),
         )
     return store
 
