@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import subprocess
 import sys
 import threading
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
 MIN_WIDTH, MIN_HEIGHT = 80, 20
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
-HANG_UP_GRACE_SECONDS = 3.0  # a clean exit after SIGHUP/SIGTERM, before it is forced
-STOP_TIMEOUT_SECONDS = 30.0  # for stopping the loops and a demo's agents
 FILTER_HINT = {
     "containers": "filter: text, state:running, health:dead, task:flaky",
     "events": "filter events: text, level:warning, type:orphan",
@@ -712,74 +709,25 @@ class ParheliaApp(App):
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
     """Run the dashboard until quit, a hang-up or SIGTERM. A demo starts its agents here, once a
     hang-up can no longer miss them, and stops them on the way out."""
-    import signal
+    from parhelia.app.exit_guard import ExitGuard
 
     app = ParheliaApp(rt.control, loaded=rt.loaded, run_loops=run_loops)
-    stopping, stopped, hung_up = threading.Lock(), threading.Event(), threading.Event()
 
-    def stop() -> None:
-        """Once: the loops stop, and a demo's agents with them (never left running unseen)."""
-        if not stopping.acquire(blocking=False):
-            stopped.wait(STOP_TIMEOUT_SECONDS)  # already under way in another thread
-            return
-        try:
-            app._stop.set()
-            if demo:
-                from parhelia.app.demo import stop_fleet
+    def cleanup() -> None:
+        app._stop.set()  # the loops, also when the exit is forced and the app never unmounts
+        if demo:
+            from parhelia.app.demo import stop_fleet
 
-                stop_fleet(rt)
-        finally:
-            stopped.set()
+            stop_fleet(rt)
 
-    def hang_up(signum, _frame=None) -> None:
-        # The terminal went away (a closed tmux or ssh session) or we were asked to stop: exit
-        # cleanly. When the terminal is gone Textual's writer thread dies and the main thread
-        # blocks for ever on its full queue (seen: two such dashboards at 41 % CPU each, their
-        # agents running), so if the clean exit has not happened in a few seconds, force it.
-        if hung_up.is_set():
-            return
-        hung_up.set()
-        if not app.is_running:
-            return  # still starting: `app.run` is skipped below and `stop` runs
-        app.call_later(app.exit)
-
-        def force() -> None:
-            time.sleep(HANG_UP_GRACE_SECONDS)
-            stop()
-            os._exit(128 + signum)
-
-        threading.Thread(target=force, name="hang-up", daemon=True).start()
-
-    for sig in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, hang_up)
+    guard = ExitGuard(app, cleanup)
+    guard.install()
     if demo:
         from parhelia.app.demo import start_fleet
 
-        # Not with the signals blocked: the agents would inherit the mask and ignore SIGTERM.
         start_fleet(rt)
-    if sys.__stdout__ is not None and sys.__stdout__.isatty():
-        # Not every closed terminal sends us SIGHUP (a killed tmux server hangs up `make demo`,
-        # not its child): watch for the hang-up on the terminal itself.
-        fd = sys.__stdout__.fileno()
-
-        def watch_terminal() -> None:
-            while not stopped.wait(1.0):
-                if terminal_gone(fd):
-                    hang_up(signal.SIGHUP)
-                    return
-
-        threading.Thread(target=watch_terminal, name="terminal-watch", daemon=True).start()
     try:
-        if not hung_up.is_set():  # a hang-up while the fleet started skips straight to `stop`
+        if not guard.hung_up.is_set():  # a hang-up while the fleet started skips to the cleanup
             app.run()
     finally:
-        stop()
-
-
-def terminal_gone(fd: int) -> bool:
-    """True once the terminal on `fd` has hung up (its other end closed)."""
-    import select
-
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)  # hang-ups and errors are reported whatever is asked
-    return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0))
+        guard.stop()
