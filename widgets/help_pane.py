@@ -13,6 +13,9 @@ from textual.widgets import Static
 
 
 class HelpPane(Static):
+    _shown: tuple | None = None  # what is on screen, to skip an unchanged update
+    _lines: int = 0  # its wrapped height
+
     def show(
         self,
         pane: str,
@@ -22,7 +25,7 @@ class HelpPane(Static):
     ) -> None:
         """`keys`: (key, description) for the focused pane; `about`: (title, text) paragraphs."""
         shown = (pane, tuple(keys), tuple(about), last_error)
-        if shown == getattr(self, "_shown", None):
+        if shown == self._shown:
             return  # an update lays out the screen again: only when something changed
         self._shown = shown
         out = Text()
@@ -40,6 +43,6 @@ class HelpPane(Static):
         # long for the pane, when the scrollbar must be worked out again.
         height = self.scrollable_content_region.height
         lines = len(out.wrap(self.app.console, max(1, self.scrollable_content_region.width)))
-        overflow = lines > height or getattr(self, "_lines", 0) > height
+        overflow = lines > height or self._lines > height
         self._lines = lines
         self.update(out, layout=overflow)
