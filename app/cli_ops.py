@@ -271,12 +271,7 @@ def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """One reconcile cycle now, then a heartbeat pass and a budget check."""
     rt = runtime(ctx, json_out)
-    try:
-        report = rt.control.refresh_once()
-    finally:
-        # a one-off cycle must not leave the lease behind: `status` would call it running and a
-        # `reconciler start` elsewhere would wait out the lease
-        rt.control.reconciler.release()
+    report = rt.control.refresh_once()  # releases the lease: a one-off holds nothing after
     data = report.to_dict()
 
     def human() -> None:
@@ -316,7 +311,7 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     lines: list[str] = []
 
     def _stop(*_args) -> None:
-        stop.set()
+        stop.set()  # the main thread only waits for this; the loops run on their own thread
 
     def log(line: str) -> None:
         lines.append(line)
@@ -332,9 +327,9 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"(reconcile every {rt.settings.reconciler.interval_seconds:g} s, heartbeat every "
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
-    rt.control.run_loops(stop, log=log)
+    clean = rt.control.run_loops(stop, log=log)
     output.success(
-        {"holder": rt.control.holder, "stopped": True, "log_lines": len(lines)},
+        {"holder": rt.control.holder, "stopped": True, "clean": clean, "log_lines": len(lines)},
         json_out=rt.json_out,
         human="Stopped cleanly; lease released.",
     )
