@@ -233,17 +233,24 @@ reconciler_app = typer.Typer(
 def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Running or not, last and next run, interval, lease holder, last cycle's counts."""
     rt = runtime(ctx, json_out)
-    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds)
     now = rt.control.clock()
-    running = (
+    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds, now=now)
+    held = (
         r.lease_holder is not None and r.lease_expires_at is not None and r.lease_expires_at > now
     )
+    running = held and not r.lease_dead
     data = {**asdict(r), "running": running, "stale": r.stale}
 
     def human() -> None:
-        output.echo(
-            f"Reconciler  {'running (' + r.lease_holder + ')' if running else 'not running'}"
-        )
+        if running:
+            state = f"running ({r.lease_holder})"
+        elif held:
+            state = f"not running: held by {r.lease_holder} (dead); the next process takes over"
+        else:
+            state = "not running"
+        output.echo(f"Reconciler  {state}")
+        if r.cycle_started_at is not None and running:
+            output.echo(f"In cycle    since {r.cycle_started_at:%H:%M:%S} UTC")
         output.echo(
             f"Last run    {(r.last_run_at.strftime('%H:%M:%S') + ' UTC, ' + age(r.last_run_at, now) + ' ago') if r.last_run_at else 'never'}"
         )
