@@ -695,6 +695,8 @@ def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
 
     def cleanup() -> None:
         app._stop.set()  # the loops, also when the exit is forced and the app never unmounts
+        if run_loops:
+            rt.control.loops.kick()
         if demo:
             from parhelia.app.demo import stop_fleet
 

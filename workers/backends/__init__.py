@@ -22,7 +22,11 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
             else data_dir / "sandboxes"
         )
         backend = LocalBackend(root, terminate_grace=settings.local.terminate_grace_seconds)
-        return DeadlineBackend(backend, settings.local.timeout_seconds)
+        return DeadlineBackend(
+            backend,
+            settings.local.timeout_seconds,
+            terminate_grace=settings.local.terminate_grace_seconds,
+        )
     if name == "modal":
         from parhelia.workers.backends.modal import ModalBackend
 

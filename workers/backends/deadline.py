@@ -34,10 +34,11 @@ CREATE_FACTOR = 30  # 10 s -> 5 min: image builds on first use
 class DeadlineBackend:
     """Wraps a backend; same protocol, each call bounded by `timeout` seconds."""
 
-    def __init__(self, inner: Backend, timeout: float) -> None:
+    def __init__(self, inner: Backend, timeout: float, *, terminate_grace: float = 0.0) -> None:
         self.inner = inner
         self.name = inner.name
         self.timeout = timeout
+        self.terminate_grace = terminate_grace  # a local terminate waits this long before SIGKILL
         self._listing: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -53,7 +54,11 @@ class DeadlineBackend:
         )
 
     def terminate(self, sandbox_id: str) -> TerminateResult:
-        return self._call("terminate", lambda: self.inner.terminate(sandbox_id), self.timeout)
+        return self._call(
+            "terminate",
+            lambda: self.inner.terminate(sandbox_id),
+            self.timeout + self.terminate_grace,
+        )
 
     def probe(self, sandbox_id: str) -> ProbeSample:
         return self.inner.probe(sandbox_id)
