@@ -13,6 +13,7 @@ memory, gpu, region) priced with the configured rate table; `meta.rate_source` s
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -177,9 +178,14 @@ class Reconciler:
             self._cycle(report, t0)
         except Exception:
             self.failures += 1
-            self.store.acquire_lease(  # the cycle is over, even when it failed
-                self.holder, cfg.lease_seconds, now=self.clock(), renew_only=True, in_cycle=False
-            )
+            with contextlib.suppress(Exception):  # the cycle is over, even when it failed
+                self.store.acquire_lease(
+                    self.holder,
+                    cfg.lease_seconds,
+                    now=self.clock(),
+                    renew_only=True,
+                    in_cycle=False,
+                )
             raise
         self.failures = self.failures + 1 if report.error else 0
         self._grace_ends_at = report.grace_ends_at
