@@ -243,3 +243,36 @@ def test_a_hung_listing_is_e501_an_event_and_a_stale_view(store, clock):
     assert event.details["code"] == "E501"
     assert store.reconciler_view(60, now=clock()).stale
     assert store.get_lease().cycle_started_at is None  # the cycle ended, even though it failed
+
+
+def test_heartbeat_and_budget_passes_go_on_while_the_listing_hangs(store):
+    """Real time: the listing never answers, yet the passes run after one deadline, not after it."""
+    from parhelia.workers.loops import LoopRunner
+
+    hung = HangingBackend()
+    rec = make_reconciler(store, DeadlineBackend(hung, timeout=0.2), utcnow)
+    polled, guarded = threading.Event(), threading.Event()
+
+    class SignallingPoller:
+        def run_once(self):
+            polled.set()
+
+    class SignallingGuard:
+        def check(self):
+            guarded.set()
+            return []
+
+    runner = LoopRunner(rec, SignallingPoller(), SignallingGuard(), Settings())
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+    try:
+        thread.start()
+        assert polled.wait(10) and guarded.wait(10)
+        assert not hung.release.is_set()  # the listing was still hanging all along
+    finally:
+        stop.set()
+        runner.kick()
+        thread.join(10)
+        hung.release.set()
+    assert not thread.is_alive()
+    assert store.get_lease() is None
