@@ -233,17 +233,24 @@ reconciler_app = typer.Typer(
 def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Running or not, last and next run, interval, lease holder, last cycle's counts."""
     rt = runtime(ctx, json_out)
-    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds)
     now = rt.control.clock()
-    running = (
+    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds, now=now)
+    held = (
         r.lease_holder is not None and r.lease_expires_at is not None and r.lease_expires_at > now
     )
+    running = held and not r.lease_dead
     data = {**asdict(r), "running": running, "stale": r.stale}
 
     def human() -> None:
-        output.echo(
-            f"Reconciler  {'running (' + r.lease_holder + ')' if running else 'not running'}"
-        )
+        if running:
+            state = f"running ({r.lease_holder})"
+        elif held:
+            state = f"not running: held by {r.lease_holder} (dead); the next process takes over"
+        else:
+            state = "not running"
+        output.echo(f"Reconciler  {state}")
+        if r.cycle_started_at is not None and running:
+            output.echo(f"In cycle    since {r.cycle_started_at:%H:%M:%S} UTC")
         output.echo(
             f"Last run    {(r.last_run_at.strftime('%H:%M:%S') + ' UTC, ' + age(r.last_run_at, now) + ' ago') if r.last_run_at else 'never'}"
         )
@@ -271,12 +278,7 @@ def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """One reconcile cycle now, then a heartbeat pass and a budget check."""
     rt = runtime(ctx, json_out)
-    try:
-        report = rt.control.refresh_once()
-    finally:
-        # a one-off cycle must not leave the lease behind: `status` would call it running and a
-        # `reconciler start` elsewhere would wait out the lease
-        rt.control.reconciler.release()
+    report = rt.control.refresh_once()  # releases the lease: a one-off holds nothing after
     data = report.to_dict()
 
     def human() -> None:
@@ -316,7 +318,7 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     lines: list[str] = []
 
     def _stop(*_args) -> None:
-        stop.set()
+        stop.set()  # the main thread only waits for this; the loops run on their own thread
 
     def log(line: str) -> None:
         lines.append(line)
@@ -332,9 +334,9 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"(reconcile every {rt.settings.reconciler.interval_seconds:g} s, heartbeat every "
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
-    rt.control.run_loops(stop, log=log)
+    clean = rt.control.run_loops(stop, log=log)
     output.success(
-        {"holder": rt.control.holder, "stopped": True, "log_lines": len(lines)},
+        {"holder": rt.control.holder, "stopped": True, "clean": clean, "log_lines": len(lines)},
         json_out=rt.json_out,
         human="Stopped cleanly; lease released.",
     )

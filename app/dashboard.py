@@ -116,7 +116,6 @@ class ParheliaApp(App):
         self.refreshes = 0
         self._stop = threading.Event()
         self._gc = GcSchedule()
-        self._kick = threading.Event()
         self._refreshing = False
         self._refresh_pending = False
         self._collected_at = 0.0
@@ -169,14 +168,14 @@ class ParheliaApp(App):
         if self.refresh_seconds > 0:
             self.set_interval(self.refresh_seconds, self.tick, name="tick")
         if self.run_loops:
-            self.reconciler_loop()
-            self.heartbeat_loop()
+            self.control_loops()
         if self.watch_db and self.control.store.sqlite_path:
             self.db_watcher()
 
     def on_unmount(self) -> None:
         self._stop.set()
-        self._kick.set()
+        if self.run_loops:
+            self.control.loops.kick()  # ends the loop's wait at once
         sys.setswitchinterval(self._switch_interval)
         self._gc.stop()
 
@@ -400,49 +399,27 @@ class ParheliaApp(App):
 
     # -- control loops as workers ---------------------------------------------------------------
 
-    @work(thread=True, group="reconciler", exit_on_error=False, name="reconciler")
-    def reconciler_loop(self) -> None:
-        """Reconcile, then wait the reconciler's own delay (it backs off after failures), or until
-        `r` asks for a cycle now. Each cycle is chained after the last: never two at once."""
-        while not self._stop.is_set():
-            self._reconcile_tick()
-            self._kick.wait(self.control.reconciler.next_delay())
-            self._kick.clear()
-        self.control.reconciler.release()
+    @work(thread=True, group="loops", exit_on_error=False, name="loops")
+    def control_loops(self) -> None:
+        """The reconciler, heartbeat poller and budget guard by the rules of `workers/loops.py`
+        (heartbeat and budget only while this process holds the lease); `r` kicks a cycle now."""
+        self.control.loops.run(self._stop, on_cycle=self._loop_done, on_error=self._loop_failed)
 
-    def _reconcile_tick(self) -> None:
-        try:
-            report = self.control.reconcile_once()
-        except Exception as exc:
-            self.call_from_thread(self.report_error, exc)
-            return
-        self.holder = report.acted
-        if report.error and report.error_code in CATALOGUE:
+    def _loop_done(self, name: str, result: Any) -> None:
+        """From the loop thread: after a reconcile say who holds the lease and any listing error;
+        after every pass ask for a refresh."""
+        self.holder = self.control.loops.holder  # a lost lease shows at once, not next cycle
+        if name == "reconcile" and result.error and result.error_code in CATALOGUE:
             err = ParheliaError(
-                report.error_code,
-                report.error,
-                ["parhelia reconciler status", "parhelia help " + report.error_code],
+                result.error_code,
+                result.error,
+                ["parhelia reconciler status", "parhelia help " + result.error_code],
             )
             self.call_from_thread(self.report_error, err, toast=False)
         self.call_from_thread(self.request_refresh)
 
-    @work(thread=True, group="heartbeat", exit_on_error=False, name="heartbeat")
-    def heartbeat_loop(self) -> None:
-        """Probe and check the budget every heartbeat interval, but only while this process holds
-        the lease: with a daemon running, the dashboard only reads."""
-        interval = self.control.settings.heartbeat.interval_seconds
-        while not self._stop.is_set():
-            if self.holder is None:  # the first reconcile has not said who holds the lease
-                self._stop.wait(0.05)
-                continue
-            if self._stop.wait(interval) or not self.holder:
-                continue
-            try:
-                self.control.heartbeat_once()
-                self.control.budget_check()
-            except Exception as exc:
-                self.call_from_thread(self.report_error, exc)
-            self.call_from_thread(self.request_refresh)
+    def _loop_failed(self, _name: str, exc: Exception) -> None:
+        self.call_from_thread(self.report_error, exc)
 
     @work(thread=True, group="watch", exit_on_error=False, name="db-watch")
     def db_watcher(self) -> None:
@@ -661,13 +638,16 @@ class ParheliaApp(App):
         if not self.run_loops:
             self._reconcile_once_worker()
         else:
-            self._kick.set()
+            self.control.loops.kick()
         self.notify("Reconciling with the backend now.", title="Reconcile", timeout=3)
 
     @work(thread=True, group="reconciler-once", exit_on_error=False)
     def _reconcile_once_worker(self) -> None:
-        self._reconcile_tick()
-        self.control.reconciler.release()
+        """A read-only dashboard's `r`: one reconcile that releases the lease after it."""
+        try:
+            self.control.loops.once(passes=False, on_cycle=self._loop_done)
+        except Exception as exc:
+            self._loop_failed("reconcile", exc)
 
     def action_attach(self) -> None:
         c = self._selected()
@@ -715,6 +695,8 @@ def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
 
     def cleanup() -> None:
         app._stop.set()  # the loops, also when the exit is forced and the app never unmounts
+        if run_loops:
+            rt.control.loops.kick()
         if demo:
             from parhelia.app.demo import stop_fleet
 

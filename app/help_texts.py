@@ -55,6 +55,25 @@ The Modal backend needs credentials: `modal token new` writes ~/.modal.toml (or 
 MODAL_TOKEN_ID and MODAL_TOKEN_SECRET). With backend = auto, Parhelia uses Modal when
 credentials exist and local processes otherwise. Sandboxes live in one app ([modal] app,
 default `parhelia`) and carry the tags parhelia=1, the container id and the task id.""",
+    "reconciler": """\
+The reconciler lists each backend and brings the store in step: adopts sandboxes whose dispatch
+did not finish, records unknown Parhelia sandboxes as orphans, closes rows whose sandbox is gone.
+It runs every [reconciler] interval_seconds (60) in `reconciler start` or an open `tui`; only the
+lease holder acts, and heartbeat and budget passes run only while it holds the lease. A one-shot
+command (`tui --once`, `reconciler run`) releases the lease when it ends; a holder on this host
+whose process is gone is taken over at once.
+
+Orphans within 2 minutes: Modal's listing gives no creation time, so a new sandbox counts as
+born at the start of the previous listing that did not show it (at most one interval back), and
+the next cycle is scheduled for the moment its [reconciler] orphan_grace_seconds (120) ends
+instead of a full interval later. With the defaults an orphan is recorded at most 120 s after
+it appears (bench/orphans.py measures it).
+
+Every backend call has a deadline ([modal] timeout_seconds, [local] timeout_seconds; 10 s): a
+call past it is E501, recorded as an event, and the view goes stale. A cycle still running past
+its interval also shows as stale.
+
+  parhelia reconciler status | run | start""",
     "database": """\
 The store is SQLite in the user data dir unless PARHELIA_DB_URL or --db points elsewhere
 (any SQLAlchemy URL). It upgrades itself on first open; a database from a newer Parhelia is

@@ -21,7 +21,7 @@ from parhelia.state.errors import ParheliaError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0003_drop_last_sample_index"
+HEAD_REVISION = "0004_lease_owner"
 BUSY_TIMEOUT_MS = 30_000
 # WAL checkpoints run on a thread of each `Store` (`Checkpointer`), off the write path, at most
 # this often: under back-to-back writes each one then copies many commits' pages at once (a heartbeat

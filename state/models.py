@@ -199,6 +199,12 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     next_run_at: datetime | None = _ts()
     interval_seconds: float = 60.0
+    # the holder as a process (`state/process_owner.py`): a dead one on this host is taken over
+    host: str | None = Field(default=None, max_length=128)
+    pid: int | None = None
+    pid_started: float | None = None
+    # set while a cycle runs: a cycle older than its interval shows the view as stale
+    cycle_started_at: datetime | None = _ts()
 
 
 class Setting(SQLModel, table=True):

@@ -23,12 +23,16 @@ class ModalSettings:
     environment: str = ""
     secrets: list[str] = field(default_factory=list)
     idle_timeout_seconds: int = 0
+    timeout_seconds: float = (
+        10.0  # deadline of each call to Modal (see workers/backends/deadline.py)
+    )
 
 
 @dataclass
 class LocalSettings:
     root: str = ""  # empty: <user data dir>/sandboxes
     terminate_grace_seconds: float = 5.0
+    timeout_seconds: float = 10.0  # deadline of each list, create and terminate call
 
 
 @dataclass

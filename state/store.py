@@ -55,6 +55,7 @@ from parhelia.state.models import (
     Task,
     UTCDateTime,
 )
+from parhelia.state.process_owner import ProcessOwner, is_gone
 from parhelia.state.requests import gpu_count
 from parhelia.state.timeutil import as_utc, utcnow
 from parhelia.state.views import (
@@ -675,35 +676,50 @@ class Store:
         now: datetime | None = None,
         interval_seconds: float | None = None,
         next_run_at: datetime | None = None,
+        owner: ProcessOwner | None = None,
+        renew_only: bool = False,
+        in_cycle: bool | None = None,
     ) -> bool:
-        """Take or renew the lease; True when `holder` holds it afterwards. Expired leases are taken over."""
+        """Take or renew the lease; True when `holder` holds it afterwards. An expired lease, or one
+        whose holder's process is gone from this host, is taken over; with `renew_only` a lease
+        held by another (or by nobody) is left alone. `in_cycle` marks a cycle started (True) or
+        finished (False) so readers can see one that overruns."""
         now = now or utcnow()
         expires = now + timedelta(seconds=ttl_seconds)
         try:
             with self.write() as s:
                 lease = s.get(Lease, name)
                 if lease is None:
-                    s.add(
-                        Lease(
-                            name=name,
-                            holder=holder,
-                            acquired_at=now,
-                            expires_at=expires,
-                            next_run_at=next_run_at,
-                            interval_seconds=interval_seconds or 60.0,
-                        )
+                    if renew_only:
+                        return False
+                    lease = Lease(
+                        name=name,
+                        holder=holder,
+                        acquired_at=now,
+                        expires_at=expires,
+                        interval_seconds=interval_seconds or 60.0,
                     )
-                    return True
-                if lease.holder != holder and as_utc(lease.expires_at) > now:
-                    return False
-                if lease.holder != holder:
+                    s.add(lease)
+                elif lease.holder != holder:
+                    if renew_only:
+                        return False
+                    alive = as_utc(lease.expires_at) > now and not is_gone(
+                        lease.host, lease.pid, lease.pid_started
+                    )
+                    if alive:
+                        return False
                     lease.acquired_at = now
+                    lease.host = lease.pid = lease.pid_started = lease.cycle_started_at = None
                 lease.holder = holder
                 lease.expires_at = expires
+                if owner is not None:
+                    lease.host, lease.pid, lease.pid_started = owner.host, owner.pid, owner.started
                 if interval_seconds is not None:
                     lease.interval_seconds = interval_seconds
                 if next_run_at is not None:
                     lease.next_run_at = next_run_at
+                if in_cycle is not None:
+                    lease.cycle_started_at = now if in_cycle else None
                 return True
         except IntegrityError:  # another process inserted the row first
             return False
@@ -713,6 +729,17 @@ class Store:
             lease = s.get(Lease, name)
             if lease is not None and lease.holder == holder:
                 s.delete(lease)
+
+    def holds_lease(
+        self, holder: str, *, name: str = RECONCILER_LEASE, now: datetime | None = None
+    ) -> bool:
+        """Whether `holder` holds an unexpired lease now (checked before each heartbeat pass)."""
+        lease = self.get_lease(name)
+        return (
+            lease is not None
+            and lease.holder == holder
+            and as_utc(lease.expires_at) > (now or utcnow())
+        )
 
     def get_lease(self, name: str = RECONCILER_LEASE) -> Lease | None:
         with self.read() as s:
@@ -758,9 +785,11 @@ class Store:
         with self.read() as s:
             return _spent_since(s, start, active)
 
-    def reconciler_view(self, default_interval: float) -> ReconcilerView:
+    def reconciler_view(
+        self, default_interval: float, *, now: datetime | None = None
+    ) -> ReconcilerView:
         with self.read() as s:
-            return _reconciler_view(s, default_interval)
+            return _reconciler_view(s, default_interval, now or utcnow())
 
     def dashboard(
         self,
@@ -784,7 +813,7 @@ class Store:
             events = _recent_event_views(s, event_limit)
             running = [c for c in containers if c.is_active]
             spent = _spent_since(s, period_start(now, budget.period), running)
-            reconciler = _reconciler_view(s, reconcile_interval)
+            reconciler = _reconciler_view(s, reconcile_interval, now)
         burn = sum(c.cost_rate_per_hour for c in running)
         gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
@@ -954,22 +983,35 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
     return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
 
 
-def _reconciler_view(s: Session, default_interval: float) -> ReconcilerView:
+def _reconciler_view(s: Session, default_interval: float, now: datetime) -> ReconcilerView:
     last = s.scalars(select(ReconcilerRun).order_by(ReconcilerRun.id.desc()).limit(1)).first()
     lease = s.get(Lease, RECONCILER_LEASE)
     counts = {}
     if last is not None:
         counts = {k: getattr(last, k) for k in RUN_COUNTS}
         counts["duration_ms"] = round(last.duration_ms, 1)
+    stale_since = _stale_since(s) if last is not None and last.error else None
+    last_error = last.error if last else None
+    cycle = as_utc(lease.cycle_started_at) if lease else None
+    if cycle is not None and (now - cycle).total_seconds() > lease.interval_seconds:
+        # a cycle still running past its interval: what is shown is as old as its start
+        stale_since = min(stale_since or cycle, cycle)
+        last_error = (
+            f"a reconcile cycle has run {(now - cycle).total_seconds():.0f} s, over its "
+            f"{lease.interval_seconds:g} s interval"
+            + (f"; before: {last_error}" if last_error else "")
+        )
     return ReconcilerView(
         last_run_at=as_utc(last.finished_at or last.started_at) if last else None,
         next_run_at=as_utc(lease.next_run_at) if lease else None,
         interval_seconds=lease.interval_seconds if lease else default_interval,
         lease_holder=lease.holder if lease else None,
         lease_expires_at=as_utc(lease.expires_at) if lease else None,
-        last_error=last.error if last else None,
-        stale_since=_stale_since(s) if last is not None and last.error else None,
+        last_error=last_error,
+        stale_since=stale_since,
         last_counts=counts,
+        lease_dead=bool(lease) and is_gone(lease.host, lease.pid, lease.pid_started),
+        cycle_started_at=cycle,
     )
 
 

@@ -100,6 +100,8 @@ class ReconcilerView:
     # when the view of the backend became stale (first failed listing since the last success)
     stale_since: datetime | None
     last_counts: dict = field(default_factory=dict)
+    lease_dead: bool = False  # the holder's process is gone from this host
+    cycle_started_at: datetime | None = None  # a cycle in flight since
 
     @property
     def stale(self) -> bool:

@@ -70,6 +70,7 @@ class Fault:
     after_effect: bool = False
     seen: int = 0
     fired: int = 0
+    delay: float = 0.0  # > 0: answer this late instead of failing (a hung workspace)
 
 
 @dataclass
@@ -131,6 +132,7 @@ class FakeModalState:
 
     def reset(self) -> None:
         with self.lock:
+            self.generation = getattr(self, "generation", 0) + 1  # ends any hung call
             self.apps: dict[tuple[str, str], str] = {}
             self.sandboxes: dict[str, FakeSandbox] = {}
             self.images: dict[str, str] = {}
@@ -164,6 +166,19 @@ class FakeModalState:
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def hang(self, rpc: str, seconds: float, *, times: int | None = None) -> Fault:
+        """Answer `rpc` only after `seconds` (or when the state is reset or the server stops)."""
+        fault = Fault(rpc, Status.OK, "hang", times=times, delay=seconds)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    async def _sleep(self, seconds: float) -> None:
+        generation = self.generation
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self._stopping and self.generation == generation:
+            await asyncio.sleep(0.05)
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -358,7 +373,9 @@ def _servicer(base: type, impl: type, state: FakeModalState, auth: bool):
             if auth:
                 _check_token(state, stream.metadata)
             if (f := state._fault(name, effect_done=False)) is not None:
-                raise GRPCError(f.status, f.message)
+                if not f.delay:
+                    raise GRPCError(f.status, f.message)
+                await state._sleep(f.delay)
             result = fn(req, stream.metadata)
             if inspect.isawaitable(result):
                 result = await result

@@ -310,7 +310,7 @@ def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> 
         nxt = f" · next in {age(now, r.next_run_at)}"
     if r.lease_holder and r.lease_expires_at and r.lease_expires_at > now:
         who = "this dashboard" if me and r.lease_holder == me else r.lease_holder
-        lease = f" · lease {who}"
+        lease = f" · lease {who}" + (" (dead)" if r.lease_dead else "")
     else:
         lease = " · lease free"
     return f"reconciler {last}{nxt}{lease}"

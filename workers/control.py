@@ -91,6 +91,7 @@ class ControlPlane:
         self.holder = holder or default_holder()
         self._backends: dict[str, Backend] = dict(backends or {})
         self._loops = None
+        self._runner = None
 
     # -- backends and money ---------------------------------------------------------------
 
@@ -450,18 +451,25 @@ class ControlPlane:
     def budget_check(self):
         return self.guard.check()
 
+    @property
+    def loops(self):
+        """The one loop runner over this plane's reconciler, poller and guard."""
+        if self._runner is None:
+            from parhelia.workers.loops import LoopRunner
+
+            self._runner = LoopRunner(self.reconciler, self.poller, self.guard, self.settings)
+        return self._runner
+
     def refresh_once(self):
-        """One pass of every loop, as `parhelia tui --once` and `reconciler run` want it."""
-        report = self.reconcile_once()
-        if report.acted:
-            self.heartbeat_once()
-            self.budget_check()
-        return report
+        """One pass of every loop, as `parhelia tui --once` and `reconciler run` want it; the
+        lease is released at the end (a one-shot command holds nothing once it has answered)."""
+        return self.loops.once()
 
-    def run_loops(self, stop, log=None) -> None:
-        from parhelia.workers.daemon import run_loops
+    def run_loops(self, stop, log=None) -> bool:
+        """The daemon: the loops on their own thread until `stop`; False if a call outlived the grace."""
+        from parhelia.workers.daemon import run_daemon
 
-        run_loops(self.reconciler, self.poller, self.guard, self.settings, stop, log=log)
+        return run_daemon(self.loops, stop, log=log)
 
 
 class _LiveBackends(Mapping):

@@ -1,9 +1,8 @@
-"""The foreground loop runner behind `parhelia reconciler start`.
+"""`parhelia reconciler start`: the loops of `workers/loops.py`, logged, until stopped.
 
-Reconcile every interval (backing off after failures), poll heartbeats every heartbeat interval and
-check the budget after each poll. Each tick is scheduled from when the previous one finished, so
-ticks never overlap. Only the lease holder polls and guards: a standby process just retries the
-lease each interval and takes over once it expires. Returns when `stop` is set, releasing the lease.
+The runner works on its own thread while the caller's thread only waits for `stop`, so a SIGTERM
+is answered within `grace` seconds whatever a backend call is doing; the lease is released on the
+way out even if the runner is still inside a call (its thread is a daemon and dies with the process).
 """
 
 from __future__ import annotations
@@ -13,8 +12,10 @@ import time
 from collections.abc import Callable
 
 from parhelia.state.settings import Settings
+from parhelia.workers.loops import LoopRunner
 
 Log = Callable[[str], object]
+STOP_GRACE_SECONDS = 5.0
 
 
 def run_loops(
@@ -28,45 +29,57 @@ def run_loops(
     monotonic: Callable[[], float] = time.monotonic,
     wait: Callable[[float], object] | None = None,
 ) -> None:
-    """Run until `stop` is set. `monotonic` and `wait` are injectable so tests drive time."""
+    """Run until `stop` is set, on this thread. `monotonic` and `wait` are injectable so tests drive time."""
+    runner = LoopRunner(reconciler, poller, guard, settings, monotonic=monotonic, wait=wait)
     say = log or (lambda _line: None)
-    wait = wait or stop.wait
-    poll_every = settings.heartbeat.interval_seconds
-    next_reconcile = next_poll = monotonic()
-    holder = False
-    try:
-        while not stop.is_set():
-            if monotonic() >= next_reconcile:
-                holder = _tick(lambda: reconciler.run_once(), say, "reconcile", default=holder)
-                if not isinstance(holder, bool):
-                    holder = holder.acted
-                next_reconcile = monotonic() + reconciler.next_delay()
-            if stop.is_set():
-                break
-            if holder and monotonic() >= next_poll:
-                _tick(poller.run_once, say, "heartbeat")
-                _tick(guard.check, say, "budget")
-                next_poll = monotonic() + poll_every
-            due = min(next_reconcile, next_poll) if holder else next_reconcile
-            wait(max(0.0, due - monotonic()))
-    finally:
+    runner.run(stop, on_cycle=_logger(say), on_error=_error_logger(say))
+
+
+def run_daemon(
+    runner: LoopRunner,
+    stop: threading.Event,
+    *,
+    log: Log | None = None,
+    grace: float = STOP_GRACE_SECONDS,
+) -> bool:
+    """Run the loops on a daemon thread until `stop`; True when they ended within `grace`."""
+    say = log or (lambda _line: None)
+    thread = threading.Thread(
+        target=runner.run,
+        args=(stop, _logger(say), _error_logger(say)),
+        name="parhelia-loops",
+        daemon=True,
+    )
+    thread.start()
+    while not stop.wait(0.5):  # a bounded wait keeps the main thread free for signal handlers
+        if not thread.is_alive():
+            break
+    runner.kick()
+    thread.join(grace)
+    if thread.is_alive():
+        say(f"a backend call is still running after {grace:g} s; leaving it behind")
         try:
-            reconciler.release()
-        except Exception as exc:  # a closed database must not hide the original exit reason
+            runner.reconciler.release()
+        except Exception as exc:
             say(f"lease release failed: {exc}")
+        return False
+    return True
 
 
-def _tick(fn, say: Log, name: str, default=None):
-    """Run one tick; an error is logged and the loop goes on (the reconciler backs off itself)."""
-    try:
-        result = fn()
-    except Exception as exc:
+def _logger(say: Log):
+    def on_cycle(name: str, result) -> None:
+        if isinstance(result, list):
+            for line in result:
+                say(f"{name}: {line}")
+        elif hasattr(result, "summary"):
+            say(result.summary())
+
+    return on_cycle
+
+
+def _error_logger(say: Log):
+    def on_error(name: str, exc: Exception) -> None:
         code = getattr(exc, "code", type(exc).__name__)
         say(f"{name}: failed ({code}): {getattr(exc, 'message', exc)}")
-        return default
-    if isinstance(result, list):
-        for line in result:
-            say(f"{name}: {line}")
-    elif hasattr(result, "summary"):
-        say(result.summary())
-    return result
+
+    return on_error

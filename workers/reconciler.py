@@ -13,6 +13,7 @@ memory, gpu, region) priced with the configured rate table; `meta.rate_source` s
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -27,6 +28,7 @@ from parhelia.state.enums import EventLevel, EventSource, Health, TaskStatus
 from parhelia.state.errors import ParheliaError
 from parhelia.state.lifecycle import can_transition
 from parhelia.state.models import Container, ReconcilerRun, Task, new_container_id
+from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
 from parhelia.state.store import NewRow, RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, as_utc, utcnow
@@ -38,6 +40,7 @@ SRC = EventSource.RECONCILER
 # A `created` row that never got a sandbox (the process died before create returned) is closed
 # after this long; image builds can take minutes, so it is well beyond the orphan grace.
 DISPATCH_LOST_SECONDS = 3600.0
+MIN_DELAY_SECONDS = 1.0  # a grace about to end still waits this long: no busy loop
 LIVE = (S.CREATED, S.RUNNING, S.ORPHANED, S.STOPPED)
 
 Terminate = Callable[[str, str, str], object]
@@ -67,10 +70,13 @@ class ReconcileReport:
     error: str | None = None
     error_code: str | None = None
     next_delay_seconds: float = 0.0
+    # the earliest moment a sandbox seen in grace can be recorded as an orphan (the next cycle's due)
+    grace_ends_at: datetime | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["started_at"] = self.started_at.isoformat()
+        out["grace_ends_at"] = self.grace_ends_at.isoformat() if self.grace_ends_at else None
         return out
 
     def summary(self) -> str:
@@ -107,22 +113,45 @@ class Reconciler:
         self.rng = rng or random.Random()
         self.failures = 0  # consecutive failed cycles, for the backoff
         self._conflicts: set[str] = set()
+        self._listed_at: dict[str, datetime] = {}  # when each backend's last good listing began
+        self.unseen_since: dict[str, datetime] = {}  # ... and the one before it (see _first_seen)
+        self._grace_ends_at: datetime | None = None
+        self.owner = this_process()
         # The dashboard's "reconcile now" and its loop thread share one reconciler: one cycle at a time.
         self._cycle_lock = threading.Lock()
 
     # -- scheduling -----------------------------------------------------------------------
 
     def next_delay(self) -> float:
-        """Seconds until the next cycle: the interval, or after failures an exponential backoff
-        with jitter (between half and all of `interval * 2**(failures-1)`, capped)."""
+        """Seconds until the next cycle: the interval, or sooner when a sandbox seen unrecorded
+        leaves its grace before then (so an orphan is recorded as its grace ends, not up to an
+        interval later), or after failures an exponential backoff with jitter (between half and
+        all of `interval * 2**(failures-1)`, capped)."""
         cfg = self.settings.reconciler
         if self.failures == 0:
+            if self._grace_ends_at is not None:
+                until = (self._grace_ends_at - self.clock()).total_seconds()
+                return min(cfg.interval_seconds, max(MIN_DELAY_SECONDS, until))
             return cfg.interval_seconds
         ceiling = min(cfg.max_backoff_seconds, cfg.interval_seconds * 2 ** (self.failures - 1))
         return ceiling * self.rng.uniform(0.5, 1.0)
 
     def release(self) -> None:
         self.store.release_lease(self.holder)
+
+    def renew(self) -> bool:
+        """Extend the lease if this reconciler still holds it (never takes it): the loop renews
+        well inside the lease, also while listings back off for longer than the lease lasts."""
+        return self.store.acquire_lease(
+            self.holder,
+            self.settings.reconciler.lease_seconds,
+            now=self.clock(),
+            owner=self.owner,
+            renew_only=True,
+        )
+
+    def holds_lease(self) -> bool:
+        return self.store.holds_lease(self.holder, now=self.clock())
 
     # -- one cycle --------------------------------------------------------------------------
 
@@ -136,7 +165,12 @@ class Reconciler:
         cfg = self.settings.reconciler
         report = ReconcileReport(started_at=started, holder=self.holder)
         if not self.store.acquire_lease(
-            self.holder, cfg.lease_seconds, now=started, interval_seconds=cfg.interval_seconds
+            self.holder,
+            cfg.lease_seconds,
+            now=started,
+            interval_seconds=cfg.interval_seconds,
+            owner=self.owner,
+            in_cycle=True,
         ):
             report.acted = False
             return report
@@ -144,16 +178,28 @@ class Reconciler:
             self._cycle(report, t0)
         except Exception:
             self.failures += 1
+            with contextlib.suppress(Exception):  # the cycle is over, even when it failed
+                self.store.acquire_lease(
+                    self.holder,
+                    cfg.lease_seconds,
+                    now=self.clock(),
+                    renew_only=True,
+                    in_cycle=False,
+                )
             raise
         self.failures = self.failures + 1 if report.error else 0
+        self._grace_ends_at = report.grace_ends_at
         report.next_delay_seconds = self.next_delay()
         finished = self.clock()
+        # renew only: a holder that lost the lease during the cycle must not take it back
         self.store.acquire_lease(
             self.holder,
             cfg.lease_seconds,
             now=finished,
             interval_seconds=cfg.interval_seconds,
             next_run_at=finished + timedelta(seconds=report.next_delay_seconds),
+            renew_only=True,
+            in_cycle=False,
         )
         return report
 
@@ -209,8 +255,12 @@ class Reconciler:
         failures: dict[str, ParheliaError] = {}
         for name in names:
             b0 = time.perf_counter()
+            began = self.clock()
             try:
                 listings[name] = list(self.backends[name].list())
+                if name in self._listed_at:
+                    self.unseen_since[name] = self._listed_at[name]
+                self._listed_at[name] = began
             except ParheliaError as exc:
                 failures[name] = exc
             except Exception as exc:  # a backend bug must read as a failed listing, never as empty
@@ -432,6 +482,22 @@ class _Plan:
                 actor=ACTOR,
             )
 
+    def _first_seen(self, backend: str) -> datetime:
+        """When a sandbox first listed now (with no creation time) is taken to have appeared: at
+        the start of the previous good listing, which did not show it, but never more than one
+        interval ago. Counting the grace from there rather than from this sighting records an
+        orphan within the grace of its creation (SPEC-21: 2 minutes) instead of up to an interval
+        later; with no earlier listing in this process it is now, as before."""
+        before = self.rec.unseen_since.get(backend)
+        if before is None:
+            return self.now
+        floor = self.now - timedelta(seconds=self.rec.settings.reconciler.interval_seconds)
+        return min(self.now, max(as_utc(before), floor))
+
+    def _in_grace_until(self, ends: datetime) -> None:
+        r = self.report
+        r.grace_ends_at = ends if r.grace_ends_at is None else min(r.grace_ends_at, ends)
+
     def _orphans(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
         """Running sandboxes no live row knows. Rows of any state are looked up once, so a sandbox
         whose row was terminated is reported instead of recorded twice."""
@@ -447,9 +513,12 @@ class _Plan:
         seen = self._sightings(backend)
         before = dict(seen)
         for info in running:
-            born = as_utc(info.created_at) or seen.setdefault(info.sandbox_id, self.now)
+            born = as_utc(info.created_at) or seen.setdefault(
+                info.sandbox_id, self._first_seen(backend)
+            )
             if (age_seconds(born, self.now) or 0.0) < self.grace:
                 self.report.in_grace += 1
+                self._in_grace_until(born + timedelta(seconds=self.grace))
                 continue
             seen.pop(info.sandbox_id, None)
             if info.sandbox_id in old_sandboxes:

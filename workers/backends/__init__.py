@@ -7,6 +7,7 @@ from pathlib import Path
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import Settings
 from parhelia.workers.backends.base import Backend
+from parhelia.workers.backends.deadline import DeadlineBackend
 
 NAMES = ("local", "modal")
 
@@ -20,11 +21,16 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
             if settings.local.root
             else data_dir / "sandboxes"
         )
-        return LocalBackend(root, terminate_grace=settings.local.terminate_grace_seconds)
+        backend = LocalBackend(root, terminate_grace=settings.local.terminate_grace_seconds)
+        return DeadlineBackend(
+            backend,
+            settings.local.timeout_seconds,
+            terminate_grace=settings.local.terminate_grace_seconds,
+        )
     if name == "modal":
         from parhelia.workers.backends.modal import ModalBackend
 
-        return ModalBackend(settings.modal)
+        return DeadlineBackend(ModalBackend(settings.modal), settings.modal.timeout_seconds)
     raise ParheliaError(
         "E101",
         f"unknown backend {name!r}; valid: {', '.join(NAMES)}",
