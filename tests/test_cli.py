@@ -615,3 +615,26 @@ def test_aliases_are_the_same_commands(parhelia_env):
     )
     help_text = env.run("--help").out
     assert "containers" in help_text and "\n  c " not in help_text  # aliases stay out of the help
+
+
+def test_out_of_range_setting_is_e103_naming_setting_source_and_range(parhelia_env, monkeypatch):
+    monkeypatch.setenv("PARHELIA_RECONCILER_INTERVAL_SECONDS", "0")
+    r = parhelia_env.run("reconciler", "status")
+    assert_coded_error(
+        r,
+        "E103",
+        "PARHELIA_RECONCILER_INTERVAL_SECONDS",
+        "[reconciler] interval_seconds",
+        "1 to 86400",
+    )
+
+
+def test_a_stored_ceiling_out_of_range_is_e103_and_budget_set_repairs_it(parhelia_env):
+    store = parhelia_env.store()
+    store.set_setting("budget.ceiling_usd", -5.0)
+    store.close()
+    assert_coded_error(
+        parhelia_env.run("budget", "show"), "E103", "budget.ceiling_usd", "-5 is out of range"
+    )
+    assert parhelia_env.run("budget", "set", "40").code == 0
+    assert parhelia_env.run("budget", "show").code == 0
