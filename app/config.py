@@ -39,6 +39,7 @@ import platformdirs
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import (
     CHOICES,
+    NORMALISE,
     ORDER,
     RETIRED,
     SECTIONS,
@@ -230,6 +231,11 @@ def coerce(fi: FieldInfo, value: Any, *, text: bool) -> Any:
         out = {str(k): _scalar(args[1], v, text) for k, v in items.items()}
     else:
         out = _scalar(fi.type, value, text)
+    if normalise := NORMALISE.get(fi.name):
+        try:
+            out = normalise(out)
+        except ValueError as exc:
+            raise BadValue(str(exc)) from None
     if problem := range_problem(fi.name, out):
         raise OutOfRange(problem)
     choices = CHOICES.get(fi.name)

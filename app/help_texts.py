@@ -62,8 +62,9 @@ refused and left untouched.
 
   parhelia db status | migrate""",
     "gpu": """\
-GPU types: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100, H200, B200 (a count with `:`, e.g.
-H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
+GPU types, in Modal's spelling and any case: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100,
+H200, B200; aliases A10 = A10G and A100 = A100-40GB; H100! and B200+ as Modal reads them, priced
+as H100 and B200. A count with `:` (1-8, 1-4 for A10G, e.g. H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
 }
 
 EXAMPLES: dict[str, str] = {

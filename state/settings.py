@@ -8,8 +8,11 @@ in TOML is `PARHELIA_SECTION_KEY` in the environment; top-level keys have no sec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
+from parhelia.state.costs import NO_GPU, normalize_gpu, normalize_gpu_rates
 from parhelia.state.requests import CPU_RANGE, MEMORY_RANGE_MIB, TIMEOUT_RANGE_MIN
 
 
@@ -219,6 +222,18 @@ def range_problem(name: str, value: object) -> str | None:
         if v not in rng:
             return f"{v!r} is out of range; allowed: {rng}"
     return None
+
+
+def _gpu_setting(value: str) -> str:
+    return "none" if value.strip().lower() in NO_GPU else normalize_gpu(value)
+
+
+# Settings read through the same normaliser as every other place that reads them (GPU names in
+# Modal's spelling); a normaliser raises ValueError with what is valid.
+NORMALISE: dict[str, Callable[[Any], Any]] = {
+    "defaults.gpu": _gpu_setting,
+    "rates.gpu": normalize_gpu_rates,
+}
 
 
 # Settings that existed once and do nothing now: a file that still sets one gets a warning, not E103.

@@ -148,6 +148,8 @@ def _sample(name: str, tp, default):
     """A value of the field's type that differs from its default."""
     if name in CHOICES:
         return next(c for c in CHOICES[name] if c != default)
+    if name == "defaults.gpu":
+        return "A10G:2"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         return ["alpha", "beta"] if args[0] is str else [1, 2, 3]
@@ -482,3 +484,25 @@ def test_retired_batch_setting_is_ignored_with_a_warning(home):
     assert not hasattr(loaded.settings.reconciler, "batch")
     assert "reconciler.batch" not in loaded.sources
     assert any(f"{path}:2: ignored [reconciler] batch: retired" in w for w in loaded.warnings)
+
+
+def test_gpu_settings_use_modal_spellings_and_refuse_unknown_names(home):
+    write(
+        home["project"] / "parhelia.toml",
+        '[defaults]\ngpu = "h100"\n[rates]\ngpu = { a100 = 3.0 }\n',
+    )
+    s = load(home).settings
+    assert s.defaults.gpu == "H100" and s.rates.gpu == {"A100-40GB": 3.0}
+    assert (
+        load(home, extra_env={"PARHELIA_DEFAULTS_GPU": "a10:2"}).settings.defaults.gpu == "A10G:2"
+    )
+    assert load(home, extra_env={"PARHELIA_DEFAULTS_GPU": "None"}).settings.defaults.gpu == "none"
+    path = write(home["project"] / "parhelia.toml", '# gpu\n[defaults]\ngpu = "v100"\n')
+    with pytest.raises(ParheliaError) as exc:
+        load(home)
+    assert exc.value.code == "E103"
+    assert f"{path}:3: [defaults] gpu: unknown GPU type 'v100'" in exc.value.message
+    assert "H100" in exc.value.message
+    path = write(home["project"] / "parhelia.toml", "[rates]\ngpu = { V100 = 1.0 }\n")
+    with pytest.raises(ParheliaError, match=rf"{path}:2: \[rates\] gpu: unknown GPU type"):
+        load(home)
