@@ -48,6 +48,9 @@ Settings come from built-in defaults, ~/.config/parhelia/config.toml, ./parhelia
 PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML is
 PARHELIA_SECTION_KEY in the environment ([agent] command is PARHELIA_AGENT_COMMAND); top-level
 keys have no section (PARHELIA_BACKEND, PARHELIA_DB_URL).
+Every number has a range and must be finite: a value outside it is E103 naming the setting,
+where it came from and what is allowed. History ages out: [heartbeat] retention_hours, and
+[retention] events_days (30) and runs_days (7).
 
   parhelia config show          every effective setting and where it came from""",
     "modal": """\

@@ -69,6 +69,7 @@ from parhelia.state.views import (
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
+PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
 # The container columns a ContainerView needs, in `_container_views`' order.
 _VIEW_COLUMNS = tuple(
     Container.__table__.c[name]
@@ -646,6 +647,32 @@ class Store:
                 .values({c: None for c in _SAMPLE})
             )
             return n
+
+    def prune_history(
+        self, events_before: datetime, runs_before: datetime, *, limit: int = PRUNE_BATCH
+    ) -> tuple[int, int]:
+        """Delete the oldest events before `events_before` and reconciler runs before `runs_before`,
+        at most `limit` of each, through their time indexes; (events, runs) deleted. Bounded, so
+        a backlog (retention shortened, or months unpruned) drains over cycles in short writes
+        instead of one long lock; and no write at all when nothing is due."""
+        tables = (
+            (Event, Event.ts, events_before),
+            (ReconcilerRun, ReconcilerRun.started_at, runs_before),
+        )
+        with self.read() as s:
+            due = [
+                s.scalar(select(m.id).where(col < t).limit(1)) is not None for m, col, t in tables
+            ]
+        if not any(due):
+            return (0, 0)
+        counts = []
+        with self.write() as s:
+            for (model, col, before), go in zip(tables, due, strict=True):
+                oldest = select(model.id).where(col < before).order_by(col).limit(limit)
+                q = delete(model).where(model.id.in_(oldest.scalar_subquery()))
+                q = q.execution_options(synchronize_session=False)  # no RETURNING of every id
+                counts.append((s.execute(q).rowcount or 0) if go else 0)
+        return counts[0], counts[1]
 
     # -- reconciler runs and the lease -----------------------------------------------------
 
