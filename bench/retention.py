@@ -74,7 +74,7 @@ def main() -> None:
             longest = max(longest, ms)
         print(
             f"backlog of {total:,} rows drained in {passes} passes, {total_ms:.0f} ms in all, "
-            f"longest write one pass"
+            f"longest pass {longest:.0f} ms"
         )
         _, idle = timed(lambda: store.prune_history(ev_cut, run_cut))
         print(f"pass with nothing due (every heartbeat cycle once caught up): {idle:.2f} ms")

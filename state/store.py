@@ -1013,7 +1013,7 @@ def _container_views(
     # converted here once per distinct value: per-value type processing and ORM instances were
     # most of the dashboard's time (bench/store.py).
     q = (
-        select(*_VIEW_SELECT, Task.prompt)
+        select(*_VIEW_SELECT, Task.prompt, _RATE_SOURCE)
         .select_from(Container)
         .outerjoin(Task, Task.id == Container.task_id)
     )
@@ -1060,6 +1060,7 @@ def _container_views(
         exit_code,
         tags,
         prompt,
+        rate_source,
     ) in zip(*cols, strict=True):
         if state in ACTIVE:
             accrued = max(accrued, accrued_cost(rate, started_at, None, now))
@@ -1090,6 +1091,8 @@ def _container_views(
                 termination_reason=reason,
                 exit_code=exit_code,
                 tags=dict(tags or {}),  # its own copy: rows share converted values
+                rate_source=rate_source,
+                rate_estimated=is_estimated(rate_source),
             )
         )
     return views
@@ -1154,6 +1157,14 @@ def _unprocessed(col: Any) -> Any:
     for `_convert_distinct`."""
     return type_coerce(col, String).label(col.key)
 
+
+def is_estimated(rate_source: str | None) -> bool:
+    """Whether an orphan's `meta.rate_source` is a guess from `[defaults]` (older rows: "assumed")."""
+    return (rate_source or "").startswith(("estimated", "assumed"))
+
+
+# An orphan's `meta.rate_source` (None for other rows), read in SQL so views skip the whole JSON.
+_RATE_SOURCE = Container.__table__.c["metadata"]["rate_source"].as_string().label("rate_source")
 
 # `_VIEW_COLUMNS` with the timestamps and tags left for `_convert_distinct`, and where they are.
 _VIEW_SELECT = tuple(
