@@ -173,7 +173,10 @@ class ContainerDetailScreen(ModalScreen[None]):
         self.query_one("#cost", Static).update(
             _fields(
                 [
-                    ("rate", rate_text(c) if c.is_active else "- (ended)"),
+                    (
+                        "rate",
+                        Text(rate_text(c)) if c.is_active else "- (ended)",
+                    ),  # literal: [defaults]
                     (
                         "accrued",
                         f"{'~' if c.rate_estimated else ''}{money(c.cost_accrued_usd)} over {runtime}",
