@@ -9,7 +9,14 @@ import typer
 
 from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
-from parhelia.app.textfmt import age, container_rows, money, totals_line
+from parhelia.app.textfmt import (
+    ESTIMATE_NOTE,
+    age,
+    container_rows,
+    money,
+    rate_text,
+    totals_line,
+)
 
 app = typer.Typer(
     help="Containers: list, show, events, health, orphans, terminate.", no_args_is_help=True
@@ -90,7 +97,7 @@ def show(
             f"Lifecycle   created {c.created_at:%Y-%m-%d %H:%M:%S}Z"
             + (f", started {c.started_at:%H:%M:%S}Z" if c.started_at else "")
             + (f", ended {c.terminated_at:%H:%M:%S}Z" if c.terminated_at else ""),
-            f"Cost        {money(c.cost_rate_per_hour)}/h, accrued {money(c.cost_accrued_usd)}",
+            f"Cost        {rate_text(c)}, accrued {money(c.cost_accrued_usd)}",
         ]
         if c.tags:
             lines.append("Tags        " + ", ".join(f"{k}={v}" for k, v in sorted(c.tags.items())))
@@ -142,8 +149,8 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                         c.backend,
                         c.task_id or "-",
                         age(c.started_at or c.created_at, view.generated_at),
-                        f"{money(c.cost_rate_per_hour)}/h",
-                        money(c.cost_accrued_usd),
+                        ("~" if c.rate_estimated else "") + f"{money(c.cost_rate_per_hour)}/h",
+                        ("~" if c.rate_estimated else "") + money(c.cost_accrued_usd),
                     ]
                     for c in rows
                 ],
@@ -154,6 +161,8 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         output.echo(
             f"{len(rows)} orphan(s) burning {money(burn)}/h. Clean up with: parhelia cleanup --orphans"
         )
+        if any(c.rate_estimated for c in rows):
+            output.echo(ESTIMATE_NOTE)
 
     output.success(
         [asdict(c) for c in rows],

@@ -159,16 +159,20 @@ def budget_set(
 ) -> None:
     """Set the budget ceiling (persists in the store; recorded as an event)."""
     from parhelia.state.enums import EventSource
+    from parhelia.state.settings import RANGES
     from parhelia.state.store import make_event
 
     rt = runtime(ctx, json_out)
-    if not (0 < amount < 1_000_000):
+    if amount not in RANGES["budget.ceiling_usd"]:
         raise ParheliaError(
             "E101",
-            f"ceiling ${amount:g} is out of range; valid: more than 0, less than 1,000,000",
+            f"ceiling ${amount:g} is out of range; valid: {RANGES['budget.ceiling_usd']}",
             ["parhelia budget set 50", "parhelia budget show"],
         )
-    old = rt.control.budget_config().ceiling_usd
+    try:
+        old = rt.control.budget_config().ceiling_usd
+    except ParheliaError:  # a bad stored ceiling: this command is how it gets fixed
+        old = rt.settings.budget.ceiling_usd
     rt.store.set_setting(
         "budget.ceiling_usd",
         amount,

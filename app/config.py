@@ -37,7 +37,16 @@ from typing import Any
 import platformdirs
 
 from parhelia.state.errors import ParheliaError
-from parhelia.state.settings import CHOICES, SECTIONS, Settings, env_name
+from parhelia.state.settings import (
+    CHOICES,
+    NORMALISE,
+    ORDER,
+    RETIRED,
+    SECTIONS,
+    Settings,
+    env_name,
+    range_problem,
+)
 
 APP_NAME = "parhelia"
 PROJECT_FILE = "parhelia.toml"
@@ -173,6 +182,10 @@ class BadValue(ValueError):
     """A value of the wrong type or outside the choices; the caller adds where it came from."""
 
 
+class OutOfRange(BadValue):
+    """A number outside its setting's `RANGES` entry (or not finite)."""
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp)
 
@@ -218,6 +231,13 @@ def coerce(fi: FieldInfo, value: Any, *, text: bool) -> Any:
         out = {str(k): _scalar(args[1], v, text) for k, v in items.items()}
     else:
         out = _scalar(fi.type, value, text)
+    if normalise := NORMALISE.get(fi.name):
+        try:
+            out = normalise(out)
+        except ValueError as exc:
+            raise BadValue(str(exc)) from None
+    if problem := range_problem(fi.name, out):
+        raise OutOfRange(problem)
     choices = CHOICES.get(fi.name)
     if choices is not None:
         if str(out).lower() not in choices:
@@ -288,8 +308,9 @@ def _file_error(path: Path, line: int | None, message: str) -> ParheliaError:
     )
 
 
-def read_toml_layer(path: Path) -> Layer:
-    """The settings in one TOML file, typed and checked; E103 naming the file and line otherwise."""
+def read_toml_layer(path: Path, warnings: list[str] | None = None) -> Layer:
+    """The settings in one TOML file, typed and checked; E103 naming the file and line otherwise.
+    A retired setting is skipped with a warning in `warnings`."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -307,6 +328,11 @@ def read_toml_layer(path: Path) -> Layer:
 
     def put(name: str, value: Any) -> None:
         line = lines.get(name)
+        if name in RETIRED:
+            if warnings is not None:
+                where = f"{path}:{line}" if line else str(path)
+                warnings.append(f"{where}: ignored {_toml_name(name)}: retired; {RETIRED[name]}")
+            return
         if name not in known:
             raise _file_error(
                 path, line, f"unknown setting {_toml_name(name)}{_did_you_mean(name)}"
@@ -381,6 +407,13 @@ def read_flag_layer(flags: Mapping[str, Any]) -> Layer:
                 coerce(known[name], value, text=isinstance(value, str)),
                 f"flag {spelling}",
             )
+        except OutOfRange as exc:
+            raise ParheliaError(
+                "E103",
+                f"flag {spelling} ({_toml_name(name)}): {exc}",
+                ["parhelia --help", *HELP_COMMANDS],
+                attempted=f"read {spelling}",
+            ) from None
         except BadValue as exc:
             raise ParheliaError(
                 "E101", f"{spelling}: {exc}", ["parhelia --help", *HELP_COMMANDS]
@@ -424,7 +457,7 @@ def load_settings(
     warnings: list[str] = []
     files = [p for p in (user_config_path(env), find_project_file(cwd or Path.cwd())) if p]
     files = [p for p in files if p.is_file()]
-    layers = [read_toml_layer(p) for p in files]
+    layers = [read_toml_layer(p, warnings) for p in files]
     layers.append(read_env_layer(env, warnings))
     layers.append(read_flag_layer(flags or {}))
 
@@ -434,7 +467,37 @@ def load_settings(
         for name, (value, source) in layer.items():
             _set(settings, name, value)
             sources[name] = source
+    check_order(settings, sources)
     return LoadedSettings(settings, sources, files, warnings)
+
+
+def check_order(settings: Settings, sources: Mapping[str, str]) -> None:
+    """E103 when two settings that must keep an order (`ORDER`) do not, naming both and their sources."""
+    for small, large, why in ORDER:
+        a, b = get_value(settings, small), get_value(settings, large)
+        if a < b:
+            continue
+        raise ParheliaError(
+            "E103",
+            f"{_toml_name(large)} = {b:g} ({sources[large]}) must be more than "
+            f"{_toml_name(small)} = {a:g} ({sources[small]}): {why}; "
+            f"allowed: {_toml_name(large)} more than {a:g}",
+            [_fix_command(sources[large], large), _fix_command(sources[small], small)],
+            attempted="check settings",
+        )
+
+
+def _fix_command(source: str, name: str) -> str:
+    """Where to change a setting that came from `source`."""
+    if source.startswith("env "):
+        return f"unset {source.removeprefix('env ')}"
+    if source.startswith("flag ") or source == "default":
+        section, _, key = name.rpartition(".")
+        return f"{env_name(section or None, key)}=VALUE parhelia config show"
+    path, _, line = source.rpartition(":")
+    if not line.isdigit():
+        return f"${{EDITOR:-vi}} {source}"
+    return f"${{EDITOR:-vi}} +{line} {path}"
 
 
 def _set(settings: Settings, name: str, value: Any) -> None:

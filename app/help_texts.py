@@ -48,6 +48,9 @@ Settings come from built-in defaults, ~/.config/parhelia/config.toml, ./parhelia
 PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML is
 PARHELIA_SECTION_KEY in the environment ([agent] command is PARHELIA_AGENT_COMMAND); top-level
 keys have no section (PARHELIA_BACKEND, PARHELIA_DB_URL).
+Every number has a range and must be finite: a value outside it is E103 naming the setting,
+where it came from and what is allowed. History ages out: [heartbeat] retention_hours, and
+[retention] events_days (30) and runs_days (7).
 
   parhelia config show          every effective setting and where it came from""",
     "modal": """\
@@ -81,8 +84,9 @@ refused and left untouched.
 
   parhelia db status | migrate""",
     "gpu": """\
-GPU types: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100, H200, B200 (a count with `:`, e.g.
-H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
+GPU types, in Modal's spelling and any case: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100,
+H200, B200; aliases A10 = A10G and A100 = A100-40GB; H100! and B200+ as Modal reads them, priced
+as H100 and B200. A count with `:` (1-8, 1-4 for A10G, e.g. H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
 }
 
 EXAMPLES: dict[str, str] = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from parhelia.state.views import ContainerView
-from parhelia.widgets.formatting import age, money, totals_line
+from parhelia.widgets.formatting import ESTIMATE_NOTE, age, money, rate_text, totals_line
 
-__all__ = ["age", "container_rows", "money", "totals_line"]
+__all__ = ["ESTIMATE_NOTE", "age", "container_rows", "money", "rate_text", "totals_line"]
 
 
 def container_rows(rows: list[ContainerView], now: datetime) -> list[list[str]]:
@@ -23,7 +23,7 @@ def container_rows(rows: list[ContainerView], now: datetime) -> list[list[str]]:
             c.health,
             c.task_id or "-",
             age(c.started_at or c.created_at, now),
-            money(c.cost_accrued_usd),
+            ("~" if c.rate_estimated else "") + money(c.cost_accrued_usd),
         ]
         for c in rows
     ]

@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from parhelia.state.errors import ParheliaError
 from parhelia.state.timeutil import as_utc
 
+# Per GPU-hour, keyed by Modal's canonical GPU names.
 GPU_RATES: dict[str, float] = {
     "T4": 0.59,
     "L4": 0.80,
@@ -22,6 +24,65 @@ GPU_RATES: dict[str, float] = {
     "H200": 4.54,
     "B200": 6.25,
 }
+
+# Modal's other spellings: plain synonyms (`A100` is the 40 GB card) ...
+GPU_ALIASES: dict[str, str] = {"A10": "A10G", "A100": "A100-40GB"}
+# ... and spellings that mean something to Modal (`H100!`: never upgraded to an H200; `B200+`: may
+# run on a newer card) and are kept as written, priced as the card they name.
+GPU_PRICED_AS: dict[str, str] = {"H100!": "H100", "B200+": "B200"}
+GPU_MAX_COUNT: dict[str, int] = {"A10G": 4}  # Modal's most per sandbox; 8 for every other card
+MAX_GPUS = 8
+NO_GPU = ("", "none", "no", "-")  # ways to say "no GPU"
+
+
+class UnknownGpu(ValueError):
+    """A GPU name or count Modal does not offer; the message lists what is valid. Callers turn it
+    into E101 (a request) or E103 (a setting)."""
+
+
+def valid_gpus_text() -> str:
+    names = ", ".join([*GPU_RATES, *GPU_PRICED_AS])
+    aliases = ", ".join(f"{a} = {c}" for a, c in GPU_ALIASES.items())
+    return (
+        f"valid: none, {names} (any case; {aliases}; optionally with a count 1-{MAX_GPUS}, "
+        f"1-{GPU_MAX_COUNT['A10G']} for A10G, e.g. H100:2)"
+    )
+
+
+def normalize_gpu(text: str) -> str:
+    """The one reading of a GPU name, in Modal's spelling: any case, aliases resolved, count kept
+    (`a100:2` -> `A100-40GB:2`, `a10` -> `A10G`). Raises UnknownGpu; never guesses."""
+    base, sep, count = text.strip().partition(":")
+    upper = base.strip().upper()
+    name = GPU_ALIASES.get(upper, upper)
+    if name not in GPU_RATES and name not in GPU_PRICED_AS:
+        raise UnknownGpu(f"unknown GPU type {text!r}; {valid_gpus_text()}")
+    if not sep:
+        return name
+    limit = GPU_MAX_COUNT.get(GPU_PRICED_AS.get(name, name), MAX_GPUS)
+    if not (count.strip().isdigit() and 1 <= int(count) <= limit):
+        raise UnknownGpu(f"GPU count in {text!r} must be 1-{limit}; {valid_gpus_text()}")
+    return f"{name}:{int(count)}"
+
+
+def gpu_rate_key(text: str) -> tuple[str, int]:
+    """(the rate table's name, the count) for a GPU request in any accepted spelling."""
+    name, _, count = normalize_gpu(text).partition(":")
+    return GPU_PRICED_AS.get(name, name), int(count) if count else 1
+
+
+def normalize_gpu_rates(overrides: dict[str, float]) -> dict[str, float]:
+    """`[rates] gpu` with its names normalized; a name with a count is refused (rates are per GPU)."""
+    out: dict[str, float] = {}
+    for raw, rate in overrides.items():
+        name = normalize_gpu(raw)
+        if ":" in name or name in GPU_PRICED_AS:
+            raise UnknownGpu(
+                f"{raw!r}: a rate is per GPU of a card; use one of {', '.join(GPU_RATES)}"
+            )
+        out[name] = rate
+    return out
+
 
 REGION_MULTIPLIERS = {"broad": 1.5, "narrow": 1.75}
 
@@ -74,9 +135,14 @@ def hourly_rate(
 ) -> float:
     """Dollars per hour for a sandbox with these resources."""
     rate = cpu * rates.cpu_core_hour + (memory_mib / 1024.0) * rates.memory_gib_hour
-    if gpu:
-        name, _, count = gpu.partition(":")
-        rate += rates.gpu_hour.get(name, 0.0) * (int(count) if count else 1)
+    if gpu and gpu.strip().lower() not in NO_GPU:
+        try:
+            name, count = gpu_rate_key(gpu)
+        except UnknownGpu as exc:  # never priced at $0
+            raise ParheliaError(
+                "E101", str(exc), ["parhelia help gpu", "parhelia config show"]
+            ) from None
+        rate += rates.gpu_hour[name] * count
     return round(rate * region_multiplier(region), 6)
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from parhelia.state.costs import GPU_RATES
+from parhelia.state.costs import NO_GPU, UnknownGpu, normalize_gpu
 from parhelia.state.errors import ParheliaError
 
 BACKENDS = ("local", "modal")
 CPU_RANGE = (0.125, 64.0)
 MEMORY_RANGE_MIB = (128, 256 * 1024)
 TIMEOUT_RANGE_MIN = (1, 24 * 60)
-MAX_GPUS = 8  # Modal's most GPUs in one sandbox
 
 _GPU_WORDS = re.compile(
     r"\b(train|training|fine-?tun\w*|cuda|gpu|pytorch|torch|jax|inference|llm|model weights)\b",
@@ -40,7 +39,7 @@ class TaskRequest:
 
     def normalized(self) -> TaskRequest:
         gpu = self.gpu
-        if gpu is not None and gpu.strip().lower() in ("", "none", "no", "-"):
+        if gpu is not None and gpu.strip().lower() in NO_GPU:
             gpu = None
         elif gpu is not None:
             gpu = canonical_gpu(gpu)
@@ -49,23 +48,21 @@ class TaskRequest:
 
 
 def canonical_gpu(name: str) -> str:
-    """Match a GPU name case-insensitively (`h100` -> `H100`); unknown names are E101 with the valid list."""
-    base, _, count = name.strip().partition(":")
-    for known in GPU_RATES:
-        if known.lower() == base.lower():
-            if count and not (count.isdigit() and 1 <= int(count) <= MAX_GPUS):
-                break
-            return f"{known}:{count}" if count else known
-    raise ParheliaError(
-        "E101",
-        f"unknown GPU type {name!r}; valid: none, {', '.join(GPU_RATES)} (optionally with a count 1-{MAX_GPUS}, e.g. H100:2)",
-        [
-            "parhelia task create PROMPT --gpu A10G",
-            "parhelia task create PROMPT --gpu none",
-            "parhelia help gpu",
-        ],
-        attempted="validate GPU type",
-    )
+    """Modal's spelling of a requested GPU (`h100` -> `H100`, `a100` -> `A100-40GB`); unknown names
+    and counts are E101 with the valid list."""
+    try:
+        return normalize_gpu(name)
+    except UnknownGpu as exc:
+        raise ParheliaError(
+            "E101",
+            str(exc),
+            [
+                "parhelia task create PROMPT --gpu A10G",
+                "parhelia task create PROMPT --gpu none",
+                "parhelia help gpu",
+            ],
+            attempted="validate GPU type",
+        ) from None
 
 
 def validate(request: TaskRequest) -> TaskRequest:

@@ -7,7 +7,13 @@ in TOML is `PARHELIA_SECTION_KEY` in the environment; top-level keys have no sec
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
+
+from parhelia.state.costs import NO_GPU, normalize_gpu, normalize_gpu_rates
+from parhelia.state.requests import CPU_RANGE, MEMORY_RANGE_MIB, TIMEOUT_RANGE_MIN
 
 
 @dataclass
@@ -51,7 +57,6 @@ class ReconcilerSettings:
     interval_seconds: float = 60.0
     orphan_grace_seconds: float = 120.0
     stale_seconds: float = 300.0
-    batch: int = 100
     lease_seconds: float = 180.0
     max_backoff_seconds: float = 600.0
 
@@ -65,6 +70,14 @@ class HeartbeatSettings:
     degraded_missed: int = 2
     unhealthy_missed: int = 5
     dead_missed: int = 10
+
+
+@dataclass
+class RetentionSettings:
+    """How long history is kept; heartbeats have their own `[heartbeat] retention_hours`."""
+
+    events_days: float = 30.0
+    runs_days: float = 7.0
 
 
 @dataclass
@@ -108,6 +121,7 @@ class Settings:
     defaults: DefaultsSettings = field(default_factory=DefaultsSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     rates: RatesSettings = field(default_factory=RatesSettings)
@@ -122,6 +136,114 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "policy.dead": ("flag", "terminate"),
     "policy.budget": ("warn", "block", "stop"),
     "budget.period": ("day", "week", "month"),
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: always finite, `lo`..`hi` inclusive unless open.
+    A list or table setting applies it to each of its values."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    unit: str = ""
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        if not (self.lo_open or self.hi_open):
+            return f"{self.lo:g} to {self.hi:g}{unit}"
+        lo = f"more than {self.lo:g}" if self.lo_open else f"at least {self.lo:g}"
+        hi = f"less than {self.hi:g}" if self.hi_open else f"at most {self.hi:g}"
+        return f"{lo} and {hi}{unit}"
+
+
+DAY = 86400.0
+
+# Every numeric setting's allowed values, checked whatever the source (files, environment, flags,
+# values the CLI stores). An interval of 0 spins a loop; a negative lease lets two daemons act.
+RANGES: dict[str, Range] = {
+    "agent.max_turns": Range(1, 1000, unit="turns"),
+    "modal.idle_timeout_seconds": Range(0, DAY, unit="seconds (0: none)"),
+    "local.terminate_grace_seconds": Range(0, 600, unit="seconds"),
+    "defaults.cpu": Range(*CPU_RANGE, unit="cores"),
+    "defaults.memory_mib": Range(*MEMORY_RANGE_MIB, unit="MiB"),
+    "defaults.timeout_minutes": Range(*TIMEOUT_RANGE_MIN, unit="minutes"),
+    "reconciler.interval_seconds": Range(1, DAY, unit="seconds"),
+    "reconciler.orphan_grace_seconds": Range(0, DAY, unit="seconds"),
+    "reconciler.stale_seconds": Range(1, 7 * DAY, unit="seconds"),
+    "reconciler.lease_seconds": Range(1, 7 * DAY, unit="seconds"),
+    "reconciler.max_backoff_seconds": Range(1, DAY, unit="seconds"),
+    "heartbeat.interval_seconds": Range(0.5, 3600, unit="seconds"),
+    "heartbeat.retention_hours": Range(0, 24 * 366, lo_open=True, unit="hours"),
+    "heartbeat.concurrency": Range(1, 256, unit="probes"),
+    "heartbeat.probe_timeout_seconds": Range(0, 600, lo_open=True, unit="seconds"),
+    "heartbeat.degraded_missed": Range(1, 1000, unit="missed heartbeats"),
+    "heartbeat.unhealthy_missed": Range(1, 1000, unit="missed heartbeats"),
+    "heartbeat.dead_missed": Range(1, 1000, unit="missed heartbeats"),
+    "retention.events_days": Range(0, 3660, lo_open=True, unit="days"),
+    "retention.runs_days": Range(0, 3660, lo_open=True, unit="days"),
+    "policy.max_runtime_hours": Range(0, 24 * 366, unit="hours (0: no limit)"),
+    "budget.ceiling_usd": Range(0, 1_000_000, lo_open=True, hi_open=True, unit="USD"),
+    "budget.warn_percent": Range(1, 1000, unit="percent"),
+    "rates.cpu_core_hour": Range(0, 1000, unit="USD per core-hour (0: published rate)"),
+    "rates.memory_gib_hour": Range(0, 1000, unit="USD per GiB-hour (0: published rate)"),
+    "rates.gpu": Range(0, 1000, lo_open=True, unit="USD per GPU-hour"),
+    "tui.refresh_seconds": Range(0.1, 3600, unit="seconds"),
+    "tui.event_rows": Range(1, 100_000, unit="rows"),
+}
+
+# Pairs (smaller, larger) of settings whose values must keep that order once all layers are merged.
+ORDER: tuple[tuple[str, str, str], ...] = (
+    (
+        "reconciler.interval_seconds",
+        "reconciler.lease_seconds",
+        "a lease shorter than the interval expires between cycles and lets another daemon act",
+    ),
+    ("heartbeat.degraded_missed", "heartbeat.unhealthy_missed", "health worsens in order"),
+    ("heartbeat.unhealthy_missed", "heartbeat.dead_missed", "health worsens in order"),
+)
+
+
+def range_problem(name: str, value: object) -> str | None:
+    """Why `value` is not allowed for the numeric setting `name` (each item of a list or table),
+    or None when it is (or the setting has no range)."""
+    rng = RANGES.get(name)
+    if rng is None:
+        return None
+    items = list(value.values()) if isinstance(value, dict) else value
+    for v in items if isinstance(items, list) else [value]:
+        if v not in rng:
+            return f"{v!r} is out of range; allowed: {rng}"
+    return None
+
+
+def _gpu_setting(value: str) -> str:
+    return "none" if value.strip().lower() in NO_GPU else normalize_gpu(value)
+
+
+# Settings read through the same normaliser as every other place that reads them (GPU names in
+# Modal's spelling); a normaliser raises ValueError with what is valid.
+NORMALISE: dict[str, Callable[[Any], Any]] = {
+    "defaults.gpu": _gpu_setting,
+    "rates.gpu": normalize_gpu_rates,
+}
+
+
+# Settings that existed once and do nothing now: a file that still sets one gets a warning, not E103.
+RETIRED: dict[str, str] = {
+    "reconciler.batch": "the reconciler writes each cycle's changes in one transaction of "
+    "a few statements, whatever the count",
 }
 
 

@@ -70,6 +70,7 @@ from parhelia.state.views import (
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
+PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
 # The container columns a ContainerView needs, in `_container_views`' order.
 _VIEW_COLUMNS = tuple(
     Container.__table__.c[name]
@@ -648,6 +649,32 @@ class Store:
             )
             return n
 
+    def prune_history(
+        self, events_before: datetime, runs_before: datetime, *, limit: int = PRUNE_BATCH
+    ) -> tuple[int, int]:
+        """Delete the oldest events before `events_before` and reconciler runs before `runs_before`,
+        at most `limit` of each, through their time indexes; (events, runs) deleted. Bounded, so
+        a backlog (retention shortened, or months unpruned) drains over cycles in short writes
+        instead of one long lock; and no write at all when nothing is due."""
+        tables = (
+            (Event, Event.ts, events_before),
+            (ReconcilerRun, ReconcilerRun.started_at, runs_before),
+        )
+        with self.read() as s:
+            due = [
+                s.scalar(select(m.id).where(col < t).limit(1)) is not None for m, col, t in tables
+            ]
+        if not any(due):
+            return (0, 0)
+        counts = []
+        with self.write() as s:
+            for (model, col, before), go in zip(tables, due, strict=True):
+                oldest = select(model.id).where(col < before).order_by(col).limit(limit)
+                q = delete(model).where(model.id.in_(oldest.scalar_subquery()))
+                q = q.execution_options(synchronize_session=False)  # no RETURNING of every id
+                counts.append((s.execute(q).rowcount or 0) if go else 0)
+        return counts[0], counts[1]
+
     # -- reconciler runs and the lease -----------------------------------------------------
 
     def record_run(self, run: ReconcilerRun, events: Sequence[Event] = ()) -> ReconcilerRun:
@@ -1028,7 +1055,7 @@ def _container_views(
     # converted here once per distinct value: per-value type processing and ORM instances were
     # most of the dashboard's time (bench/store.py).
     q = (
-        select(*_VIEW_SELECT, Task.prompt)
+        select(*_VIEW_SELECT, Task.prompt, _RATE_SOURCE)
         .select_from(Container)
         .outerjoin(Task, Task.id == Container.task_id)
     )
@@ -1075,6 +1102,7 @@ def _container_views(
         exit_code,
         tags,
         prompt,
+        rate_source,
     ) in zip(*cols, strict=True):
         if state in ACTIVE:
             accrued = max(accrued, accrued_cost(rate, started_at, None, now))
@@ -1105,6 +1133,8 @@ def _container_views(
                 termination_reason=reason,
                 exit_code=exit_code,
                 tags=dict(tags or {}),  # its own copy: rows share converted values
+                rate_source=rate_source,
+                rate_estimated=is_estimated(rate_source),
             )
         )
     return views
@@ -1169,6 +1199,14 @@ def _unprocessed(col: Any) -> Any:
     for `_convert_distinct`."""
     return type_coerce(col, String).label(col.key)
 
+
+def is_estimated(rate_source: str | None) -> bool:
+    """Whether an orphan's `meta.rate_source` is a guess from `[defaults]` (older rows: "assumed")."""
+    return (rate_source or "").startswith(("estimated", "assumed"))
+
+
+# An orphan's `meta.rate_source` (None for other rows), read in SQL so views skip the whole JSON.
+_RATE_SOURCE = Container.__table__.c["metadata"]["rate_source"].as_string().label("rate_source")
 
 # `_VIEW_COLUMNS` with the timestamps and tags left for `_convert_distinct`, and where they are.
 _VIEW_SELECT = tuple(

@@ -38,6 +38,11 @@ class ContainerView:
     termination_reason: str | None = None
     exit_code: int | None = None
     tags: dict = field(default_factory=dict)
+    # How an orphan's rate was found (`meta.rate_source`); None for a dispatched container.
+    rate_source: str | None = None
+    # The rate (and so the cost) is a guess from `[defaults]`: the backend could not tell the
+    # orphan's resources. Every view marks it (`~`) and says so.
+    rate_estimated: bool = False
 
     @property
     def is_active(self) -> bool:

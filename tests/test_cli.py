@@ -615,3 +615,66 @@ def test_aliases_are_the_same_commands(parhelia_env):
     )
     help_text = env.run("--help").out
     assert "containers" in help_text and "\n  c " not in help_text  # aliases stay out of the help
+
+
+def test_out_of_range_setting_is_e103_naming_setting_source_and_range(parhelia_env, monkeypatch):
+    monkeypatch.setenv("PARHELIA_RECONCILER_INTERVAL_SECONDS", "0")
+    r = parhelia_env.run("reconciler", "status")
+    assert_coded_error(
+        r,
+        "E103",
+        "PARHELIA_RECONCILER_INTERVAL_SECONDS",
+        "[reconciler] interval_seconds",
+        "1 to 86400",
+    )
+
+
+def test_a_stored_ceiling_out_of_range_is_e103_and_budget_set_repairs_it(parhelia_env):
+    store = parhelia_env.store()
+    store.set_setting("budget.ceiling_usd", -5.0)
+    store.close()
+    assert_coded_error(
+        parhelia_env.run("budget", "show"), "E103", "budget.ceiling_usd", "-5 is out of range"
+    )
+    assert parhelia_env.run("budget", "set", "40").code == 0
+    assert parhelia_env.run("budget", "show").code == 0
+
+
+def test_orphan_rate_from_the_local_record_or_marked_estimated_in_every_view(
+    parhelia_env, monkeypatch
+):
+    from dataclasses import replace
+
+    from parhelia.state.costs import hourly_rate
+    from parhelia.workers.backends.base import SandboxSpec
+
+    env = parhelia_env
+    monkeypatch.setenv("PARHELIA_RECONCILER_ORPHAN_GRACE_SECONDS", "0")
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    env.backend().create(
+        SandboxSpec(container_id="c-big", task_id=None, argv=argv, cpu=4, memory_mib=8192)
+    )
+    old = env.backend().create(SandboxSpec(container_id="c-old", task_id=None, argv=argv))
+    backend = env.backend()  # an entry from before resources were recorded
+    backend._save(replace(backend._load(old.sandbox_id), resources=None))
+    assert env.ok("reconciler", "run")["orphans"] == 2
+
+    rows = {c["id"]: c for c in env.ok("containers", "orphans")}
+    assert (rows["c-big"]["cpu_cores"], rows["c-big"]["memory_mib"]) == (4, 8192)
+    assert rows["c-big"]["cost_rate_per_hour"] == pytest.approx(hourly_rate(4, 8192))
+    assert rows["c-big"]["rate_estimated"] is False
+    assert rows["c-old"]["rate_estimated"] is True
+    assert rows["c-old"]["rate_source"].startswith("estimated from [defaults] cpu=1")
+
+    note = "~ rate estimated from [defaults]"
+    listing = env.run("containers", "list").out
+    assert note in listing
+    assert "~$" in next(line for line in listing.splitlines() if line.startswith("c-old"))
+    assert "~$" not in next(line for line in listing.splitlines() if line.startswith("c-big"))
+    assert note in env.run("containers", "orphans").out
+    shown = env.run("containers", "show", "c-old").out
+    assert "Cost        ~$" in shown and "(estimated from [defaults] cpu=1" in shown
+    assert "estimated" not in env.run("containers", "show", "c-big").out
+    once = env.run("tui", "--once")
+    assert note in once.out
+    assert "~" in next(line for line in once.out.splitlines() if line.startswith("c-old"))

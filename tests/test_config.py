@@ -21,7 +21,7 @@ from parhelia.app.config import (
     resolve_db_url,
 )
 from parhelia.state.errors import ParheliaError
-from parhelia.state.settings import CHOICES, Settings
+from parhelia.state.settings import CHOICES, RANGES, Settings, range_problem
 
 
 @pytest.fixture
@@ -66,12 +66,12 @@ def test_layer_order_default_user_project_env_flag_with_sources(home):
     )
     project = write(
         home["project"] / "parhelia.toml",
-        '# project\nbackend = "local"\n[reconciler]\ninterval_seconds = 20\nbatch = 7\n',
+        '# project\nbackend = "local"\n[reconciler]\ninterval_seconds = 20\nstale_seconds = 7\n',
     )
     base = load(home)
     s = base.settings
     assert (s.backend, s.reconciler.interval_seconds, s.budget.ceiling_usd) == ("local", 20.0, 1.0)
-    assert s.reconciler.batch == 7
+    assert s.reconciler.stale_seconds == 7
     assert base.sources["budget.ceiling_usd"] == f"{user}:7"
     assert base.sources["backend"] == f"{project}:2"
     assert base.sources["reconciler.interval_seconds"] == f"{project}:4"
@@ -93,7 +93,7 @@ def test_layer_order_default_user_project_env_flag_with_sources(home):
     assert with_flag.settings.backend == "modal"
     assert with_flag.sources["backend"] == "flag --backend"
     assert with_flag.sources["reconciler.interval_seconds"] == "flag reconciler.interval_seconds"
-    assert with_flag.settings.reconciler.batch == 7  # untouched layers still apply
+    assert with_flag.settings.reconciler.stale_seconds == 7  # untouched layers still apply
 
 
 def test_flags_none_is_skipped_and_db_flag_spelling(home):
@@ -148,6 +148,8 @@ def _sample(name: str, tp, default):
     """A value of the field's type that differs from its default."""
     if name in CHOICES:
         return next(c for c in CHOICES[name] if c != default)
+    if name == "defaults.gpu":
+        return "A10G:2"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list:
         return ["alpha", "beta"] if args[0] is str else [1, 2, 3]
@@ -156,7 +158,7 @@ def _sample(name: str, tp, default):
     if tp is bool:
         return not default
     if tp is int:
-        return default + 7
+        return default + 1  # +1 keeps ordered settings (missed-heartbeat thresholds) in order
     if tp is float:
         return default + 1.5
     return f"value-of-{name}"
@@ -288,8 +290,8 @@ def test_unknown_section_and_misplaced_key(home):
     ("text", "line", "fragment"),
     [
         ('[reconciler]\ninterval_seconds = "abc"\n', 2, "[reconciler] interval_seconds"),
-        ("[reconciler]\nbatch = true\n", 2, "expected int"),
-        ("[reconciler]\nbatch = 1.5\n", 2, "expected int"),
+        ("[heartbeat]\nconcurrency = true\n", 2, "expected int"),
+        ("[heartbeat]\nconcurrency = 1.5\n", 2, "expected int"),
         ('[budget]\nwarn_percent = [50, "x"]\n', 2, "[budget] warn_percent"),
         ("agent = 3\n", 1, "[agent] table"),
     ],
@@ -383,3 +385,124 @@ def test_to_dict_is_json_and_rows_cover_every_setting(home):
     assert [r[0] for r in rows] == list(loaded.sources)
     assert ("rates.gpu", "H100=4.0", f"{home['user_file']}:1") in rows
     assert loaded.from_file("rates.gpu") and not loaded.from_file("backend")
+
+
+# -- ranges (issue 11: settings that cannot hurt) ---------------------------------------------
+
+
+def _numeric(tp) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    inner = args[-1] if origin in (list, dict) else tp
+    return inner in (int, float)
+
+
+def test_every_numeric_setting_has_a_range_and_every_range_a_setting():
+    numeric = {f"{s}.{k}" if s else k for s, k, tp, _ in LEAVES if _numeric(tp)}
+    assert numeric - set(RANGES) == set(), "give these settings a range in state/settings.py"
+    assert set(RANGES) - numeric == set()
+    defaults = Settings()
+    for name, rng in RANGES.items():  # the built-in defaults are allowed values
+        assert range_problem(name, get_value(defaults, name)) is None, (name, rng)
+
+
+BAD_NUMBERS = [
+    ("reconciler", "interval_seconds", "0", "1 to 86400 seconds"),
+    ("reconciler", "lease_seconds", "-5", "1 to 604800 seconds"),
+    ("reconciler", "interval_seconds", "nan", "1 to 86400 seconds"),
+    ("heartbeat", "interval_seconds", "inf", "0.5 to 3600 seconds"),
+    ("heartbeat", "probe_timeout_seconds", "0", "more than 0"),
+    ("heartbeat", "retention_hours", "-inf", "more than 0"),
+    ("retention", "events_days", "0", "more than 0"),
+    ("budget", "ceiling_usd", "nan", "more than 0 and less than 1e+06 USD"),
+    ("heartbeat", "concurrency", "0", "1 to 256"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "raw", "allowed"), BAD_NUMBERS)
+def test_out_of_range_in_a_file_is_e103_with_file_line_setting_and_range(
+    home, section, key, raw, allowed
+):
+    path = write(home["project"] / "parhelia.toml", f"# c\n[{section}]\n{key} = {raw}\n")
+    with pytest.raises(ParheliaError) as exc:
+        load(home)
+    msg = exc.value.message
+    assert exc.value.code == "E103"
+    assert f"{path}:3" in msg and f"[{section}] {key}" in msg and allowed in msg, msg
+
+
+@pytest.mark.parametrize(("section", "key", "raw", "allowed"), BAD_NUMBERS)
+def test_out_of_range_in_the_environment_is_e103_naming_the_variable(
+    home, section, key, raw, allowed
+):
+    var = f"PARHELIA_{section.upper()}_{key.upper()}"
+    with pytest.raises(ParheliaError) as exc:
+        load(home, extra_env={var: raw})
+    assert exc.value.code == "E103"
+    assert var in exc.value.message and allowed in exc.value.message
+    assert f"unset {var}" in exc.value.suggestions
+
+
+@pytest.mark.parametrize(("section", "key", "raw", "allowed"), BAD_NUMBERS)
+def test_out_of_range_flag_is_e103_naming_the_flag(home, section, key, raw, allowed):
+    with pytest.raises(ParheliaError) as exc:
+        load(home, flags={f"{section}.{key}": raw})
+    assert exc.value.code == "E103"
+    assert f"flag {section}.{key}" in exc.value.message and allowed in exc.value.message
+
+
+def test_list_and_table_values_are_checked_one_by_one(home):
+    with pytest.raises(ParheliaError, match=r"warn_percent\): 0 is out of range"):
+        load(home, extra_env={"PARHELIA_BUDGET_WARN_PERCENT": "50,0"})
+    path = write(home["project"] / "parhelia.toml", "[rates]\ngpu = { H100 = 0 }\n")
+    with pytest.raises(ParheliaError, match=rf"{path}:2: \[rates\] gpu: 0.0 is out of range"):
+        load(home)
+
+
+def test_lease_must_be_longer_than_the_interval_naming_both_sources(home):
+    path = write(home["project"] / "parhelia.toml", "[reconciler]\ninterval_seconds = 200\n")
+    with pytest.raises(ParheliaError) as exc:
+        load(home)
+    msg = exc.value.message
+    assert exc.value.code == "E103"
+    assert "[reconciler] lease_seconds = 180 (default)" in msg
+    assert f"[reconciler] interval_seconds = 200 ({path}:2)" in msg
+    assert "more than 200" in msg
+    with pytest.raises(ParheliaError, match="PARHELIA_RECONCILER_LEASE_SECONDS"):
+        load(home, extra_env={"PARHELIA_RECONCILER_LEASE_SECONDS": "60"})  # equal is not longer
+    ok = load(home, extra_env={"PARHELIA_RECONCILER_LEASE_SECONDS": "400"})
+    assert ok.settings.reconciler.lease_seconds == 400.0
+
+
+def test_missed_heartbeat_thresholds_keep_their_order(home):
+    with pytest.raises(ParheliaError, match=r"dead_missed = 4 .*more than .*unhealthy_missed = 5"):
+        load(home, extra_env={"PARHELIA_HEARTBEAT_DEAD_MISSED": "4"})
+
+
+def test_retired_batch_setting_is_ignored_with_a_warning(home):
+    path = write(home["project"] / "parhelia.toml", "[reconciler]\nbatch = 100\n")
+    loaded = load(home)
+    assert not hasattr(loaded.settings.reconciler, "batch")
+    assert "reconciler.batch" not in loaded.sources
+    assert any(f"{path}:2: ignored [reconciler] batch: retired" in w for w in loaded.warnings)
+
+
+def test_gpu_settings_use_modal_spellings_and_refuse_unknown_names(home):
+    write(
+        home["project"] / "parhelia.toml",
+        '[defaults]\ngpu = "h100"\n[rates]\ngpu = { a100 = 3.0 }\n',
+    )
+    s = load(home).settings
+    assert s.defaults.gpu == "H100" and s.rates.gpu == {"A100-40GB": 3.0}
+    assert (
+        load(home, extra_env={"PARHELIA_DEFAULTS_GPU": "a10:2"}).settings.defaults.gpu == "A10G:2"
+    )
+    assert load(home, extra_env={"PARHELIA_DEFAULTS_GPU": "None"}).settings.defaults.gpu == "none"
+    path = write(home["project"] / "parhelia.toml", '# gpu\n[defaults]\ngpu = "v100"\n')
+    with pytest.raises(ParheliaError) as exc:
+        load(home)
+    assert exc.value.code == "E103"
+    assert f"{path}:3: [defaults] gpu: unknown GPU type 'v100'" in exc.value.message
+    assert "H100" in exc.value.message
+    path = write(home["project"] / "parhelia.toml", "[rates]\ngpu = { V100 = 1.0 }\n")
+    with pytest.raises(ParheliaError, match=rf"{path}:2: \[rates\] gpu: unknown GPU type"):
+        load(home)

@@ -24,6 +24,8 @@ from parhelia.state.costs import (
     estimate_task,
     hourly_rate,
     hours_until,
+    normalize_gpu,
+    normalize_gpu_rates,
     region_multiplier,
     runtime_hours,
 )
@@ -378,3 +380,50 @@ def test_parhelia_error_defaults_and_refuses_unknown_codes():
     assert ParheliaError("E101", "m", ["a", "b"], attempted="x").to_dict()["attempted"] == "x"
     with pytest.raises(ValueError):
         ParheliaError("E999", "nope")
+
+
+# -- GPU names (issue 11): Modal's spellings and aliases, one normaliser --------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("A100", "A100-40GB"),  # Modal: plain A100 is the 40 GB card
+        ("a100:2", "A100-40GB:2"),
+        ("A10", "A10G"),
+        ("a10g:4", "A10G:4"),
+        ("h100", "H100"),
+        ("H100:8", "H100:8"),
+        ("h100!", "H100!"),  # kept: Modal never upgrades it to an H200
+        ("b200+:2", "B200+:2"),
+        (" l40s ", "L40S"),
+        ("a100-80gb", "A100-80GB"),
+    ],
+)
+def test_gpu_names_follow_modal_spellings_and_aliases(given, canonical):
+    assert normalize_gpu(given) == canonical
+    assert validate(TaskRequest(prompt="x", gpu=given)).gpu == canonical
+
+
+@pytest.mark.parametrize("bad", ["V100", "A10G:5", "H100:9", "H100:0", "A100-40", "rtx"])
+def test_unknown_gpu_or_count_is_e101_for_a_request_and_never_priced(bad):
+    raises_code("E101", TaskRequest(prompt="x", gpu=bad))
+    with pytest.raises(ParheliaError) as err:
+        hourly_rate(1, 1024, bad)
+    assert err.value.code == "E101"
+
+
+def test_every_spelling_of_a_gpu_is_priced_as_its_card():
+    base = hourly_rate(1, 1024)
+    assert hourly_rate(1, 1024, "h100") - base == pytest.approx(3.95)  # was $0: lower case
+    assert hourly_rate(1, 1024, "A100") - base == pytest.approx(2.10)  # was $0: the alias
+    assert hourly_rate(1, 1024, "a10:2") - base == pytest.approx(2 * 1.10)
+    assert hourly_rate(1, 1024, "H100!") - base == pytest.approx(3.95)
+    assert hourly_rate(1, 1024, "none") == base
+
+
+def test_gpu_rate_overrides_are_normalized_and_per_card():
+    assert normalize_gpu_rates({"a100": 3.0, "h100": 4.0}) == {"A100-40GB": 3.0, "H100": 4.0}
+    for bad in ({"H100:2": 1.0}, {"V100": 1.0}, {"H100!": 1.0}):
+        with pytest.raises(ValueError):
+            normalize_gpu_rates(bad)

@@ -150,3 +150,23 @@ def test_a_probe_that_hangs_times_out_and_counts_as_missed(store, fake, clock):
     hang, ok = store.get_container("c-hang"), store.get_container("c-ok")
     assert (hang.missed_heartbeats, hang.state) == (1, "running")
     assert ok.missed_heartbeats == 0
+
+
+def test_prunes_events_and_reconciler_runs_by_their_retention(store, fake, clock):
+    from parhelia.state.models import Event, ReconcilerRun
+
+    now = clock()
+    store.add_events(
+        [Event(ts=now - timedelta(days=d), type="x") for d in (31, 29)]  # default: 30 days
+    )
+    for d in (8, 6):  # default: 7 days
+        store.record_run(ReconcilerRun(started_at=now - timedelta(days=d), holder="h"))
+    report = poller(store, fake, clock).run_once()
+    assert (report.pruned_events, report.pruned_runs) == (1, 1)
+    assert [e.ts for e in store.events(types=["x"])] == [now - timedelta(days=29)]
+    assert [r.started_at for r in store.runs()] == [now - timedelta(days=6)]
+
+    settings = Settings()
+    settings.retention = replace(settings.retention, events_days=1, runs_days=1)
+    again = HeartbeatPoller(store, {fake.name: fake}, settings, clock=clock).run_once()
+    assert (again.pruned_events, again.pruned_runs) == (1, 1)

@@ -141,7 +141,7 @@ def test_incident_replay_records_lists_and_terminates_the_25_never_the_foreign_o
         assert c.cost_rate_per_hour == pytest.approx(RATE)
         assert c.cost_accrued_usd == pytest.approx(RATE * (GRACE + 1) / 3600, rel=1e-6)
         assert (c.cpu_cores, c.memory_mib) == (1.0, 2048)
-        assert "assumed [defaults]" in c.meta["rate_source"]
+        assert "estimated from [defaults]" in c.meta["rate_source"]
         assert c.tags == sb.tags
         assert c.started_at.replace(tzinfo=None) == born.replace(tzinfo=None)
         assert store.get_task(c.task_id).status == "running"

@@ -509,3 +509,50 @@ def test_incident_shape_25_unrecorded_sandboxes_through_the_control_plane(
         assert list(fake.sandboxes) == ["sb-foreign"]  # never Parhelia's, never touched
     assert "sb-foreign" in fake.sandboxes
     assert len(store.events(types=["container.orphaned"])) == 25
+
+
+# -- an orphan's rate (issue 11): real resources when the backend tells them -----------------
+
+
+def test_orphan_priced_from_the_resources_its_backend_reports(store, fake, clock):
+    from parhelia.workers.backends.base import Resources
+
+    info = fake.add("sb-r", "c-res", created_at=clock() - timedelta(hours=1))
+    fake.sandboxes["sb-r"] = SandboxInfo(
+        info.sandbox_id, fake.name, info.tags, info.created_at,
+        resources=Resources(4.0, 8192, "a100", None),
+    )  # fmt: skip
+    make_reconciler(store, fake, clock).run_once()
+    row = store.get_container("c-res")
+    assert (row.cpu_cores, row.memory_mib, row.gpu) == (4.0, 8192, "A100-40GB")
+    assert row.cost_rate_per_hour == pytest.approx(hourly_rate(4.0, 8192, "A100-40GB"))
+    assert row.meta["rate_source"].startswith("recorded by the backend: cpu=4")
+
+    bad = fake.add("sb-b", "c-bad", created_at=clock() - timedelta(hours=1))  # a garbled record
+    fake.sandboxes["sb-b"] = SandboxInfo(
+        bad.sandbox_id, fake.name, bad.tags, bad.created_at,
+        resources=Resources(2.0, 4096, "V100", None),
+    )  # fmt: skip
+    make_reconciler(store, fake, clock).run_once()
+    assert store.get_container("c-bad").cost_rate_per_hour == pytest.approx(hourly_rate(1, 2048))
+    views = {v.id: v for v in store.container_views(now=clock())}
+    assert not views["c-res"].rate_estimated and views["c-bad"].rate_estimated
+
+
+def test_orphan_without_resources_is_estimated_from_defaults_gpu_included(store, fake, clock):
+    from parhelia.widgets.formatting import container_cells, rate_text, totals_line
+
+    settings = Settings()
+    settings.defaults.gpu = "h100"  # lower case: once priced at $0
+    fake.add("sb-e", "c-est", created_at=clock() - timedelta(hours=1))
+    make_reconciler(store, fake, clock, settings=settings).run_once()
+    row = store.get_container("c-est")
+    assert row.cost_rate_per_hour == pytest.approx(hourly_rate(1.0, 2048, "H100"))
+    assert row.cost_rate_per_hour > 3.95
+    assert row.gpu == "H100"
+    (view,) = store.container_views(now=clock())
+    assert view.rate_estimated
+    assert view.rate_source.startswith("estimated from [defaults] cpu=1 memory_mib=2048")
+    assert any(cell.startswith("~") for cell in container_cells(view, clock()))
+    assert "estimated from [defaults]" in totals_line([view])
+    assert rate_text(view).startswith("~$") and "estimated from [defaults]" in rate_text(view)

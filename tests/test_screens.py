@@ -8,6 +8,7 @@ datetimes, and assertions read what the widgets actually render.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from textual.app import App
@@ -455,3 +456,16 @@ async def test_help_closes_on_escape_and_q():
             await pilot.press(key)
             await pilot.pause()
     assert results == [None, None]
+
+
+async def test_detail_says_an_orphans_rate_is_estimated_from_defaults():
+    d = detail()
+    c = replace(
+        d.container,
+        state="orphaned",
+        rate_estimated=True,
+        rate_source="estimated from [defaults] cpu=1 memory_mib=2048 gpu=none",
+    )
+    async with opened(ContainerDetailScreen(replace(d, container=c), NOW)) as (app, _, _r):
+        cost = " ".join(rendered(app.screen.query_one("#cost")).split())
+        assert "~$" in cost and "estimated from [defaults]" in cost, cost

@@ -628,3 +628,54 @@ def test_read_only_session_sees_committed_rows(store):
     with store.read() as s:
         assert s.scalars(select(Container.id)).all() == ["c-00000001"]
     assert ContainerState("running") == "running" and Health("dead") == "dead"
+
+
+# -- retention of events and reconciler runs (issue 11) ------------------------------------
+
+
+def _history(store: Store, n: int, start: datetime) -> None:
+    store.add_events([Event(ts=start + timedelta(minutes=k), type="x") for k in range(n)])
+    for k in range(n):
+        store.record_run(ReconcilerRun(started_at=start + timedelta(minutes=k), holder="h"))
+
+
+def test_prune_history_deletes_the_oldest_in_bounded_batches(store):
+    _history(store, 10, T0)
+    cut = T0 + timedelta(minutes=7)  # rows 0..6 are due
+    assert store.prune_history(cut, cut, limit=4) == (4, 4)
+    assert store.prune_history(cut, cut, limit=4) == (3, 3)
+    assert store.prune_history(cut, cut, limit=4) == (0, 0)
+    assert sorted(e.ts for e in store.events(limit=100))[0] == cut
+    assert min(r.started_at for r in store.runs(limit=100)) == cut
+    assert store.prune_history(T0 + timedelta(days=1), T0) == (3, 0)  # each its own retention
+
+
+def test_prune_history_goes_through_the_time_indexes_and_skips_writing_when_nothing_is_due(store):
+    _history(store, 50, T0)
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        seen.append((statement, parameters))
+
+    for engine in {store.engine, store._write_engine}:
+        event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert store.prune_history(T0, T0) == (0, 0)
+        assert not [s for s, _ in seen if s.lstrip().upper().startswith("DELETE")]
+        store.prune_history(T0 + timedelta(minutes=5), T0 + timedelta(minutes=5), limit=3)
+    finally:
+        for engine in {store.engine, store._write_engine}:
+            event.remove(engine, "before_cursor_execute", capture)
+    raw = sqlite3.connect(store.sqlite_path)
+    try:
+        plans = [
+            " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params))
+            for sql, params in seen
+            if sql.lstrip().upper().startswith(("DELETE", "SELECT"))
+        ]
+    finally:
+        raw.close()
+    assert len(plans) >= 4
+    for plan in plans:
+        assert "ix_events_ts" in plan or "ix_reconciler_runs_started" in plan, plan
+        assert not re.search(r"SCAN (events|reconciler_runs)\b(?! USING)", plan), plan

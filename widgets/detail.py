@@ -26,6 +26,7 @@ from parhelia.widgets.formatting import (
     memory,
     money,
     percent,
+    rate_text,
     state_text,
 )
 
@@ -172,8 +173,14 @@ class ContainerDetailScreen(ModalScreen[None]):
         self.query_one("#cost", Static).update(
             _fields(
                 [
-                    ("rate", f"{money(c.cost_rate_per_hour)}/h" if c.is_active else "- (ended)"),
-                    ("accrued", f"{money(c.cost_accrued_usd)} over {runtime}"),
+                    (
+                        "rate",
+                        Text(rate_text(c)) if c.is_active else "- (ended)",
+                    ),  # literal: [defaults]
+                    (
+                        "accrued",
+                        f"{'~' if c.rate_estimated else ''}{money(c.cost_accrued_usd)} over {runtime}",
+                    ),
                 ]
             )
         )

@@ -149,6 +149,7 @@ def short_sandbox(sandbox_id: str | None) -> str:
 def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
     """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these)."""
     active = c.is_active
+    mark = ESTIMATE_MARK if c.rate_estimated else ""
     cells = {
         "id": c.id,
         "state": c.state,
@@ -158,8 +159,8 @@ def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
         "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
         "cpu": percent(c.cpu_percent) if active else "-",
         "memory": memory(c.memory_used_mib) if active else "-",
-        "rate": f"{c.cost_rate_per_hour:.2f}" if active else "-",
-        "cost": money(c.cost_accrued_usd),
+        "rate": f"{mark}{c.cost_rate_per_hour:.2f}" if active else "-",
+        "cost": f"{mark}{money(c.cost_accrued_usd)}",
         "gpu": c.gpu or "-",
         "sandbox": short_sandbox(c.sandbox_id),
     }
@@ -237,7 +238,18 @@ def totals_line(rows: list[ContainerView]) -> str:
         f"Total: {len(rows)} containers",
         *(f"{s.capitalize()}: {n}" for s, n in sorted(counts.items())),
     ]
-    return " | ".join([*parts, f"Cost: {money(burn)}/hr"])
+    line = " | ".join([*parts, f"Cost: {money(burn)}/hr"])
+    return line + (f" ({ESTIMATE_NOTE})" if any(c.rate_estimated for c in rows) else "")
+
+
+ESTIMATE_MARK = "~"
+ESTIMATE_NOTE = "~ rate estimated from [defaults]: the backend does not report those resources"
+
+
+def rate_text(c: ContainerView) -> str:
+    """A container's rate for a detail view, saying where an estimated one came from."""
+    text = f"{money(c.cost_rate_per_hour)}/h"
+    return f"~{text} ({c.rate_source})" if c.rate_estimated else text
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from parhelia.state.enums import ContainerState as S
 from parhelia.state.enums import EventLevel, EventSource, Health
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container
-from parhelia.state.settings import Settings
+from parhelia.state.settings import Settings, range_problem
 from parhelia.state.store import RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, utcnow
 
@@ -34,9 +34,17 @@ Terminate = Callable[[str, str, str], object]
 
 
 def budget_config(store: Store, settings: Settings) -> BudgetConfig:
-    """The effective budget: a ceiling or policy set from the CLI (stored) wins over configuration."""
+    """The effective budget: a ceiling or policy set from the CLI (stored) wins over configuration.
+    A stored ceiling outside its range (written by hand or an older version) is E103, as in a file."""
     stored = store.settings_with_prefix("")
     ceiling = stored.get(CEILING_KEY)
+    if ceiling is not None and (problem := range_problem(CEILING_KEY, ceiling)):
+        raise ParheliaError(
+            "E103",
+            f"database setting {CEILING_KEY} (set by `parhelia budget set`): {problem}",
+            ["parhelia budget set 50", "parhelia budget show", "parhelia config show"],
+            attempted="read the stored budget ceiling",
+        )
     return BudgetConfig(
         ceiling_usd=float(ceiling if ceiling is not None else settings.budget.ceiling_usd),
         period=stored.get("budget.period") or settings.budget.period,

@@ -4,7 +4,9 @@ A probe that fails, times out, or finds the agent process gone counts as a misse
 sandbox may be up, but the agent is what we pay for). A reading with the agent gone is still
 stored, for the sparkline, but does not move `last_heartbeat_at`. Health follows the missed count
 (2 degraded, 5 unhealthy, 10 dead by default); an event is written only when health changes, and a
-container's first healthy reading after `unknown` is not news.
+container's first healthy reading after `unknown` is not news. Each cycle also ages out history:
+heartbeats past `[heartbeat] retention_hours`, events and reconciler runs past `[retention]`
+(bounded batches, so a backlog drains over cycles).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class HeartbeatReport:
     timed_out: int = 0
     health_changes: int = 0
     pruned: int = 0
+    pruned_events: int = 0
+    pruned_runs: int = 0
     duration_ms: float = 0.0
     probe_ms: float = 0.0  # wall time spent waiting for probes (the rest is Parhelia's own work)
 
@@ -112,6 +116,10 @@ class HeartbeatPoller:
         self.store.record_heartbeats(samples, updates, events)
         retention = timedelta(hours=self.settings.heartbeat.retention_hours)
         report.pruned = self.store.prune_heartbeats(now - retention)
+        keep = self.settings.retention  # events and reconciler runs age out on the same schedule
+        report.pruned_events, report.pruned_runs = self.store.prune_history(
+            now - timedelta(days=keep.events_days), now - timedelta(days=keep.runs_days)
+        )
         report.duration_ms = (time.perf_counter() - t0) * 1000.0
         return report
 

@@ -7,8 +7,10 @@ recorded as `orphaned` once its grace period has passed; a row whose sandbox is 
 changes nothing of that backend: it records an error, and the loop backs off. Only the lease holder
 acts; any other process gets `acted=False` and writes nothing.
 
-Orphans carry no resources, so their rate assumes the configured task defaults (`[defaults]` cpu,
-memory, gpu, region) priced with the configured rate table; `meta.rate_source` says so.
+An orphan is priced from its real resources when the backend can tell them (the local backend
+records each sandbox's spec); otherwise (Modal's listing exposes none) its rate is estimated from
+the configured task defaults (`[defaults]` cpu, memory, gpu, region). Either way with the configured
+rate table; `meta.rate_source` says which, and every view marks an estimated rate.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from parhelia.state.costs import DEFAULT_RATES, accrued_cost, hourly_rate
+from parhelia.state.costs import (
+    DEFAULT_RATES,
+    NO_GPU,
+    UnknownGpu,
+    accrued_cost,
+    hourly_rate,
+    normalize_gpu,
+)
 from parhelia.state.enums import ContainerState as S
 from parhelia.state.enums import EventLevel, EventSource, Health, TaskStatus
 from parhelia.state.errors import ParheliaError
@@ -32,7 +41,7 @@ from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
 from parhelia.state.store import NewRow, RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, as_utc, utcnow
-from parhelia.workers.backends.base import Backend, SandboxInfo, is_parhelia
+from parhelia.workers.backends.base import Backend, Resources, SandboxInfo, is_parhelia
 
 ACTOR = "reconciler"
 SIGHTINGS_KEY = "reconciler.first_seen."
@@ -273,15 +282,37 @@ class Reconciler:
         report.listed = sum(len(v) for v in listings.values())
         return listings, failures
 
-    def orphan_rate(self) -> tuple[float, str]:
-        d, r = self.settings.defaults, self.settings.rates
+    def orphan_rate(self, resources: Resources | None = None) -> tuple[float, str, Resources]:
+        """(rate, where it came from, the resources priced) for an orphan: its own resources when
+        the backend reported usable ones, else an estimate from `[defaults]`."""
+        r = self.settings.rates
         rates = DEFAULT_RATES.with_overrides(r.cpu_core_hour, r.memory_gib_hour, r.gpu)
-        gpu = None if d.gpu in ("", "none") else d.gpu
-        rate = hourly_rate(d.cpu, d.memory_mib, gpu, d.region or None, rates)
-        return (
-            rate,
-            f"assumed [defaults] cpu={d.cpu:g} memory_mib={d.memory_mib} gpu={gpu or 'none'}",
-        )
+        if resources is not None:
+            try:
+                res = _canonical(resources)
+                rate = hourly_rate(res.cpu, res.memory_mib, res.gpu, res.region, rates)
+                return rate, f"recorded by the backend: {_describe(res)}", res
+            except (UnknownGpu, ParheliaError):
+                pass  # a record naming no GPU Modal sells: estimate instead of trusting it
+        d = self.settings.defaults
+        assumed = _canonical(Resources(d.cpu, d.memory_mib, d.gpu, d.region or None))
+        rate = hourly_rate(assumed.cpu, assumed.memory_mib, assumed.gpu, assumed.region, rates)
+        return rate, f"{ESTIMATED} {_describe(assumed)}", assumed
+
+
+ESTIMATED = "estimated from [defaults]"  # how an estimated `rate_source` starts (views look for it)
+
+
+def _canonical(res: Resources) -> Resources:
+    """`res` with its GPU in Modal's spelling (None for none); UnknownGpu for a name Modal lacks."""
+    gpu = None if (res.gpu or "").strip().lower() in NO_GPU else normalize_gpu(res.gpu or "")
+    return replace(res, gpu=gpu)
+
+
+def _describe(res: Resources) -> str:
+    return f"cpu={res.cpu:g} memory_mib={res.memory_mib} gpu={res.gpu or 'none'}" + (
+        f" region={res.region}" if res.region else ""
+    )
 
 
 class _Plan:
@@ -509,7 +540,6 @@ class _Plan:
         )
         old_ids = {c.id for c in old}
         old_sandboxes = {c.sandbox_id for c in old if c.sandbox_id}
-        rate, rate_source = self.rec.orphan_rate()
         seen = self._sightings(backend)
         before = dict(seen)
         for info in running:
@@ -526,7 +556,7 @@ class _Plan:
                 continue
             tag_id = info.container_id
             cid = tag_id if tag_id and tag_id not in old_ids and len(tag_id) <= 32 else None
-            self._orphan(backend, info, cid or new_container_id(), born, rate, rate_source)
+            self._orphan(backend, info, cid or new_container_id(), born)
         self._save_sightings(backend, before, seen, {i.sandbox_id for i in running})
         conflicts = {i.sandbox_id for i in running if i.sandbox_id in old_sandboxes}
         if conflicts - self.rec._conflicts:  # report each such sandbox once, not every cycle
@@ -550,9 +580,8 @@ class _Plan:
         info: SandboxInfo,
         cid: str,
         born: datetime,
-        rate: float,
-        rate_source: str,
     ) -> None:
+        rate, rate_source, res = self.rec.orphan_rate(info.resources)
         task_id = info.task_id if info.task_id and len(info.task_id) <= 32 else None
         if task_id:
             self.new_tasks.append(
@@ -566,7 +595,6 @@ class _Plan:
                     actor=ACTOR,
                 )
             )
-        d = self.rec.settings.defaults
         row = Container(
             id=cid,
             backend=backend,
@@ -576,8 +604,10 @@ class _Plan:
             health=Health.UNKNOWN,
             created_at=born,
             started_at=born,
-            cpu_cores=d.cpu,
-            memory_mib=d.memory_mib,
+            cpu_cores=res.cpu,
+            memory_mib=res.memory_mib,
+            gpu=res.gpu,
+            region=res.region,
             cost_rate_per_hour=rate,
             cost_accrued_usd=accrued_cost(rate, born, None, self.now),
             tags=dict(info.tags),

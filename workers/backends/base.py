@@ -30,6 +30,26 @@ def is_parhelia(tags: dict[str, str] | None) -> bool:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a sandbox was started with, as far as its backend can tell (prices an orphan)."""
+
+    cpu: float
+    memory_mib: int
+    gpu: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Resources | None:
+        """From a stored record; None when there is none or it is not one (never a guess)."""
+        try:
+            return cls(
+                float(data["cpu"]), int(data["memory_mib"]), data.get("gpu"), data.get("region")
+            )
+        except (TypeError, KeyError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """What to start: the agent argv and the resources, with Parhelia's ids for the tags."""
 
@@ -50,6 +70,10 @@ class SandboxSpec:
     def tags(self) -> dict[str, str]:
         return parhelia_tags(self.container_id, self.task_id)
 
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.cpu, self.memory_mib, self.gpu, self.region)
+
 
 @dataclass(frozen=True)
 class SandboxInfo:
@@ -61,6 +85,7 @@ class SandboxInfo:
     created_at: datetime | None = None
     running: bool = True
     exit_code: int | None = None
+    resources: Resources | None = None  # None: the backend cannot tell (Modal's listing)
 
     @property
     def container_id(self) -> str | None:

@@ -15,7 +15,8 @@ Why it looks like this:
 - Finished sandboxes stay listed (running=False) for `retention_seconds` so the reconciler can
   mark their rows stopped; then their entry and workdir are removed.
 - The resource fields of a spec (cpu, memory, gpu, region, image, secrets, idle timeout) are
-  Modal's; this backend records them in nothing and enforces none of them.
+  Modal's; this backend enforces none of them. It records cpu, memory, gpu and region in the
+  registry entry, so a sandbox whose row is lost is priced from what it asked for.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from parhelia.state.timeutil import utcnow
 from parhelia.workers.agent_command import check_agent_binary
 from parhelia.workers.backends.base import (
     ProbeSample,
+    Resources,
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
@@ -84,6 +86,7 @@ class RegistryEntry:
     ended_at: str | None = None
     terminated: bool = False
     extra: dict = field(default_factory=dict)
+    resources: dict | None = None  # the spec's cpu, memory_mib, gpu, region
 
     @classmethod
     def from_json(cls, data: dict) -> RegistryEntry:
@@ -186,6 +189,7 @@ class LocalBackend:
             log=str(log),
             timeout_seconds=spec.timeout_seconds,
             deadline=datetime.fromtimestamp(deadline, UTC).isoformat() if deadline else None,
+            resources=asdict(spec.resources),
         )
         try:
             self._save(entry)
@@ -232,6 +236,7 @@ class LocalBackend:
                     _parse_time(entry.created_at),
                     running=running,
                     exit_code=None if running else entry.exit_code,
+                    resources=Resources.from_dict(entry.resources),
                 )
             )
         return infos
