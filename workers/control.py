@@ -316,6 +316,9 @@ class ControlPlane:
             try:
                 result = backend.terminate(c.sandbox_id)
                 exit_code = result.exit_code if result.exit_code is not None else exit_code
+                if result.already_gone and result.exit_code is not None:
+                    # it had ended on its own first: its task ends from its exit code
+                    reason = c.termination_reason or "exited"
             except ParheliaError as exc:
                 if exc.code != "E205":  # already gone; anything else leaves the store as it was
                     self._terminate_failed(c, exc, actor, source)
