@@ -1253,8 +1253,8 @@ def _follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> No
                 .where(Task.id == tid)
                 .values(status=new.value, updated_at=now, finished_at=now if ended_now else None)
             )
-            if status == TaskStatus.PENDING and new == TaskStatus.RUNNING:
-                continue  # the container's own event says it started
+            if new == TaskStatus.CANCELLED or (status, new) == (TaskStatus.PENDING, new.RUNNING):
+                continue  # the container's own event says it (who stopped it, or that it started)
             s.add(
                 Event(
                     ts=now,
@@ -1262,8 +1262,7 @@ def _follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> No
                     level=EventLevel.WARNING
                     if new in (TaskStatus.FAILED, TaskStatus.TIMED_OUT)
                     else EventLevel.INFO,
-                    container_id=cid,
-                    task_id=tid,
+                    task_id=tid,  # a task's event: `task show` lists it, the message names cid
                     old_value=status,
                     new_value=new.value,
                     message=f"task {tid} {status} → {new.value} (container {cid} {state}"
