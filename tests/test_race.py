@@ -276,3 +276,61 @@ def test_an_adopted_task_runs_then_ends(store, plane):
     finish(gate.inner, row.sandbox_id, 0)
     control.reconcile_once()
     assert store.get_task(row.task_id).status == "completed"
+
+
+# -- the Modal path, through the unmodified SDK against the fake Modal API --------------------
+
+MODAL_APP = "parhelia-race"
+
+
+@pytest.fixture
+def modal_plane(store, fake_modal):
+    from parhelia.state.settings import ModalSettings
+    from parhelia.workers.backends.modal import ModalBackend
+
+    settings = make_settings("claude -p {prompt}")
+    settings.modal.app = MODAL_APP
+    gate = Gated(ModalBackend(ModalSettings(app=MODAL_APP), client=fake_modal.shared_client))
+    control = ControlPlane(store, settings, default_backend="modal", backends={"modal": gate})
+    return control, gate, fake_modal.state
+
+
+def test_modal_a_dispatch_landing_while_the_listing_answers_late_is_not_judged(store, modal_plane):
+    """5 of 5 on the Modal API before, when its listing answered 2 s late."""
+    control, gate, fake = modal_plane
+    landed = []
+
+    def answer_late():  # the listing was read; a dispatch lands before it answers
+        gate.after_list = None
+        landed.append(control.dispatch(TaskRequest(prompt="race")))
+
+    gate.after_list = answer_late
+    report = control.reconcile_once()
+    [result] = landed
+    assert report.error is None and report.terminated == 0
+    assert store.get_container(result.container_id).state == ContainerState.RUNNING
+    assert fake.sandboxes[result.sandbox_id].running
+    assert control.reconcile_once().terminated == 0
+
+
+@pytest.mark.parametrize(
+    ("finish", "status"),
+    [({"code": 0}, "completed"), ({"code": 2}, "failed"), ({"timed_out": True}, "timed_out")],
+)
+def test_modal_a_task_ends_from_how_its_sandbox_ended(store, modal_plane, finish, status):
+    """Modal lists only running sandboxes: the reconciler asks how an unlisted one ended."""
+    control, _, fake = modal_plane
+    result = control.dispatch(TaskRequest(prompt="work"))
+    fake.finish(result.sandbox_id, **finish)
+    control.reconcile_once()
+    row = store.get_container(result.container_id)
+    assert (row.state, row.termination_reason) == (ContainerState.TERMINATED, "exited")
+    assert store.get_task(result.task_id).status == status
+
+
+def test_modal_terminate_of_a_terminated_row_still_stops_its_sandbox(store, modal_plane):
+    control, _, fake = modal_plane
+    result = control.dispatch(TaskRequest(prompt="lost"))
+    store.transition(result.container_id, ContainerState.TERMINATED, source="reconciler")
+    control.terminate(result.container_id)
+    assert not fake.sandboxes[result.sandbox_id].running
