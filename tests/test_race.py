@@ -334,3 +334,17 @@ def test_modal_terminate_of_a_terminated_row_still_stops_its_sandbox(store, moda
     store.transition(result.container_id, ContainerState.TERMINATED, source="reconciler")
     control.terminate(result.container_id)
     assert not fake.sandboxes[result.sandbox_id].running
+
+
+def test_cli_task_list_shows_a_finished_agent_completed_and_not_active(parhelia_env, monkeypatch):
+    env = parhelia_env
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", QUICK_AGENT)
+    created = env.ok("task", "create", "quick job")
+    wait_until(lambda: not running(env.backend(), created["sandbox_id"]))
+    env.ok("reconciler", "run")
+    [listed] = env.ok("task", "list")
+    assert (listed["id"], listed["status"]) == (created["task_id"], "completed")
+    assert "0 active (pending or running), 1 ended" in env.run("task", "list").out
+    shown = env.ok("task", "show", created["task_id"])
+    assert shown["task"]["status"] == "completed" and shown["task"]["finished_at"]
+    assert shown["containers"][0]["exit_code"] == 0

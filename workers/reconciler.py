@@ -410,14 +410,26 @@ class _Plan:
         if not can_transition(row.state, S.TERMINATED) or row.state == S.TERMINATED:
             return
         reason = row.termination_reason if row.state == S.STOPPED else None
+        code = row.exit_code if row.exit_code is not None else self._exit_code(row)
+        ended = "exited" if code is not None else "external"
         self._state(
             row,
             S.TERMINATED,
             "terminated",
-            f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: terminated externally",
-            termination_reason=reason or "external",
+            f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: "
+            + (f"it ended with code {code}" if code is not None else "terminated externally"),
+            termination_reason=reason or ended,
             terminated_by=row.terminated_by or "external",
+            exit_code=code,
         )
+
+    def _exit_code(self, row: Row) -> int | None:
+        """Ask the backend how a sandbox it no longer lists ended (Modal lists only running ones);
+        any failure is "unknown": the row ends all the same."""
+        try:
+            return self.rec.backends[row.backend].exit_code(row.sandbox_id)
+        except Exception:
+            return None
 
     def _mark_stale(self, row: Row) -> None:
         change = self.changes.get(row.id)
