@@ -1253,7 +1253,10 @@ def _follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> No
                 .where(Task.id == tid)
                 .values(status=new.value, updated_at=now, finished_at=now if ended_now else None)
             )
-            if new == TaskStatus.CANCELLED or (status, new) == (TaskStatus.PENDING, new.RUNNING):
+            if new == TaskStatus.CANCELLED or (status, new) == (
+                TaskStatus.PENDING,
+                TaskStatus.RUNNING,
+            ):
                 continue  # the container's own event says it (who stopped it, or that it started)
             s.add(
                 Event(
