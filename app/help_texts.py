@@ -24,16 +24,11 @@ container row first, creates the sandbox tagged with the container id, then reco
   parhelia task create "fix the flaky test" --cpu 2 --memory 4096 --timeout 60
   parhelia task create "train the model" --gpu A10G
   parhelia task list | show ID | cancel ID | retry ID
-The estimate (rate x timeout) is checked against the budget before anything starts (E300).
-A task is pending until its sandbox runs, running while it does, then ends with its container:
-completed (exit 0), failed (other codes, a failed dispatch), timed_out (exit 124 or its whole
-timeout), or cancelled (stopped by a person or a policy).""",
+The estimate (rate x timeout) is checked against the budget before anything starts (E300).""",
     "containers": """\
 States: created -> running -> stopped -> terminated; any -> orphaned (running, unknown to the
-store); orphaned -> terminated. A terminated row whose sandbox a listing still shows running goes
-back to orphaned: it is counted, shown and terminated again like any orphan. Health comes from
-missed heartbeats: 2 degraded, 5 unhealthy, 10 dead; no heartbeat for 5 minutes marks a
-container unhealthy.
+store); orphaned -> terminated. Health comes from missed heartbeats: 2 degraded, 5 unhealthy,
+10 dead; no heartbeat for 5 minutes marks a container unhealthy.
 
   parhelia containers list | show ID | events ID | health | orphans
   parhelia containers terminate ID          (asks first; --yes to skip)
