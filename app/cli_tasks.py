@@ -9,6 +9,7 @@ import typer
 from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
 from parhelia.app.textfmt import money
+from parhelia.state.enums import LIVE_TASK_STATUSES
 
 app = typer.Typer(
     help="Tasks: create (dispatch an agent), list, show, cancel, retry.", no_args_is_help=True
@@ -121,6 +122,8 @@ def list_(
                 right={4, 5},
             )
         )
+        live = sum(1 for t in tasks if t.status in LIVE_TASK_STATUSES)
+        output.echo(f"{live} active (pending or running), {len(tasks) - live} ended")
 
     output.success([_task_dict(t) for t in tasks], json_out=rt.json_out, human=human)
 
@@ -159,7 +162,7 @@ def show(
 
     actions = (
         [(f"parhelia task cancel {t.id}", "stop it")]
-        if t.status in ("pending", "running")
+        if t.status in LIVE_TASK_STATUSES
         else [(f"parhelia task retry {t.id}", "run it again")]
     )
     output.success(data, json_out=rt.json_out, human=human, next_actions=actions)

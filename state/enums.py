@@ -29,7 +29,12 @@ class TaskStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+
+
+# Tasks whose work is still live (counted as active); every other status is an end.
+LIVE_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
 class EventLevel(StrEnum):

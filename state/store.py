@@ -38,10 +38,12 @@ from parhelia.state.costs import accrued_cost
 from parhelia.state.enums import (
     ACTIVE_STATES,
     LEVEL_ORDER,
+    LIVE_TASK_STATUSES,
     ContainerState,
     EventLevel,
     EventSource,
     Health,
+    TaskStatus,
 )
 from parhelia.state.errors import ParheliaError
 from parhelia.state.lifecycle import check_transition
@@ -57,6 +59,7 @@ from parhelia.state.models import (
 )
 from parhelia.state.process_owner import ProcessOwner, is_gone
 from parhelia.state.requests import gpu_count
+from parhelia.state.task_end import next_task_status, task_status_for
 from parhelia.state.timeutil import as_utc, utcnow
 from parhelia.state.views import (
     RUN_COUNTS,
@@ -368,7 +371,30 @@ class Store:
                         actor=actor,
                     )
                 )
+                s.flush()
+                _follow_tasks(s, [c.id], now)
         return c
+
+    def record_sandbox(
+        self, container_id: str, sandbox_id: str, *, source: str, actor: str, **fields: Any
+    ) -> Container:
+        """The dispatcher's last write: its `created` row runs as `sandbox_id`. A listing may have
+        adopted the sandbox by its tag first (and seen it exit): then the row already holds it and
+        stays as the listing left it, so a quick agent ends stopped, not in an E105."""
+        try:
+            return self.transition(
+                container_id,
+                ContainerState.RUNNING,
+                source=source,
+                actor=actor,
+                sandbox_id=sandbox_id,
+                **fields,
+            )
+        except ParheliaError as exc:
+            # a row's sandbox id, once set, never changes: holding ours, it was adopted
+            if exc.code == "E105" and self.get_container(container_id).sandbox_id == sandbox_id:
+                return self.get_container(container_id)
+            raise
 
     def containers(
         self,
@@ -908,6 +934,9 @@ class Store:
                     update(Container),
                     [{"id": c.id, "updated_at": now, **c.fields} for c in applied],
                 )
+                moved = [c.id for c in applied if "state" in c.fields or "sandbox_id" in c.fields]
+                if moved:
+                    _follow_tasks(s, moved, now)
             if new_tasks:
                 known = set()
                 for chunk in _chunks([t.id for t in new_tasks]):
@@ -1239,7 +1268,7 @@ def _json_value(value: Any) -> Any:
 
 # -- loops support types --------------------------------------------------------------------
 
-_EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats")
+_EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats", "updated_at")
 
 
 @dataclass(frozen=True)
@@ -1263,6 +1292,70 @@ class NewRow:
 class Applied:
     changed: frozenset[str]
     inserted: frozenset[str]
+
+
+def _follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> None:
+    """Bring these containers' tasks to the status their containers give them
+    (`parhelia.state.task_end`), with an event for each task that moves."""
+    for chunk in _chunks(list(container_ids)):
+        q = (
+            select(
+                Container.id,
+                Container.state,
+                Container.sandbox_id,
+                Container.exit_code,
+                Container.termination_reason,
+                Container.started_at,
+                Container.terminated_at,
+                Task.id,
+                Task.status,
+                Task.timeout_minutes,
+            )
+            .join(Task, Task.id == Container.task_id)
+            .where(Container.id.in_(chunk))
+        )
+        for cid, state, sid, code, reason, started, ended, tid, status, minutes in s.execute(q):
+            derived = task_status_for(
+                state,
+                has_sandbox=sid is not None,
+                exit_code=code,
+                reason=reason,
+                started_at=as_utc(started),
+                ended_at=as_utc(ended),
+                timeout_seconds=(minutes or 0) * 60.0,
+            )
+            new = next_task_status(status, derived)
+            if new is None:
+                continue
+            ended_now = new not in LIVE_TASK_STATUSES
+            s.execute(
+                update(Task)
+                .where(Task.id == tid)
+                .values(status=new.value, updated_at=now, finished_at=now if ended_now else None)
+            )
+            if new == TaskStatus.CANCELLED or (status, new) == (
+                TaskStatus.PENDING,
+                TaskStatus.RUNNING,
+            ):
+                continue  # the container's own event says it (who stopped it, or that it started)
+            s.add(
+                Event(
+                    ts=now,
+                    type="task.status",
+                    level=EventLevel.WARNING
+                    if new in (TaskStatus.FAILED, TaskStatus.TIMED_OUT)
+                    else EventLevel.INFO,
+                    task_id=tid,  # a task's event: `task show` lists it, the message names cid
+                    old_value=status,
+                    new_value=new.value,
+                    message=f"task {tid} {status} → {new.value} (container {cid} {state}"
+                    + (f", exit {code}" if code is not None else "")
+                    + (f", {reason}" if reason else "")
+                    + ")",
+                    source=EventSource.SYSTEM,
+                    actor="store",
+                )
+            )
 
 
 def _add_events(s: Session, events: Sequence[Event | dict]) -> None:

@@ -232,16 +232,14 @@ class ControlPlane:
             self._dispatch_failed(container, task, exc, actor)
             raise self._as_dispatch_error(exc, task.id) from exc
         try:
-            self.store.transition(
+            self.store.record_sandbox(
                 container.id,
-                ContainerState.RUNNING,
+                info.sandbox_id,
                 source=src,
                 actor=actor,
-                sandbox_id=info.sandbox_id,
                 tags=dict(info.tags),
                 message=f"{container.id} running as {backend_name} sandbox {info.sandbox_id}",
             )
-            self.store.update_task(task.id, status=TaskStatus.RUNNING)
         except Exception as exc:
             # The sandbox exists but the store could not record it: stop it rather than leave it unseen.
             try:
@@ -289,8 +287,7 @@ class ControlPlane:
             terminated_by=actor,
             message=f"dispatch of {container.id} failed ({code}): {exc}",
             details={"code": code},
-        )
-        self.store.update_task(task.id, status=TaskStatus.FAILED, finished_at=self.clock())
+        )  # its task fails with it (`Store.transition` applies `state.task_end`)
 
     @staticmethod
     def _as_dispatch_error(exc: Exception, task_id: str) -> ParheliaError:
@@ -305,10 +302,14 @@ class ControlPlane:
     # -- terminate, cancel, retry ---------------------------------------------------------
 
     def terminate(self, ref: str, *, actor: str = "user", reason: str = "user") -> ContainerView:
-        """Stop a container's sandbox and record why, by whom, its exit code and final cost. Idempotent."""
+        """Stop a container's sandbox and record why, by whom, its exit code and final cost.
+
+        Idempotent on the sandbox, not just the row: a row already `terminated` still has its
+        sandbox stopped (a row can say ended while its sandbox runs), and the row is left as it was."""
         c = self.store.get_container(ref)
         source = ACTOR_SOURCES.get(actor, EventSource.USER)
         if c.state == ContainerState.TERMINATED:
+            self._make_sure_gone(c, actor, source)
             return self._view(c.id)
         exit_code = c.exit_code
         if c.sandbox_id:
@@ -316,20 +317,12 @@ class ControlPlane:
             try:
                 result = backend.terminate(c.sandbox_id)
                 exit_code = result.exit_code if result.exit_code is not None else exit_code
+                if result.already_gone and result.exit_code is not None:
+                    # it had ended on its own first: its task ends from its exit code
+                    reason = c.termination_reason or "exited"
             except ParheliaError as exc:
-                if (
-                    exc.code != "E205"
-                ):  # E205: already gone; anything else leaves the store as it was
-                    self.store.add_event(
-                        "container.terminate_failed",
-                        f"terminate {c.id} failed: {exc.message}",
-                        level=EventLevel.ERROR,
-                        source=source,
-                        actor=actor,
-                        container_id=c.id,
-                        task_id=c.task_id,
-                        details={"code": exc.code},
-                    )
+                if exc.code != "E205":  # already gone; anything else leaves the store as it was
+                    self._terminate_failed(c, exc, actor, source)
                     raise
         self.store.transition(
             c.id,
@@ -341,14 +334,44 @@ class ControlPlane:
             exit_code=exit_code,
             now=self.clock(),
             message=f"{c.id} terminated by {actor} ({reason})",
-        )
-        if c.task_id:
-            task = self.store.get_task(c.task_id)
-            if task.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
-                self.store.update_task(
-                    task.id, status=TaskStatus.CANCELLED, finished_at=self.clock()
-                )
+        )  # its task ends with it (`Store.transition` applies `state.task_end`)
         return self._view(c.id)
+
+    def _terminate_failed(self, c: Container, exc: ParheliaError, actor: str, source: str) -> None:
+        self.store.add_event(
+            "container.terminate_failed",
+            f"terminate {c.id} failed: {exc.message}",
+            level=EventLevel.ERROR,
+            source=source,
+            actor=actor,
+            container_id=c.id,
+            task_id=c.task_id,
+            details={"code": exc.code},
+        )
+
+    def _make_sure_gone(self, c: Container, actor: str, source: str) -> None:
+        """Stop the sandbox of a row that already says terminated; record it if it still ran."""
+        if not c.sandbox_id:
+            return
+        try:
+            result = self.backend_for(c.backend).terminate(c.sandbox_id)
+        except ParheliaError as exc:
+            if exc.code == "E205":
+                return  # gone, as the row says
+            self._terminate_failed(c, exc, actor, source)
+            raise
+        if not result.already_gone:
+            self.store.add_event(
+                "container.terminated_again",
+                f"{c.id} said terminated but its sandbox {c.sandbox_id} still ran; "
+                f"stopped now by {actor}",
+                level=EventLevel.WARNING,
+                source=source,
+                actor=actor,
+                container_id=c.id,
+                task_id=c.task_id,
+                details={"exit_code": result.exit_code},
+            )
 
     def cancel_task(self, task_id: str, *, actor: str = "user") -> list[ContainerView]:
         task = self.store.get_task(task_id)

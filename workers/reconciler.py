@@ -7,6 +7,16 @@ recorded as `orphaned` once its grace period has passed; a row whose sandbox is 
 changes nothing of that backend: it records an error, and the loop backs off. Only the lease holder
 acts; any other process gets `acted=False` and writes nothing.
 
+A listing only judges rows that existed, unchanged, when it began: the rows are read before the
+listing, every change carries the row's `updated_at` as it was read (`Store.apply_changes` drops it
+if the row moved since), and a listed sandbox whose row appeared or ended after that read is left
+to the next cycle. So a dispatch that lands during a listing is never "gone", nor an orphan.
+
+A listed running sandbox whose row says `terminated` is a fire, not a footnote: the row goes back
+to `orphaned` (`state.lifecycle.SIGHTED`), so it burns in the budget, shows in the attention list
+and among the orphans, and `containers terminate` stops it again.
+
+
 An orphan is priced from its real resources when the backend can tell them (the local backend
 records each sandbox's spec); otherwise (Modal's listing exposes none) its rate is estimated from
 the configured task defaults (`[defaults]` cpu, memory, gpu, region). Either way with the configured
@@ -35,7 +45,7 @@ from parhelia.state.costs import (
 from parhelia.state.enums import ContainerState as S
 from parhelia.state.enums import EventLevel, EventSource, Health, TaskStatus
 from parhelia.state.errors import ParheliaError
-from parhelia.state.lifecycle import can_transition
+from parhelia.state.lifecycle import ENDED_FIELDS, can_transition
 from parhelia.state.models import Container, ReconcilerRun, Task, new_container_id
 from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
@@ -121,7 +131,6 @@ class Reconciler:
         self.clock = clock
         self.rng = rng or random.Random()
         self.failures = 0  # consecutive failed cycles, for the backoff
-        self._conflicts: set[str] = set()
         self._listed_at: dict[str, datetime] = {}  # when each backend's last good listing began
         self.unseen_since: dict[str, datetime] = {}  # ... and the one before it (see _first_seen)
         self._grace_ends_at: datetime | None = None
@@ -215,11 +224,13 @@ class Reconciler:
     def _cycle(self, report: ReconcileReport, t0: float) -> None:
         names = sorted(self.store.backends_in_use() | {self.configured_backend})
         report.backends = names
+        snapshot_at = self.clock()
+        snapshot = self.store.container_rows(LIVE)  # before the listing: see the module docstring
         listings, failures = self._list(names, report)
         now = self.clock()
-        rows = [r for r in self.store.container_rows(LIVE) if r.backend in listings]
+        rows = [r for r in snapshot if r.backend in listings]
         report.known = sum(1 for r in rows if r.state != S.STOPPED)
-        plan = _Plan(self, now, report)
+        plan = _Plan(self, now, report, snapshot_at)
         for name, infos in listings.items():
             plan.diff(name, infos, [r for r in rows if r.backend == name])
         applied = self.store.apply_changes(
@@ -227,8 +238,9 @@ class Reconciler:
         )
         plan.count(applied.changed, applied.inserted)
         policy = self.store.get_setting("policy.orphans") or self.settings.policy.orphans
-        if policy == "terminate" and self.terminate is not None and applied.inserted:
-            for cid in sorted(applied.inserted):
+        orphans = applied.inserted | (applied.changed & plan.sighted)
+        if policy == "terminate" and self.terminate is not None and orphans:
+            for cid in sorted(orphans):
                 try:
                     self.terminate(cid, ACTOR, "orphan")
                     report.orphans_terminated += 1
@@ -318,10 +330,15 @@ def _describe(res: Resources) -> str:
 class _Plan:
     """The changes of one cycle, built from rows loaded once and indexed in dicts."""
 
-    def __init__(self, rec: Reconciler, now: datetime, report: ReconcileReport) -> None:
+    def __init__(
+        self, rec: Reconciler, now: datetime, report: ReconcileReport, snapshot_at: datetime
+    ) -> None:
         self.rec = rec
         self.now = now
         self.report = report
+        self.snapshot_at = snapshot_at
+        self.snapshot_ids: set[str] = set()
+        self.sighted: set[str] = set()  # terminated rows whose sandbox was seen running
         self.changes: dict[str, RowChange] = {}
         self.kinds: dict[str, set[str]] = {}
         self.new_rows: list[NewRow] = []
@@ -334,13 +351,23 @@ class _Plan:
 
     def _change(self, row: Row, kind: str, fields: dict, *events) -> None:
         prev = self.changes.get(row.id)
-        expect = prev.expect if prev else {"state": row.state, "sandbox_id": row.sandbox_id}
+        expect = (
+            prev.expect
+            if prev
+            else {
+                "state": row.state,
+                "sandbox_id": row.sandbox_id,
+                "updated_at": row.updated_at,
+            }
+        )
         merged = {**(prev.fields if prev else {}), **fields}
         evs = (*(prev.events if prev else ()), *events)
         self.changes[row.id] = RowChange(row.id, merged, expect, evs)
         self.kinds.setdefault(row.id, set()).add(kind)
 
-    def _state(self, row: Row, new: str, kind: str, message: str, **fields) -> None:
+    def _state(
+        self, row: Row, new: str, kind: str, message: str, *, why: dict | None = None, **fields
+    ) -> None:
         level = EventLevel.WARNING if new in (S.TERMINATED, S.ORPHANED) else EventLevel.INFO
         if new in (S.STOPPED, S.TERMINATED) and row.terminated_at is None:
             fields["terminated_at"] = self.now
@@ -359,7 +386,10 @@ class _Plan:
             task_id=row.task_id,
             old_value=row.state,
             new_value=new,
-            details={k: v for k, v in fields.items() if isinstance(v, (str, int, float))},
+            details={
+                **{k: v for k, v in fields.items() if isinstance(v, (str, int, float))},
+                **(why or {}),
+            },
             ts=self.now,
         )
         self._change(row, kind, fields, ev)
@@ -367,6 +397,7 @@ class _Plan:
     def diff(self, backend: str, infos: Sequence[SandboxInfo], rows: Sequence[Row]) -> None:
         by_sandbox = {r.sandbox_id: r for r in rows if r.sandbox_id}
         by_id = {r.id: r for r in rows}
+        self.snapshot_ids.update(by_id)
         seen: set[str] = set()
         unmatched: list[SandboxInfo] = []
         for info in infos:
@@ -461,14 +492,26 @@ class _Plan:
         if not can_transition(row.state, S.TERMINATED) or row.state == S.TERMINATED:
             return
         reason = row.termination_reason if row.state == S.STOPPED else None
+        code = row.exit_code if row.exit_code is not None else self._exit_code(row)
+        ended = "exited" if code is not None else "external"
         self._state(
             row,
             S.TERMINATED,
             "terminated",
-            f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: terminated externally",
-            termination_reason=reason or "external",
+            f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: "
+            + (f"it ended with code {code}" if code is not None else "terminated externally"),
+            termination_reason=reason or ended,
             terminated_by=row.terminated_by or "external",
+            exit_code=code,
         )
+
+    def _exit_code(self, row: Row) -> int | None:
+        """Ask the backend how a sandbox it no longer lists ended (Modal lists only running ones);
+        any failure is "unknown": the row ends all the same."""
+        try:
+            return self.rec.backends[row.backend].exit_code(row.sandbox_id)
+        except Exception:
+            return None
 
     def _mark_stale(self, row: Row) -> None:
         change = self.changes.get(row.id)
@@ -530,8 +573,10 @@ class _Plan:
         r.grace_ends_at = ends if r.grace_ends_at is None else min(r.grace_ends_at, ends)
 
     def _orphans(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
-        """Running sandboxes no live row knows. Rows of any state are looked up once, so a sandbox
-        whose row was terminated is reported instead of recorded twice."""
+        """Running sandboxes no row of the snapshot knows. Rows of any state are looked up once:
+        a row that holds the sandbox now, or a live row named by its tag that the snapshot did not
+        have, appeared during the listing (the next cycle judges it); a row that had ended before
+        the snapshot while its sandbox runs goes back to `orphaned` instead of being recorded twice."""
         running = [i for i in infos if i.running]
         old = self.rec.store.containers_matching(
             backend,
@@ -539,10 +584,16 @@ class _Plan:
             sandbox_ids=[i.sandbox_id for i in running],
         )
         old_ids = {c.id for c in old}
-        old_sandboxes = {c.sandbox_id for c in old if c.sandbox_id}
+        holders = {c.sandbox_id: c for c in old if c.sandbox_id}
+        newcomers = {c.id for c in old if c.state != S.TERMINATED and c.id not in self.snapshot_ids}
         seen = self._sightings(backend)
         before = dict(seen)
         for info in running:
+            holder = holders.get(info.sandbox_id)
+            if holder is not None and holder.state != S.TERMINATED:
+                continue  # its row holds it now: recorded during the listing
+            if holder is None and info.container_id in newcomers:
+                continue  # its dispatch is writing the sandbox id right now
             born = as_utc(info.created_at) or seen.setdefault(
                 info.sandbox_id, self._first_seen(backend)
             )
@@ -551,28 +602,33 @@ class _Plan:
                 self._in_grace_until(born + timedelta(seconds=self.grace))
                 continue
             seen.pop(info.sandbox_id, None)
-            if info.sandbox_id in old_sandboxes:
-                self.report.conflicts += 1
-                continue
+            if holder is not None:
+                ended = as_utc(holder.terminated_at)
+                if ended is None or ended <= self.snapshot_at:
+                    self._sighted(holder, info)
+                continue  # ended during the listing: the next cycle judges it
             tag_id = info.container_id
             cid = tag_id if tag_id and tag_id not in old_ids and len(tag_id) <= 32 else None
             self._orphan(backend, info, cid or new_container_id(), born)
         self._save_sightings(backend, before, seen, {i.sandbox_id for i in running})
-        conflicts = {i.sandbox_id for i in running if i.sandbox_id in old_sandboxes}
-        if conflicts - self.rec._conflicts:  # report each such sandbox once, not every cycle
-            self.extra_events.append(
-                make_event(
-                    "reconciler.conflict",
-                    f"{len(conflicts)} {backend} sandbox(es) still run though their rows are "
-                    "terminated; terminate them in the backend console",
-                    level=EventLevel.WARNING,
-                    source=SRC,
-                    actor=ACTOR,
-                    details={"sandbox_ids": sorted(conflicts)[:50]},
-                    ts=self.now,
-                )
-            )
-        self.rec._conflicts = conflicts
+
+    def _sighted(self, row: Container, info: SandboxInfo) -> None:
+        """A row that says terminated while its sandbox runs goes back to `orphaned` (a fire)."""
+        self.sighted.add(row.id)
+        self._state(
+            row,
+            S.ORPHANED,
+            "conflicts",
+            f"{row.id} said terminated ({row.termination_reason or '-'}) but {row.backend} "
+            f"sandbox {info.sandbox_id} still runs: orphaned again, burning "
+            f"${row.cost_rate_per_hour:.3f}/h; parhelia containers terminate {row.id}",
+            why={
+                "was_reason": row.termination_reason,
+                "was_terminated_by": row.terminated_by,
+                "sandbox_id": info.sandbox_id,
+            },
+            **dict.fromkeys(ENDED_FIELDS),
+        )
 
     def _orphan(
         self,

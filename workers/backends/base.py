@@ -131,6 +131,11 @@ class Backend(Protocol):
 
     def terminate(self, sandbox_id: str) -> TerminateResult: ...
 
+    def exit_code(self, sandbox_id: str) -> int | None:
+        """How an ended sandbox ended (None while it runs, or if nobody knows): for a row whose
+        sandbox a listing no longer shows (Modal lists only running ones), so its task ends right."""
+        ...
+
     def probe(self, sandbox_id: str) -> ProbeSample: ...
 
     def shell_argv(self, sandbox_id: str) -> list[str]:

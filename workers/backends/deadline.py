@@ -60,6 +60,9 @@ class DeadlineBackend:
             self.timeout + self.terminate_grace,
         )
 
+    def exit_code(self, sandbox_id: str) -> int | None:
+        return self._call("exit_code", lambda: self.inner.exit_code(sandbox_id), self.timeout)
+
     def probe(self, sandbox_id: str) -> ProbeSample:
         return self.inner.probe(sandbox_id)
 

@@ -366,6 +366,12 @@ class LocalBackend:
             self._cpu_cache.pop(sandbox_id, None)
         return TerminateResult(sandbox_id, code)
 
+    def exit_code(self, sandbox_id: str) -> int | None:
+        entry = self._load(sandbox_id)
+        if self._leader(entry) is not None:
+            return None
+        return self._record_end(entry).exit_code
+
     def _signal_group(self, entry: RegistryEntry, sig: int) -> None:
         try:
             os.killpg(entry.pgid, sig)

@@ -354,6 +354,18 @@ class ModalBackend:
         self._forget(sandbox_id)
         return TerminateResult(sandbox_id, code)
 
+    def exit_code(self, sandbox_id: str) -> int | None:
+        from modal.exception import NotFoundError
+
+        attempted = f"read how the Modal sandbox {sandbox_id} ended"
+        try:
+            sb = self._sandbox(sandbox_id, attempted)
+            return self._call(attempted, sb.poll)
+        except ParheliaError as err:
+            if isinstance(err.__cause__, NotFoundError):
+                return None
+            raise
+
     def _forget(self, sandbox_id: str) -> None:
         self._cpu_counters.pop(sandbox_id, None)
         self._handles.pop(sandbox_id, None)
