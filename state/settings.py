@@ -175,6 +175,8 @@ DAY = 86400.0
 RANGES: dict[str, Range] = {
     "agent.max_turns": Range(1, 1000, unit="turns"),
     "modal.idle_timeout_seconds": Range(0, DAY, unit="seconds (0: none)"),
+    "modal.timeout_seconds": Range(0, 600, lo_open=True, unit="seconds"),
+    "local.timeout_seconds": Range(0, 600, lo_open=True, unit="seconds"),
     "local.terminate_grace_seconds": Range(0, 600, unit="seconds"),
     "defaults.cpu": Range(*CPU_RANGE, unit="cores"),
     "defaults.memory_mib": Range(*MEMORY_RANGE_MIB, unit="MiB"),
