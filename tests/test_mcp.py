@@ -443,3 +443,48 @@ def test_http_transport_serves_on_loopback_only(parhelia_env):
         proc.terminate()
         out, _err = proc.communicate(timeout=10)
     assert out == b""
+
+
+def test_stdout_carries_only_protocol_messages(parhelia_env):
+    """Raw stdio, no client library: every line the server writes is a JSON-RPC message, even
+    while it dispatches a real agent process and reads a broken table."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parhelia.app", "mcp", "serve"],
+        env=parhelia_env.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    init = {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": CLIENT, "version": "1"},
+    }
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "status"}},
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "task_create", "arguments": {"prompt": "hi", "timeout": 5}},
+        },
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "nope"}},
+    ]
+    proc.stdin.write("".join(json.dumps(r) + "\n" for r in requests))
+    proc.stdin.flush()
+    answered: set[int] = set()
+    try:
+        while not answered >= {1, 2, 3, 4}:  # ends at EOF if the server dies
+            line = proc.stdout.readline()
+            assert line, "the server closed stdout before answering"
+            message = json.loads(line)  # anything but JSON-RPC on stdout fails here
+            assert message["jsonrpc"] == "2.0"
+            answered.add(message.get("id"))
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(timeout=30)
+    assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest.splitlines())
