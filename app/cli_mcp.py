@@ -59,7 +59,7 @@ def serve(
     if transport == "stdio":
         anyio.run(server.run_stdio_async)
     else:
-        sys.stderr.write(f"parhelia MCP server on http://{HOST}:{port}/mcp\n")
+        sys.stderr.write(f"MCP server listening on http://{HOST}:{port}/mcp\n")
         anyio.run(lambda: server.run_streamable_http_async(host=HOST, port=port))
 
 

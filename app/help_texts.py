@@ -68,10 +68,10 @@ H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.
 `parhelia mcp serve` is an MCP server: Claude Code (or any MCP client) sees and controls the fleet
 through the same control plane as this CLI, with the same data as --json. Register it once:
 
-  parhelia mcp install                 print the Claude Code entry (and the `claude mcp add` line)
-  parhelia mcp install --write         add it to ./.mcp.json (project scope)
-  parhelia mcp serve                   stdio, what Claude Code starts
-  parhelia mcp serve --transport http --port 8765    streamable HTTP on 127.0.0.1 only
+  parhelia mcp install                 (print the Claude Code entry and its `claude mcp add` line)
+  parhelia mcp install --write         (add it to ./.mcp.json, the project scope)
+  parhelia mcp serve                   (stdio: what Claude Code starts)
+  parhelia mcp serve --transport http --port 8765     (streamable HTTP, 127.0.0.1 only)
 Tools: status, containers_list|show|health|orphans|terminate, events_list|recent, task_create|
 list|show|cancel|retry|estimate, budget_status, reconcile_now, cleanup_orphans. Every tool that
 returns records takes `fields` (dotted paths) to cut the answer. Terminate, cancel and cleanup
