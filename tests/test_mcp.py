@@ -370,6 +370,34 @@ def test_a_subscriber_is_notified_of_an_event_another_process_commits(parhelia_e
     anyio.run(body)
 
 
+def test_a_2026_listen_stream_is_told_of_an_event_another_process_commits(parhelia_env):
+    """The 2026-07-28 protocol's `subscriptions/listen`, as `mcp.Client` negotiates by default."""
+    from mcp import Client
+
+    env = parhelia_env
+    env.ok("task", "list")  # creates the schema
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "parhelia.app", "mcp", "serve"], env=env.env
+    )
+
+    async def body():
+        async with Client(params) as client:
+            assert client.session.protocol_version >= "2026-07-28"
+            async with client.listen(resource_subscriptions=["parhelia://events"]) as sub:
+                await anyio.to_thread.run_sync(
+                    lambda: subprocess.run(
+                        [sys.executable, "-c", WRITER, env.db_url, "listened"],
+                        check=True,
+                        env=env.env,
+                    )
+                )
+                with anyio.fail_after(15):
+                    event = await sub.__anext__()
+            assert event.uri == "parhelia://events"
+
+    anyio.run(body)
+
+
 # -- install, help, http ----------------------------------------------------------------------
 
 
