@@ -36,13 +36,10 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Every container: id, sandbox, state, health, task, age, cost."""
+    from parhelia.app.payloads import select_containers
+
     rt = runtime(ctx, json_out)
-    view = rt.control.dashboard(event_limit=0)
-    rows = view.containers
-    if all_:
-        rows = rt.store.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)
-    if state:
-        rows = [c for c in rows if c.state == state]
+    view, rows = select_containers(rt.control, all_=all_, state=state)
     data = [asdict(c) for c in rows]
 
     def human() -> None:
@@ -131,9 +128,11 @@ def events(
 @app.command("orphans")
 def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Sandboxes running with Parhelia's tags that no dispatch recorded; ends with the cleanup command."""
+    from parhelia.app.payloads import orphan_rows
+
     rt = runtime(ctx, json_out)
     view = rt.control.dashboard(event_limit=0)
-    rows = [c for c in view.containers if c.state == "orphaned"]
+    rows = orphan_rows(view)
 
     def human() -> None:
         if not rows:
@@ -175,14 +174,10 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @app.command("health")
 def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Active containers counted by health, with their ids."""
+    from parhelia.app.payloads import health_data, health_groups
+
     rt = runtime(ctx, json_out)
-    view = rt.control.dashboard(event_limit=0)
-    groups: dict[str, list[str]] = {
-        h: [] for h in ("healthy", "degraded", "unhealthy", "dead", "unknown")
-    }
-    for c in view.containers:
-        if c.is_active:
-            groups.setdefault(c.health, []).append(c.id)
+    groups = health_groups(rt.control.dashboard(event_limit=0))
 
     def human() -> None:
         for h, ids in groups.items():
@@ -190,11 +185,7 @@ def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
                 f"{h:<10} {len(ids):>4}  {' '.join(ids[:12])}{' ...' if len(ids) > 12 else ''}"
             )
 
-    output.success(
-        {h: {"count": len(ids), "ids": ids} for h, ids in groups.items()},
-        json_out=rt.json_out,
-        human=human,
-    )
+    output.success(health_data(groups), json_out=rt.json_out, human=human)
 
 
 @app.command("terminate")

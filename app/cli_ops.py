@@ -63,27 +63,19 @@ def events_list(
     json_out: JsonOpt = False,
 ) -> None:
     """Events filtered by container, task, type, level and time range; newest last."""
-    from parhelia.state.enums import EventLevel
-    from parhelia.state.store import to_event_view
+    from parhelia.app.payloads import event_views
 
     rt = runtime(ctx, json_out)
-    if level and level not in [lv.value for lv in EventLevel]:
-        raise ParheliaError(
-            "E101",
-            f"unknown level {level!r}; valid: debug, info, warning, error",
-            ["parhelia events list --level warning", "parhelia events list --help"],
-        )
-    cid = rt.store.get_container(container).id if container else None
-    rows = rt.store.events(
-        container_id=cid,
-        task_id=task,
-        types=type_.split(",") if type_ else None,
-        min_level=level,
+    views = event_views(
+        rt.control,
+        container=container,
+        task=task,
+        types=type_,
+        level=level,
         since=_parse_time(since),
         until=_parse_time(until),
         limit=limit,
     )
-    views = [to_event_view(e) for e in reversed(rows)]
     output.success(
         [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
     )
@@ -119,10 +111,12 @@ budget_app = typer.Typer(
 @budget_app.command("show")
 def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Spent against the ceiling, burn rate, and when the ceiling is reached at this rate."""
+    from parhelia.app.payloads import budget_data
+
     rt = runtime(ctx, json_out)
     view = rt.control.dashboard(event_limit=0)
     b = view.budget
-    data = {**asdict(b), "percent": round(b.percent, 2), "remaining_usd": b.remaining_usd}
+    data = budget_data(view)
 
     def human() -> None:
         output.echo(
@@ -281,8 +275,10 @@ def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @reconciler_app.command("run")
 def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """One reconcile cycle now, then a heartbeat pass and a budget check."""
+    from parhelia.app.payloads import reconcile_now
+
     rt = runtime(ctx, json_out)
-    report = rt.control.refresh_once()  # releases the lease: a one-off holds nothing after
+    report = reconcile_now(rt.control)
     data = report.to_dict()
 
     def human() -> None:

@@ -16,10 +16,6 @@ app = typer.Typer(
 )
 
 
-def _task_dict(task) -> dict:
-    return task.model_dump()
-
-
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -97,8 +93,10 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """Recent tasks, newest first."""
+    from parhelia.app.payloads import task_list_data
+
     rt = runtime(ctx, json_out)
-    tasks = rt.store.list_tasks(status=status, limit=limit)
+    tasks = task_list_data(rt.control, status=status, limit=limit)
 
     def human() -> None:
         if not tasks:
@@ -109,13 +107,13 @@ def list_(
                 ["ID", "STATUS", "BACKEND", "GPU", "ATTEMPT", "ESTIMATE", "PROMPT"],
                 [
                     [
-                        t.id,
-                        t.status,
-                        t.backend,
-                        t.gpu or "-",
-                        str(t.attempt),
-                        money(t.estimated_cost_usd),
-                        (t.prompt[:50] + "…") if len(t.prompt) > 50 else t.prompt,
+                        t["id"],
+                        t["status"],
+                        t["backend"],
+                        t["gpu"] or "-",
+                        str(t["attempt"]),
+                        money(t["estimated_cost_usd"]),
+                        (t["prompt"][:50] + "…") if len(t["prompt"]) > 50 else t["prompt"],
                     ]
                     for t in tasks
                 ],
@@ -125,7 +123,7 @@ def list_(
         live = sum(1 for t in tasks if t.status in LIVE_TASK_STATUSES)
         output.echo(f"{live} active (pending or running), {len(tasks) - live} ended")
 
-    output.success([_task_dict(t) for t in tasks], json_out=rt.json_out, human=human)
+    output.success(tasks, json_out=rt.json_out, human=human)
 
 
 @app.command("show")
@@ -134,17 +132,10 @@ def show(
 ) -> None:
     """A task with its containers and latest events."""
     from parhelia.app.cli_ops import print_events
-    from parhelia.state.store import to_event_view
+    from parhelia.app.payloads import task_show_parts
 
     rt = runtime(ctx, json_out)
-    t = rt.store.get_task(task)
-    containers = rt.store.containers_for_task(t.id)
-    events = [to_event_view(e) for e in reversed(rt.store.events(task_id=t.id, limit=20))]
-    data = {
-        "task": _task_dict(t),
-        "containers": [c.model_dump() for c in containers],
-        "events": [e.__dict__ for e in events],
-    }
+    t, containers, events, data = task_show_parts(rt.control, task)
 
     def human() -> None:
         output.echo(

@@ -87,6 +87,20 @@ refused and left untouched.
 GPU types, in Modal's spelling and any case: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100,
 H200, B200; aliases A10 = A10G and A100 = A100-40GB; H100! and B200+ as Modal reads them, priced
 as H100 and B200. A count with `:` (1-8, 1-4 for A10G, e.g. H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
+    "mcp": """\
+`parhelia mcp serve` is an MCP server: Claude Code (or any MCP client) sees and controls the fleet
+through the same control plane as this CLI, with the same data as --json. Register it once:
+
+  parhelia mcp install                 (print the Claude Code entry and its `claude mcp add` line)
+  parhelia mcp install --write         (add it to ./.mcp.json, the project scope)
+  parhelia mcp serve                   (stdio: what Claude Code starts)
+  parhelia mcp serve --transport http --port 8765     (streamable HTTP, 127.0.0.1 only)
+Tools: status, containers_list|show|health|orphans|terminate, events_list|recent, task_create|
+list|show|cancel|retry|estimate, budget_status, reconcile_now, cleanup_orphans. Every tool that
+returns records takes `fields` (dotted paths) to cut the answer. Terminate, cancel and cleanup
+only preview until called with confirm=true, and record the actor as mcp:<client name>. Errors
+are the CLI's JSON errors (code and recovery commands). Subscribe to parhelia://events (or
+parhelia://containers/ID) to be notified of new events.""",
 }
 
 EXAMPLES: dict[str, str] = {

@@ -168,13 +168,9 @@ def events_panel(view: DashboardView) -> RenderableType:
 def render_json(view: DashboardView) -> str:
     """The `--json` envelope around the same view, with the verdict scripts branch on."""
     from parhelia.app.output import STARTED, dumps
+    from parhelia.app.payloads import status_data
 
-    data = {
-        "status": "attention" if view.needs_attention else "ok",
-        "attention": attention_reasons(view),
-        "banner": stale_banner(view),
-        "dashboard": view.to_dict(),
-    }
+    data = status_data(view)
     doc = {
         "success": True,
         "data": data,

@@ -62,6 +62,9 @@ class DispatchResult:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["estimate"]["remaining_usd"] = self.estimate.remaining_usd
+        out["budget_left_after_usd"] = max(
+            0.0, self.estimate.remaining_usd - self.estimate.cost_usd
+        )
         return out
 
 

@@ -1,0 +1,163 @@
+"""The data each question returns, computed once for both the CLI's `--json` and the MCP tools.
+
+Every function takes the `ControlPlane` and returns plain JSON-able data (dataclasses converted,
+datetimes as ISO strings), so `parhelia containers list --json` and the `containers_list` tool
+can never disagree: they are the same call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from parhelia.state.errors import ParheliaError
+
+if TYPE_CHECKING:
+    from parhelia.state.views import ContainerView, DashboardView, EventView
+    from parhelia.workers.control import ControlPlane, Estimate
+
+HEALTH_GROUPS = ("healthy", "degraded", "unhealthy", "dead", "unknown")
+
+
+def plain(data: Any) -> Any:
+    """`data` as the JSON the CLI prints (datetimes as ISO text, dataclasses as dicts)."""
+    from parhelia.app.output import _default
+
+    return json.loads(json.dumps(data, default=_default))
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def status_data(view: DashboardView) -> dict:
+    """The `tui --once --format json` (and `parhelia status --json`) data: verdict, reasons, view."""
+    from parhelia.widgets.formatting import attention_reasons, stale_banner
+
+    return {
+        "status": "attention" if view.needs_attention else "ok",
+        "attention": attention_reasons(view),
+        "banner": stale_banner(view),
+        "dashboard": view.to_dict(),
+    }
+
+
+# -- containers -----------------------------------------------------------------------------
+
+
+def select_containers(
+    control: ControlPlane, *, all_: bool = False, state: str | None = None
+) -> tuple[DashboardView, list[ContainerView]]:
+    """The containers `containers list` shows: active and recent, or every one with `all_`."""
+    view = control.dashboard(event_limit=0)
+    rows = view.containers
+    if all_:
+        rows = control.store.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)
+    if state:
+        rows = [c for c in rows if c.state == state]
+    return view, rows
+
+
+def orphan_rows(view: DashboardView) -> list[ContainerView]:
+    return [c for c in view.containers if c.state == "orphaned"]
+
+
+def health_groups(view: DashboardView) -> dict[str, list[str]]:
+    """Active containers' ids by health."""
+    groups: dict[str, list[str]] = {h: [] for h in HEALTH_GROUPS}
+    for c in view.containers:
+        if c.is_active:
+            groups.setdefault(c.health, []).append(c.id)
+    return groups
+
+
+def health_data(groups: dict[str, list[str]]) -> dict:
+    return {h: {"count": len(ids), "ids": ids} for h, ids in groups.items()}
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def event_views(
+    control: ControlPlane,
+    *,
+    container: str | None = None,
+    task: str | None = None,
+    types: str | None = None,
+    level: str | None = None,
+    since=None,
+    until=None,
+    limit: int = 50,
+) -> list[EventView]:
+    """`events list`: filtered by container, task, types (comma-separated), minimum level and
+    time range (datetimes); newest last."""
+    from parhelia.state.enums import EventLevel
+    from parhelia.state.store import to_event_view
+
+    if level and level not in [lv.value for lv in EventLevel]:
+        raise ParheliaError(
+            "E101",
+            f"unknown level {level!r}; valid: debug, info, warning, error",
+            ["parhelia events list --level warning", "parhelia events list --help"],
+        )
+    cid = control.store.get_container(container).id if container else None
+    rows = control.store.events(
+        container_id=cid,
+        task_id=task,
+        types=types.split(",") if types else None,
+        min_level=level,
+        since=since,
+        until=until,
+        limit=limit,
+    )
+    return [to_event_view(e) for e in reversed(rows)]
+
+
+def recent_events(control: ControlPlane, limit: int = 20) -> list[dict]:
+    """The dashboard's events pane: the newest `limit` events, newest last."""
+    return plain([asdict(e) for e in control.dashboard(event_limit=limit).events])
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+def task_list_data(control: ControlPlane, *, status: str | None = None, limit: int = 50) -> list:
+    return [t.model_dump() for t in control.store.list_tasks(status=status, limit=limit)]
+
+
+def task_show_parts(control: ControlPlane, ref: str):
+    """A task, its containers and its latest 20 events (newest last)."""
+    from parhelia.state.store import to_event_view
+
+    t = control.store.get_task(ref)
+    containers = control.store.containers_for_task(t.id)
+    events = [to_event_view(e) for e in reversed(control.store.events(task_id=t.id, limit=20))]
+    data = {
+        "task": t.model_dump(),
+        "containers": [c.model_dump() for c in containers],
+        "events": [e.__dict__ for e in events],
+    }
+    return t, containers, events, data
+
+
+def estimate_data(est: Estimate) -> dict:
+    """An estimate with what is left of the budget now and after this task."""
+    return {
+        **asdict(est),
+        "remaining_usd": est.remaining_usd,
+        "budget_left_after_usd": max(0.0, est.remaining_usd - est.cost_usd),
+    }
+
+
+# -- budget and the reconciler --------------------------------------------------------------
+
+
+def budget_data(view: DashboardView) -> dict:
+    b = view.budget
+    return {**asdict(b), "percent": round(b.percent, 2), "remaining_usd": b.remaining_usd}
+
+
+def reconcile_now(control: ControlPlane):
+    """One reconcile cycle (then heartbeat and budget); the one-shot pass releases the lease after,
+    so a one-off never leaves it behind (`workers.loops.LoopRunner.once`)."""
+    return control.refresh_once()
