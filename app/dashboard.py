@@ -37,7 +37,6 @@ from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.containers_table import ContainersTable, PreparedRow, prepare_rows
 from parhelia.widgets.events_log import EventsLog
 from parhelia.widgets.formatting import (
-    attention_reasons,
     health_label,
     money,
     reconciler_line,
@@ -353,7 +352,7 @@ class ParheliaApp(App):
         pane, keys = self.pane_keys()
         about: list[tuple[str, str]] = []
         if self.view is not None:
-            about += [("Attention", r) for r in attention_reasons(self.view)[:2]]
+            about += [("Attention", a.text, a.command) for a in self.view.attention()[:2]]
         selected = self.query_one(ContainersTable).selected
         if selected is not None and pane != "Events":
             about.append((f"{selected.id} {selected.state}", STATE_HELP.get(selected.state, "")))

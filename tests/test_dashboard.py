@@ -258,7 +258,7 @@ async def test_events_filter_by_level_and_follow_pauses_on_scroll_up(fleet, stor
         await refreshed(pilot, app, n)
         await pilot.pause()
         assert log.following and log.is_vertical_scroll_end
-        log.scroll_home(animate=False)
+        await pilot.press("home")  # the user scrolls up: only that pauses
         await pilot.pause()
         assert not log.following
         assert "paused" in log.border_subtitle
@@ -596,3 +596,91 @@ async def test_garbage_is_collected_on_the_dashboards_schedule(fleet, monkeypatc
         assert gc.get_freeze_count() > 0
         await pilot.pause(0.3)  # both timers have fired
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+# -- the events pane follows until the user scrolls up -----------------------------------------
+
+
+def _newest_on_screen(log: EventsLog, marker: str) -> bool:
+    top = round(log.scroll_y)
+    visible = log.lines[top : top + log.scrollable_content_region.height]
+    return any(marker in strip.text for strip in visible)
+
+
+async def _add_events_and_refresh(pilot, app, store, n: int, tag: str) -> None:
+    for i in range(n):
+        store.add_event("note", f"{tag} {i}", ts=world.NOW)
+    before = app.refreshes
+    app.request_refresh()
+    await refreshed(pilot, app, before)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("interruption", ["filter", "resize", "terminate", "refresh"])
+async def test_events_keep_following_through_everything_but_a_scroll(fleet, store, interruption):
+    """Opening the containers filter, resizing to 80×24, `t` and refreshes never stop following,
+    and the newest event stays on screen; the footer says so truthfully."""
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        log = app.query_one(EventsLog)
+        await _add_events_and_refresh(pilot, app, store, 60, "first")
+        assert log.following and _newest_on_screen(log, "first 59")
+        if interruption == "filter":  # events arrive while the filter bar is open
+            await pilot.press("slash", "r", "u", "n")
+            await pilot.pause()
+        elif interruption == "resize":
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause()
+            await pilot.pause()
+        elif interruption == "terminate":  # events arrive while the confirmation is open
+            table(app).select("c-0000a001")
+            await pilot.press("t")
+            await pilot.pause()
+        await _add_events_and_refresh(pilot, app, store, 5, "second")
+        if interruption in ("filter", "terminate"):
+            await pilot.press("escape")
+        await pilot.pause()
+        await _add_events_and_refresh(pilot, app, store, 1, "third")
+        assert log.following, log.border_subtitle
+        assert "following" in log.border_subtitle and "paused" not in log.border_subtitle
+        assert _newest_on_screen(log, "third 0"), [s.text for s in log.lines[-5:]]
+
+
+async def test_events_pause_on_a_wheel_scroll_up_and_resume_at_the_end(fleet, store):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        log = app.query_one(EventsLog)
+        await _add_events_and_refresh(pilot, app, store, 60, "note")
+        from textual.events import MouseScrollUp
+
+        log.post_message(MouseScrollUp(log, 2, 2, 0, -1, 0, False, False, False))
+        await pilot.pause()
+        await pilot.pause()
+        assert not log.following and "paused" in log.border_subtitle
+        top = log.scroll_y
+        await _add_events_and_refresh(pilot, app, store, 3, "later")
+        assert log.scroll_y == top and not log.following  # paused means paused
+        log.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert log.following and _newest_on_screen(log, "later 2")
+
+
+def test_event_type_terms_match_words_anywhere_in_the_type():
+    from parhelia.widgets.events_log import EventFilter
+
+    def ev(type_: str):
+        from parhelia.state.views import EventView
+
+        return EventView(1, world.NOW, type_, "warning", "reconciler", "m")
+
+    f = EventFilter.parse("type:orphan")
+    assert f.matches(ev("container.orphaned"))  # the README's example
+    assert not f.matches(ev("container.state"))
+    assert EventFilter.parse("type:container.st").matches(ev("container.state"))
+    assert EventFilter.parse("type:failed").matches(ev("container.terminate_failed"))
+    assert EventFilter.parse("type:budget").matches(ev("budget.warning"))

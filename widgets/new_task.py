@@ -221,11 +221,10 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
             estimate.update(
                 Text.assemble(
                     ("Estimate  ", "bold"),
-                    f"{money(rate)}/h",
-                    "  ·  at most ",
-                    (money(cost), "bold"),
-                    f" for {req.timeout_minutes} min",
-                    f"  ·  budget left {money(max(0.0, remaining))} of {money(self.ceiling_usd)}",
+                    f"{money(rate)}/h  ·  at most ",
+                    (f"{money(cost)} ", "bold"),
+                    f"for {req.timeout_minutes} min  ·  budget left "
+                    f"{money(max(0.0, remaining))} of {money(self.ceiling_usd)}",
                 )
             )
             found += proactive_warnings(req)
