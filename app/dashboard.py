@@ -35,7 +35,7 @@ from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.containers_table import ContainersTable, PreparedRow, prepare_rows
-from parhelia.widgets.events_log import EventsLog
+from parhelia.widgets.events_log import EventFilter, EventsLog
 from parhelia.widgets.formatting import (
     health_label,
     money,
@@ -123,6 +123,7 @@ class ParheliaApp(App):
         self._budget_level = "ok"
         self._detail: ContainerDetail | None = None
         self._filter_target = "containers"
+        self._level_before_filter = "debug"
         self._select_after_refresh: str | None = None
         if settings.tui.theme:
             self.theme = settings.tui.theme
@@ -135,6 +136,7 @@ class ParheliaApp(App):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Input(placeholder=FILTER_HINT["containers"], id="filter")
+                yield Static(id="filter-note")
                 yield ContainersTable(id="containers")
                 yield EventsLog(
                     id="events", max_events=max(50, self.control.settings.tui.event_rows)
@@ -155,6 +157,7 @@ class ParheliaApp(App):
         self.query_one("#budget").border_title = "Budget"
         self.query_one("#help").border_title = "Help"
         self.query_one("#filter").display = False
+        self.query_one("#filter-note").display = False
         self.query_one("#banner").display = False
         self._check_size()
         self.call_after_refresh(self.query_one(ContainersTable).focus)
@@ -310,7 +313,11 @@ class ParheliaApp(App):
         table = self.query_one(ContainersTable)
         active = sum(1 for c in view.containers if c.is_active)
         burn = view.budget.burn_rate_per_hour
-        shown = f"{table.matched} of {len(view.containers)} shown · " if table.filter else ""
+        shown = (
+            f"filter {table.filter.text!r}: {table.matched} of {len(view.containers)} shown · "
+            if table.filter
+            else ""
+        )
         table.border_subtitle = (
             f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}"
         )
@@ -481,7 +488,7 @@ class ParheliaApp(App):
         from parhelia.widgets.confirm import ConfirmTerminate
 
         table = self.query_one(ContainersTable)
-        targets = [c for c in table.visible if c.is_active]
+        targets = [c for c in table.shown_rows if c.is_active]
 
         def confirmed(ok: bool | None) -> None:
             if ok and targets:
@@ -615,17 +622,20 @@ class ParheliaApp(App):
         self.push_screen(ContainerDetailScreen(detail, self._now()), closed)
 
     def action_filter(self) -> None:
+        """Open the filter bar on the focused pane's filter, to edit it (k9s' `/`)."""
         box = self.query_one("#filter", Input)
-        events = isinstance(self.focused, EventsLog)
-        self._filter_target = "events" if events else "containers"
-        box.placeholder = FILTER_HINT[self._filter_target]
-        box.value = (
-            self.query_one(EventsLog).filter_text
-            if events
-            else self.query_one(ContainersTable).filter.text
+        events = isinstance(self.focused, EventsLog) or (
+            self.focused is box and self._filter_target == "events"
         )
+        self._filter_target = "events" if events else "containers"
+        log = self.query_one(EventsLog)
+        self._level_before_filter = log.filter.min_level
+        box.placeholder = FILTER_HINT[self._filter_target]
+        with box.prevent(Input.Changed):
+            box.value = log.filter_text if events else self.query_one(ContainersTable).filter.text
         box.display = True
         box.focus()
+        self._show_filter_problems(box.value)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -635,20 +645,45 @@ class ParheliaApp(App):
             self.query_one(ContainersTable).set_filter(event.value)
             if self.view is not None:
                 self._update_titles(self.view)
+        self._show_filter_problems(event.value)
+
+    def _show_filter_problems(self, text: str) -> None:
+        """Say what the filter names that does not exist, with the valid values."""
+        if self._filter_target == "events":
+            problems = EventFilter.problems(text)
+        else:
+            problems = ContainersTable.filter_problems(text)
+        note = self.query_one("#filter-note", Static)
+        note.update("⚠ " + "; ".join(problems) if problems else "")
+        note.display = bool(problems) and self.query_one("#filter").display
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = bool(box.value)
-        self._focus_filter_target()
+        self.query_one("#filter-note").display = False
+        self._focus_filter_target()  # also when nothing matches: the keys stay the table's
 
     def on_key(self, event) -> None:
         box = self.query_one("#filter", Input)
         if event.key == "escape" and self.focused is box:
-            box.value = ""
+            box.value = ""  # clears the pane's filter (Input.Changed)
+            if self._filter_target == "events":
+                self.query_one(EventsLog).set_min_level(self._level_before_filter)
             box.display = False
+            self.query_one("#filter-note").display = False
             self._focus_filter_target()
             event.stop()
+
+    @on(ContainersTable.FilterCleared)
+    def _table_filter_cleared(self) -> None:
+        if self._filter_target == "containers":
+            box = self.query_one("#filter", Input)
+            with box.prevent(Input.Changed):
+                box.value = ""
+            box.display = False
+        if self.view is not None:
+            self._update_titles(self.view)
 
     def _focus_filter_target(self) -> None:
         if self._filter_target == "events":

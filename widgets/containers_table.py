@@ -63,7 +63,11 @@ class ContainersTable(LineTable):
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
     ]
+
+    class FilterCleared(Message):
+        """Esc on the table cleared its filter (the app hides the filter bar)."""
 
     class Changed(Message):
         """Rows were added, removed or changed by a refresh (the help pane re-reads the selection)."""
@@ -114,7 +118,7 @@ class ContainersTable(LineTable):
         return None if key is None else self._views.get(key)
 
     @property
-    def visible(self) -> list[ContainerView]:
+    def shown_rows(self) -> list[ContainerView]:
         """The containers the filter lets through, in the order shown (what `T` would stop)."""
         return [self._views[key] for key in self.ordered_keys]
 
@@ -160,10 +164,19 @@ class ContainersTable(LineTable):
             self.refresh()
         self.post_message(self.Changed())
 
+    @staticmethod
+    def filter_problems(text: str) -> list[str]:
+        return ContainerFilter.parse(text).problems()
+
     def set_filter(self, text: str) -> None:
         self.filter = ContainerFilter.parse(text)
         if self.now is not None:
             self.show(self._all, self.now, self._prepared)
+
+    def action_clear_filter(self) -> None:
+        if self.filter:
+            self.set_filter("")
+            self.post_message(self.FilterCleared())
 
     # -- sorting ---------------------------------------------------------------------------
 

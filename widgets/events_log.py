@@ -54,6 +54,12 @@ class EventFilter:
             return all(w in hay for w in self.words)
         return True
 
+    @staticmethod
+    def problems(text: str) -> list[str]:
+        from parhelia.widgets.container_filter import field_problems
+
+        return field_problems(text, {"level": LEVELS, "type": None})
+
     def describe(self) -> str:
         parts = [] if self.min_level == "debug" else [f"level ≥ {self.min_level}"]
         if self.types:
@@ -76,6 +82,7 @@ class EventsLog(RichLog):
 
     BINDINGS = [
         Binding("l", "cycle_level", "Level", tooltip="Show events at or above the next level"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
         Binding("end", "follow", "Follow", show=False, tooltip="Jump to the newest and follow"),
     ]
 
@@ -109,6 +116,12 @@ class EventsLog(RichLog):
     def set_min_level(self, level: str) -> None:
         self.filter = EventFilter(level, self.filter.types, self.filter.words)
         self._rewrite()
+
+    def action_clear_filter(self) -> None:
+        if self.filter_text or self.filter.min_level != "debug":
+            self.filter_text = ""
+            self.filter = EventFilter()
+            self._rewrite()
 
     def action_cycle_level(self) -> None:
         self.set_min_level(LEVELS[(LEVELS.index(self.filter.min_level) + 1) % len(LEVELS)])
