@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from parhelia.workers.control import ControlPlane
 
 MIN_WIDTH, MIN_HEIGHT = 80, 20
+SIDEBAR_MIN_WIDTH = 120  # narrower, the budget and help sidebar collapses (b brings it back)
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 FILTER_HINT = {
@@ -57,6 +58,18 @@ FILTER_HINT = {
     "events": "filter events: text, level:warning, type:orphan",
 }
 LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
+_DASHBOARD_ACTIONS = {
+    "terminate",
+    "terminate_filtered",
+    "new_task",
+    "detail",
+    "filter",
+    "reconcile",
+    "toggle_sidebar",
+    "attach",
+    "help",
+    "quit",
+}
 
 
 class ParheliaApp(App):
@@ -80,6 +93,9 @@ class ParheliaApp(App):
         Binding("enter", "detail", "Detail", tooltip="The selected container's detail"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter the focused pane"),
         Binding("r", "reconcile", "Reconcile", tooltip="Reconcile with the backend now"),
+        Binding(
+            "b", "toggle_sidebar", "Sidebar", tooltip="Show or hide the budget and help sidebar"
+        ),
         Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
         Binding(
             "question_mark", "help", "Help", key_display="?", tooltip="Every key and help topic"
@@ -124,9 +140,15 @@ class ParheliaApp(App):
         self._detail: ContainerDetail | None = None
         self._filter_target = "containers"
         self._level_before_filter = "debug"
+        self._sidebar: bool | None = None  # None: shown when the terminal is wide enough
         self._select_after_refresh: str | None = None
         if settings.tui.theme:
             self.theme = settings.tui.theme
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The dashboard's keys act on the dashboard only: while a dialog or the detail is on
+        top, they are off (and out of that screen's footer), so the footer shows its own keys."""
+        return not (action in _DASHBOARD_ACTIONS and len(self.screen_stack) > 1)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -184,6 +206,7 @@ class ParheliaApp(App):
 
     def on_resize(self, event) -> None:
         self._check_size(event.size)
+        self._layout_sidebar()
 
     def _check_size(self, size=None) -> None:
         size = size or self.size
@@ -294,20 +317,43 @@ class ParheliaApp(App):
 
     def _show_header(self, view: DashboardView, now: datetime | None = None) -> None:
         now = now or view.generated_at
-        me = self.control.holder
+        short = self.size.width < SIDEBAR_MIN_WIDTH
         if not self.run_loops:
-            mode = "read-only: loops run elsewhere"
+            mode = "read-only" if short else "read-only: loops run elsewhere"
         elif self.holder is False:
-            mode = f"read-only: {view.reconciler.lease_holder or 'another process'} runs the loops"
+            holder = view.reconciler.lease_holder or "another process"
+            mode = "read-only" if short else f"read-only: {holder} runs the loops"
         elif self.holder:
-            mode = "running the loops"
+            mode = "" if short else "running the loops"
         else:
             mode = "starting"
+        b = view.budget
+        budget = "" if self.sidebar_shown else f"budget {b.percent:.0f}% of {money(b.ceiling_usd)}"
         self.query_one(StatusBar).show(
-            view.backend, view.database, reconciler_line(view.reconciler, now, me), mode
+            view.backend,
+            "" if short else view.database,
+            reconciler_line(view.reconciler, now, self.control.holder, short=short),
+            mode,
+            budget,
         )
         small = self._too_small
         self.query_one(StaleBanner).show(None if small else stale_banner(view))
+
+    @property
+    def sidebar_shown(self) -> bool:
+        if self._sidebar is not None:
+            return self._sidebar
+        return self.size.width >= SIDEBAR_MIN_WIDTH
+
+    def action_toggle_sidebar(self) -> None:
+        self._sidebar = not self.sidebar_shown
+        self._layout_sidebar()
+
+    def _layout_sidebar(self) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one("#right").display = self.sidebar_shown
+            if self.view is not None:
+                self._show_header(self.view, self.control.clock())
 
     def _update_titles(self, view: DashboardView) -> None:
         table = self.query_one(ContainersTable)
@@ -318,8 +364,9 @@ class ParheliaApp(App):
             if table.filter
             else ""
         )
+        hidden = f" · {len(table.hidden_columns)} columns hidden →" if table.hidden_columns else ""
         table.border_subtitle = (
-            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}"
+            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}{hidden}"
         )
         table.border_title = f"Containers ({len(view.containers)})"
 
@@ -674,6 +721,11 @@ class ParheliaApp(App):
             self.query_one("#filter-note").display = False
             self._focus_filter_target()
             event.stop()
+
+    @on(ContainersTable.Changed)
+    def _table_changed(self) -> None:
+        if self.view is not None:
+            self._update_titles(self.view)
 
     @on(ContainersTable.FilterCleared)
     def _table_filter_cleared(self) -> None:

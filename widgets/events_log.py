@@ -82,7 +82,14 @@ class EventsLog(RichLog):
 
     BINDINGS = [
         Binding("l", "cycle_level", "Level", tooltip="Show events at or above the next level"),
-        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            key_display="esc",
+            show=False,
+            tooltip="Clear the filter",
+        ),
         Binding("end", "follow", "Follow", show=False, tooltip="Jump to the newest and follow"),
     ]
 

@@ -311,29 +311,46 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
 # -- header and banner ---------------------------------------------------------------------------
 
 
-def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> str:
-    last = f"last {age(r.last_run_at, now)} ago" if r.last_run_at else "never run"
+def reconciler_line(
+    r: ReconcilerView, now: datetime, me: str | None = None, *, short: bool = False
+) -> str:
+    """The reconciler's last and next run and who holds the lease; `short` for narrow headers."""
+    if r.last_run_at:
+        last = f"{age(r.last_run_at, now)} ago" if short else f"last {age(r.last_run_at, now)} ago"
+    else:
+        last = "never run"
     if r.next_run_at is None:
         nxt = ""
     elif r.next_run_at <= now:
         nxt = " · next due"
     else:
-        nxt = f" · next in {age(now, r.next_run_at)}"
+        nxt = (
+            f" · next {age(now, r.next_run_at)}"
+            if short
+            else f" · next in {age(now, r.next_run_at)}"
+        )
     if r.lease_holder and r.lease_expires_at and r.lease_expires_at > now:
-        who = "this dashboard" if me and r.lease_holder == me else r.lease_holder
+        mine = me and r.lease_holder == me
+        who = ("me" if short else "this dashboard") if mine else r.lease_holder
         lease = f" · lease {who}"
     else:
         lease = " · lease free"
-    return f"reconciler {last}{nxt}{lease}"
+    return f"{'rec' if short else 'reconciler'} {last}{nxt}{lease}"
 
 
-def status_text(backend: str, database: str, reconciler: str, mode: str = "") -> Text:
-    """The header line: backend, database, reconciler, and whether this process acts or reads."""
+def status_text(
+    backend: str, database: str, reconciler: str, mode: str = "", budget: str = ""
+) -> Text:
+    """The header line: backend, database (left out when empty, as on a narrow screen), the
+    reconciler, whether this process acts or reads, and the budget when its pane is hidden."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(" parhelia ", style="bold reverse")
     line.append(f" backend {backend}", style="bold")
-    line.append(f" · db {database}", style="dim")
+    if database:
+        line.append(f" · db {database}", style="dim")
     line.append(f" · {reconciler}")
+    if budget:
+        line.append(f" · {budget}", style="bold")
     if mode:
         line.append(f" · {mode}", style="italic")
     return line
