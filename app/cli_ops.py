@@ -14,7 +14,7 @@ from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
 from parhelia.app.textfmt import age, money
 from parhelia.state.errors import ParheliaError
-from parhelia.state.views import RUN_COUNTS, EventView
+from parhelia.state.views import RUN_COUNTS, EventView, plural
 
 
 def print_events(rows: list[EventView]) -> None:
@@ -123,15 +123,17 @@ def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             f"Spent     {money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period} ({b.percent:.1f}%, {b.level})"
         )
         output.echo(
-            f"Burn      {money(b.burn_rate_per_hour)}/h across {sum(1 for c in view.containers if c.is_active)} "
-            f"active container(s), {b.running_gpus} GPU(s)"
+            f"Burn      {money(b.burn_rate_per_hour)}/h across "
+            f"{plural(sum(1 for c in view.containers if c.is_active), 'active container')}, "
+            f"{plural(b.running_gpus, 'GPU')}"
         )
-        when = (
-            f"{b.ceiling_at:%Y-%m-%d %H:%M} UTC (in {age(view.generated_at, b.ceiling_at)})"
-            if b.ceiling_at
-            else "not at this rate"
-        )
-        output.echo(f"Ceiling   reached {when}")
+        if b.ceiling_at:
+            when = f"reached {b.ceiling_at:%Y-%m-%d %H:%M} UTC (in {age(view.generated_at, b.ceiling_at)})"
+        elif b.spent_usd >= b.ceiling_usd > 0:
+            when = "reached already"
+        else:
+            when = "not reached at this rate"
+        output.echo(f"Ceiling   {when}")
         output.echo(f"Policy    {b.policy}")
 
     output.success(

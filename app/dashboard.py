@@ -35,9 +35,8 @@ from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.containers_table import ContainersTable, PreparedRow, prepare_rows
-from parhelia.widgets.events_log import EventsLog
+from parhelia.widgets.events_log import EventFilter, EventsLog
 from parhelia.widgets.formatting import (
-    attention_reasons,
     health_label,
     money,
     reconciler_line,
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from parhelia.workers.control import ControlPlane
 
 MIN_WIDTH, MIN_HEIGHT = 80, 20
+SIDEBAR_MIN_WIDTH = 120  # narrower, the budget and help sidebar collapses (b brings it back)
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 FILTER_HINT = {
@@ -58,6 +58,18 @@ FILTER_HINT = {
     "events": "filter events: text, level:warning, type:orphan",
 }
 LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
+_DASHBOARD_ACTIONS = {
+    "terminate",
+    "terminate_filtered",
+    "new_task",
+    "detail",
+    "filter",
+    "reconcile",
+    "toggle_sidebar",
+    "attach",
+    "help",
+    "quit",
+}
 
 
 class ParheliaApp(App):
@@ -81,6 +93,9 @@ class ParheliaApp(App):
         Binding("enter", "detail", "Detail", tooltip="The selected container's detail"),
         Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter the focused pane"),
         Binding("r", "reconcile", "Reconcile", tooltip="Reconcile with the backend now"),
+        Binding(
+            "b", "toggle_sidebar", "Sidebar", tooltip="Show or hide the budget and help sidebar"
+        ),
         Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
         Binding(
             "question_mark", "help", "Help", key_display="?", tooltip="Every key and help topic"
@@ -123,9 +138,16 @@ class ParheliaApp(App):
         self._budget_level = "ok"
         self._detail: ContainerDetail | None = None
         self._filter_target = "containers"
+        self._level_before_filter = "debug"
+        self._sidebar: bool | None = None  # None: shown when the terminal is wide enough
         self._select_after_refresh: str | None = None
         if settings.tui.theme:
             self.theme = settings.tui.theme
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The dashboard's keys act on the dashboard only: while a dialog or the detail is on
+        top, they are off (and out of that screen's footer), so the footer shows its own keys."""
+        return not (action in _DASHBOARD_ACTIONS and len(self.screen_stack) > 1)
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -135,6 +157,7 @@ class ParheliaApp(App):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Input(placeholder=FILTER_HINT["containers"], id="filter")
+                yield Static(id="filter-note")
                 yield ContainersTable(id="containers")
                 yield EventsLog(
                     id="events", max_events=max(50, self.control.settings.tui.event_rows)
@@ -155,6 +178,7 @@ class ParheliaApp(App):
         self.query_one("#budget").border_title = "Budget"
         self.query_one("#help").border_title = "Help"
         self.query_one("#filter").display = False
+        self.query_one("#filter-note").display = False
         self.query_one("#banner").display = False
         self._check_size()
         self.call_after_refresh(self.query_one(ContainersTable).focus)
@@ -181,6 +205,7 @@ class ParheliaApp(App):
 
     def on_resize(self, event) -> None:
         self._check_size(event.size)
+        self._layout_sidebar()
 
     def _check_size(self, size=None) -> None:
         size = size or self.size
@@ -291,28 +316,56 @@ class ParheliaApp(App):
 
     def _show_header(self, view: DashboardView, now: datetime | None = None) -> None:
         now = now or view.generated_at
-        me = self.control.holder
+        short = self.size.width < SIDEBAR_MIN_WIDTH
         if not self.run_loops:
-            mode = "read-only: loops run elsewhere"
+            mode = "read-only" if short else "read-only: loops run elsewhere"
         elif self.holder is False:
-            mode = f"read-only: {view.reconciler.lease_holder or 'another process'} runs the loops"
+            holder = view.reconciler.lease_holder or "another process"
+            mode = "read-only" if short else f"read-only: {holder} runs the loops"
         elif self.holder:
-            mode = "running the loops"
+            mode = "" if short else "running the loops"
         else:
             mode = "starting"
+        b = view.budget
+        budget = "" if self.sidebar_shown else f"budget {b.percent:.0f}% of {money(b.ceiling_usd)}"
         self.query_one(StatusBar).show(
-            view.backend, view.database, reconciler_line(view.reconciler, now, me), mode
+            view.backend,
+            "" if short else view.database,
+            reconciler_line(view.reconciler, now, self.control.holder, short=short),
+            mode,
+            budget,
         )
         small = self._too_small
         self.query_one(StaleBanner).show(None if small else stale_banner(view))
+
+    @property
+    def sidebar_shown(self) -> bool:
+        if self._sidebar is not None:
+            return self._sidebar
+        return self.size.width >= SIDEBAR_MIN_WIDTH
+
+    def action_toggle_sidebar(self) -> None:
+        self._sidebar = not self.sidebar_shown
+        self._layout_sidebar()
+
+    def _layout_sidebar(self) -> None:
+        with contextlib.suppress(NoMatches):
+            self.query_one("#right").display = self.sidebar_shown
+            if self.view is not None:
+                self._show_header(self.view, self.control.clock())
 
     def _update_titles(self, view: DashboardView) -> None:
         table = self.query_one(ContainersTable)
         active = sum(1 for c in view.containers if c.is_active)
         burn = view.budget.burn_rate_per_hour
-        shown = f"{table.matched} of {len(view.containers)} shown · " if table.filter else ""
+        shown = (
+            f"filter {table.filter.text!r}: {table.matched} of {len(view.containers)} shown · "
+            if table.filter
+            else ""
+        )
+        hidden = f" · {len(table.hidden_columns)} columns hidden →" if table.hidden_columns else ""
         table.border_subtitle = (
-            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}"
+            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}{hidden}"
         )
         table.border_title = f"Containers ({len(view.containers)})"
 
@@ -352,7 +405,7 @@ class ParheliaApp(App):
         pane, keys = self.pane_keys()
         about: list[tuple[str, str]] = []
         if self.view is not None:
-            about += [("Attention", r) for r in attention_reasons(self.view)[:2]]
+            about += [("Attention", a.text, a.command) for a in self.view.attention()[:2]]
         selected = self.query_one(ContainersTable).selected
         if selected is not None and pane != "Events":
             about.append((f"{selected.id} {selected.state}", STATE_HELP.get(selected.state, "")))
@@ -459,7 +512,7 @@ class ParheliaApp(App):
         from parhelia.widgets.confirm import ConfirmTerminate
 
         table = self.query_one(ContainersTable)
-        targets = [c for c in table.visible if c.is_active]
+        targets = [c for c in table.shown_rows if c.is_active]
 
         def confirmed(ok: bool | None) -> None:
             if ok and targets:
@@ -593,17 +646,20 @@ class ParheliaApp(App):
         self.push_screen(ContainerDetailScreen(detail, self._now()), closed)
 
     def action_filter(self) -> None:
+        """Open the filter bar on the focused pane's filter, to edit it (k9s' `/`)."""
         box = self.query_one("#filter", Input)
-        events = isinstance(self.focused, EventsLog)
-        self._filter_target = "events" if events else "containers"
-        box.placeholder = FILTER_HINT[self._filter_target]
-        box.value = (
-            self.query_one(EventsLog).filter_text
-            if events
-            else self.query_one(ContainersTable).filter.text
+        events = isinstance(self.focused, EventsLog) or (
+            self.focused is box and self._filter_target == "events"
         )
+        self._filter_target = "events" if events else "containers"
+        log = self.query_one(EventsLog)
+        self._level_before_filter = log.filter.min_level
+        box.placeholder = FILTER_HINT[self._filter_target]
+        with box.prevent(Input.Changed):
+            box.value = log.filter_text if events else self.query_one(ContainersTable).filter.text
         box.display = True
         box.focus()
+        self._show_filter_problems(box.value)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -613,20 +669,50 @@ class ParheliaApp(App):
             self.query_one(ContainersTable).set_filter(event.value)
             if self.view is not None:
                 self._update_titles(self.view)
+        self._show_filter_problems(event.value)
+
+    def _show_filter_problems(self, text: str) -> None:
+        """Say what the filter names that does not exist, with the valid values."""
+        if self._filter_target == "events":
+            problems = EventFilter.problems(text)
+        else:
+            problems = ContainersTable.filter_problems(text)
+        note = self.query_one("#filter-note", Static)
+        note.update("⚠ " + "; ".join(problems) if problems else "")
+        note.display = bool(problems) and self.query_one("#filter").display
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = bool(box.value)
-        self._focus_filter_target()
+        self.query_one("#filter-note").display = False
+        self._focus_filter_target()  # also when nothing matches: the keys stay the table's
 
     def on_key(self, event) -> None:
         box = self.query_one("#filter", Input)
         if event.key == "escape" and self.focused is box:
-            box.value = ""
+            box.value = ""  # clears the pane's filter (Input.Changed)
+            if self._filter_target == "events":
+                self.query_one(EventsLog).set_min_level(self._level_before_filter)
             box.display = False
+            self.query_one("#filter-note").display = False
             self._focus_filter_target()
             event.stop()
+
+    @on(ContainersTable.Changed)
+    def _table_changed(self) -> None:
+        if self.view is not None:
+            self._update_titles(self.view)
+
+    @on(ContainersTable.FilterCleared)
+    def _table_filter_cleared(self) -> None:
+        if self._filter_target == "containers":
+            box = self.query_one("#filter", Input)
+            with box.prevent(Input.Changed):
+                box.value = ""
+            box.display = False
+        if self.view is not None:
+            self._update_titles(self.view)
 
     def _focus_filter_target(self) -> None:
         if self._filter_target == "events":

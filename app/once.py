@@ -20,9 +20,9 @@ from parhelia.state.views import DashboardView
 from parhelia.widgets.formatting import (
     BUDGET_STYLE,
     COLUMNS,
+    COMMAND_STYLE,
     TASK_WIDTH,
     Column,
-    attention_reasons,
     budget_lines,
     cell_style,
     container_cells,
@@ -149,12 +149,13 @@ def budget_panel(view: DashboardView, now: datetime, width: int) -> Panel:
 
 
 def attention_panel(view: DashboardView) -> RenderableType:
-    reasons = attention_reasons(view)
+    reasons = view.attention()
     if not reasons:
         return Text("All well: nothing needs attention.", style="green")
     body = Text()
-    for r in reasons:
-        body.append(f"! {r}\n", style="yellow")
+    for a in reasons:
+        body.append(f"! {a.text}: ", style="yellow")
+        body.append(f"{a.command}\n", style=COMMAND_STYLE)
     body.rstrip()
     return Panel(body, title="Attention", title_align="left", border_style="yellow", expand=False)
 
@@ -179,8 +180,8 @@ def render_json(view: DashboardView) -> str:
             "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
         },
         "next_actions": [
-            {"command": r.split(": ", 1)[1], "description": r.split(": ", 1)[0]}
-            for r in attention_reasons(view)
+            {"command": a.command, "description": a.text, "priority": "high"}
+            for a in view.attention()
         ],
     }
     return dumps(json.loads(dumps(doc))) + "\n"

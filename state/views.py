@@ -114,6 +114,22 @@ class ReconcilerView:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """One reason someone should look, and the command that deals with it."""
+
+    text: str
+    command: str
+
+    def __str__(self) -> str:
+        return f"{self.text}: {self.command}"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """`1 container`, `2 containers`."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+@dataclass(frozen=True)
 class DashboardView:
     generated_at: datetime
     containers: list[ContainerView]
@@ -130,13 +146,38 @@ class DashboardView:
             out[c.state] = out.get(c.state, 0) + 1
         return out
 
+    def attention(self) -> list[Attention]:
+        """Why `--once` exits 1 and what the help pane leads with; empty when all is well. The one
+        place these rules live: every front end renders this list."""
+        out = []
+        orphans = sum(1 for c in self.containers if c.state == "orphaned")
+        sick = sum(1 for c in self.containers if c.is_active and c.health in ("unhealthy", "dead"))
+        if orphans:
+            out.append(
+                Attention(f"{plural(orphans, 'orphaned container')}", "parhelia containers orphans")
+            )
+        if sick:
+            out.append(
+                Attention(
+                    f"{plural(sick, 'unhealthy or dead container')}", "parhelia containers health"
+                )
+            )
+        if self.budget.level != "ok":
+            out.append(
+                Attention(
+                    f"budget {self.budget.level} at {self.budget.percent:.0f}%",
+                    "parhelia budget show",
+                )
+            )
+        if self.reconciler.stale:
+            out.append(
+                Attention("view is stale (backend listing failing)", "parhelia reconciler status")
+            )
+        return out
+
     @property
     def needs_attention(self) -> bool:
-        return (
-            any(c.needs_attention for c in self.containers)
-            or self.budget.level != "ok"
-            or self.reconciler.stale
-        )
+        return bool(self.attention())
 
     def to_dict(self) -> dict:
         return asdict(self)

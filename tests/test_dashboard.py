@@ -63,7 +63,7 @@ def table(app) -> ContainersTable:
 
 
 def shown_ids(app) -> list[str]:
-    return [c.id for c in table(app).visible]
+    return [c.id for c in table(app).shown_rows]
 
 
 def text_of(widget) -> str:
@@ -172,24 +172,24 @@ async def test_sort_and_filter_stay_put_across_refreshes(fleet):
         t = table(app)
         t.sort_by("cost", reverse=True)
         await pilot.pause()
-        costs = [c.cost_accrued_usd for c in t.visible]
+        costs = [c.cost_accrued_usd for c in t.shown_rows]
         assert costs == sorted(costs, reverse=True)
         await pilot.press("slash")
         assert app.focused is app.query_one("#filter", Input)
         await pilot.press(*"state:running")
         await pilot.press("enter")
-        assert {c.state for c in t.visible} == {"running"}
+        assert {c.state for c in t.shown_rows} == {"running"}
         n = app.refreshes
         app.request_refresh()
         await refreshed(pilot, app, n)
-        assert {c.state for c in t.visible} == {"running"}
-        costs = [c.cost_accrued_usd for c in t.visible]
+        assert {c.state for c in t.shown_rows} == {"running"}
+        costs = [c.cost_accrued_usd for c in t.shown_rows]
         assert costs == sorted(costs, reverse=True)
         assert t.sort_column == "cost"
         assert "shown" in t.border_subtitle
         # escape in the filter box clears it
         await pilot.press("slash", "escape")
-        assert len(t.visible) > 4
+        assert len(t.shown_rows) > 4
 
 
 async def test_a_header_click_sorts_by_its_column_and_a_second_reverses(fleet):
@@ -201,7 +201,7 @@ async def test_a_header_click_sorts_by_its_column_and_a_second_reverses(fleet):
         x = sum(c.width for c in t.columns[: COLUMN_KEYS.index("cost")])
         await pilot.click(ContainersTable, offset=(x + 3, 1))  # border, then the header line
         assert (t.sort_column, t.sort_reverse) == ("cost", False)
-        costs = [c.cost_accrued_usd for c in t.visible]
+        costs = [c.cost_accrued_usd for c in t.shown_rows]
         assert costs == sorted(costs)
         await pilot.click(ContainersTable, offset=(x + 3, 1))
         assert (t.sort_column, t.sort_reverse) == ("cost", True)
@@ -234,7 +234,7 @@ async def test_filter_terms(fleet):
             ("a10g", {"c-0000a004"}),
         ]:
             t.set_filter(text)
-            assert {c.id for c in t.visible} == expected, text
+            assert {c.id for c in t.shown_rows} == expected, text
 
 
 async def test_events_filter_by_level_and_follow_pauses_on_scroll_up(fleet, store):
@@ -258,7 +258,7 @@ async def test_events_filter_by_level_and_follow_pauses_on_scroll_up(fleet, stor
         await refreshed(pilot, app, n)
         await pilot.pause()
         assert log.following and log.is_vertical_scroll_end
-        log.scroll_home(animate=False)
+        await pilot.press("home")  # the user scrolls up: only that pauses
         await pilot.pause()
         assert not log.following
         assert "paused" in log.border_subtitle
@@ -376,7 +376,8 @@ async def test_n_offers_remembered_defaults_and_dispatches(fleet, store, isolate
         spec = next(iter(backend.specs.values()))
         assert spec.argv == ["echo", "write the release notes"]
         await until(
-            pilot, lambda: any("release notes" in (c.task_prompt or "") for c in table(app).visible)
+            pilot,
+            lambda: any("release notes" in (c.task_prompt or "") for c in table(app).shown_rows),
         )
         assert load_last_used()["cpu"] == 3.0
 
@@ -596,3 +597,169 @@ async def test_garbage_is_collected_on_the_dashboards_schedule(fleet, monkeypatc
         assert gc.get_freeze_count() > 0
         await pilot.pause(0.3)  # both timers have fired
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+# -- the events pane follows until the user scrolls up -----------------------------------------
+
+
+def _newest_on_screen(log: EventsLog, marker: str) -> bool:
+    top = round(log.scroll_y)
+    visible = log.lines[top : top + log.scrollable_content_region.height]
+    return any(marker in strip.text for strip in visible)
+
+
+async def _add_events_and_refresh(pilot, app, store, n: int, tag: str) -> None:
+    for i in range(n):
+        store.add_event("note", f"{tag} {i}", ts=world.NOW)
+    before = app.refreshes
+    app.request_refresh()
+    await refreshed(pilot, app, before)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("interruption", ["filter", "resize", "terminate", "refresh"])
+async def test_events_keep_following_through_everything_but_a_scroll(fleet, store, interruption):
+    """Opening the containers filter, resizing to 80×24, `t` and refreshes never stop following,
+    and the newest event stays on screen; the footer says so truthfully."""
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        log = app.query_one(EventsLog)
+        await _add_events_and_refresh(pilot, app, store, 60, "first")
+        assert log.following and _newest_on_screen(log, "first 59")
+        if interruption == "filter":  # events arrive while the filter bar is open
+            await pilot.press("slash", "r", "u", "n")
+            await pilot.pause()
+        elif interruption == "resize":
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause()
+            await pilot.pause()
+        elif interruption == "terminate":  # events arrive while the confirmation is open
+            table(app).select("c-0000a001")
+            await pilot.press("t")
+            await pilot.pause()
+        await _add_events_and_refresh(pilot, app, store, 5, "second")
+        if interruption in ("filter", "terminate"):
+            await pilot.press("escape")
+        await pilot.pause()
+        await _add_events_and_refresh(pilot, app, store, 1, "third")
+        assert log.following, log.border_subtitle
+        assert "following" in log.border_subtitle and "paused" not in log.border_subtitle
+        assert _newest_on_screen(log, "third 0"), [s.text for s in log.lines[-5:]]
+
+
+async def test_events_pause_on_a_wheel_scroll_up_and_resume_at_the_end(fleet, store):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        log = app.query_one(EventsLog)
+        await _add_events_and_refresh(pilot, app, store, 60, "note")
+        from textual.events import MouseScrollUp
+
+        log.post_message(MouseScrollUp(log, 2, 2, 0, -1, 0, False, False, False))
+        await pilot.pause()
+        await pilot.pause()
+        assert not log.following and "paused" in log.border_subtitle
+        top = log.scroll_y
+        await _add_events_and_refresh(pilot, app, store, 3, "later")
+        assert log.scroll_y == top and not log.following  # paused means paused
+        log.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert log.following and _newest_on_screen(log, "later 2")
+
+
+def test_event_type_terms_match_words_anywhere_in_the_type():
+    from parhelia.widgets.events_log import EventFilter
+
+    def ev(type_: str):
+        from parhelia.state.views import EventView
+
+        return EventView(1, world.NOW, type_, "warning", "reconciler", "m")
+
+    f = EventFilter.parse("type:orphan")
+    assert f.matches(ev("container.orphaned"))  # the README's example
+    assert not f.matches(ev("container.state"))
+    assert EventFilter.parse("type:container.st").matches(ev("container.state"))
+    assert EventFilter.parse("type:failed").matches(ev("container.terminate_failed"))
+    assert EventFilter.parse("type:budget").matches(ev("budget.warning"))
+
+
+# -- filters behave like k9s's -------------------------------------------------------------------
+
+
+async def test_slash_reopens_the_filter_to_edit_and_esc_clears_it(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        box = app.query_one("#filter", Input)
+        await pilot.press("slash", *"state:running", "enter")
+        assert isinstance(app.focused, ContainersTable)
+        assert table(app).filter.text == "state:running"
+        subtitle = str(table(app).border_subtitle)
+        assert "state:running" in subtitle  # the active filter stays visible
+        await pilot.press("slash")
+        assert app.focused is box and box.value == "state:running"  # reopened to edit
+        await pilot.press("escape")
+        assert not table(app).filter and not box.display
+        assert isinstance(app.focused, ContainersTable)
+
+
+async def test_esc_on_the_table_clears_its_filter(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        await pilot.press("slash", *"health:dead", "enter")
+        assert shown_ids(app) == ["c-0000a003"]
+        await pilot.press("escape")
+        assert len(shown_ids(app)) == 7
+        assert not app.query_one("#filter", Input).display
+
+
+async def test_a_filter_matching_nothing_keeps_the_keys_on_the_table(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        await pilot.press("slash", *"nothing-matches-this", "enter")
+        assert shown_ids(app) == []
+        assert isinstance(app.focused, ContainersTable)
+        await pilot.press("escape")
+        assert len(shown_ids(app)) == 7
+
+
+async def test_unknown_filter_fields_and_values_say_so_with_the_valid_ones(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        await pilot.press("slash", *"state:bogus")
+        note = app.query_one("#filter-note")
+        assert note.display
+        said = text_of(note)
+        assert "bogus" in said and "running" in said and "orphaned" in said
+        await pilot.press(*["backspace"] * 11, *"colour:red")
+        assert "unknown field 'colour'" in text_of(note) and "health" in text_of(note)
+        await pilot.press(*["backspace"] * 10, *"state:run")
+        assert not note.display  # a prefix of a valid value is fine
+
+
+async def test_esc_in_the_events_filter_clears_it_and_restores_the_level(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        log = app.query_one(EventsLog)
+        log.focus()
+        await pilot.press("l", "l")  # warning
+        await pilot.press("slash", *"level:error type:orphan")
+        assert log.filter.min_level == "error" and log.filter.types == ("orphan",)
+        await pilot.press("escape")
+        assert log.filter.min_level == "warning" and not log.filter.types
+        assert app.focused is log
+        await pilot.press("escape")  # Esc on the pane clears what is left
+        assert log.filter.min_level == "debug"

@@ -469,3 +469,40 @@ async def test_detail_says_an_orphans_rate_is_estimated_from_defaults():
     async with opened(ContainerDetailScreen(replace(d, container=c), NOW)) as (app, _, _r):
         cost = " ".join(rendered(app.screen.query_one("#cost")).split())
         assert "~$" in cost and "estimated from [defaults]" in cost, cost
+
+
+async def test_new_task_form_scrolls_at_80x24_so_every_field_and_button_is_reachable():
+    """At 80×24 the buttons stay on screen and Tab brings each field into view."""
+    import os
+    import tempfile
+
+    from tests.snapshot_fixtures import build_world, make_app
+
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            world = build_world(__import__("pathlib").Path(tmp))
+            app = make_app(world)
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause()
+                await pilot.press("n")
+                for _ in range(50):
+                    await pilot.pause()
+                    if app.screen.query("#prompt"):
+                        break
+                screen = app.screen
+                visible = screen.region
+                assert visible.contains_region(screen.query_one("#dispatch").region)
+                seen = set()
+                for _ in range(8):
+                    await pilot.press("tab")
+                    await pilot.pause()
+                    focused = app.focused
+                    if focused is not None and focused.id in ("timeout", "memory", "dispatch"):
+                        seen.add(focused.id)
+                        assert visible.contains_region(focused.region), focused.id
+                assert {"timeout", "memory"} <= seen
+            world.store.close()
+        finally:
+            os.chdir(cwd)

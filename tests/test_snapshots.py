@@ -38,3 +38,22 @@ def test_terminate_confirmation(snap_compare, dashboard_app):
 def test_help_screen(snap_compare, dashboard_app):
     """?: every key (from the one BINDINGS list) and the help topics."""
     assert snap_compare(dashboard_app(), terminal_size=SNAPSHOT_SIZE, run_before=scene("help"))
+
+
+def test_main_screen_at_80x24(snap_compare, dashboard_app):
+    """80×24: the sidebar collapses (budget in the header), the header is short, and the
+    containers pane keeps ID, state, health, age and cost, saying how many columns it hid."""
+    assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=scene("main"))
+
+
+def test_main_screen_at_120x40(snap_compare, dashboard_app):
+    assert snap_compare(dashboard_app(), terminal_size=(120, 40), run_before=scene("main"))
+
+
+def test_new_task_prompt_at_80x24(snap_compare, dashboard_app):
+    """The form scrolls: its estimate, warnings and buttons are reachable at 80×24."""
+    assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=scene("new-task"))
+
+
+def test_help_screen_at_80x24(snap_compare, dashboard_app):
+    assert snap_compare(dashboard_app(), terminal_size=(80, 24), run_before=scene("help"))

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 from parhelia.state.views import ContainerView
 from parhelia.widgets.formatting import (
@@ -62,6 +62,7 @@ class ConfirmTerminate(ModalScreen[bool]):
     # -- composition -------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        yield Footer()  # this screen's own keys
         with Vertical(id="dialog"):
             yield Static(self._title(), id="title")
             if not self.containers:

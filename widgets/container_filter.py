@@ -12,6 +12,32 @@ from dataclasses import dataclass, field
 from parhelia.state.views import ContainerView
 
 FIELDS = ("state", "health", "task", "backend", "gpu")
+# The values a field term may name (a prefix of one is fine: `state:run`); free-form fields
+# (task, gpu) take anything.
+VALUES = {
+    "state": ("created", "running", "stopped", "terminated", "orphaned", "terminating"),
+    "health": ("healthy", "degraded", "unhealthy", "dead", "unknown"),
+    "backend": ("local", "modal"),
+}
+
+
+def field_problems(text: str, fields: dict[str, tuple[str, ...] | None]) -> list[str]:
+    """What a filter names that does not exist, with what does: `state:bogus` -> the valid states.
+    `fields` maps each field to its valid values (None: anything)."""
+    out = []
+    for token in text.split():
+        name, sep, value = token.partition(":")
+        if not sep or not name.isidentifier():
+            continue
+        name = name.lower()
+        if name not in fields:
+            out.append(f"unknown field {name!r} (fields: {', '.join(fields)})")
+            continue
+        valid = fields[name]
+        for v in value.lstrip("!").lower().split(","):
+            if v and valid is not None and not any(ok.startswith(v) for ok in valid):
+                out.append(f"no {name} {v!r} (valid: {', '.join(valid)})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -33,6 +59,9 @@ class ContainerFilter:
             else:
                 words.append(token.lower())
         return cls(text.strip(), tuple(words), tuple(terms))
+
+    def problems(self) -> list[str]:
+        return field_problems(self.text, {f: VALUES.get(f) for f in FIELDS})
 
     def __bool__(self) -> bool:
         return bool(self.words or self.terms)

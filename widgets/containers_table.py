@@ -33,7 +33,10 @@ from parhelia.widgets.line_table import LineTable, TableColumn
 # Columns are laid out with no padding: each cell starts with one space and each column is one
 # wider than its widest value, so columns never touch.
 MIN_TASK = 12
-CORE_END = "cost"  # the columns up to here must fit; GPU and sandbox may scroll off a narrow screen
+# Which columns give way first when the pane is narrow: the task shrinks to MIN_TASK, then the
+# columns are hidden from the last of this list backwards, so ID, state, health, age and cost stay
+# on screen down to an 80-column terminal (the pane's subtitle names what is hidden).
+GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "task")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,18 @@ class ContainersTable(LineTable):
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            key_display="esc",
+            show=False,
+            tooltip="Clear the filter",
+        ),
     ]
+
+    class FilterCleared(Message):
+        """Esc on the table cleared its filter (the app hides the filter bar)."""
 
     class Changed(Message):
         """Rows were added, removed or changed by a refresh (the help pane re-reads the selection)."""
@@ -79,6 +93,7 @@ class ContainersTable(LineTable):
         self._all: list[ContainerView] = []
         self.matched = 0
         self._task_width = TASK_WIDTH + 1
+        self.hidden_columns: tuple[str, ...] = ()  # given way to a narrow pane
         self._prepared: dict[str, PreparedRow] = {}
 
     def on_mount(self) -> None:
@@ -87,24 +102,26 @@ class ContainersTable(LineTable):
     def _set_columns(self) -> None:
         columns = [
             TableColumn(
-                c.key, c.label, self._task_width if c.key == "task" else c.width + 1, c.justify
+                c.key,
+                c.label,
+                0 if c.key in self.hidden_columns else self._width(c),
+                c.justify,
             )
             for c in COLUMNS
         ]
         self.set_columns(columns, self._header_cells())
 
+    def _width(self, c) -> int:
+        return self._task_width if c.key == "task" else c.width + 1
+
     def on_resize(self) -> None:
-        """Give the task column what the others leave, so state, health and cost stay on screen."""
-        avail = self.scrollable_content_region.width
-        core = COLUMN_KEYS[: COLUMN_KEYS.index(CORE_END) + 1]
-        others = sum(c.width + 1 for c in COLUMNS if c.key != "task")
-        task = avail - others
-        if task < MIN_TASK + 4:
-            task = avail - sum(c.width + 1 for c in COLUMNS if c.key in core and c.key != "task")
-        width = max(MIN_TASK, min(TASK_WIDTH, task - 1)) + 1
-        if width != self._task_width:
-            self._task_width = width
+        """Fit the columns to the pane: the task gives up its width first, then whole columns
+        give way (GIVE_WAY), so state, health, age and cost stay on screen."""
+        task, hidden = fit_columns(self.scrollable_content_region.width)
+        if (task, hidden) != (self._task_width, self.hidden_columns):
+            self._task_width, self.hidden_columns = task, hidden
             self._set_columns()
+            self.post_message(self.Changed())
 
     # -- what is shown ---------------------------------------------------------------------
 
@@ -114,7 +131,7 @@ class ContainersTable(LineTable):
         return None if key is None else self._views.get(key)
 
     @property
-    def visible(self) -> list[ContainerView]:
+    def shown_rows(self) -> list[ContainerView]:
         """The containers the filter lets through, in the order shown (what `T` would stop)."""
         return [self._views[key] for key in self.ordered_keys]
 
@@ -160,10 +177,19 @@ class ContainersTable(LineTable):
             self.refresh()
         self.post_message(self.Changed())
 
+    @staticmethod
+    def filter_problems(text: str) -> list[str]:
+        return ContainerFilter.parse(text).problems()
+
     def set_filter(self, text: str) -> None:
         self.filter = ContainerFilter.parse(text)
         if self.now is not None:
             self.show(self._all, self.now, self._prepared)
+
+    def action_clear_filter(self) -> None:
+        if self.filter:
+            self.set_filter("")
+            self.post_message(self.FilterCleared())
 
     # -- sorting ---------------------------------------------------------------------------
 
@@ -214,6 +240,25 @@ class ContainersTable(LineTable):
             return False
         self.move_cursor(row)
         return True
+
+
+def fit_columns(avail: int) -> tuple[int, tuple[str, ...]]:
+    """The task column's width and the columns hidden, for a pane `avail` cells wide."""
+    natural = {c.key: c.width + 1 for c in COLUMNS}
+    natural["task"] = TASK_WIDTH + 1
+    hidden: list[str] = []
+
+    def total(task: int) -> int:
+        return sum(w for k, w in natural.items() if k not in hidden and k != "task") + (
+            0 if "task" in hidden else task
+        )
+
+    for key in GIVE_WAY:
+        if total(MIN_TASK + 1) <= avail:
+            break
+        hidden.append(key)
+    task = max(MIN_TASK + 1, min(TASK_WIDTH + 1, avail - total(0)))
+    return task, tuple(hidden)
 
 
 def _row(c: ContainerView, cells: tuple[str, ...], base: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Sparkline, Static
+from textual.widgets import Footer, Sparkline, Static
 
 from parhelia.state.views import ContainerDetail
 from parhelia.widgets.formatting import (
@@ -63,6 +63,7 @@ class ContainerDetailScreen(ModalScreen[None]):
         self.now = now
 
     def compose(self) -> ComposeResult:
+        yield Footer()  # this screen's own keys
         with Vertical(id="dialog"):
             yield Static(id="title")
             with VerticalScroll(id="body"):

@@ -1,8 +1,11 @@
-"""The events pane: a live tail, newest last, that stops following when the user scrolls up.
+"""The events pane: a live tail, newest last, that stops following only when the user scrolls up.
 
 Only events newer than the last one written are appended on a refresh; a filter change (minimum
-level, type, free text) rewrites the pane from the events it holds. Following resumes as soon as
-the view is back at the end (End, or scrolling down).
+level, type, free text) or a change of width rewrites the pane from the events it holds (lines are
+wrapped to the width they were written at). Following is the user's choice, never a side effect:
+only a scroll up by key, wheel or scrollbar pauses it, and it resumes with End or a scroll back to
+the end. While following, every write, rewrite and resize ends at the newest event, so the footer's
+"following" is always true.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ class EventFilter:
     def matches(self, e: EventView) -> bool:
         if LEVELS.index(e.level) < LEVELS.index(self.min_level):
             return False
-        if self.types and not any(e.type.startswith(t) for t in self.types):
+        if self.types and not any(_type_matches(e.type, t) for t in self.types):
             return False
         if self.words:
             hay = (
@@ -50,6 +53,12 @@ class EventFilter:
             )
             return all(w in hay for w in self.words)
         return True
+
+    @staticmethod
+    def problems(text: str) -> list[str]:
+        from parhelia.widgets.container_filter import field_problems
+
+        return field_problems(text, {"level": LEVELS, "type": None})
 
     def describe(self) -> str:
         parts = [] if self.min_level == "debug" else [f"level ≥ {self.min_level}"]
@@ -60,11 +69,27 @@ class EventFilter:
         return " · ".join(parts)
 
 
+def _type_matches(event_type: str, term: str) -> bool:
+    """`type:orphan` finds `container.orphaned`: a term matches the start of any word of the type
+    (words split on `.` and `_`), or the whole dotted type as a prefix (`type:container.st`)."""
+    if event_type.startswith(term):
+        return True
+    return any(word.startswith(term) for word in event_type.replace("_", ".").split("."))
+
+
 class EventsLog(RichLog):
     """Live events: state, health, orphan, budget and user actions, with their actor."""
 
     BINDINGS = [
         Binding("l", "cycle_level", "Level", tooltip="Show events at or above the next level"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear filter",
+            key_display="esc",
+            show=False,
+            tooltip="Clear the filter",
+        ),
         Binding("end", "follow", "Follow", show=False, tooltip="Jump to the newest and follow"),
     ]
 
@@ -75,6 +100,7 @@ class EventsLog(RichLog):
         self.filter_text = ""
         self._events: list[EventView] = []
         self._last_id = 0
+        self._written_width = 0
         self.following = True
 
     def show(self, events: list[EventView]) -> None:
@@ -84,7 +110,6 @@ class EventsLog(RichLog):
             return
         self._last_id = fresh[-1].id
         self._events = (self._events + fresh)[-self.max_events :]
-        self.following = self.is_vertical_scroll_end or not self.lines
         for e in fresh:
             if self.filter.matches(e):
                 self.write(event_text(e), scroll_end=self.following)
@@ -95,27 +120,79 @@ class EventsLog(RichLog):
         self.filter = EventFilter.parse(text, self.filter.min_level)
         self._rewrite()
 
-    def action_cycle_level(self) -> None:
-        nxt = LEVELS[(LEVELS.index(self.filter.min_level) + 1) % len(LEVELS)]
-        self.filter = EventFilter(nxt, self.filter.types, self.filter.words)
+    def set_min_level(self, level: str) -> None:
+        self.filter = EventFilter(level, self.filter.types, self.filter.words)
         self._rewrite()
 
+    def action_clear_filter(self) -> None:
+        if self.filter_text or self.filter.min_level != "debug":
+            self.filter_text = ""
+            self.filter = EventFilter()
+            self._rewrite()
+
+    def action_cycle_level(self) -> None:
+        self.set_min_level(LEVELS[(LEVELS.index(self.filter.min_level) + 1) % len(LEVELS)])
+
     def action_follow(self) -> None:
-        self.following = True
-        self.scroll_end(animate=False)
-        self._update_title()
+        self._set_following(True)
+        self.scroll_end(animate=False, immediate=True)
+
+    # Only the user pauses following: a scroll up by key, wheel or scrollbar.
+    def action_scroll_up(self) -> None:
+        self._pause()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._pause()
+        super().action_page_up()
+
+    def action_scroll_home(self) -> None:
+        self._pause()
+        super().action_scroll_home()
+
+    def action_scroll_end(self) -> None:
+        self.action_follow()
+
+    def on_mouse_scroll_up(self, _event) -> None:
+        self._pause()
+
+    def on_scroll_to(self, _event) -> None:  # a scrollbar drag
+        self.call_after_refresh(self._pause_unless_at_end)
+
+    def on_scroll_up(self, _event) -> None:  # a click on the scrollbar above the thumb
+        self._pause()
+
+    def _pause(self) -> None:
+        if self.max_scroll_y > 0:
+            self._set_following(False)
+
+    def _pause_unless_at_end(self) -> None:
+        if not self.is_vertical_scroll_end:
+            self._pause()
+
+    def on_resize(self, event) -> None:
+        super().on_resize(event)
+        width = event.size.width
+        if width and width != self._written_width and self._events:
+            self._rewrite()  # lines are wrapped at the width they were written at
+        elif self.following:
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+        self._written_width = width or self._written_width
 
     def _rewrite(self) -> None:
         self.clear()
         for e in self._events:
             if self.filter.matches(e):
-                self.write(event_text(e), scroll_end=True)
-        self.following = True
+                self.write(event_text(e), scroll_end=self.following)
+        self._written_width = self.size.width
         self._update_title()
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
-        following = self.is_vertical_scroll_end
+        if not self.following and new > old and self.is_vertical_scroll_end:
+            self._set_following(True)  # the user scrolled back down to the newest
+
+    def _set_following(self, following: bool) -> None:
         if following != self.following:
             self.following = following
             self._update_title()

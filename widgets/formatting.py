@@ -14,7 +14,14 @@ from datetime import datetime
 from rich.text import Text
 
 from parhelia.state.timeutil import age_seconds
-from parhelia.state.views import BudgetView, ContainerView, DashboardView, EventView, ReconcilerView
+from parhelia.state.views import (
+    BudgetView,
+    ContainerView,
+    DashboardView,
+    EventView,
+    ReconcilerView,
+    plural,
+)
 
 HEALTH_SYMBOL = {
     "healthy": "●",
@@ -40,6 +47,7 @@ STATE_STYLE = {
 }
 LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 LEVEL_TAG = {"debug": "DEBUG", "info": "INFO ", "warning": "WARN ", "error": "ERROR"}
+COMMAND_STYLE = "bold cyan"  # a command the user can type, as k9s shows its hints
 BUDGET_STYLE = {
     "ok": "green",
     "warning": "yellow",
@@ -235,7 +243,7 @@ def totals_line(rows: list[ContainerView]) -> str:
         counts[c.state] = counts.get(c.state, 0) + 1
     burn = sum(c.cost_rate_per_hour for c in rows if c.is_active)
     parts = [
-        f"Total: {len(rows)} containers",
+        f"Total: {plural(len(rows), 'container')}",
         *(f"{s.capitalize()}: {n}" for s, n in sorted(counts.items())),
     ]
     line = " | ".join([*parts, f"Cost: {money(burn)}/hr"])
@@ -265,13 +273,15 @@ def event_text(e: EventView) -> Text:
     )
     who = f" by {e.actor}" if e.actor and e.source == "user" and e.actor not in e.message else ""
     line = Text(no_wrap=False)
-    line.append(clock(e.ts), style="dim")
-    line.append(" ")
-    line.append(LEVEL_TAG.get(e.level, e.level.upper()[:5]), style=LEVEL_STYLE.get(e.level, ""))
-    line.append(f" {e.source:<10} ", style="dim")
+    # Fixed-width columns, each span carrying its own trailing gap: a span that starts with a
+    # space loses it in SVG exports (screenshots), and columns ran together there.
+    level_style = LEVEL_STYLE.get(e.level, "")
+    line.append(f"{clock(e.ts)} ", style="dim")
+    line.append(f"{LEVEL_TAG.get(e.level, e.level.upper()[:5]).strip():<5} ", style=level_style)
+    line.append(f"{e.source:<10} ", style="dim")
     if e.container_id and e.container_id not in e.message:
         line.append(f"{e.container_id} ", style="cyan")
-    line.append(f"{e.message}{change}{who}", style=LEVEL_STYLE.get(e.level, ""))
+    line.append(f"{e.message}{change}{who}", style=level_style)
     return line
 
 
@@ -290,17 +300,18 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
     style = BUDGET_STYLE.get(b.level, "")
     pct = b.percent
     head = Text()
-    head.append(f"{money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period}")
-    head.append(f"  {pct:.0f}%", style=style)
+    head.append(f"{money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period} · ")
+    head.append(f"{pct:.0f}%", style=style)
     if b.level != "ok":
-        head.append(f"  {b.level.upper()}", style=style)
+        head.append(" · ")
+        head.append(b.level.upper(), style=style)
     bar_line = Text(bar(pct / 100.0, width), style=style)
     if b.burn_rate_per_hour > 0 and b.ceiling_at is not None:
         eta = f"full at {short_clock(b.ceiling_at)} (in {age(now, b.ceiling_at)})"
     elif b.spent_usd >= b.ceiling_usd > 0:
         eta = "ceiling reached"
     else:
-        eta = "never full at this rate"
+        eta = "never full at this rate"  # burn 0: the ceiling is not reached
     burn = Text(f"burn {money(b.burn_rate_per_hour)}/h · {eta}")
     detail = Text(
         f"GPUs running {b.running_gpus} · policy {b.policy} · left {money(b.remaining_usd)}",
@@ -312,29 +323,46 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
 # -- header and banner ---------------------------------------------------------------------------
 
 
-def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> str:
-    last = f"last {age(r.last_run_at, now)} ago" if r.last_run_at else "never run"
+def reconciler_line(
+    r: ReconcilerView, now: datetime, me: str | None = None, *, short: bool = False
+) -> str:
+    """The reconciler's last and next run and who holds the lease; `short` for narrow headers."""
+    if r.last_run_at:
+        last = f"{age(r.last_run_at, now)} ago" if short else f"last {age(r.last_run_at, now)} ago"
+    else:
+        last = "never run"
     if r.next_run_at is None:
         nxt = ""
     elif r.next_run_at <= now:
         nxt = " · next due"
     else:
-        nxt = f" · next in {age(now, r.next_run_at)}"
+        nxt = (
+            f" · next {age(now, r.next_run_at)}"
+            if short
+            else f" · next in {age(now, r.next_run_at)}"
+        )
     if r.lease_holder and r.lease_expires_at and r.lease_expires_at > now:
-        who = "this dashboard" if me and r.lease_holder == me else r.lease_holder
+        mine = me and r.lease_holder == me
+        who = ("me" if short else "this dashboard") if mine else r.lease_holder
         lease = f" · lease {who}" + (" (dead)" if r.lease_dead else "")
     else:
         lease = " · lease free"
-    return f"reconciler {last}{nxt}{lease}"
+    return f"{'rec' if short else 'reconciler'} {last}{nxt}{lease}"
 
 
-def status_text(backend: str, database: str, reconciler: str, mode: str = "") -> Text:
-    """The header line: backend, database, reconciler, and whether this process acts or reads."""
+def status_text(
+    backend: str, database: str, reconciler: str, mode: str = "", budget: str = ""
+) -> Text:
+    """The header line: backend, database (left out when empty, as on a narrow screen), the
+    reconciler, whether this process acts or reads, and the budget when its pane is hidden."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(" parhelia ", style="bold reverse")
     line.append(f" backend {backend}", style="bold")
-    line.append(f" · db {database}", style="dim")
+    if database:
+        line.append(f" · db {database}", style="dim")
     line.append(f" · {reconciler}")
+    if budget:
+        line.append(f" · {budget}", style="bold")
     if mode:
         line.append(f" · {mode}", style="italic")
     return line
@@ -353,18 +381,5 @@ def stale_banner(view: DashboardView) -> str | None:
 
 
 def attention_reasons(view: DashboardView) -> list[str]:
-    """Why `--once` exits 1 and what the help pane leads with; empty when all is well."""
-    out = []
-    orphans = [c for c in view.containers if c.state == "orphaned"]
-    sick = [c for c in view.containers if c.is_active and c.health in ("unhealthy", "dead")]
-    if orphans:
-        out.append(f"{len(orphans)} orphaned container(s): parhelia containers orphans")
-    if sick:
-        out.append(f"{len(sick)} unhealthy or dead container(s): parhelia containers health")
-    if view.budget.level != "ok":
-        out.append(
-            f"budget {view.budget.level} at {view.budget.percent:.0f}%: parhelia budget show"
-        )
-    if view.reconciler.stale:
-        out.append("view is stale (backend listing failing): parhelia reconciler status")
-    return out
+    """The view's attention list as lines of text (`reason: command`)."""
+    return [str(a) for a in view.attention()]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
+from parhelia.widgets.formatting import COMMAND_STYLE
+
 
 class HelpPane(Static):
     _shown: tuple | None = None  # what is on screen, to skip an unchanged update
@@ -23,7 +25,8 @@ class HelpPane(Static):
         about: Sequence[tuple[str, str]] = (),
         last_error: str | None = None,
     ) -> None:
-        """`keys`: (key, description) for the focused pane; `about`: (title, text) paragraphs."""
+        """`keys`: (key, description) for the focused pane; `about`: (title, text) paragraphs, or
+        (title, text, command) where a command deals with it (shown in the command style)."""
         shown = (pane, tuple(keys), tuple(about), last_error)
         if shown == self._shown:
             return  # an update lays out the screen again: only when something changed
@@ -31,9 +34,12 @@ class HelpPane(Static):
         out = Text()
         out.append(f"{pane}\n", style="bold")
         out.append("  ".join(f"{k} {d}" for k, d in keys) + "\n", style="")
-        for title, text in about:
+        for title, text, *command in about:
             out.append(f"\n{title}: ", style="bold")
             out.append(text + "\n")
+            for cmd in command:
+                out.append("→ ", style="dim")
+                out.append(cmd + "\n", style=COMMAND_STYLE)
         if last_error:
             out.append("\nLast error: ", style="bold red")
             out.append(last_error + "\n")

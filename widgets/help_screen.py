@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 
 def _slug(text: str) -> str:
@@ -55,6 +55,7 @@ class HelpScreen(ModalScreen[None]):
         return out
 
     def compose(self) -> ComposeResult:
+        yield Footer()  # this screen's own keys
         with Vertical(id="dialog"):
             yield Static("Help", id="title")
             with VerticalScroll(id="help-body"):

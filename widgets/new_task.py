@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from parhelia.state.costs import GPU_RATES, RateTable, estimate_task, hourly_rate
 from parhelia.state.errors import ParheliaError
@@ -113,6 +113,7 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
         return Label(text, id=f"label-{key}")
 
     def compose(self) -> ComposeResult:
+        yield Footer()  # this screen's own keys
         backends = list(self.backends)
         backend = self._default("backend", backends[0] if backends else "local")
         if backend not in backends:
@@ -221,11 +222,10 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
             estimate.update(
                 Text.assemble(
                     ("Estimate  ", "bold"),
-                    f"{money(rate)}/h",
-                    "  ·  at most ",
-                    (money(cost), "bold"),
-                    f" for {req.timeout_minutes} min",
-                    f"  ·  budget left {money(max(0.0, remaining))} of {money(self.ceiling_usd)}",
+                    f"{money(rate)}/h  ·  at most ",
+                    (f"{money(cost)} ", "bold"),
+                    f"for {req.timeout_minutes} min  ·  budget left "
+                    f"{money(max(0.0, remaining))} of {money(self.ceiling_usd)}",
                 )
             )
             found += proactive_warnings(req)
