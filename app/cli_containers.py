@@ -10,6 +10,7 @@ import typer
 from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
 from parhelia.app.textfmt import age, container_rows, money, totals_line
+from parhelia.widgets.formatting import foreign_line
 
 app = typer.Typer(
     help="Containers: list, show, events, health, orphans, terminate.", no_args_is_help=True
@@ -127,10 +128,13 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     rt = runtime(ctx, json_out)
     view = rt.control.dashboard(event_limit=0)
     rows = [c for c in view.containers if c.state == "orphaned"]
+    theirs = foreign_line(view)
 
     def human() -> None:
         if not rows:
             output.echo("No orphans: every running sandbox is accounted for.")
+            if theirs:
+                output.echo(theirs)
             return
         output.echo(
             output.table(
@@ -151,6 +155,8 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             )
         )
         burn = sum(c.cost_rate_per_hour for c in rows)
+        if theirs:
+            output.echo(theirs)
         output.echo(
             f"{len(rows)} orphan(s) burning {money(burn)}/h. Clean up with: parhelia cleanup --orphans"
         )
@@ -199,7 +205,7 @@ def terminate(
 ) -> None:
     """Stop containers' sandboxes (asks first unless --yes) and record who, why, exit code and final cost."""
     rt = runtime(ctx, json_out)
-    targets = [rt.store.get_container(ref) for ref in containers]
+    targets = [rt.control.owned_container(ref) for ref in containers]
     now = rt.control.clock()
     if not yes:
         if rt.json_out or not typer.get_text_stream("stdin").isatty():

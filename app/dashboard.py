@@ -302,7 +302,11 @@ class ParheliaApp(App):
         else:
             mode = "starting"
         self.query_one(StatusBar).show(
-            view.backend, view.database, reconciler_line(view.reconciler, now, me), mode
+            view.backend,
+            view.database,
+            reconciler_line(view.reconciler, now, me),
+            mode,
+            plane=view.plane_id,
         )
         small = self._too_small
         self.query_one(StaleBanner).show(None if small else stale_banner(view))
@@ -312,8 +316,9 @@ class ParheliaApp(App):
         active = sum(1 for c in view.containers if c.is_active)
         burn = view.budget.burn_rate_per_hour
         shown = f"{table.matched} of {len(view.containers)} shown · " if table.filter else ""
+        theirs = f" · {len(view.foreign)} another plane's" if view.foreign else ""
         table.border_subtitle = (
-            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}"
+            f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}"
         )
         table.border_title = f"Containers ({len(view.containers)})"
 

@@ -54,6 +54,7 @@ from parhelia.state.models import (
     Setting,
     Task,
     UTCDateTime,
+    new_plane_id,
 )
 from parhelia.state.requests import gpu_count
 from parhelia.state.timeutil import as_utc, utcnow
@@ -63,12 +64,19 @@ from parhelia.state.views import (
     ContainerView,
     DashboardView,
     EventView,
+    ForeignSandbox,
     HeartbeatView,
     ReconcilerView,
 )
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
+# This store's control-plane id (`new_plane_id`), written once on the first open; every sandbox
+# it dispatches carries it as a tag.
+PLANE_KEY = "control_plane.id"
+# Per backend: the sandboxes of another control plane its last good listing saw, by sandbox id
+# (written by the reconciler, shown by the dashboard, refused by terminate).
+FOREIGN_PREFIX = "reconciler.foreign."
 # The container columns a ContainerView needs, in `_container_views`' order.
 _VIEW_COLUMNS = tuple(
     Container.__table__.c[name]
@@ -159,6 +167,30 @@ class Store:
             except BaseException:
                 self.close()
                 raise
+            self._ensure_plane_id()
+
+    def _ensure_plane_id(self) -> str:
+        """Read the plane id, or make it if this is the first open. Two processes opening a new
+        database at once agree: the insert is in one write transaction (serialised on SQLite), and
+        a loser on PostgreSQL hits the primary key and reads the winner's."""
+        with self.read() as s:
+            value = _get_setting(s, PLANE_KEY)
+        if value:
+            return value
+        try:
+            with self.write() as s:
+                if s.get(Setting, PLANE_KEY) is None:
+                    s.add(Setting(key=PLANE_KEY, value=new_plane_id(), updated_by="store"))
+        except IntegrityError:
+            pass
+        with self.read() as s:
+            return _get_setting(s, PLANE_KEY)
+
+    @property
+    def plane_id(self) -> str:
+        """This store's control-plane id (the same for every process on this database); read each
+        time (one primary-key lookup), so every reader agrees with the row."""
+        return self._ensure_plane_id()
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -785,6 +817,8 @@ class Store:
             running = [c for c in containers if c.is_active]
             spent = _spent_since(s, period_start(now, budget.period), running)
             reconciler = _reconciler_view(s, reconcile_interval)
+            plane = _get_setting(s, PLANE_KEY) or ""
+            foreign = _foreign_sandboxes(s)
         burn = sum(c.cost_rate_per_hour for c in running)
         gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
@@ -795,7 +829,13 @@ class Store:
             reconciler=reconciler,
             backend=backend_label,
             database=self.label,
+            plane_id=plane,
+            foreign=foreign,
         )
+
+    def foreign_sandboxes(self) -> list[ForeignSandbox]:
+        with self.read() as s:
+            return _foreign_sandboxes(s)
 
     def container_detail(
         self, ref: str, *, now: datetime | None = None, heartbeats: int = 120, events: int = 50
@@ -932,6 +972,22 @@ class Store:
 def _get_setting(s: Session, key: str, default: Any = None) -> Any:
     row = s.get(Setting, key)
     return default if row is None else row.value
+
+
+def _foreign_sandboxes(s: Session) -> list[ForeignSandbox]:
+    rows = s.scalars(select(Setting).where(Setting.key.startswith(FOREIGN_PREFIX))).all()
+    out = [
+        ForeignSandbox(
+            backend=row.key.removeprefix(FOREIGN_PREFIX),
+            sandbox_id=sid,
+            plane_id=str(seen.get("plane", "")),
+            container_id=seen.get("container"),
+            task_id=seen.get("task"),
+        )
+        for row in rows
+        for sid, seen in (row.value or {}).items()
+    ]
+    return sorted(out, key=lambda f: (f.backend, f.sandbox_id))
 
 
 def _stale_since(s: Session) -> datetime | None:

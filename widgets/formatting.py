@@ -13,6 +13,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from parhelia.state.models import short_plane_id
 from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import BudgetView, ContainerView, DashboardView, EventView, ReconcilerView
 
@@ -316,16 +317,31 @@ def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> 
     return f"reconciler {last}{nxt}{lease}"
 
 
-def status_text(backend: str, database: str, reconciler: str, mode: str = "") -> Text:
-    """The header line: backend, database, reconciler, and whether this process acts or reads."""
+def status_text(
+    backend: str, database: str, reconciler: str, mode: str = "", plane: str = ""
+) -> Text:
+    """The header line: backend, database (and its control plane's short id), reconciler, and
+    whether this process acts or reads."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(" parhelia ", style="bold reverse")
     line.append(f" backend {backend}", style="bold")
     line.append(f" · db {database}", style="dim")
+    if plane:
+        line.append(f" · plane {short_plane_id(plane)}", style="dim")
     line.append(f" · {reconciler}")
     if mode:
         line.append(f" · {mode}", style="italic")
     return line
+
+
+def foreign_line(view: DashboardView) -> str | None:
+    """Another control plane's sandboxes, counted apart from ours: shown, never acted on."""
+    n = len(view.foreign)
+    if not n:
+        return None
+    planes = len({f.plane_id for f in view.foreign})
+    whose = "another control plane" if planes == 1 else f"{planes} other control planes"
+    return f"{n} sandbox(es) of {whose} running: not this Parhelia's, never touched"
 
 
 def stale_banner(view: DashboardView) -> str | None:

@@ -29,8 +29,10 @@ class StatusBar(Widget):
     def render(self) -> Text:
         return self._text
 
-    def show(self, backend: str, database: str, reconciler: str, mode: str) -> None:
-        text = status_text(backend, database, reconciler, mode)
+    def show(
+        self, backend: str, database: str, reconciler: str, mode: str, *, plane: str = ""
+    ) -> None:
+        text = status_text(backend, database, reconciler, mode, plane)
         if text.plain != self._text.plain:
             self._text = text
             self.refresh()
