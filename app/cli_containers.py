@@ -10,7 +10,6 @@ import typer
 from parhelia.app import output
 from parhelia.app.cli import JsonOpt, runtime
 from parhelia.app.textfmt import age, container_rows, money, totals_line
-from parhelia.widgets.formatting import foreign_line
 
 app = typer.Typer(
     help="Containers: list, show, events, health, orphans, terminate.", no_args_is_help=True
@@ -125,6 +124,8 @@ def events(
 @app.command("orphans")
 def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Sandboxes running with Parhelia's tags that no dispatch recorded; ends with the cleanup command."""
+    from parhelia.widgets.formatting import foreign_line
+
     rt = runtime(ctx, json_out)
     view = rt.control.dashboard(event_limit=0)
     rows = [c for c in view.containers if c.state == "orphaned"]

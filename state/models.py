@@ -60,11 +60,6 @@ def new_plane_id() -> str:
     return f"cp-{secrets.token_hex(8)}"
 
 
-def short_plane_id(plane_id: str) -> str:
-    """The header's form: the first 8 hex digits, enough to tell two teammates' planes apart."""
-    return plane_id.removeprefix("cp-")[:8]
-
-
 def new_task_id() -> str:
     return new_id("t")
 

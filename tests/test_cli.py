@@ -331,7 +331,7 @@ def test_config_show_lists_every_setting_with_its_source(parhelia_env, monkeypat
     (parhelia_env.project / "parhelia.toml").write_text("[reconciler]\ninterval_seconds = 15\n")
     monkeypatch.setenv("PARHELIA_BUDGET_CEILING_USD", "75")
     rows = {r["name"]: r for r in parhelia_env.ok("--backend", "local", "config", "show")}
-    assert set(rows) == set(schema())
+    assert set(rows) == set(schema()) | {"control_plane_id"}  # the store's id, not a setting
     assert rows["reconciler.interval_seconds"]["value"] == "15.0"
     assert (
         str(parhelia_env.project / "parhelia.toml") in rows["reconciler.interval_seconds"]["source"]
@@ -400,6 +400,7 @@ def test_container_lifecycle_on_a_real_local_process(parhelia_env):
         "parhelia": "1",
         "parhelia_container": cid,
         "parhelia_task": created["task_id"],
+        "parhelia_plane": env.store().plane_id,
     }
 
     (row,) = env.ok("containers", "list")
@@ -559,9 +560,10 @@ def test_orphans_health_and_cleanup_on_real_processes(parhelia_env, monkeypatch)
     known = create_task(env, "recorded")
     stray = env.backend().create(
         SandboxSpec(
-            container_id="c-unrecorded",
+            container_id="c-0000ab1e",
             task_id=None,
             argv=[sys.executable, "-c", "import time; time.sleep(120)"],
+            plane_id=env.store().plane_id,
         )
     )
     assert env.ok("containers", "orphans") == []
@@ -578,14 +580,14 @@ def test_orphans_health_and_cleanup_on_real_processes(parhelia_env, monkeypatch)
 
     assert_coded_error(env.run("cleanup"), "E102", "--orphans")
     assert_coded_error(env.run("cleanup", "--orphans"), "E102", "--yes")
-    assert running_sandbox(env, "c-unrecorded").running
+    assert running_sandbox(env, "c-0000ab1e").running
     (done,) = env.ok("cleanup", "--orphans", "--yes")
     assert (done["id"], done["state"], done["termination_reason"]) == (
         orphan["id"],
         "terminated",
         "orphan_cleanup",
     )
-    assert not running_sandbox(env, "c-unrecorded").running
+    assert not running_sandbox(env, "c-0000ab1e").running
     assert running_sandbox(env, known["container_id"]).running  # the recorded one is untouched
     assert env.ok("cleanup", "--orphans", "--yes") == []
 

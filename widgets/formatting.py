@@ -13,7 +13,6 @@ from datetime import datetime
 
 from rich.text import Text
 
-from parhelia.state.models import short_plane_id
 from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import BudgetView, ContainerView, DashboardView, EventView, ReconcilerView
 
@@ -315,6 +314,11 @@ def reconciler_line(r: ReconcilerView, now: datetime, me: str | None = None) -> 
     else:
         lease = " · lease free"
     return f"reconciler {last}{nxt}{lease}"
+
+
+def short_plane_id(plane_id: str) -> str:
+    """The header's form: the first 8 hex digits, enough to tell two teammates' planes apart."""
+    return plane_id.removeprefix("cp-")[:8]
 
 
 def status_text(

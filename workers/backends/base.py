@@ -12,8 +12,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from parhelia.state.models import is_container_id
-
 # Tags every Parhelia sandbox carries. A sandbox without TAG_MARK is never Parhelia's.
 TAG_MARK = "parhelia"
 TAG_MARK_VALUE = "1"
@@ -51,6 +49,10 @@ class Ownership(StrEnum):
 
 def ownership(tags: dict[str, str] | None, plane_id: str) -> Ownership:
     """A sandbox is ours only with the mark, a well-formed container id and this plane's id."""
+    # Imported here: the local sandbox supervisor imports this module and must start fast,
+    # without SQLModel (state.models).
+    from parhelia.state.models import is_container_id
+
     if not is_parhelia(tags) or not is_container_id(tags.get(TAG_CONTAINER)):
         return Ownership.NOT_PARHELIA
     plane = tags.get(TAG_PLANE)
