@@ -8,6 +8,9 @@ Plus the look-alike (`parhelia_container: bobs-job-42`) and the sandbox made bef
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from parhelia.state.errors import ParheliaError
@@ -37,6 +40,26 @@ def test_plane_id_is_made_on_first_open_and_kept_by_every_opener(tmp_path):
     second.close()
     assert Store(url).plane_id == plane  # survives reopen
     assert Store(f"sqlite:///{tmp_path / 'other.db'}").plane_id != plane
+
+
+def test_processes_opening_a_new_database_at_once_agree_on_one_plane_id(tmp_path):
+    """Four processes race to open (create, migrate, make the id of) one new database."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        "from parhelia.state.store import Store\n"
+        f"print(Store({url!r}).plane_id)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    go.touch()
+    ids = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(ids) == 1 and ids == {Store(url).plane_id}
 
 
 def test_config_show_prints_the_plane_id(parhelia_env):
