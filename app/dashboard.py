@@ -316,7 +316,7 @@ class ParheliaApp(App):
         active = sum(1 for c in view.containers if c.is_active)
         burn = view.budget.burn_rate_per_hour
         shown = f"{table.matched} of {len(view.containers)} shown · " if table.filter else ""
-        theirs = f" · {len(view.foreign)} another plane's" if view.foreign else ""
+        theirs = f" · {len(view.foreign)} of another plane" if view.foreign else ""
         table.border_subtitle = (
             f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}"
         )

@@ -18,7 +18,7 @@ from parhelia.state.models import is_container_id
 from parhelia.state.requests import TaskRequest
 from parhelia.state.settings import ModalSettings, Settings
 from parhelia.state.store import Store
-from parhelia.workers.backends.base import Ownership, ownership, parhelia_tags
+from parhelia.workers.backends.base import Ownership, SandboxInfo, ownership, parhelia_tags
 from parhelia.workers.backends.modal import ModalBackend
 from parhelia.workers.control import ControlPlane
 from tests import test_incident_modal
@@ -233,3 +233,25 @@ def test_two_databases_sharing_one_local_root_never_touch_each_others_processes(
     assert b1["sandbox_id"] in {i.sandbox_id for i in env.backend().list() if i.running}
     once = env.run("tui", "--once", "--no-refresh")
     assert "1 sandbox(es) of another control plane running" in once.out
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+async def test_dashboard_shows_the_plane_and_counts_another_planes_sandboxes_apart(store):
+    from tests import dashboard_world as world
+    from tests.test_dashboard import SIZE, make_app, refreshed, table, text_of, until
+
+    backend = world.seed(store)
+    theirs = SandboxInfo(
+        "sb-theirs", "local", parhelia_tags("c-0000beef", None, "cp-00000000000000bb"), None
+    )
+    backend.sandboxes[theirs.sandbox_id] = theirs
+    app = make_app(world.control(store, backend))
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        assert "plane 5eed0000" in text_of(app.query_one("#status"))
+        await pilot.press("r")  # reconcile now: the listing shows the other plane's sandbox
+        await until(pilot, lambda: "1 of another plane" in (table(app).border_subtitle or ""))
+    assert "sb-theirs" in backend.sandboxes and "sb-theirs" not in backend.terminated
+    assert store.container_by_sandbox("local", "sb-theirs") is None
