@@ -49,16 +49,24 @@ class Ownership(StrEnum):
 
 def ownership(tags: dict[str, str] | None, plane_id: str) -> Ownership:
     """A sandbox is ours only with the mark, a well-formed container id and this plane's id."""
-    # Imported here: the local sandbox supervisor imports this module and must start fast,
-    # without SQLModel (state.models).
-    from parhelia.state.models import is_container_id
-
-    if not is_parhelia(tags) or not is_container_id(tags.get(TAG_CONTAINER)):
+    if not tags or tags.get(TAG_MARK) != TAG_MARK_VALUE:
+        return Ownership.NOT_PARHELIA
+    if not _is_container_id(tags.get(TAG_CONTAINER)):
         return Ownership.NOT_PARHELIA
     plane = tags.get(TAG_PLANE)
     if not plane:
         return Ownership.LEGACY
     return Ownership.OURS if plane == plane_id else Ownership.OTHER_PLANE
+
+
+def _is_container_id(value: object) -> bool:
+    # `state.models` is imported on first use, not with this module: the local sandbox supervisor
+    # imports this module and must start fast, without SQLModel.
+    global _is_container_id
+    from parhelia.state.models import is_container_id
+
+    _is_container_id = is_container_id
+    return is_container_id(value)
 
 
 def needs_a_person(tags: dict[str, str] | None) -> bool:
