@@ -173,18 +173,24 @@ class Store:
         """Read the plane id, or make it if this is the first open. Two processes opening a new
         database at once agree: the insert is in one write transaction (serialised on SQLite), and
         a loser on PostgreSQL hits the primary key and reads the winner's."""
-        with self.read() as s:
-            value = _get_setting(s, PLANE_KEY)
-        if value:
-            return value
+        try:
+            with self.read() as s:
+                value = _get_setting(s, PLANE_KEY)
+            if value:
+                return value
+        except ParheliaError:
+            pass  # an in-memory database: only the write connection has the tables
         try:
             with self.write() as s:
-                if s.get(Setting, PLANE_KEY) is None:
-                    s.add(Setting(key=PLANE_KEY, value=new_plane_id(), updated_by="store"))
+                row = s.get(Setting, PLANE_KEY)
+                if row is None:
+                    row = Setting(key=PLANE_KEY, value=new_plane_id(), updated_by="store")
+                    s.add(row)
+                value = row.value
         except IntegrityError:
-            pass
-        with self.read() as s:
-            return _get_setting(s, PLANE_KEY)
+            with self.read() as s:
+                value = _get_setting(s, PLANE_KEY)
+        return value
 
     @property
     def plane_id(self) -> str:
