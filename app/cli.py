@@ -145,7 +145,12 @@ def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.config import effective_rows
 
     rt = runtime(ctx, json_out)
-    rows = effective_rows(rt.loaded)
+    # The store's control-plane id (made on its first open), the tag its sandboxes carry.
+    try:
+        plane = rt.store.plane_id
+    except ParheliaError as exc:  # config show must still show the configuration
+        plane = f"(database unavailable: {exc.code})"
+    rows = [*effective_rows(rt.loaded), ("control_plane_id", plane, "store")]
     data = [{"name": n, "value": v, "source": s} for n, v, s in rows]
     output.success(
         data,

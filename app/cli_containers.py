@@ -133,10 +133,15 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     rt = runtime(ctx, json_out)
     view = rt.control.dashboard(event_limit=0)
     rows = orphan_rows(view)
+    from parhelia.widgets.formatting import foreign_line
+
+    theirs = foreign_line(view)
 
     def human() -> None:
         if not rows:
             output.echo("No orphans: every running sandbox is accounted for.")
+            if theirs:
+                output.echo(theirs)
             return
         output.echo(
             output.table(
@@ -157,6 +162,8 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             )
         )
         burn = sum(c.cost_rate_per_hour for c in rows)
+        if theirs:
+            output.echo(theirs)
         output.echo(
             f"{len(rows)} orphan(s) burning {money(burn)}/h. Clean up with: parhelia cleanup --orphans"
         )
@@ -199,7 +206,7 @@ def terminate(
 ) -> None:
     """Stop containers' sandboxes (asks first unless --yes) and record who, why, exit code and final cost."""
     rt = runtime(ctx, json_out)
-    targets = [rt.store.get_container(ref) for ref in containers]
+    targets = [rt.control.owned_container(ref) for ref in containers]
     now = rt.control.clock()
     if not yes:
         if rt.json_out or not typer.get_text_stream("stdin").isatty():

@@ -120,7 +120,7 @@ def list_(
                 right={4, 5},
             )
         )
-        live = sum(1 for t in tasks if t.status in LIVE_TASK_STATUSES)
+        live = sum(1 for t in tasks if t["status"] in LIVE_TASK_STATUSES)
         output.echo(f"{live} active (pending or running), {len(tasks) - live} ended")
 
     output.success(tasks, json_out=rt.json_out, human=human)

@@ -334,6 +334,7 @@ class ParheliaApp(App):
             reconciler_line(view.reconciler, now, self.control.holder, short=short),
             mode,
             budget,
+            plane=view.plane_id,
         )
         small = self._too_small
         self.query_one(StaleBanner).show(None if small else stale_banner(view))
@@ -364,8 +365,9 @@ class ParheliaApp(App):
             else ""
         )
         hidden = f" · {len(table.hidden_columns)} columns hidden →" if table.hidden_columns else ""
+        theirs = f" · {len(view.foreign)} of another plane" if view.foreign else ""
         table.border_subtitle = (
-            f"{shown}{active} active · {money(burn)}/h · sort {table.sort_column}{hidden}"
+            f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}{hidden}"
         )
         table.border_title = f"Containers ({len(view.containers)})"
 

@@ -110,6 +110,7 @@ def start_fleet(rt: Runtime) -> list[str]:
             argv=argv,
             cpu=1.0,
             memory_mib=2048,
+            plane_id=rt.store.plane_id,
         )
     )
     return started

@@ -29,6 +29,10 @@ The estimate (rate x timeout) is checked against the budget before anything star
 States: created -> running -> stopped -> terminated; any -> orphaned (running, unknown to the
 store); orphaned -> terminated. Health comes from missed heartbeats: 2 degraded, 5 unhealthy,
 10 dead; no heartbeat for 5 minutes marks a container unhealthy.
+Each database is one control plane (`parhelia config show`: control_plane_id), and every sandbox
+it starts carries that id. Another plane's sandboxes (a teammate's database on the same cloud)
+are counted apart and never touched; an orphan with no plane id (made before plane ids) is
+stopped only by you (cleanup --orphans or terminate), never by a policy.
 
   parhelia containers list | show ID | events ID | health | orphans
   parhelia containers terminate ID          (asks first; --yes to skip)

@@ -27,6 +27,7 @@ from parhelia.widgets.formatting import (
     cell_style,
     container_cells,
     event_text,
+    foreign_line,
     reconciler_line,
     row_style,
     sort_value,
@@ -69,7 +70,9 @@ def render_once(
 def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     now = view.generated_at
     parts: list[RenderableType] = [
-        status_text(view.backend, view.database, reconciler_line(view.reconciler, now))
+        status_text(
+            view.backend, view.database, reconciler_line(view.reconciler, now), plane=view.plane_id
+        )
     ]
     banner = stale_banner(view)
     if banner:
@@ -122,7 +125,8 @@ def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Gr
     if not view.containers:
         out.append("-\n")
     out.rstrip()
-    return Group(out, Text(totals_line(view.containers)))
+    theirs = foreign_line(view)
+    return Group(out, Text(totals_line(view.containers)), *([Text(theirs)] if theirs else []))
 
 
 def _fit(value: str, width: int, justify: str) -> str:

@@ -61,9 +61,10 @@ def reconcile_bench(tmp: Path) -> tuple[float, float]:
     store = Store(f"sqlite:///{tmp / 'reconcile.db'}")
     now = utcnow()
     born = now - timedelta(minutes=10)
+    plane = store.plane_id  # sandboxes are this plane's: well-formed ids and its plane tag
     rows, infos = [], []
     for i in range(N_SANDBOXES):
-        cid, sid = f"c-{i:06d}", f"sb-{i:06d}"
+        cid, sid = f"c-{i:08x}", f"sb-{i:06d}"
         kind = "match" if i < 9_000 else "adopt" if i < 9_500 else "gone"
         rows.append(
             Container(
@@ -76,15 +77,14 @@ def reconcile_bench(tmp: Path) -> tuple[float, float]:
                 started_at=None if kind == "adopt" else born,
                 last_heartbeat_at=now,
                 cost_rate_per_hour=0.19,
-                tags=parhelia_tags(cid, None),
+                tags=parhelia_tags(cid, None, plane),
             )
         )
         if kind != "gone":
-            infos.append(SandboxInfo(sid, "fake", parhelia_tags(cid, None), born))
+            infos.append(SandboxInfo(sid, "fake", parhelia_tags(cid, None, plane), born))
     for i in range(500):
-        infos.append(
-            SandboxInfo(f"sb-orphan-{i}", "fake", parhelia_tags(f"c-lost-{i}", None), born)
-        )
+        lost = parhelia_tags(f"c-{0x10000000 + i:08x}", None, plane)
+        infos.append(SandboxInfo(f"sb-orphan-{i}", "fake", lost, born))
     random.Random(1).shuffle(infos)
     seed_rows(store, rows)
     assert len(infos) == N_SANDBOXES

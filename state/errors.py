@@ -155,7 +155,9 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E401",
             "Forbidden",
-            "The sandbox was not made by Parhelia (no parhelia tags); Parhelia never touches it.",
+            "The sandbox is not this control plane's: it has no parhelia tags, a container tag that "
+            "is not a Parhelia id, or another control plane's id (another store, for example a "
+            "teammate's on the same Modal workspace). Parhelia never touches it.",
             "parhelia containers orphans",
             "parhelia containers list",
             topic="containers",

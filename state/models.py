@@ -6,6 +6,7 @@ own table with retention; events are for changes only.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -41,8 +42,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
+CONTAINER_ID_RE = re.compile(r"c-[0-9a-f]{8}")
+
+
 def new_container_id() -> str:
     return new_id("c")
+
+
+def is_container_id(value: object) -> bool:
+    """Whether `value` has the shape `new_container_id` makes: a tag like `bobs-job-42` or
+    `c-../../x` on someone's sandbox is not a Parhelia container id, whatever else it carries."""
+    return isinstance(value, str) and CONTAINER_ID_RE.fullmatch(value) is not None
+
+
+def new_plane_id() -> str:
+    """A store's control-plane id (`cp-` + 16 hex), made once on its first open."""
+    return f"cp-{secrets.token_hex(8)}"
 
 
 def new_task_id() -> str:

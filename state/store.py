@@ -56,6 +56,7 @@ from parhelia.state.models import (
     Setting,
     Task,
     UTCDateTime,
+    new_plane_id,
 )
 from parhelia.state.process_owner import ProcessOwner, is_gone
 from parhelia.state.requests import gpu_count
@@ -67,6 +68,7 @@ from parhelia.state.views import (
     ContainerView,
     DashboardView,
     EventView,
+    ForeignSandbox,
     HeartbeatView,
     ReconcilerView,
 )
@@ -74,6 +76,12 @@ from parhelia.state.views import (
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 RECONCILER_LEASE = "reconciler"
 PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
+# This store's control-plane id (`new_plane_id`), written once on the first open; every sandbox
+# it dispatches carries it as a tag.
+PLANE_KEY = "control_plane.id"
+# Per backend: the sandboxes of another control plane its last good listing saw, by sandbox id
+# (written by the reconciler, shown by the dashboard, refused by terminate).
+FOREIGN_PREFIX = "reconciler.foreign."
 # The container columns a ContainerView needs, in `_container_views`' order.
 _VIEW_COLUMNS = tuple(
     Container.__table__.c[name]
@@ -164,6 +172,36 @@ class Store:
             except BaseException:
                 self.close()
                 raise
+            self._ensure_plane_id()
+
+    def _ensure_plane_id(self) -> str:
+        """Read the plane id, or make it if this is the first open. Two processes opening a new
+        database at once agree: the insert is in one write transaction (serialised on SQLite), and
+        a loser on PostgreSQL hits the primary key and reads the winner's."""
+        try:
+            with self.read() as s:
+                value = _get_setting(s, PLANE_KEY)
+            if value:
+                return value
+        except ParheliaError:
+            pass  # an in-memory database: only the write connection has the tables
+        try:
+            with self.write() as s:
+                row = s.get(Setting, PLANE_KEY)
+                if row is None:
+                    row = Setting(key=PLANE_KEY, value=new_plane_id(), updated_by="store")
+                    s.add(row)
+                value = row.value
+        except IntegrityError:
+            with self.read() as s:
+                value = _get_setting(s, PLANE_KEY)
+        return value
+
+    @property
+    def plane_id(self) -> str:
+        """This store's control-plane id (the same for every process on this database); read each
+        time (one primary-key lookup), so every reader agrees with the row."""
+        return self._ensure_plane_id()
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -867,6 +905,8 @@ class Store:
             running = [c for c in containers if c.is_active]
             spent = _spent_since(s, period_start(now, budget.period), running)
             reconciler = _reconciler_view(s, reconcile_interval, now)
+            plane = _get_setting(s, PLANE_KEY) or ""
+            foreign = _foreign_sandboxes(s)
         burn = sum(c.cost_rate_per_hour for c in running)
         gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
@@ -877,7 +917,13 @@ class Store:
             reconciler=reconciler,
             backend=backend_label,
             database=self.label,
+            plane_id=plane,
+            foreign=foreign,
         )
+
+    def foreign_sandboxes(self) -> list[ForeignSandbox]:
+        with self.read() as s:
+            return _foreign_sandboxes(s)
 
     def container_detail(
         self, ref: str, *, now: datetime | None = None, heartbeats: int = 120, events: int = 50
@@ -1017,6 +1063,22 @@ class Store:
 def _get_setting(s: Session, key: str, default: Any = None) -> Any:
     row = s.get(Setting, key)
     return default if row is None else row.value
+
+
+def _foreign_sandboxes(s: Session) -> list[ForeignSandbox]:
+    rows = s.scalars(select(Setting).where(Setting.key.startswith(FOREIGN_PREFIX))).all()
+    out = [
+        ForeignSandbox(
+            backend=row.key.removeprefix(FOREIGN_PREFIX),
+            sandbox_id=sid,
+            plane_id=str(seen.get("plane", "")),
+            container_id=seen.get("container"),
+            task_id=seen.get("task"),
+        )
+        for row in rows
+        for sid, seen in (row.value or {}).items()
+    ]
+    return sorted(out, key=lambda f: (f.backend, f.sandbox_id))
 
 
 def _stale_since(s: Session) -> datetime | None:

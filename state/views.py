@@ -130,6 +130,17 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class ForeignSandbox:
+    """A sandbox of another control plane (another store) on a shared cloud: shown, never touched."""
+
+    backend: str
+    sandbox_id: str
+    plane_id: str
+    container_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
 class DashboardView:
     generated_at: datetime
     containers: list[ContainerView]
@@ -138,6 +149,9 @@ class DashboardView:
     reconciler: ReconcilerView
     backend: str = ""
     database: str = ""
+    plane_id: str = ""  # this store's control-plane id
+    # what the last good listings saw of other control planes; counted apart, never acted on
+    foreign: list[ForeignSandbox] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -14,12 +14,15 @@ from datetime import UTC, datetime, timedelta
 from parhelia.state.costs import hourly_rate
 from parhelia.state.models import Container, Task
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store
+from parhelia.state.store import PLANE_KEY, Store
 from parhelia.workers.backends.base import SandboxInfo
 from parhelia.workers.control import ControlPlane
 from tests.fakes import MemoryBackend
 
 NOW = datetime(2026, 11, 24, 15, 30, 0, tzinfo=UTC)
+# The world's control-plane id, fixed so the header reads the same in every run (a store makes a
+# random one on its first open; the world overwrites it before anything reads it).
+PLANE = "cp-5eed0000000000a1"
 HOLDER = "tests:dashboard"
 
 # id, state, health, prompt, cpu, memory, gpu, started minutes ago, missed, cpu %, mem MiB
@@ -118,6 +121,7 @@ def settings(**budget) -> Settings:
 def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
     """Write the fleet, its heartbeats and events; return a backend listing its live sandboxes."""
     backend = MemoryBackend()
+    store.set_setting(PLANE_KEY, PLANE, actor="tests")
     tasks, rows = [], []
     for i, (cid, state, health, prompt, cpu, mem, gpu, ago, missed, cpu_pct, _mem) in enumerate(
         FLEET
@@ -131,7 +135,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
         rate = hourly_rate(cpu, mem, gpu)
         ended = started + timedelta(minutes=ago - 5) if state == "terminated" else None
         sid = f"sb-w{i + 1:03d}"
-        tags = {"parhelia": "1", "parhelia_container": cid}
+        tags = {"parhelia": "1", "parhelia_container": cid, "parhelia_plane": PLANE}
         if tid:
             tags["parhelia_task"] = tid
         rows.append(

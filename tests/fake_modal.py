@@ -225,24 +225,39 @@ class FakeModalState:
             return sb
 
     def start_behind_back(
-        self, app_name: str, *, tagged: int = 0, foreign: int = 0, argv: list[str] | None = None
+        self,
+        app_name: str,
+        *,
+        tagged: int = 0,
+        foreign: int = 0,
+        argv: list[str] | None = None,
+        plane: str | None = None,
+        lookalike: int = 0,
     ) -> list[FakeSandbox]:
-        """Sandboxes nobody recorded: `tagged` carry Parhelia's tags (made-up container ids),
-        `foreign` carry none (someone else's, same app)."""
+        """Sandboxes nobody recorded: `tagged` carry Parhelia's tags (made-up, well-formed container
+        ids, and the control-plane id `plane` unless None: made before plane ids), `foreign` carry
+        none (someone else's, same app), `lookalike` carry Parhelia's mark with a container tag that
+        is no Parhelia id (`bobs-job-N`), as someone else's tooling might."""
         app_id = self.app_id(app_name)
         made = []
         for _ in range(tagged):
             n = next(self._ids)
             tags = {
                 "parhelia": "1",
-                "parhelia_container": f"c-lost{n:04d}",
-                "parhelia_task": f"t-lost{n:04d}",
+                "parhelia_container": f"c-{n:08x}",
+                "parhelia_task": f"t-{n:08x}",
             }
+            if plane is not None:
+                tags["parhelia_plane"] = plane
             made.append(self.add_sandbox(app_id, argv or ["claude", "-p", "lost"], tags))
         for _ in range(foreign):
             made.append(
                 self.add_sandbox(app_id, ["python", "-m", "http.server"], {"team": "other"})
             )
+        for _ in range(lookalike):
+            n = next(self._ids)
+            tags = {"parhelia": "1", "parhelia_container": f"bobs-job-{n}"}
+            made.append(self.add_sandbox(app_id, ["bash", "-c", "bobs job"], tags))
         return made
 
     def set_processes(self, sandbox_id: str, processes: dict[int, list[str]]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from parhelia.state.enums import ContainerState
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings
+from parhelia.workers.backends.base import parhelia_tags
 from parhelia.workers.budget_guard import BudgetGuard, budget_config
 from tests.test_reconciler import Clock, FakeBackend, make_terminate, running_row
 
@@ -171,6 +172,7 @@ def test_orphans_terminated_after_grace_only_when_the_policy_says_so(store, fake
             created_at=clock(),
             started_at=clock(),
             cost_rate_per_hour=0.2,
+            tags=parhelia_tags("c-o", None, store.plane_id),
         )
     )
     fake.add("sb-o", "c-o")
@@ -183,3 +185,25 @@ def test_orphans_terminated_after_grace_only_when_the_policy_says_so(store, fake
     g.check()
     assert term.calls == [("c-o", "budget-guard", "orphan")]
     assert fake.terminated == ["sb-o"]
+
+
+def test_an_orphan_without_a_plane_tag_is_never_terminated_by_a_policy(store, fake, clock):
+    """Made before plane ids, it may be a teammate's: flagged, stopped only by a person."""
+    store.add_container(
+        Container(
+            id="c-0000001e",
+            backend="fake",
+            sandbox_id="sb-old",
+            state=ContainerState.ORPHANED,
+            created_at=clock(),
+            started_at=clock(),
+            cost_rate_per_hour=50.0,
+            tags=parhelia_tags("c-0000001e", None),  # no parhelia_plane
+        )
+    )
+    fake.add("sb-old", "c-0000001e")
+    clock.advance(3 * 3600)
+    g, term = guard(store, fake, clock, orphans="terminate", budget="stop", max_runtime_hours=1.0)
+    g.check()
+    assert term.calls == [] and fake.terminated == []
+    assert store.get_container("c-0000001e").state == "orphaned"

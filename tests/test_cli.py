@@ -333,7 +333,7 @@ def test_config_show_lists_every_setting_with_its_source(parhelia_env, monkeypat
     (parhelia_env.project / "parhelia.toml").write_text("[reconciler]\ninterval_seconds = 15\n")
     monkeypatch.setenv("PARHELIA_BUDGET_CEILING_USD", "75")
     rows = {r["name"]: r for r in parhelia_env.ok("--backend", "local", "config", "show")}
-    assert set(rows) == set(schema())
+    assert set(rows) == set(schema()) | {"control_plane_id"}  # the store's id, not a setting
     assert rows["reconciler.interval_seconds"]["value"] == "15.0"
     assert (
         str(parhelia_env.project / "parhelia.toml") in rows["reconciler.interval_seconds"]["source"]
@@ -402,6 +402,7 @@ def test_container_lifecycle_on_a_real_local_process(parhelia_env):
         "parhelia": "1",
         "parhelia_container": cid,
         "parhelia_task": created["task_id"],
+        "parhelia_plane": env.store().plane_id,
     }
 
     (row,) = env.ok("containers", "list")
@@ -423,7 +424,7 @@ def test_container_lifecycle_on_a_real_local_process(parhelia_env):
         "COST",
     ]
     assert f"{cid}  {sid}  running" in text
-    assert "Total: 1 containers | Running: 1" in text
+    assert "Total: 1 container | Running: 1" in text
 
     detail = env.ok("containers", "show", cid)
     assert detail["container"]["sandbox_id"] == sid
@@ -561,9 +562,10 @@ def test_orphans_health_and_cleanup_on_real_processes(parhelia_env, monkeypatch)
     known = create_task(env, "recorded")
     stray = env.backend().create(
         SandboxSpec(
-            container_id="c-unrecorded",
+            container_id="c-0000ab1e",
             task_id=None,
             argv=[sys.executable, "-c", "import time; time.sleep(120)"],
+            plane_id=env.store().plane_id,
         )
     )
     assert env.ok("containers", "orphans") == []
@@ -580,14 +582,14 @@ def test_orphans_health_and_cleanup_on_real_processes(parhelia_env, monkeypatch)
 
     assert_coded_error(env.run("cleanup"), "E102", "--orphans")
     assert_coded_error(env.run("cleanup", "--orphans"), "E102", "--yes")
-    assert running_sandbox(env, "c-unrecorded").running
+    assert running_sandbox(env, "c-0000ab1e").running
     (done,) = env.ok("cleanup", "--orphans", "--yes")
     assert (done["id"], done["state"], done["termination_reason"]) == (
         orphan["id"],
         "terminated",
         "orphan_cleanup",
     )
-    assert not running_sandbox(env, "c-unrecorded").running
+    assert not running_sandbox(env, "c-0000ab1e").running
     assert running_sandbox(env, known["container_id"]).running  # the recorded one is untouched
     assert env.ok("cleanup", "--orphans", "--yes") == []
 
@@ -654,29 +656,29 @@ def test_orphan_rate_from_the_local_record_or_marked_estimated_in_every_view(
     monkeypatch.setenv("PARHELIA_RECONCILER_ORPHAN_GRACE_SECONDS", "0")
     argv = [sys.executable, "-c", "import time; time.sleep(120)"]
     env.backend().create(
-        SandboxSpec(container_id="c-big", task_id=None, argv=argv, cpu=4, memory_mib=8192)
+        SandboxSpec(container_id="c-0000b160", task_id=None, argv=argv, cpu=4, memory_mib=8192)
     )
-    old = env.backend().create(SandboxSpec(container_id="c-old", task_id=None, argv=argv))
+    old = env.backend().create(SandboxSpec(container_id="c-000001d0", task_id=None, argv=argv))
     backend = env.backend()  # an entry from before resources were recorded
     backend._save(replace(backend._load(old.sandbox_id), resources=None))
     assert env.ok("reconciler", "run")["orphans"] == 2
 
     rows = {c["id"]: c for c in env.ok("containers", "orphans")}
-    assert (rows["c-big"]["cpu_cores"], rows["c-big"]["memory_mib"]) == (4, 8192)
-    assert rows["c-big"]["cost_rate_per_hour"] == pytest.approx(hourly_rate(4, 8192))
-    assert rows["c-big"]["rate_estimated"] is False
-    assert rows["c-old"]["rate_estimated"] is True
-    assert rows["c-old"]["rate_source"].startswith("estimated from [defaults] cpu=1")
+    assert (rows["c-0000b160"]["cpu_cores"], rows["c-0000b160"]["memory_mib"]) == (4, 8192)
+    assert rows["c-0000b160"]["cost_rate_per_hour"] == pytest.approx(hourly_rate(4, 8192))
+    assert rows["c-0000b160"]["rate_estimated"] is False
+    assert rows["c-000001d0"]["rate_estimated"] is True
+    assert rows["c-000001d0"]["rate_source"].startswith("estimated from [defaults] cpu=1")
 
     note = "~ rate estimated from [defaults]"
     listing = env.run("containers", "list").out
     assert note in listing
-    assert "~$" in next(line for line in listing.splitlines() if line.startswith("c-old"))
-    assert "~$" not in next(line for line in listing.splitlines() if line.startswith("c-big"))
+    assert "~$" in next(line for line in listing.splitlines() if line.startswith("c-000001d0"))
+    assert "~$" not in next(line for line in listing.splitlines() if line.startswith("c-0000b160"))
     assert note in env.run("containers", "orphans").out
-    shown = env.run("containers", "show", "c-old").out
+    shown = env.run("containers", "show", "c-000001d0").out
     assert "Cost        ~$" in shown and "(estimated from [defaults] cpu=1" in shown
-    assert "estimated" not in env.run("containers", "show", "c-big").out
+    assert "estimated" not in env.run("containers", "show", "c-0000b160").out
     once = env.run("tui", "--once")
     assert note in once.out
-    assert "~" in next(line for line in once.out.splitlines() if line.startswith("c-old"))
+    assert "~" in next(line for line in once.out.splitlines() if line.startswith("c-000001d0"))

@@ -47,7 +47,9 @@ def test_dispatch_records_the_row_before_the_sandbox_exists(store, backend):
         "parhelia": "1",
         "parhelia_container": c.id,
         "parhelia_task": result.task_id,
+        "parhelia_plane": store.plane_id,  # the store's control-plane id
     }
+    assert store.plane_id.startswith("cp-")
     assert spec.argv == ["echo", "fix it"]
     assert c.cost_rate_per_hour == pytest.approx(2 * 0.1419 + 4 * 0.0242)
     types = [e.type for e in store.events(container_id=c.id, oldest_first=True)]

@@ -69,9 +69,11 @@ def modal_cli_env(parhelia_env, fake_modal: FakeModalServer, monkeypatch):
 
 
 @pytest.fixture
-def incident(fake_modal: FakeModalServer):
-    """The 25 unrecorded tagged sandboxes and the foreign one, started behind the store's back."""
-    made = fake_modal.state.start_behind_back(APP, tagged=LOST, foreign=1)
+def incident(fake_modal: FakeModalServer, modal_cli_env):
+    """The 25 unrecorded sandboxes tagged with this store's control plane, and the foreign one,
+    started behind the store's back."""
+    plane = modal_cli_env.store().plane_id
+    made = fake_modal.state.start_behind_back(APP, tagged=LOST, foreign=1, plane=plane)
     lost, (foreign,) = made[:LOST], made[LOST:]
     assert all(s.tags.get("parhelia") == "1" for s in lost) and "parhelia" not in foreign.tags
     return lost, foreign
@@ -287,8 +289,8 @@ def test_cli_reconciler_run_reaches_the_fake_and_terminates_new_orphans_by_polic
 
 
 @pytest.mark.usefixtures("incident")
-def test_a_fresh_process_records_modal_orphans_older_than_the_grace(fake_modal, tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'once.db'}")
+def test_a_fresh_process_records_modal_orphans_older_than_the_grace(fake_modal, modal_cli_env):
+    store = modal_cli_env.store()
     clock = Clock()
     control_plane(store, fake_modal, clock).refresh_once()  # one process: first sight
     clock.advance(3600)  # an hour later, another process, as each CLI invocation is

@@ -27,8 +27,8 @@ def clock():
 
 
 @pytest.fixture
-def fake():
-    return FakeBackend()
+def fake(store):
+    return FakeBackend(plane=store.plane_id)
 
 
 class Poller:
@@ -185,7 +185,7 @@ def test_an_orphan_without_creation_time_is_recorded_within_the_grace_of_its_app
     rec.run_once()  # the listing that does not show it yet
     clock.advance(1)
     appeared = clock()
-    fake.add("sb-new", "c-new")
+    fake.add("sb-new", "c-0000ae01")
     clock.advance(rec.next_delay() - 1)
     recorded = _cycles_until_orphaned(rec, clock)
     grace = Settings().reconciler.orphan_grace_seconds
@@ -196,7 +196,7 @@ def test_an_orphan_with_creation_time_is_recorded_as_its_grace_ends(store, fake,
     rec = make_reconciler(store, fake, clock)
     rec.run_once()
     clock.advance(30)
-    fake.add("sb-new", "c-new", created_at=clock())
+    fake.add("sb-new", "c-0000ae01", created_at=clock())
     born = clock()
     clock.advance(rec.next_delay() - 30)
     recorded = _cycles_until_orphaned(rec, clock)
@@ -205,7 +205,7 @@ def test_an_orphan_with_creation_time_is_recorded_as_its_grace_ends(store, fake,
 
 
 def test_a_first_sighting_with_no_earlier_listing_still_waits_the_whole_grace(store, fake, clock):
-    fake.add("sb-new", "c-new")
+    fake.add("sb-new", "c-0000ae01")
     rec = make_reconciler(store, fake, clock)
     assert rec.run_once().in_grace == 1
     clock.advance(Settings().reconciler.orphan_grace_seconds - 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -57,11 +58,13 @@ class FakeBackend:
     probe_fn: object = None
     terminated: list[str] = field(default_factory=list)
     list_calls: int = 0
+    plane: str | None = None  # the control-plane id `add` tags sandboxes with (the store's)
 
     def add(
         self, sid, container_id=None, task_id=None, *, created_at=None, running=True, tags=None
     ):
-        tags = tags if tags is not None else parhelia_tags(container_id or f"c-{sid}", task_id)
+        cid = container_id or f"c-{zlib.crc32(sid.encode()):08x}"
+        tags = tags if tags is not None else parhelia_tags(cid, task_id, self.plane)
         self.sandboxes[sid] = SandboxInfo(sid, self.name, tags, created_at, running)
         return self.sandboxes[sid]
 
@@ -123,8 +126,8 @@ def clock():
 
 
 @pytest.fixture
-def fake():
-    return FakeBackend()
+def fake(store):
+    return FakeBackend(plane=store.plane_id)
 
 
 def make_reconciler(store, fake, clock, *, holder="A", settings=None, terminate=None, **kw):
@@ -151,7 +154,7 @@ def running_row(store, clock, cid, sid, *, backend="fake", **fields):
         started_at=clock() - timedelta(minutes=1),
         last_heartbeat_at=clock(),
         cost_rate_per_hour=0.19,
-        tags=parhelia_tags(cid, None),
+        tags=parhelia_tags(cid, None, store.plane_id),
     )
     c = Container(**{**values, **fields})
     return store.add_container(c)
@@ -167,25 +170,25 @@ def snapshot(store):
 
 
 def test_adopts_a_sandbox_whose_row_has_no_sandbox_id(store, fake, clock):
-    store.add_container(Container(id="c-crash", backend="fake", created_at=clock()))
-    fake.add("sb-1", "c-crash", created_at=clock() - timedelta(seconds=5))
+    store.add_container(Container(id="c-00c4a500", backend="fake", created_at=clock()))
+    fake.add("sb-1", "c-00c4a500", created_at=clock() - timedelta(seconds=5))
 
     report = make_reconciler(store, fake, clock).run_once()
 
-    row = store.get_container("c-crash")
+    row = store.get_container("c-00c4a500")
     assert (report.adopted, report.orphans, report.error) == (1, 0, None)
     assert (row.sandbox_id, row.state, row.tags["parhelia_container"]) == (
         "sb-1",
         "running",
-        "c-crash",
+        "c-00c4a500",
     )
     assert row.started_at == clock() - timedelta(seconds=5)
-    kinds = [e.type for e in store.events(container_id="c-crash")]
+    kinds = [e.type for e in store.events(container_id="c-00c4a500")]
     assert "container.adopted" in kinds and "container.state" in kinds
 
 
 def test_orphan_recorded_only_after_grace_with_task_id_and_rate(store, fake, clock):
-    fake.add("sb-o", "c-lost", "t-lost", created_at=clock() - timedelta(seconds=60))
+    fake.add("sb-o", "c-0000105f", "t-lost", created_at=clock() - timedelta(seconds=60))
     fake.add("sb-x", tags={"team": "other"})  # foreign: leaked by a sloppy listing
     fake.leak_foreign = True
     rec = make_reconciler(store, fake, clock)
@@ -197,7 +200,7 @@ def test_orphan_recorded_only_after_grace_with_task_id_and_rate(store, fake, clo
     clock.advance(61)
     second = rec.run_once()
     assert second.orphans == 1
-    row = store.get_container("c-lost")
+    row = store.get_container("c-0000105f")
     assert (row.state, row.sandbox_id, row.task_id) == ("orphaned", "sb-o", "t-lost")
     assert row.cost_rate_per_hour == pytest.approx(hourly_rate(1.0, 2048))
     assert row.started_at == clock() - timedelta(seconds=121)
@@ -210,7 +213,7 @@ def test_orphan_recorded_only_after_grace_with_task_id_and_rate(store, fake, clo
 
 
 def test_orphan_without_created_at_waits_grace_from_first_sight(store, fake, clock):
-    fake.add("sb-n", "c-n", created_at=None)
+    fake.add("sb-n", "c-000000aa", created_at=None)
     rec = make_reconciler(store, fake, clock)
     assert rec.run_once().in_grace == 1
     clock.advance(119)
@@ -222,68 +225,68 @@ def test_orphan_without_created_at_waits_grace_from_first_sight(store, fake, clo
 def test_orphan_policy_terminate_goes_through_terminate(store, fake, clock):
     settings = Settings()
     settings.policy.orphans = "terminate"
-    fake.add("sb-o", "c-o", created_at=clock() - timedelta(hours=2))
+    fake.add("sb-o", "c-000000bb", created_at=clock() - timedelta(hours=2))
     term = make_terminate(store, {"fake": fake}, clock)
 
     report = make_reconciler(store, fake, clock, settings=settings, terminate=term).run_once()
 
     assert (report.orphans, report.orphans_terminated) == (1, 1)
-    assert term.calls == [("c-o", "reconciler", "orphan")]
-    row = store.get_container("c-o")
+    assert term.calls == [("c-000000bb", "reconciler", "orphan")]
+    row = store.get_container("c-000000bb")
     assert (row.state, row.termination_reason) == ("terminated", "orphan")
     assert row.cost_accrued_usd == pytest.approx(hourly_rate(1.0, 2048) * 2, rel=1e-3)
     assert fake.terminated == ["sb-o"]
 
 
 def test_unlisted_row_terminated_external_only_after_a_good_listing(store, fake, clock):
-    running_row(store, clock, "c-1", "sb-1")
+    running_row(store, clock, "c-00000001", "sb-1")
     fake.fail_list = ParheliaError("E502", "unreachable", ["a", "b"])
     rec = make_reconciler(store, fake, clock)
 
     assert rec.run_once().error_code == "E502"
-    assert store.get_container("c-1").state == "running"
+    assert store.get_container("c-00000001").state == "running"
 
     fake.fail_list = None
     report = rec.run_once()
-    row = store.get_container("c-1")
+    row = store.get_container("c-00000001")
     assert (report.terminated, row.state, row.termination_reason) == (1, "terminated", "external")
     assert row.terminated_at == clock()
 
 
 def test_drift_corrected_with_old_and_new_values(store, fake, clock):
     store.add_container(
-        Container(id="c-d", backend="fake", sandbox_id="sb-d", created_at=clock(), tags={})
+        Container(id="c-0000000d", backend="fake", sandbox_id="sb-d", created_at=clock(), tags={})
     )
-    running_row(store, clock, "c-e", "sb-e")
-    fake.add("sb-d", "c-d", "t-d", created_at=clock())
+    running_row(store, clock, "c-0000000e", "sb-e")
+    fake.add("sb-d", "c-0000000d", "t-d", created_at=clock())
     fake.sandboxes["sb-e"] = SandboxInfo(
-        "sb-e", "fake", parhelia_tags("c-e", None), clock(), running=False, exit_code=3
+        "sb-e", "fake", parhelia_tags("c-0000000e", None), clock(), running=False, exit_code=3
     )
 
     report = make_reconciler(store, fake, clock).run_once()
 
     assert report.corrections == 2
-    d, e = store.get_container("c-d"), store.get_container("c-e")
+    d, e = store.get_container("c-0000000d"), store.get_container("c-0000000e")
     assert (d.state, d.tags["parhelia_task"]) == ("running", "t-d")
     assert (e.state, e.exit_code, e.termination_reason) == ("stopped", 3, "exited")
-    state_ev = store.events(container_id="c-d", types=["container.state"])[0]
+    state_ev = store.events(container_id="c-0000000d", types=["container.state"])[0]
     assert (state_ev.old_value, state_ev.new_value) == ("created", "running")
-    drift = store.events(container_id="c-d", types=["container.drift"])[0]
+    drift = store.events(container_id="c-0000000d", types=["container.drift"])[0]
     assert drift.details["old"] == {} and drift.details["new"]["parhelia_task"] == "t-d"
-    stop_ev = store.events(container_id="c-e", types=["container.state"])[0]
+    stop_ev = store.events(container_id="c-0000000e", types=["container.state"])[0]
     assert (stop_ev.old_value, stop_ev.new_value) == ("running", "stopped")
 
 
 def test_silent_running_container_marked_unhealthy_once(store, fake, clock):
-    running_row(store, clock, "c-s", "sb-s")
-    fake.add("sb-s", "c-s", created_at=clock())
+    running_row(store, clock, "c-000000cc", "sb-s")
+    fake.add("sb-s", "c-000000cc", created_at=clock())
     rec = make_reconciler(store, fake, clock)
     assert rec.run_once().marked_stale == 0
 
     clock.advance(301)
     assert rec.run_once().marked_stale == 1
-    assert store.get_container("c-s").health == "unhealthy"
-    ev = store.events(container_id="c-s", types=["container.health"])
+    assert store.get_container("c-000000cc").health == "unhealthy"
+    ev = store.events(container_id="c-000000cc", types=["container.health"])
     assert [(e.old_value, e.new_value) for e in ev] == [("healthy", "unhealthy")]
     assert rec.run_once().marked_stale == 0
 
@@ -299,13 +302,13 @@ def test_silent_running_container_marked_unhealthy_once(store, fake, clock):
     ids=["timeout", "unavailable", "one-page-then-fail", "unexpected"],
 )
 def test_failed_listing_changes_nothing_then_recovery_clears_stale(store, fake, clock, fault):
-    running_row(store, clock, "c-1", "sb-1", last_heartbeat_at=clock() - timedelta(hours=1))
-    running_row(store, clock, "c-2", "sb-2")
-    store.add_container(Container(id="c-3", backend="fake", created_at=clock()))
-    fake.add("sb-1", "c-1", created_at=clock())
-    fake.add("sb-2", "c-2", created_at=clock())
-    fake.add("sb-3", "c-3", created_at=clock())
-    fake.add("sb-o", "c-o", created_at=clock() - timedelta(hours=1))
+    running_row(store, clock, "c-00000001", "sb-1", last_heartbeat_at=clock() - timedelta(hours=1))
+    running_row(store, clock, "c-00000002", "sb-2")
+    store.add_container(Container(id="c-00000003", backend="fake", created_at=clock()))
+    fake.add("sb-1", "c-00000001", created_at=clock())
+    fake.add("sb-2", "c-00000002", created_at=clock())
+    fake.add("sb-3", "c-00000003", created_at=clock())
+    fake.add("sb-o", "c-000000bb", created_at=clock() - timedelta(hours=1))
     rec = make_reconciler(store, fake, clock)
     before = snapshot(store)
     fake.sandboxes.clear()  # were the failure read as "nothing listed", everything would end
@@ -327,27 +330,29 @@ def test_failed_listing_changes_nothing_then_recovery_clears_stale(store, fake, 
     assert store.reconciler_view(60).stale_since == T0
 
     fake.pages_then_fail, fake.fail_list = False, None
-    fake.add("sb-1", "c-1", created_at=T0)
+    fake.add("sb-1", "c-00000001", created_at=T0)
     clock.advance(30)
     r3 = rec.run_once()
     assert r3.error is None and store.stale_since() is None
     assert r3.next_delay_seconds == 60 and rec.failures == 0
-    assert store.get_container("c-2").state == "terminated"  # its sandbox really is gone now
-    assert store.get_container("c-1").health == "unhealthy"  # stale, now that the view is good
-    assert store.get_container("c-3").state == "created"  # no sandbox ever: nothing to diff
+    assert store.get_container("c-00000002").state == "terminated"  # its sandbox really is gone now
+    assert (
+        store.get_container("c-00000001").health == "unhealthy"
+    )  # stale, now that the view is good
+    assert store.get_container("c-00000003").state == "created"  # no sandbox ever: nothing to diff
 
 
 def test_one_failing_backend_leaves_only_its_rows_alone(store, fake, clock):
     other = FakeBackend(name="other", fail_list=ParheliaError("E503", "modal", ["a", "b"]))
-    running_row(store, clock, "c-f", "sb-f")
-    running_row(store, clock, "c-o", "sb-o", backend="other")
+    running_row(store, clock, "c-0000000f", "sb-f")
+    running_row(store, clock, "c-000000bb", "sb-o", backend="other")
     rec = make_reconciler(store, fake, clock, extra={"other": other})
 
     report = rec.run_once()
 
     assert report.backends == ["fake", "other"] and report.error_code == "E503"
-    assert store.get_container("c-f").state == "terminated"
-    assert store.get_container("c-o").state == "running"
+    assert store.get_container("c-0000000f").state == "terminated"
+    assert store.get_container("c-000000bb").state == "running"
 
 
 def test_lease_second_holder_is_read_only_until_expiry(store, fake, clock):
@@ -368,17 +373,19 @@ def test_lease_second_holder_is_read_only_until_expiry(store, fake, clock):
 
 
 def test_apply_changes_skips_a_row_moved_since_it_was_read(store, clock):
-    running_row(store, clock, "c-1", "sb-1")
-    store.transition("c-1", "terminated", source="user", actor="user", termination_reason="user")
+    running_row(store, clock, "c-00000001", "sb-1")
+    store.transition(
+        "c-00000001", "terminated", source="user", actor="user", termination_reason="user"
+    )
     stale_read = RowChange(
-        "c-1",
+        "c-00000001",
         {"state": "stopped"},
         {"state": "running"},
         (make_event("container.state", "would undo the user"),),
     )
     applied = store.apply_changes([stale_read])
     assert applied.changed == frozenset()
-    assert store.get_container("c-1").state == "terminated"
+    assert store.get_container("c-00000001").state == "terminated"
     assert store.events(types=["container.state"])[0].message != "would undo the user"
 
 
@@ -476,7 +483,7 @@ def test_incident_shape_25_unrecorded_sandboxes_through_the_control_plane(
     for i in range(25):
         fake.add(
             f"sb-{i:02d}",
-            f"c-inc{i:02d}",
+            f"c-000001{i:02x}",
             f"t-inc{i:02d}",
             created_at=clock() - timedelta(hours=11),
         )
@@ -517,26 +524,30 @@ def test_incident_shape_25_unrecorded_sandboxes_through_the_control_plane(
 def test_orphan_priced_from_the_resources_its_backend_reports(store, fake, clock):
     from parhelia.workers.backends.base import Resources
 
-    info = fake.add("sb-r", "c-res", created_at=clock() - timedelta(hours=1))
+    info = fake.add("sb-r", "c-0000e5e1", created_at=clock() - timedelta(hours=1))
     fake.sandboxes["sb-r"] = SandboxInfo(
         info.sandbox_id, fake.name, info.tags, info.created_at,
         resources=Resources(4.0, 8192, "a100", None),
     )  # fmt: skip
     make_reconciler(store, fake, clock).run_once()
-    row = store.get_container("c-res")
+    row = store.get_container("c-0000e5e1")
     assert (row.cpu_cores, row.memory_mib, row.gpu) == (4.0, 8192, "A100-40GB")
     assert row.cost_rate_per_hour == pytest.approx(hourly_rate(4.0, 8192, "A100-40GB"))
     assert row.meta["rate_source"].startswith("recorded by the backend: cpu=4")
 
-    bad = fake.add("sb-b", "c-bad", created_at=clock() - timedelta(hours=1))  # a garbled record
+    bad = fake.add(
+        "sb-b", "c-0000bad1", created_at=clock() - timedelta(hours=1)
+    )  # a garbled record
     fake.sandboxes["sb-b"] = SandboxInfo(
         bad.sandbox_id, fake.name, bad.tags, bad.created_at,
         resources=Resources(2.0, 4096, "V100", None),
     )  # fmt: skip
     make_reconciler(store, fake, clock).run_once()
-    assert store.get_container("c-bad").cost_rate_per_hour == pytest.approx(hourly_rate(1, 2048))
+    assert store.get_container("c-0000bad1").cost_rate_per_hour == pytest.approx(
+        hourly_rate(1, 2048)
+    )
     views = {v.id: v for v in store.container_views(now=clock())}
-    assert not views["c-res"].rate_estimated and views["c-bad"].rate_estimated
+    assert not views["c-0000e5e1"].rate_estimated and views["c-0000bad1"].rate_estimated
 
 
 def test_orphan_without_resources_is_estimated_from_defaults_gpu_included(store, fake, clock):
@@ -544,9 +555,9 @@ def test_orphan_without_resources_is_estimated_from_defaults_gpu_included(store,
 
     settings = Settings()
     settings.defaults.gpu = "h100"  # lower case: once priced at $0
-    fake.add("sb-e", "c-est", created_at=clock() - timedelta(hours=1))
+    fake.add("sb-e", "c-0000e571", created_at=clock() - timedelta(hours=1))
     make_reconciler(store, fake, clock, settings=settings).run_once()
-    row = store.get_container("c-est")
+    row = store.get_container("c-0000e571")
     assert row.cost_rate_per_hour == pytest.approx(hourly_rate(1.0, 2048, "H100"))
     assert row.cost_rate_per_hour > 3.95
     assert row.gpu == "H100"

@@ -350,22 +350,45 @@ def reconciler_line(
     return f"{'rec' if short else 'reconciler'} {last}{nxt}{lease}"
 
 
+def short_plane_id(plane_id: str) -> str:
+    """The header's form: the first 8 hex digits, enough to tell two teammates' planes apart."""
+    return plane_id.removeprefix("cp-")[:8]
+
+
 def status_text(
-    backend: str, database: str, reconciler: str, mode: str = "", budget: str = ""
+    backend: str,
+    database: str,
+    reconciler: str,
+    mode: str = "",
+    budget: str = "",
+    plane: str = "",
 ) -> Text:
-    """The header line: backend, database (left out when empty, as on a narrow screen), the
-    reconciler, whether this process acts or reads, and the budget when its pane is hidden."""
+    """The header line: backend, database (left out when empty, as on a narrow screen) and its
+    control plane's short id, the reconciler, whether this process acts or reads, and the budget
+    when its pane is hidden."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(" parhelia ", style="bold reverse")
     line.append(f" backend {backend}", style="bold")
     if database:
         line.append(f" · db {database}", style="dim")
+    if plane:
+        line.append(f" · plane {short_plane_id(plane)}", style="dim")
     line.append(f" · {reconciler}")
     if budget:
         line.append(f" · {budget}", style="bold")
     if mode:
         line.append(f" · {mode}", style="italic")
     return line
+
+
+def foreign_line(view: DashboardView) -> str | None:
+    """Another control plane's sandboxes, counted apart from ours: shown, never acted on."""
+    n = len(view.foreign)
+    if not n:
+        return None
+    planes = len({f.plane_id for f in view.foreign})
+    whose = "another control plane" if planes == 1 else f"{planes} other control planes"
+    return f"{n} sandbox(es) of {whose} running: not this Parhelia's, never touched"
 
 
 def stale_banner(view: DashboardView) -> str | None:

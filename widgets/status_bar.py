@@ -30,9 +30,16 @@ class StatusBar(Widget):
         return self._text
 
     def show(
-        self, backend: str, database: str, reconciler: str, mode: str, budget: str = ""
+        self,
+        backend: str,
+        database: str,
+        reconciler: str,
+        mode: str,
+        budget: str = "",
+        *,
+        plane: str = "",
     ) -> None:
-        text = status_text(backend, database, reconciler, mode, budget)
+        text = status_text(backend, database, reconciler, mode, budget, plane)
         if text.plain != self._text.plain:
             self._text = text
             self.refresh()

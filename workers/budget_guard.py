@@ -25,6 +25,7 @@ from parhelia.state.models import Container
 from parhelia.state.settings import Settings, range_problem
 from parhelia.state.store import RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, utcnow
+from parhelia.workers.backends.base import needs_a_person
 
 ACTOR = "budget-guard"
 FIRED_KEY = "budget.warnings_fired"
@@ -139,7 +140,10 @@ class BudgetGuard:
                 and c.state == S.ORPHANED
                 and (age_seconds(c.started_at or c.created_at, now) or 0.0) >= grace
             )
-        actions += self._terminate(targets)
+        # An orphan without a plane tag may be another control plane's from before plane ids: no
+        # policy stops it, only a person (`cleanup --orphans`, `containers terminate`).
+        by_hand = {c.id for c in active if c.state == S.ORPHANED and needs_a_person(c.tags)}
+        actions += self._terminate({k: v for k, v in targets.items() if k not in by_hand})
         self.last_duration_ms = (time.perf_counter() - t0) * 1000.0
         return actions
 

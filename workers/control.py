@@ -27,7 +27,7 @@ from parhelia.state.timeutil import utcnow
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends import make_backend
-from parhelia.workers.backends.base import Backend, SandboxSpec
+from parhelia.workers.backends.base import TAG_PLANE, Backend, Ownership, SandboxSpec, ownership
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -228,6 +228,7 @@ class ControlPlane:
             image=self.settings.modal.image,
             secrets=list(self.settings.modal.secrets),
             env={"PARHELIA_CONTAINER_ID": container.id, "PARHELIA_TASK_ID": task.id},
+            plane_id=self.store.plane_id,
         )
         try:
             info = backend.create(spec)
@@ -308,8 +309,9 @@ class ControlPlane:
         """Stop a container's sandbox and record why, by whom, its exit code and final cost.
 
         Idempotent on the sandbox, not just the row: a row already `terminated` still has its
-        sandbox stopped (a row can say ended while its sandbox runs), and the row is left as it was."""
-        c = self.store.get_container(ref)
+        sandbox stopped (a row can say ended while its sandbox runs), and the row is left as it was.
+        Refuses (E401) a sandbox of another control plane, by row or by what the listing saw."""
+        c = self.owned_container(ref)
         source = ACTOR_SOURCES.get(actor, EventSource.USER)
         if c.state == ContainerState.TERMINATED:
             self._make_sure_gone(c, actor, source)
@@ -375,6 +377,29 @@ class ControlPlane:
                 task_id=c.task_id,
                 details={"exit_code": result.exit_code},
             )
+
+    def owned_container(self, ref: str) -> Container:
+        """The row for `ref`, or E401 when `ref` names another control plane's sandbox: by a row
+        whose tags carry another plane's id, or by the sandbox or container id the last listing
+        saw with one (such sandboxes have no row here)."""
+        plane = self.store.plane_id
+        try:
+            c = self.store.get_container(ref)
+        except ParheliaError as exc:
+            theirs = next(
+                (
+                    f
+                    for f in self.store.foreign_sandboxes()
+                    if ref in (f.sandbox_id, f.container_id)
+                ),
+                None,
+            )
+            if theirs is None:
+                raise
+            raise _other_plane(ref, theirs.plane_id, plane) from exc
+        if c.tags and ownership(c.tags, plane) is Ownership.OTHER_PLANE:
+            raise _other_plane(ref, c.tags.get(TAG_PLANE, ""), plane)
+        return c
 
     def cancel_task(self, task_id: str, *, actor: str = "user") -> list[ContainerView]:
         task = self.store.get_task(task_id)
@@ -496,6 +521,16 @@ class ControlPlane:
         from parhelia.workers.daemon import run_daemon
 
         return run_daemon(self.loops, stop, log=log)
+
+
+def _other_plane(ref: str, theirs: str, ours: str) -> ParheliaError:
+    return ParheliaError(
+        "E401",
+        f"{ref} belongs to another control plane ({theirs}; this one is {ours}); "
+        "Parhelia never touches another plane's sandboxes: stop it from the Parhelia that made it",
+        ["parhelia containers orphans", "parhelia config show", "parhelia containers list"],
+        attempted=f"terminate {ref}",
+    )
 
 
 class _LiveBackends(Mapping):

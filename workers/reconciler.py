@@ -49,9 +49,17 @@ from parhelia.state.lifecycle import ENDED_FIELDS, can_transition
 from parhelia.state.models import Container, ReconcilerRun, Task, new_container_id
 from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
-from parhelia.state.store import NewRow, RowChange, Store, make_event
+from parhelia.state.store import FOREIGN_PREFIX, NewRow, RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, as_utc, utcnow
-from parhelia.workers.backends.base import Backend, Resources, SandboxInfo, is_parhelia
+from parhelia.workers.backends.base import (
+    TAG_PLANE,
+    Backend,
+    Ownership,
+    Resources,
+    SandboxInfo,
+    needs_a_person,
+    ownership,
+)
 
 ACTOR = "reconciler"
 SIGHTINGS_KEY = "reconciler.first_seen."
@@ -84,6 +92,7 @@ class ReconcileReport:
     marked_stale: int = 0
     orphans_terminated: int = 0
     conflicts: int = 0
+    foreign: int = 0  # running sandboxes of another control plane: counted, never touched
     duration_ms: float = 0.0
     backend_ms: float = 0.0
     error: str | None = None
@@ -106,6 +115,8 @@ class ReconcileReport:
             f"orphans {self.orphans} terminated {self.terminated} corrections {self.corrections} "
             f"stale {self.marked_stale} in {self.duration_ms:.0f} ms"
         )
+        if self.foreign:
+            head += f"; {self.foreign} of another control plane (not touched)"
         return head + (f"; {self.error_code}: {self.error}" if self.error else "")
 
 
@@ -238,7 +249,7 @@ class Reconciler:
         )
         plan.count(applied.changed, applied.inserted)
         policy = self.store.get_setting("policy.orphans") or self.settings.policy.orphans
-        orphans = applied.inserted | (applied.changed & plan.sighted)
+        orphans = (applied.inserted | (applied.changed & plan.sighted)) - plan.needs_a_person
         if policy == "terminate" and self.terminate is not None and orphans:
             for cid in sorted(orphans):
                 try:
@@ -346,6 +357,9 @@ class _Plan:
         self.extra_events: list = []
         self.grace = rec.settings.reconciler.orphan_grace_seconds
         self.stale = rec.settings.reconciler.stale_seconds
+        self.plane = rec.store.plane_id
+        # orphans recorded this cycle that no policy may terminate (no plane tag: `needs_a_person`)
+        self.needs_a_person: set[str] = set()
 
     # -- building -------------------------------------------------------------------------
 
@@ -400,9 +414,14 @@ class _Plan:
         self.snapshot_ids.update(by_id)
         seen: set[str] = set()
         unmatched: list[SandboxInfo] = []
+        foreign: list[SandboxInfo] = []
         for info in infos:
-            if not is_parhelia(info.tags):
-                continue  # never Parhelia's: shown by `list_all`, never touched
+            kind = ownership(info.tags, self.plane)
+            if kind is Ownership.NOT_PARHELIA:
+                continue  # no mark, or a look-alike's container tag: never touched
+            if kind is Ownership.OTHER_PLANE:
+                foreign.append(info)  # another control plane's: counted apart, never touched
+                continue
             row = by_sandbox.get(info.sandbox_id)
             if row is None:
                 cand = by_id.get(info.container_id or "")
@@ -421,6 +440,23 @@ class _Plan:
             self._mark_stale(row)
         if unmatched:
             self._orphans(backend, unmatched)
+        self._foreign(backend, [i for i in foreign if i.running])
+
+    def _foreign(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
+        """Remember another plane's running sandboxes (only when the set changes), so the dashboard
+        counts them and `containers terminate` can refuse them by sandbox or container id."""
+        self.report.foreign += len(infos)
+        key = FOREIGN_PREFIX + backend
+        now = {
+            i.sandbox_id: {
+                "plane": i.tags.get(TAG_PLANE, ""),
+                "container": i.container_id,
+                "task": i.task_id,
+            }
+            for i in infos
+        }
+        if now != (self.rec.store.get_setting(key) or {}):
+            self.rec.store.set_setting(key, now, actor=ACTOR)
 
     def _adopt(self, row: Row, info: SandboxInfo) -> None:
         fields: dict = {"sandbox_id": info.sandbox_id, "tags": dict(info.tags)}
@@ -613,8 +649,11 @@ class _Plan:
         self._save_sightings(backend, before, seen, {i.sandbox_id for i in running})
 
     def _sighted(self, row: Container, info: SandboxInfo) -> None:
-        """A row that says terminated while its sandbox runs goes back to `orphaned` (a fire)."""
+        """A row that says terminated while its sandbox runs goes back to `orphaned` (a fire).
+        Without a plane tag (made before plane ids) no policy may stop it: only a person."""
         self.sighted.add(row.id)
+        if needs_a_person(info.tags):
+            self.needs_a_person.add(row.id)
         self._state(
             row,
             S.ORPHANED,
@@ -651,6 +690,9 @@ class _Plan:
                     actor=ACTOR,
                 )
             )
+        by_hand = needs_a_person(info.tags)
+        if by_hand:
+            self.needs_a_person.add(cid)
         row = Container(
             id=cid,
             backend=backend,
@@ -673,7 +715,8 @@ class _Plan:
         ev = _event(
             "container.orphaned",
             f"orphan: {backend} sandbox {info.sandbox_id} runs with no record "
-            f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans",
+            f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans"
+            + ("; no plane tag (made before plane ids): no policy stops it" if by_hand else ""),
             level=EventLevel.WARNING,
             source=SRC,
             actor=ACTOR,

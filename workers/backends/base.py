@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 # Tags every Parhelia sandbox carries. A sandbox without TAG_MARK is never Parhelia's.
@@ -16,17 +17,62 @@ TAG_MARK = "parhelia"
 TAG_MARK_VALUE = "1"
 TAG_CONTAINER = "parhelia_container"
 TAG_TASK = "parhelia_task"
+# The control plane (store) that made the sandbox: two Parhelias on one cloud never touch each
+# other's sandboxes. Sandboxes made before plane ids existed lack it.
+TAG_PLANE = "parhelia_plane"
 
 
-def parhelia_tags(container_id: str, task_id: str | None) -> dict[str, str]:
+def parhelia_tags(
+    container_id: str, task_id: str | None, plane_id: str | None = None
+) -> dict[str, str]:
     tags = {TAG_MARK: TAG_MARK_VALUE, TAG_CONTAINER: container_id}
     if task_id:
         tags[TAG_TASK] = task_id
+    if plane_id:
+        tags[TAG_PLANE] = plane_id
     return tags
 
 
 def is_parhelia(tags: dict[str, str] | None) -> bool:
+    """Carries Parhelia's mark (any plane's, or a look-alike): the first filter, not ownership."""
     return bool(tags) and tags.get(TAG_MARK) == TAG_MARK_VALUE
+
+
+class Ownership(StrEnum):
+    """Whose a listed sandbox is, as far as this control plane may act on it (`ownership`)."""
+
+    OURS = "ours"  # this plane's: reconciled, adopted, orphaned, terminated by policy
+    LEGACY = "legacy"  # Parhelia's but from before plane ids: flagged, terminated only by a person
+    OTHER_PLANE = "other_plane"  # another control plane's: shown and counted, never touched
+    NOT_PARHELIA = "not_parhelia"  # no mark or no well-formed container id: never touched
+
+
+def ownership(tags: dict[str, str] | None, plane_id: str) -> Ownership:
+    """A sandbox is ours only with the mark, a well-formed container id and this plane's id."""
+    if not tags or tags.get(TAG_MARK) != TAG_MARK_VALUE:
+        return Ownership.NOT_PARHELIA
+    if not _is_container_id(tags.get(TAG_CONTAINER)):
+        return Ownership.NOT_PARHELIA
+    plane = tags.get(TAG_PLANE)
+    if not plane:
+        return Ownership.LEGACY
+    return Ownership.OURS if plane == plane_id else Ownership.OTHER_PLANE
+
+
+def _is_container_id(value: object) -> bool:
+    # `state.models` is imported on first use, not with this module: the local sandbox supervisor
+    # imports this module and must start fast, without SQLModel.
+    global _is_container_id
+    from parhelia.state.models import is_container_id
+
+    _is_container_id = is_container_id
+    return is_container_id(value)
+
+
+def needs_a_person(tags: dict[str, str] | None) -> bool:
+    """A Parhelia sandbox without a plane tag: no policy may terminate it on its own, since it may
+    be another control plane's made before plane ids; only a confirmed cleanup or terminate."""
+    return not (tags or {}).get(TAG_PLANE)
 
 
 @dataclass(frozen=True)
@@ -56,6 +102,7 @@ class SandboxSpec:
     container_id: str
     task_id: str | None
     argv: list[str]
+    plane_id: str | None = None  # the store's control-plane id, carried as `parhelia_plane`
     cpu: float = 1.0
     memory_mib: int = 2048
     gpu: str | None = None
@@ -68,7 +115,7 @@ class SandboxSpec:
 
     @property
     def tags(self) -> dict[str, str]:
-        return parhelia_tags(self.container_id, self.task_id)
+        return parhelia_tags(self.container_id, self.task_id, self.plane_id)
 
     @property
     def resources(self) -> Resources:
