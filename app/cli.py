@@ -26,6 +26,10 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts and agents).")
 ]
 
+# The most rows a `--limit` may ask for: beyond this a listing is not a listing, and SQLite's
+# integers end at 2**63 (a bigger number was an OverflowError, E900).
+MAX_LIMIT = 1_000_000
+
 app = typer.Typer(
     name="parhelia",
     help="Run Claude Code agents in sandboxes and always know what is running, its health and its cost.",
@@ -160,25 +164,51 @@ db_app = typer.Typer(help="The database: status and migrations.", no_args_is_hel
 app.add_typer(db_app, name="db")
 
 
+def _open_engine(url: str, *, immediate: bool = False):
+    """An engine for `db status`/`db migrate`; a URL or driver that cannot work is E701."""
+    from parhelia.state import db as dbmod
+
+    try:
+        return dbmod.make_engine(url, immediate=immediate)
+    except ParheliaError:
+        raise
+    except Exception as exc:  # not a URL, an unknown dialect, a driver that is not installed
+        raise dbmod.open_error(url, exc, attempted="open the database") from exc
+
+
+def _reading(url: str, fn):
+    """`fn()`, with any database error reported as E701/E703 (the store's words), never E900."""
+    from parhelia.state import db as dbmod
+
+    try:
+        return fn()
+    except ParheliaError:
+        raise
+    except Exception as exc:
+        raise dbmod.open_error(url, exc, attempted="read the database") from exc
+
+
 @db_app.command("status")
 def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Where the database is, its schema revision, and the row counts."""
     from parhelia.state import db as dbmod
+    from parhelia.state.safe_text import mask_password
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url)
+    engine = _open_engine(rt.db_url)
     try:
-        current = dbmod.current_revision(engine)
+        current = _reading(rt.db_url, lambda: dbmod.current_revision(engine))
     finally:
         engine.dispose()
+    shown = mask_password(rt.db_url)
     data = {
-        "url": rt.db_url,
+        "url": shown,
         "revision": current,
         "head": dbmod.HEAD_REVISION,
         "up_to_date": current == dbmod.HEAD_REVISION,
     }
     lines = [
-        f"database  {rt.db_url}",
+        f"database  {shown}",
         f"revision  {current or '(empty)'}",
         f"head      {dbmod.HEAD_REVISION}",
         "status    " + ("up to date" if data["up_to_date"] else "needs `parhelia db migrate`"),
@@ -191,17 +221,20 @@ def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Upgrade the schema to this Parhelia's newest revision."""
     from parhelia.state import db as dbmod
+    from parhelia.state.safe_text import mask_password
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url, immediate=True)
+    _reading(rt.db_url, lambda: dbmod.check_not_newer(rt.db_url))
+    engine = _open_engine(rt.db_url, immediate=True)
     try:
-        before, after = dbmod.migrate(engine)
+        before, after = _reading(rt.db_url, lambda: dbmod.migrate(engine))
     finally:
         engine.dispose()
+    shown = mask_password(rt.db_url)
     output.success(
-        {"url": rt.db_url, "before": before, "after": after},
+        {"url": shown, "before": before, "after": after},
         json_out=rt.json_out,
-        human=f"{rt.db_url}: {before or '(empty)'} -> {after}",
+        human=f"{shown}: {before or '(empty)'} -> {after}",
     )
 
 
@@ -257,9 +290,26 @@ def _usage_error(exc) -> ParheliaError:
     return ParheliaError("E101", message, [f"{path} --help", "parhelia help workflow"])
 
 
+def _not_utf8(args: list[str]) -> ParheliaError | None:
+    """E101 for an argument whose bytes are not UTF-8 (Python hands them over as lone surrogates,
+    which no strict UTF-8 output, database or sandbox can carry)."""
+    from parhelia.state.safe_text import escape_controls, has_surrogates
+
+    for position, arg in enumerate(args, 1):
+        if has_surrogates(arg):
+            return ParheliaError(
+                "E101",
+                f"argument {position} ({escape_controls(arg)!r}) is not valid UTF-8 text",
+                ["locale", "parhelia --help", "parhelia help workflow"],
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     json_out = "--json" in args
+    if (bad := _not_utf8(args)) is not None:
+        return output.failure(bad, json_out=json_out) + 1
     try:
         result = app(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
