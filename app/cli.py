@@ -299,7 +299,7 @@ def _not_utf8(args: list[str]) -> ParheliaError | None:
         if has_surrogates(arg):
             return ParheliaError(
                 "E101",
-                f"argument {position} ({escape_controls(arg)!r}) is not valid UTF-8 text",
+                f"argument {position} ('{escape_controls(arg)}') is not valid UTF-8 text",
                 ["locale", "parhelia --help", "parhelia help workflow"],
             )
     return None
