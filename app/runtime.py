@@ -33,7 +33,9 @@ class Runtime:
         from parhelia.app.config import data_dir, resolve_db_url
 
         if not self.settings.db_url:  # the default location is ours to create
-            data_dir().mkdir(parents=True, exist_ok=True)
+            from parhelia.state.private import private_dir
+
+            private_dir(data_dir())
         return resolve_db_url(self.settings)
 
     @cached_property

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from parhelia.state.errors import ParheliaError
+from parhelia.state.private import create_private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
@@ -64,6 +65,12 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
                 f"cannot open {url}: the directory {parent} does not exist",
                 [f"mkdir -p {parent}", "parhelia config show"],
             )
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            # 0600; SQLite gives its -wal and -shm the same mode. If it cannot be created here,
+            # SQLite's own error says so below.
+            with contextlib.suppress(OSError):
+                create_private_file(path)
     engine = create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )

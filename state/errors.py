@@ -206,7 +206,7 @@ CATALOGUE: dict[str, ErrorEntry] = {
             "Agent command not found",
             "The agent binary in [agent] command is not installed or not on PATH.",
             "parhelia config show",
-            "PARHELIA_AGENT_COMMAND='claude -p {prompt}' parhelia task create PROMPT",
+            "PARHELIA_AGENT_COMMAND='claude -p -- {prompt}' parhelia task create PROMPT",
             topic="config",
         ),
         # E6xx: operations

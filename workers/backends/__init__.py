@@ -20,7 +20,11 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
             if settings.local.root
             else data_dir / "sandboxes"
         )
-        return LocalBackend(root, terminate_grace=settings.local.terminate_grace_seconds)
+        return LocalBackend(
+            root,
+            terminate_grace=settings.local.terminate_grace_seconds,
+            agent_env=settings.agent.env,
+        )
     if name == "modal":
         from parhelia.workers.backends.modal import ModalBackend
 
