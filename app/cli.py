@@ -7,6 +7,7 @@ Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the comm
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import sys
 from pathlib import Path
@@ -361,6 +362,16 @@ def _usage_error(exc) -> ParheliaError:
     return ParheliaError("E101", message, [f"{path} --help", "parhelia help workflow"])
 
 
+@functools.cache
+def click_command():
+    """The Click command tree Typer builds from `app`, built once per process: building it reads
+    every command's signature (a third of a second), which an in-process caller (the MCP server,
+    the tests) would otherwise pay on every call."""
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
 def _not_utf8(args: list[str]) -> ParheliaError | None:
     """E101 for an argument whose bytes are not UTF-8 (Python hands them over as lone surrogates,
     which no strict UTF-8 output, database or sandbox can carry)."""
@@ -382,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     if (bad := _not_utf8(args)) is not None:
         return output.failure(bad, json_out=json_out) + 1
     try:
-        result = app(args=args, prog_name="parhelia", standalone_mode=False)
+        result = click_command()(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ParheliaError as exc:
         return output.failure(exc, json_out=json_out)
