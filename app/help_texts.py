@@ -49,14 +49,7 @@ PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML 
 PARHELIA_SECTION_KEY in the environment ([agent] command is PARHELIA_AGENT_COMMAND); top-level
 keys have no section (PARHELIA_BACKEND, PARHELIA_DB_URL).
 
-A ./parhelia.toml (from a cloned repository, say) may not choose what runs or where data goes
-([agent] command and env, [local] root, db_url, [modal] secrets and image) until you trust it;
-until then those keys are ignored with a warning. Trust is by path and content: an edited file
-must be trusted again. Local agents see only PATH, HOME, locale, TERM, ANTHROPIC_* and CLAUDE_*,
-plus the names in [agent] env.
-
-  parhelia config show          every effective setting and where it came from
-  parhelia config trust         trust ./parhelia.toml as it is now (config untrust forgets it)""",
+  parhelia config show          every effective setting and where it came from""",
     "modal": """\
 The Modal backend needs credentials: `modal token new` writes ~/.modal.toml (or set
 MODAL_TOKEN_ID and MODAL_TOKEN_SECRET). With backend = auto, Parhelia uses Modal when
