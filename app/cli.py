@@ -7,8 +7,10 @@ Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the comm
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,6 +27,10 @@ from parhelia.state.errors import CATALOGUE, ParheliaError
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts and agents).")
 ]
+
+# The most rows a `--limit` may ask for: beyond this a listing is not a listing, and SQLite's
+# integers end at 2**63 (a bigger number was an OverflowError, E900).
+MAX_LIMIT = 1_000_000
 
 app = typer.Typer(
     name="parhelia",
@@ -143,8 +149,10 @@ app.add_typer(config_app, name="config")
 def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every effective setting, and the file, variable or flag it came from."""
     from parhelia.app.config import effective_rows
+    from parhelia.app.trust import trust_command
 
     rt = runtime(ctx, json_out)
+    rt.warn_on_stderr = False  # listed below instead
     # The store's control-plane id (made on its first open), the tag its sandboxes carry.
     try:
         plane = rt.store.plane_id
@@ -152,12 +160,80 @@ def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         plane = f"(database unavailable: {exc.code})"
     rows = [*effective_rows(rt.loaded), ("control_plane_id", plane, "store")]
     data = [{"name": n, "value": v, "source": s} for n, v, s in rows]
+    untrusted = {src.rsplit(":", 1)[0] for src in rt.loaded.ignored.values()}
+    actions = [(trust_command(Path(p)), "use its ignored settings") for p in sorted(untrusted)]
+
+    def human() -> None:
+        output.echo(output.table(["SETTING", "VALUE", "SOURCE"], [list(r) for r in rows]))
+        for warning in rt.loaded.warnings:
+            output.echo(f"Warning: {warning}")
+
+    output.success(data, json_out=rt.json_out, human=human, next_actions=actions)
+
+
+def _project_file_arg(path: str | None) -> Path:
+    """PATH (a file, or a directory holding parhelia.toml), or the project file found from here."""
+    from parhelia.app.config import PROJECT_FILE, find_project_file
+
+    found = Path(path).expanduser() if path else find_project_file(Path.cwd())
+    if found is not None and found.is_dir():
+        found = found / PROJECT_FILE
+    if found is None or not found.is_file():
+        where = f"{path!r} is not a file" if path else f"no {PROJECT_FILE} in {Path.cwd()}"
+        raise ParheliaError(
+            "E101",
+            f"{where}; nothing to trust",
+            ["parhelia config trust ./parhelia.toml", "parhelia config show"],
+        )
+    return found.resolve()
+
+
+@config_app.command("trust")
+def config_trust(
+    ctx: typer.Context,
+    path: Annotated[
+        str | None, typer.Argument(help="The parhelia.toml (default: found from here).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Trust a project parhelia.toml as it is now: it may then set [agent] command, db_url and the
+    other settings that choose what runs and where data goes."""
+    from parhelia.app.config import _toml_name, read_toml_layer
+    from parhelia.app.trust import GUARDED, trust
+
+    rt = runtime(ctx, json_out)
+    target = _project_file_arg(path)
+    layer = read_toml_layer(target)  # a file that does not load is not trusted
+    digest = trust(target)
+    guarded = {name: layer[name][0] for name in GUARDED if name in layer}
+    lines = [f"Trusted {target} (sha256 {digest[:12]})."]
+    lines += [f"  {_toml_name(n)} = {v!r}" for n, v in guarded.items()]
     output.success(
-        data,
+        {"path": str(target), "sha256": digest, "guarded": guarded},
         json_out=rt.json_out,
-        human=lambda: output.echo(
-            output.table(["SETTING", "VALUE", "SOURCE"], [list(r) for r in rows])
-        ),
+        human="\n".join(lines),
+        next_actions=[("parhelia config show", "see the settings it now sets")],
+    )
+
+
+@config_app.command("untrust")
+def config_untrust(
+    ctx: typer.Context,
+    path: Annotated[
+        str | None, typer.Argument(help="The parhelia.toml (default: found from here).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget that a project parhelia.toml is trusted; its guarded settings are ignored again."""
+    from parhelia.app.trust import untrust
+
+    rt = runtime(ctx, json_out)
+    target = _project_file_arg(path)
+    was = untrust(target)
+    output.success(
+        {"path": str(target), "was_trusted": was},
+        json_out=rt.json_out,
+        human=f"{target}: {'no longer trusted' if was else 'was not trusted'}.",
     )
 
 
@@ -165,25 +241,51 @@ db_app = typer.Typer(help="The database: status and migrations.", no_args_is_hel
 app.add_typer(db_app, name="db")
 
 
+def _open_engine(url: str, *, immediate: bool = False):
+    """An engine for `db status`/`db migrate`; a URL or driver that cannot work is E701."""
+    from parhelia.state import db as dbmod
+
+    try:
+        return dbmod.make_engine(url, immediate=immediate)
+    except ParheliaError:
+        raise
+    except Exception as exc:  # not a URL, an unknown dialect, a driver that is not installed
+        raise dbmod.open_error(url, exc, attempted="open the database") from exc
+
+
+def _reading(url: str, fn):
+    """`fn()`, with any database error reported as E701/E703 (the store's words), never E900."""
+    from parhelia.state import db as dbmod
+
+    try:
+        return fn()
+    except ParheliaError:
+        raise
+    except Exception as exc:
+        raise dbmod.open_error(url, exc, attempted="read the database") from exc
+
+
 @db_app.command("status")
 def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Where the database is, its schema revision, and the row counts."""
     from parhelia.state import db as dbmod
+    from parhelia.state.safe_text import mask_password
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url)
+    engine = _open_engine(rt.db_url)
     try:
-        current = dbmod.current_revision(engine)
+        current = _reading(rt.db_url, lambda: dbmod.current_revision(engine))
     finally:
         engine.dispose()
+    shown = mask_password(rt.db_url)
     data = {
-        "url": rt.db_url,
+        "url": shown,
         "revision": current,
         "head": dbmod.HEAD_REVISION,
         "up_to_date": current == dbmod.HEAD_REVISION,
     }
     lines = [
-        f"database  {rt.db_url}",
+        f"database  {shown}",
         f"revision  {current or '(empty)'}",
         f"head      {dbmod.HEAD_REVISION}",
         "status    " + ("up to date" if data["up_to_date"] else "needs `parhelia db migrate`"),
@@ -196,17 +298,20 @@ def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Upgrade the schema to this Parhelia's newest revision."""
     from parhelia.state import db as dbmod
+    from parhelia.state.safe_text import mask_password
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url, immediate=True)
+    _reading(rt.db_url, lambda: dbmod.check_not_newer(rt.db_url))
+    engine = _open_engine(rt.db_url, immediate=True)
     try:
-        before, after = dbmod.migrate(engine)
+        before, after = _reading(rt.db_url, lambda: dbmod.migrate(engine))
     finally:
         engine.dispose()
+    shown = mask_password(rt.db_url)
     output.success(
-        {"url": rt.db_url, "before": before, "after": after},
+        {"url": shown, "before": before, "after": after},
         json_out=rt.json_out,
-        human=f"{rt.db_url}: {before or '(empty)'} -> {after}",
+        human=f"{shown}: {before or '(empty)'} -> {after}",
     )
 
 
@@ -263,11 +368,38 @@ def _usage_error(exc) -> ParheliaError:
     return ParheliaError("E101", message, [f"{path} --help", "parhelia help workflow"])
 
 
+@functools.cache
+def click_command():
+    """The Click command tree Typer builds from `app`, built once per process: building it reads
+    every command's signature (a third of a second), which an in-process caller (the MCP server,
+    the tests) would otherwise pay on every call."""
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
+def _not_utf8(args: list[str]) -> ParheliaError | None:
+    """E101 for an argument whose bytes are not UTF-8 (Python hands them over as lone surrogates,
+    which no strict UTF-8 output, database or sandbox can carry)."""
+    from parhelia.state.safe_text import escape_controls, has_surrogates
+
+    for position, arg in enumerate(args, 1):
+        if has_surrogates(arg):
+            return ParheliaError(
+                "E101",
+                f"argument {position} ('{escape_controls(arg)}') is not valid UTF-8 text",
+                ["locale", "parhelia --help", "parhelia help workflow"],
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     json_out = "--json" in args
+    if (bad := _not_utf8(args)) is not None:
+        return output.failure(bad, json_out=json_out) + 1
     try:
-        result = app(args=args, prog_name="parhelia", standalone_mode=False)
+        result = click_command()(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ParheliaError as exc:
         return output.failure(exc, json_out=json_out)

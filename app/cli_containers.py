@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import (
     ESTIMATE_NOTE,
     age,
@@ -110,7 +110,7 @@ def show(
 def events(
     ctx: typer.Context,
     container: Annotated[str, typer.Argument()],
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """The events of one container, newest last."""

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import age, money
 from parhelia.state.errors import ParheliaError
 from parhelia.state.views import RUN_COUNTS, EventView, plural
@@ -59,7 +59,7 @@ def events_list(
     ] = None,
     since: Annotated[str | None, typer.Option("--since")] = None,
     until: Annotated[str | None, typer.Option("--until")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Events filtered by container, task, type, level and time range; newest last."""
@@ -85,7 +85,7 @@ def events_list(
 def events_export(
     ctx: typer.Context,
     since: Annotated[str | None, typer.Option("--since")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 100_000,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 100_000,
     json_out: JsonOpt = False,
 ) -> None:
     """Events as JSON lines (oldest first), for replay elsewhere; `--json`: one envelope instead."""
@@ -98,7 +98,7 @@ def events_export(
     if rt.json_out:
         return output.success(views, json_out=True)
     for view in views:
-        sys.stdout.write(json.dumps(view, default=_default) + "\n")
+        output.write(json.dumps(view, default=_default) + "\n")
 
 
 # -- budget ---------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def budget_set(
 @budget_app.command("history")
 def budget_history(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Budget events: ceiling changes, threshold warnings, guard actions."""
@@ -298,7 +298,8 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             + f" in {report.duration_ms:.0f} ms"
         )
 
-    output.success(data, json_out=rt.json_out, human=human)
+    if not (report.error_code and rt.json_out):  # with --json the error is the one document
+        output.success(data, json_out=rt.json_out, human=human)
     if report.error_code:
         raise ParheliaError(
             report.error_code,

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import money
 from parhelia.state.enums import LIVE_TASK_STATUSES
 
@@ -89,7 +89,7 @@ def create(
 def list_(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent tasks, newest first."""

@@ -45,7 +45,7 @@ def tui(
 ) -> None:
     """The full-screen dashboard: containers, events, budget and help, live."""
     rt = runtime(ctx, json_out)
-    if json_out:
+    if rt.json_out:  # `parhelia --json tui --once` as well as `tui --once --json`
         fmt = "json"
     if once:
         raise typer.Exit(_once(rt, fmt, width, demo=demo, refresh=not no_refresh))
@@ -107,7 +107,7 @@ def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
         output.failure(err, json_out=fmt == "json")
         return 2
     color = sys.stdout.isatty() and fmt == "text"
-    sys.stdout.write(render_once(view, fmt=fmt, width=width or _terminal_width(), color=color))
+    output.write(render_once(view, fmt=fmt, width=width or _terminal_width(), color=color))
     return exit_code(view)
 
 

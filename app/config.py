@@ -432,6 +432,8 @@ class LoadedSettings:
     sources: dict[str, str]
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # settings an untrusted project file tried to set, and where: ignored (app/trust.py)
+    ignored: dict[str, str] = field(default_factory=dict)
 
     def from_file(self, name: str) -> bool:
         """Whether the effective value of `name` was set in a config file (user or project)."""
@@ -444,6 +446,7 @@ class LoadedSettings:
             "sources": dict(self.sources),
             "files": [str(p) for p in self.files],
             "warnings": list(self.warnings),
+            "ignored": dict(self.ignored),
         }
 
 
@@ -455,9 +458,12 @@ def load_settings(
     """Defaults < user file < project file < environment < flags; raises ParheliaError on bad input."""
     env = _env(env)
     warnings: list[str] = []
-    files = [p for p in (user_config_path(env), find_project_file(cwd or Path.cwd())) if p]
-    files = [p for p in files if p.is_file()]
+    user, project = user_config_path(env), find_project_file(cwd or Path.cwd())
+    files = [p for p in (user, project) if p and p.is_file()]
     layers = [read_toml_layer(p, warnings) for p in files]
+    ignored: dict[str, str] = {}
+    if project in files and project != user:
+        ignored = _drop_untrusted(project, layers[-1], env, warnings)
     layers.append(read_env_layer(env, warnings))
     layers.append(read_flag_layer(flags or {}))
 
@@ -468,7 +474,24 @@ def load_settings(
             _set(settings, name, value)
             sources[name] = source
     check_order(settings, sources)
-    return LoadedSettings(settings, sources, files, warnings)
+    return LoadedSettings(settings, sources, files, warnings, ignored)
+
+
+def _drop_untrusted(
+    path: Path, layer: Layer, env: Mapping[str, str], warnings: list[str]
+) -> dict[str, str]:
+    """Remove the guarded keys from an untrusted project file's layer; {name: where it was set}."""
+    from parhelia.app.trust import GUARDED, ignored_warning, trust_state
+
+    guarded = [name for name in layer if name in GUARDED]
+    if not guarded:
+        return {}
+    state = trust_state(path, env)
+    if state == "trusted":
+        return {}
+    ignored = {name: layer.pop(name)[1] for name in guarded}
+    warnings.append(ignored_warning(path, [_toml_name(n) for n in guarded], state))
+    return ignored
 
 
 def check_order(settings: Settings, sources: Mapping[str, str]) -> None:
@@ -513,6 +536,11 @@ def get_value(settings: Settings, name: str) -> Any:
 def effective_rows(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(setting, value, source) for every setting, in schema order, for `parhelia config show`."""
     return [
-        (name, format_value(get_value(loaded.settings, name)), loaded.sources[name])
+        (
+            name,
+            format_value(get_value(loaded.settings, name)),
+            loaded.sources[name]
+            + (f" (ignored {loaded.ignored[name]}: untrusted)" if name in loaded.ignored else ""),
+        )
         for name in schema()
     ]

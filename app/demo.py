@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from parhelia.app.runtime import Runtime
+from parhelia.state.private import private_dir
 
 DEMO_FLAGS = {
     "backend": "local",
@@ -63,7 +64,7 @@ def prepare_demo(rt: Runtime, *, fresh: bool = True, start: bool = True) -> None
     if fresh:
         _stop_previous(root)
         shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     rt.flags.update(demo_flags())
     rt.flags["db_url"] = f"sqlite:///{root / 'parhelia.db'}"
     rt.flags["local.root"] = str(root / "sandboxes")

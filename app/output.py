@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.state.safe_text import escape_controls, mask_password
 
 STARTED = time.perf_counter()
 
@@ -30,6 +31,19 @@ def _default(value: Any) -> Any:
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, default=_default, indent=2, ensure_ascii=False)
+
+
+def write(text: str, stream=None) -> None:
+    """Write `text` with any database password masked. A stream that cannot encode a character
+    (a strict ASCII or UTF-8 stdout and a lone surrogate) gets it as a backslash escape instead of
+    an exception halfway through a document: the encoding fails before a byte is written."""
+    stream = stream or sys.stdout
+    text = mask_password(text)
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def success(
@@ -51,22 +65,20 @@ def success(
             },
             "next_actions": actions,
         }
-        sys.stdout.write(dumps(doc) + "\n")
+        write(dumps(doc) + "\n")
         return
     if callable(human):
         human()
     elif human is not None:
-        sys.stdout.write(human if human.endswith("\n") else human + "\n")
+        write(escape_controls(human if human.endswith("\n") else human + "\n", keep_newlines=True))
     if actions and sys.stdout.isatty():
-        sys.stdout.write(
-            "\nNext:\n" + "".join(f"  {a['command']:<40} {a['description']}\n" for a in actions)
-        )
+        write("\nNext:\n" + "".join(f"  {a['command']:<40} {a['description']}\n" for a in actions))
 
 
 def failure(err: ParheliaError, *, json_out: bool) -> int:
     """Report an error; returns the exit code. Never a traceback."""
     if json_out:
-        sys.stdout.write(dumps({"success": False, "error": err.to_dict()}) + "\n")
+        write(dumps({"success": False, "error": err.to_dict()}) + "\n")
     else:
         entry = CATALOGUE[err.code]
         lines = [f"Error {err.code}: {entry.title}: {err.message}"]
@@ -75,16 +87,19 @@ def failure(err: ParheliaError, *, json_out: bool) -> int:
         lines.append("Try:")
         lines += [f"  {s}" for s in err.suggestions]
         lines.append(f"More: parhelia help {err.code}")
-        sys.stderr.write("\n".join(lines) + "\n")
+        write(escape_controls("\n".join(lines) + "\n", keep_newlines=True), sys.stderr)
     return 1
 
 
 def echo(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    """One line (or several) of human output; control characters in it are shown escaped."""
+    write(escape_controls(text + "\n", keep_newlines=True))
 
 
 def table(headers: list[str], rows: list[list[str]], *, right: set[int] = frozenset()) -> str:
-    """A plain, aligned text table (no escape codes), like `kubectl get`."""
+    """A plain, aligned text table (no escape codes), like `kubectl get`. A cell's control
+    characters are shown escaped: a prompt or message cannot drive the terminal."""
+    rows = [[escape_controls(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

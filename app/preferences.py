@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from parhelia.app.config import BadValue, LoadedSettings, cache_dir, coerce, get_value, schema
+from parhelia.state.private import private_dir
 
 LAST_USED_FILE = "last_used.json"
 
@@ -60,7 +61,7 @@ def save_last_used(values: Mapping[str, Any], path: Path | None = None) -> bool:
     path = path or last_used_path()
     merged = {**load_last_used(path), **_valid(values)}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd, tmp = tempfile.mkstemp(prefix=".last_used.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -17,12 +17,23 @@ if TYPE_CHECKING:
 class Runtime:
     flags: dict[str, Any] = field(default_factory=dict)
     json_out: bool = False
+    # Configuration warnings (an untrusted project file, an unknown PARHELIA_* variable) go to
+    # stderr once; `config show` lists them itself.
+    warn_on_stderr: bool = True
 
     @cached_property
     def loaded(self) -> LoadedSettings:
+        import sys
+
         from parhelia.app.config import load_settings
 
-        return load_settings(flags=self.flags)
+        loaded = load_settings(flags=self.flags)
+        if self.warn_on_stderr:
+            from parhelia.app import output
+
+            for warning in loaded.warnings:
+                output.write(f"Warning: {warning}\n", sys.stderr)
+        return loaded
 
     @property
     def settings(self):
@@ -33,7 +44,9 @@ class Runtime:
         from parhelia.app.config import data_dir, resolve_db_url
 
         if not self.settings.db_url:  # the default location is ours to create
-            data_dir().mkdir(parents=True, exist_ok=True)
+            from parhelia.state.private import private_dir
+
+            private_dir(data_dir())
         return resolve_db_url(self.settings)
 
     @cached_property

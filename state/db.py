@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from parhelia.state.errors import ParheliaError
+from parhelia.state.private import create_private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
@@ -64,6 +65,12 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
                 f"cannot open {url}: the directory {parent} does not exist",
                 [f"mkdir -p {parent}", "parhelia config show"],
             )
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            # 0600; SQLite gives its -wal and -shm the same mode. If it cannot be created here,
+            # SQLite's own error says so below.
+            with contextlib.suppress(OSError):
+                create_private_file(path)
     engine = create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )
@@ -186,20 +193,14 @@ def retry_locked(fn: Callable[[], T], attempts: int = 5) -> T:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema revision, None for an empty database. Errors reading it propagate: a damaged or
+    unreadable database must not pass for an empty one that only "needs a migrate"."""
+    from sqlalchemy import inspect
+
     with engine.connect() as conn:
-        has = (
-            conn.execute(
-                text("SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'")
-            ).first()
-            if engine.dialect.name == "sqlite"
-            else None
-        )
-        if engine.dialect.name == "sqlite" and not has:
+        if not inspect(conn).has_table("alembic_version"):
             return None
-        try:
-            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
-        except Exception:
-            return None
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         return row[0] if row else None
 
 
@@ -265,7 +266,111 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
     except ParheliaError:
         raise
     except Exception as exc:
+        if is_damaged(exc):
+            raise open_error(str(engine.url), exc, attempted="upgrade the schema") from exc
         raise ParheliaError(
             "E702", f"migration failed: {exc}", ["parhelia db status", "parhelia db migrate"]
         ) from exc
     return before, current_revision(engine) or HEAD_REVISION
+
+
+# -- why a database could not be opened ---------------------------------------------------
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind an `sqlite:///PATH` URL (None for memory databases and other dialects)."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path).expanduser() if path else None
+
+
+def _driver_words(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:200] if str(exc) else repr(exc)
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """SQLite's SQLITE_CORRUPT: garbled pages in an otherwise recognisable database file."""
+    orig = getattr(exc, "orig", None) or exc
+    return isinstance(orig, sqlite3.DatabaseError) and (
+        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_CORRUPT
+        or "malformed" in str(orig)
+    )
+
+
+def open_error(url: str, exc: BaseException, *, attempted: str = "open the store") -> ParheliaError:
+    """The coded error for a database that could not be opened or read: E703 when an SQLite file
+    is damaged, otherwise E701 saying which of the usual causes it is, with commands that fix it.
+    Every command (the store, `db status`, `db migrate`) reports a database through this one
+    function, so the same file gets the same answer everywhere."""
+    from parhelia.state.safe_text import mask_password
+
+    shown = mask_password(url)
+    words = mask_password(_driver_words(exc))
+    path = sqlite_file(url)
+    other = "parhelia --db sqlite:///parhelia.db db status"
+    if is_damaged(exc):
+        target = path or "parhelia.db"
+        return ParheliaError(
+            "E703",
+            f"the database {shown} is damaged ({words}); nothing was written to it",
+            [
+                f"sqlite3 {target} .recover | sqlite3 recovered.db",
+                "parhelia --db sqlite:///recovered.db db migrate",
+                "parhelia config show",
+            ],
+            attempted=attempted,
+        )
+    if isinstance(exc, ModuleNotFoundError | ImportError):
+        module = getattr(exc, "name", None) or words
+        return ParheliaError(
+            "E701",
+            f"cannot open {shown}: its driver {module!r} is not installed",
+            [f"pip install {_DRIVER_PACKAGES.get(module, module)}", other, "parhelia config show"],
+            attempted=attempted,
+        )
+    if type(exc).__name__ in ("NoSuchModuleError", "ArgumentError"):
+        return ParheliaError(
+            "E701",
+            f"{shown} is not a database URL Parhelia can use ({words})",
+            [other, "PARHELIA_DB_URL=postgresql+psycopg://USER@HOST/DB parhelia db status"],
+            attempted=attempted,
+        )
+    if path is not None and path.is_dir():
+        return ParheliaError(
+            "E701",
+            f"cannot open {shown}: {path} is a directory, not a database file",
+            [f"parhelia --db sqlite:///{path / 'parhelia.db'} db status", "parhelia config show"],
+            attempted=attempted,
+        )
+    if path is not None and path.is_file() and "not a database" in words:
+        return ParheliaError(
+            "E701",
+            f"cannot open {shown}: {path} is not an SQLite database ({words})",
+            [f"file {path}", other, "parhelia config show"],
+            attempted=attempted,
+        )
+    if path is not None and ("unable to open" in words or "readonly" in words):
+        return ParheliaError(
+            "E701",
+            f"cannot open {shown}: {path} cannot be created or written here ({words})",
+            [f"ls -ld {path.parent}", other, "parhelia config show"],
+            attempted=attempted,
+        )
+    return ParheliaError(
+        "E701",
+        f"cannot open the database {shown}: {words}",
+        [
+            "parhelia config show",
+            other,
+            "PARHELIA_DB_URL=sqlite:///parhelia.db parhelia tui --once",
+        ],
+        attempted=attempted,
+    )
+
+
+_DRIVER_PACKAGES = {
+    "psycopg": "'psycopg[binary]'",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+}

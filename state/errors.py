@@ -208,7 +208,7 @@ CATALOGUE: dict[str, ErrorEntry] = {
             "Agent command not found",
             "The agent binary in [agent] command is not installed or not on PATH.",
             "parhelia config show",
-            "PARHELIA_AGENT_COMMAND='claude -p {prompt}' parhelia task create PROMPT",
+            "PARHELIA_AGENT_COMMAND='claude -p -- {prompt}' parhelia task create PROMPT",
             topic="config",
         ),
         # E6xx: operations
@@ -264,9 +264,22 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E701",
             "Database unavailable",
-            "The database could not be opened.",
+            "The database could not be opened: the file is not an SQLite database, the path is a "
+            "directory or cannot be written, the URL is not a database URL, its driver is not "
+            "installed, or the server does not answer. The message says which.",
             "parhelia db status",
             "parhelia config show",
+            topic="database",
+        ),
+        _e(
+            "E703",
+            "Database damaged",
+            "The database file is damaged (SQLite reports a malformed disk image): some of its pages "
+            "are garbled. Parhelia did not write to it. Recover what SQLite can into a new file, or "
+            "start a new database and let the reconciler adopt the running sandboxes by their tags.",
+            "sqlite3 parhelia.db .recover | sqlite3 recovered.db",
+            "parhelia --db sqlite:///recovered.db db migrate",
+            "parhelia --db sqlite:///new.db reconciler run",
             topic="database",
         ),
         _e(

@@ -18,8 +18,12 @@ from parhelia.state.requests import CPU_RANGE, MEMORY_RANGE_MIB, TIMEOUT_RANGE_M
 
 @dataclass
 class AgentSettings:
-    command: str = "claude -p {prompt} --max-turns {max_turns}"
+    # `--` ends the options: a prompt that starts with `-` stays the prompt, never a flag.
+    command: str = "claude -p --max-turns {max_turns} -- {prompt}"
     max_turns: int = 25
+    # Environment variables a local agent gets besides PATH, HOME, locale, TERM, ANTHROPIC_* and
+    # CLAUDE_* (names or patterns such as GITHUB_*); Modal tokens and the database URL never.
+    env: list[str] = field(default_factory=list)
 
 
 @dataclass

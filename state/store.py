@@ -29,7 +29,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlmodel import Session
 
 from parhelia.state import db
@@ -226,7 +226,9 @@ class Store:
         try:
             with Session(self.engine, expire_on_commit=False) as session:
                 yield session
-        except OperationalError as exc:
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:  # locked, unreachable, damaged: coded, never E900
             raise self._db_error(exc) from exc
 
     @contextmanager
@@ -237,7 +239,9 @@ class Store:
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 yield session
-        except OperationalError as exc:
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:  # locked, unreachable, damaged: coded, never E900
             raise self._db_error(exc) from exc
         if self._checkpointer is not None:
             self._checkpointer.poke()
@@ -248,8 +252,9 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.checkpoint()
 
-    @staticmethod
-    def _db_error(exc: OperationalError) -> ParheliaError:
+    def _db_error(self, exc: DatabaseError) -> ParheliaError:
+        if db.is_damaged(exc) or not isinstance(exc, OperationalError):
+            return db.open_error(self.url, exc, attempted="read the store")
         return ParheliaError(
             "E701", f"database error: {exc.orig}", ["parhelia db status", "parhelia config show"]
         )
@@ -1505,18 +1510,8 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 
 
 def _unavailable(url: str, exc: Exception) -> ParheliaError:
-    """E701 naming the URL and the driver's own words: the database could not be opened."""
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-    return ParheliaError(
-        "E701",
-        f"cannot open the database {url!r}: {reason}",
-        [
-            "parhelia config show",
-            "parhelia --db sqlite:///parhelia.db db status",
-            "PARHELIA_DB_URL=sqlite:///parhelia.db parhelia tui --once",
-        ],
-        attempted="open the store",
-    )
+    """E701 (E703 for a damaged file) naming the URL and the cause: the database could not be opened."""
+    return db.open_error(url, exc)
 
 
 def make_event(

@@ -32,8 +32,25 @@ def echo_template() -> str:
 
 def test_default_template_from_settings():
     assert build_argv(AgentSettings().command, "fix the bug", 25) == [
-        "claude", "-p", "fix the bug", "--max-turns", "25",
+        "claude", "-p", "--max-turns", "25", "--", "fix the bug",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("prompt", ["--dangerously-skip-permissions", "-h", "--max-turns=9999"])
+def test_a_prompt_cannot_become_a_flag_of_the_default_agent(prompt):
+    """`--` ends the options, so an option parser (argparse here, like claude's) reads the prompt
+    as the prompt, whatever it starts with."""
+    import argparse
+
+    argv = build_argv(AgentSettings().command, prompt, 25)
+    parser = argparse.ArgumentParser(add_help=True)
+    parser.add_argument("-p", action="store_true")
+    parser.add_argument("--max-turns", type=int)
+    parser.add_argument("--dangerously-skip-permissions", action="store_true")
+    parser.add_argument("prompt")
+    parsed = parser.parse_args(argv[1:])
+    assert parsed.prompt == prompt
+    assert parsed.max_turns == 25 and not parsed.dangerously_skip_permissions
 
 
 @pytest.mark.parametrize("raw", NASTY)

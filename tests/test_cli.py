@@ -71,6 +71,8 @@ def _minimal_args(task_id: str, container_id: str) -> dict[str, list[str]]:
         "cleanup": ["cleanup", "--orphans", "--yes"],
         "tui": ["tui", "--once", "--no-refresh"],
         "config show": ["config", "show"],
+        "config trust": ["config", "trust"],  # the project's parhelia.toml, written below
+        "config untrust": ["config", "untrust"],
         "db status": ["db", "status"],
         "db migrate": ["db", "migrate"],
         "task create": ["task", "create", "another one"],
@@ -100,6 +102,7 @@ def _minimal_args(task_id: str, container_id: str) -> dict[str, list[str]]:
 def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
     env = parhelia_env
     first = create_task(env)
+    (env.project / "parhelia.toml").write_text("[tui]\nevent_rows = 100\n")
     cases = _minimal_args(first["task_id"], first["container_id"])
     tree = {path for path, _ in command_check.leaves(command_check.root_command())}
     assert tree == set(cases), "a command was added or removed: give it a case here"

@@ -20,6 +20,7 @@ from parhelia.app.config import (
     resolve_backend_name,
     resolve_db_url,
 )
+from parhelia.app.trust import GUARDED, trust
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import CHOICES, RANGES, Settings, range_problem
 
@@ -203,6 +204,9 @@ def test_every_setting_round_trips_through_env_toml_and_flags(home, section, key
 
     text = f"[{section}]\n{key} = {_toml(value)}\n" if section else f"{key} = {_toml(value)}\n"
     toml_file = write(home["project"] / "parhelia.toml", text)
+    if name in GUARDED:  # a project file sets these only once trusted (tests/test_security.py)
+        assert get_value(load(home).settings, name) == default
+        trust(toml_file, home["env"])
     from_file = load(home)
     assert get_value(from_file.settings, name) == value
     assert from_file.sources[name] == f"{toml_file}:{2 if section else 1}"

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from parhelia.state.safe_text import escape_controls
 from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import (
     BudgetView,
@@ -101,7 +102,7 @@ def short_clock(ts: datetime | None) -> str:
 def excerpt(text: str | None, width: int = 40) -> str:
     if not text:
         return "-"
-    line = " ".join(text.split())
+    line = escape_controls(" ".join(text.split()))
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -281,7 +282,7 @@ def event_text(e: EventView) -> Text:
     line.append(f"{e.source:<10} ", style="dim")
     if e.container_id and e.container_id not in e.message:
         line.append(f"{e.container_id} ", style="cyan")
-    line.append(f"{e.message}{change}{who}", style=level_style)
+    line.append(escape_controls(f"{e.message}{change}{who}"), style=level_style)
     return line
 
 

@@ -19,7 +19,7 @@ PLACEHOLDER = re.compile(r"\{(prompt|max_turns)\}")
 
 _CONFIG_HELP = [
     "parhelia config show",
-    "PARHELIA_AGENT_COMMAND='claude -p {prompt} --max-turns {max_turns}' parhelia task create PROMPT",
+    "PARHELIA_AGENT_COMMAND='claude -p --max-turns {max_turns} -- {prompt}' parhelia task create PROMPT",
     "parhelia help config",
 ]
 
@@ -69,7 +69,7 @@ def check_agent_binary(argv: list[str]) -> str:
             f"agent program {program!r} was not found on PATH (from [agent] command)",
             [
                 "parhelia config show",
-                "PARHELIA_AGENT_COMMAND='claude -p {prompt} --max-turns {max_turns}' parhelia task create PROMPT",
+                "PARHELIA_AGENT_COMMAND='claude -p --max-turns {max_turns} -- {prompt}' parhelia task create PROMPT",
                 "npm install -g @anthropic-ai/claude-code",
                 "parhelia tui --demo",
             ],

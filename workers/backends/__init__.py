@@ -21,7 +21,11 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
             if settings.local.root
             else data_dir / "sandboxes"
         )
-        backend = LocalBackend(root, terminate_grace=settings.local.terminate_grace_seconds)
+        backend = LocalBackend(
+            root,
+            terminate_grace=settings.local.terminate_grace_seconds,
+            agent_env=settings.agent.env,
+        )
         return DeadlineBackend(
             backend,
             settings.local.timeout_seconds,

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +41,10 @@ from pathlib import Path
 import psutil
 
 from parhelia.state.errors import ParheliaError
+from parhelia.state.private import DIR_MODE, open_private_append, private_dir
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.agent_command import check_agent_binary
+from parhelia.workers.agent_env import agent_environment
 from parhelia.workers.backends.base import (
     ProbeSample,
     Resources,
@@ -117,9 +120,14 @@ class LocalBackend:
     name = "local"
 
     def __init__(
-        self, root: Path, terminate_grace: float = 5.0, retention_seconds: float = 86400.0
+        self,
+        root: Path,
+        terminate_grace: float = 5.0,
+        retention_seconds: float = 86400.0,
+        agent_env: Iterable[str] = (),
     ) -> None:
         self.root = Path(root)
+        self.agent_env = tuple(agent_env)  # `[agent] env`: names passed on besides the allowlist
         self.registry = self.root / "registry"
         self.terminate_grace = terminate_grace
         self.retention_seconds = retention_seconds
@@ -139,14 +147,16 @@ class LocalBackend:
         workdir = self.root / sandbox_id
         log = workdir / LOG_NAME
         try:
-            self.registry.mkdir(parents=True, exist_ok=True)
-            workdir.mkdir(parents=True)
+            private_dir(self.root)
+            private_dir(self.registry)
+            workdir.mkdir(mode=DIR_MODE)
+            os.chmod(workdir, DIR_MODE)
         except OSError as exc:
             raise self._dispatch_error(f"cannot create {workdir}: {exc}") from exc
         created = utcnow()
         deadline = time.time() + spec.timeout_seconds if spec.timeout_seconds > 0 else 0.0
         env = {
-            **os.environ,
+            **agent_environment(os.environ, self.agent_env),
             "PARHELIA_CONTAINER_ID": spec.container_id,
             "PARHELIA_TASK_ID": spec.task_id or "",
             "PARHELIA_SANDBOX_ID": sandbox_id,
@@ -160,7 +170,7 @@ class LocalBackend:
             "--", *spec.argv,
         ]  # fmt: skip
         try:
-            with open(log, "ab") as out:
+            with open_private_append(log) as out:
                 proc = subprocess.Popen(
                     argv,
                     cwd=workdir,
