@@ -206,7 +206,7 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 def _register_groups() -> None:
-    from parhelia.app import cli_containers, cli_ops, cli_tasks, cli_tui
+    from parhelia.app import cli_containers, cli_ops, cli_status, cli_tasks, cli_tui
 
     for module, name, alias in (
         (cli_tasks, "task", "t"),
@@ -220,6 +220,7 @@ def _register_groups() -> None:
         app.add_typer(sub, name=alias, hidden=True)
     app.command("cleanup")(cli_ops.cleanup)
     app.command("tui")(cli_tui.tui)
+    app.command("status")(cli_status.status)
 
 
 _register_groups()

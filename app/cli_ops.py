@@ -23,19 +23,12 @@ def print_events(rows: list[EventView]) -> None:
         output.echo(f"{e.ts:%Y-%m-%d %H:%M:%S}  {e.level:<7} {e.type:<24} {where:<11} {e.message}")
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    from parhelia.state.timeutil import as_utc
+def _parse_time(value: str | None, option: str = "--since") -> datetime | None:
+    """An ISO or relative (`10m`, `2h`, `3d`) time; E101 with examples otherwise."""
+    from parhelia.state.timespec import parse_optional
+    from parhelia.state.timeutil import utcnow
 
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError as exc:
-        raise ParheliaError(
-            "E101",
-            f"not an ISO time: {value!r} (e.g. 2026-11-24T09:00)",
-            ["parhelia events list --since 2026-11-24T09:00", "parhelia events list --help"],
-        ) from exc
+    return parse_optional(value, utcnow(), option=option)
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -80,7 +73,7 @@ def events_list(
         types=type_.split(",") if type_ else None,
         min_level=level,
         since=_parse_time(since),
-        until=_parse_time(until),
+        until=_parse_time(until, "--until"),
         limit=limit,
     )
     views = [to_event_view(e) for e in reversed(rows)]
