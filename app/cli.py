@@ -206,7 +206,9 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 def _register_groups() -> None:
-    from parhelia.app import cli_containers, cli_ops, cli_status, cli_tasks, cli_tui
+    from parhelia.app import cli_containers, cli_events, cli_ops, cli_status, cli_tasks, cli_tui
+
+    del cli_events  # its commands join `events` as it is imported
 
     for module, name, alias in (
         (cli_tasks, "task", "t"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
@@ -80,26 +79,6 @@ def events_list(
     output.success(
         [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
     )
-
-
-@events_app.command("export")
-def events_export(
-    ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 100_000,
-    json_out: JsonOpt = False,
-) -> None:
-    """Events as JSON lines (oldest first), for replay elsewhere; `--json`: one envelope instead."""
-    from parhelia.app.output import _default
-    from parhelia.state.store import to_event_view
-
-    rt = runtime(ctx, json_out)
-    rows = rt.store.events(since=_parse_time(since), limit=limit, oldest_first=True)
-    views = [asdict(to_event_view(e)) for e in rows]
-    if rt.json_out:
-        return output.success(views, json_out=True)
-    for view in views:
-        sys.stdout.write(json.dumps(view, default=_default) + "\n")
 
 
 # -- budget ---------------------------------------------------------------------------------

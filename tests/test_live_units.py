@@ -1,0 +1,162 @@
+"""The pure rules under the live CLI: relative and ISO times (hypothesis), SPEC-20's aggregation,
+the adaptive polling schedule, and `parhelia status`'s text (golden, from the dashboard world)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from parhelia.app.status_text import render_status
+from parhelia.state.aggregation import Aggregator, is_loud, kind
+from parhelia.state.errors import ParheliaError
+from parhelia.state.timespec import MAX_SECONDS, UNITS, parse_time
+from parhelia.state.views import EventView
+from parhelia.workers.event_follow import poll_interval
+from tests.test_once import check_golden
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+# -- --since / --until ------------------------------------------------------------------------
+
+
+@given(
+    n=st.integers(min_value=0, max_value=999),
+    unit=st.sampled_from(sorted(UNITS)),
+    upper=st.booleans(),
+    pad=st.sampled_from(["", " "]),
+)
+def test_relative_times_count_back_from_now(n, unit, upper, pad):
+    assume(n * UNITS[unit] <= MAX_SECONDS)
+    text = f"{pad}{n}{pad}{unit.upper() if upper else unit}{pad}"
+    assert parse_time(text, NOW) == NOW - timedelta(seconds=n * UNITS[unit])
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)))
+def test_iso_times_round_trip_naive_as_utc(dt):
+    assert parse_time(dt.isoformat(), NOW) == dt.replace(tzinfo=UTC)
+    aware = dt.replace(tzinfo=UTC)
+    assert parse_time(aware.isoformat(), NOW) == aware
+
+
+@given(
+    st.text(min_size=1, max_size=12).filter(
+        lambda s: not s.strip()[:1].isdigit() and s.strip()[:1] not in "+-"
+    )
+)
+def test_anything_else_is_e101_with_examples(text):
+    with pytest.raises(ParheliaError) as info:
+        parse_time(text, NOW, option="--until")
+    err = info.value
+    assert err.code == "E101"
+    assert "--until" in err.message and "10m" in err.message and "2026-11-24T09:00" in err.message
+    assert len(err.suggestions) >= 2
+
+
+@pytest.mark.parametrize("text", ["10", "5x", "m10", "-3d", "1y", "99999w", ""])
+def test_near_misses_are_e101(text):
+    with pytest.raises(ParheliaError, match="neither an ISO time nor a relative one"):
+        parse_time(text, NOW)
+
+
+# -- aggregation ------------------------------------------------------------------------------
+
+_ids = iter(range(1, 10_000_000))
+
+
+def ev(seconds: float, type_="container.health", level="info", source="heartbeat", **kw):
+    return EventView(
+        id=next(_ids),
+        ts=NOW + timedelta(seconds=seconds),
+        type=type_,
+        level=level,
+        source=source,
+        message=kw.pop("message", type_),
+        container_id=kw.pop("container_id", "c-1"),
+        **kw,
+    )
+
+
+def test_heartbeat_events_at_most_one_per_ten_seconds_per_container_latest_kept():
+    agg = Aggregator()
+    shown = agg.feed(ev(0))
+    held = [ev(s) for s in (1, 2, 3)]
+    for e in held:
+        assert agg.feed(e) == []
+    assert agg.feed(ev(4, container_id="c-2"))  # another container has its own window
+    assert agg.flush(NOW + timedelta(seconds=9)) == []
+    (late,) = agg.flush(NOW + timedelta(seconds=10))
+    assert late == held[-1] and agg.folded[late.id] == 2  # stands for the two before it
+    assert shown and agg.drain() == []
+
+
+def test_status_changes_errors_and_completions_are_never_held():
+    agg = Aggregator()
+    agg.feed(ev(0))
+    for e in (
+        ev(1, level="warning"),
+        ev(1, level="error"),
+        ev(2, "container.state", source="reconciler", new_value="running"),
+        ev(3, "container.state", source="user", new_value="terminated"),
+        ev(4, "task.completed", source="system"),
+        ev(5, "budget.ceiling", source="user"),
+    ):
+        assert agg.feed(e) == [e], e
+
+
+def test_progress_every_five_percent_or_five_seconds():
+    agg = Aggregator()
+    steps = [(0, "0"), (0.5, "2"), (1, "4"), (1.5, "5"), (2, "7"), (8, "8"), (8.2, "100")]
+    shown = [
+        e.new_value
+        for t, pct in steps
+        for e in agg.feed(ev(t, "task.progress", source="agent", new_value=pct))
+    ]
+    assert shown == ["0", "5", "8", "100"]
+    assert kind(ev(0, "task.progress", source="agent")) == "progress"
+
+
+def test_a_replay_drains_what_is_held():
+    agg = Aggregator()
+    agg.feed(ev(0))
+    last = ev(1, message="latest")
+    agg.feed(last)
+    assert agg.drain() == [last]
+
+
+def test_quiet_keeps_warnings_errors_and_completions_only():
+    assert is_loud(ev(0, level="warning"))
+    assert is_loud(ev(0, "container.state", source="user", new_value="stopped"))
+    assert not is_loud(ev(0, "container.state", source="user", new_value="running"))
+    assert not is_loud(ev(0, "budget.ceiling", source="user"))
+
+
+@pytest.mark.parametrize(
+    ("idle", "interval"), [(0, 0.5), (29.9, 0.5), (30, 2.0), (119, 2.0), (120, 5.0), (1e6, 5.0)]
+)
+def test_adaptive_polling_schedule(idle, interval):
+    assert poll_interval(idle) == interval
+
+
+# -- status golden ----------------------------------------------------------------------------
+
+
+def test_status_text_matches_golden(world):
+    text = render_status(world.control.dashboard())
+    assert "ATTENTION" in text.splitlines()[0]
+    for command in ("parhelia containers orphans", "parhelia containers health"):
+        assert command in text
+    check_golden("status.txt", text)
+
+
+def test_status_text_healthy_matches_golden(world):
+    from tests.test_once import make_healthy
+
+    make_healthy(world)
+    text = render_status(world.control.dashboard())
+    assert text.splitlines()[0].startswith("parhelia OK")
+    assert text.rstrip().endswith("All well: nothing needs attention.")
+    check_golden("status-healthy.txt", text)
