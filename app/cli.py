@@ -206,7 +206,15 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 def _register_groups() -> None:
-    from parhelia.app import cli_containers, cli_events, cli_ops, cli_status, cli_tasks, cli_tui
+    from parhelia.app import (
+        cli_containers,
+        cli_events,
+        cli_ops,
+        cli_status,
+        cli_tasks,
+        cli_tui,
+        cli_watch,
+    )
 
     del cli_events  # its commands join `events` as it is imported
 
@@ -223,6 +231,8 @@ def _register_groups() -> None:
     app.command("cleanup")(cli_ops.cleanup)
     app.command("tui")(cli_tui.tui)
     app.command("status")(cli_status.status)
+    cli_containers.app.command("watch")(cli_watch.containers_watch)
+    cli_tasks.app.command("watch")(cli_watch.task_watch)
 
 
 _register_groups()

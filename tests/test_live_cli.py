@@ -334,3 +334,71 @@ def test_export_filters_match_events_list(parhelia_env):
 @pytest.mark.parametrize("argv", [["--format", "xml"], ["--until", "soon"], ["--since", "5y"]])
 def test_export_bad_values_are_e101(parhelia_env, argv):
     assert_coded_error(parhelia_env.run("events", "export", *argv), "E101")
+
+
+# -- containers watch and task watch --------------------------------------------------------------
+
+FINISH = """
+import sys
+from parhelia.state.store import Store
+store = Store(sys.argv[1])
+cid, tid, status = sys.argv[2], sys.argv[3], sys.argv[4]
+store.transition(cid, "terminated", source="reconciler", exit_code=0 if status == "completed" else 1,
+                 termination_reason="exited")
+store.update_task(tid, status=status)
+store.close()
+"""
+
+
+def _running_task(env, n: str) -> tuple[str, str]:
+    cid, tid = f"c-5a7c000{n}", f"t-5a7c000{n}"
+    store = env.store()
+    store.add_container(
+        Container(id=cid, backend="local", task_id=tid, state="running", sandbox_id=f"sb-{n}"),
+        task=Task(id=tid, prompt="watch me", backend="local", status="running"),
+    )
+    store.add_event("task.created", f"task {tid} created", task_id=tid)
+    store.close()
+    return cid, tid
+
+
+def _finish(env, cid: str, tid: str, status: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", FINISH, env.db_url, cid, tid, status], check=True, timeout=DEADLINE
+    )
+
+
+@pytest.mark.parametrize(("status", "code"), [("completed", 0), ("failed", 1)])
+def test_task_watch_follows_until_the_task_ends_and_exits_by_outcome(parhelia_env, status, code):
+    cid, tid = _running_task(parhelia_env, "1" if code == 0 else "2")
+    proc, lines = start(parhelia_env, "task", "watch", tid)
+    assert f"task {tid} created" in lines.take(1)[0]
+    _finish(parhelia_env, cid, tid, status)
+    assert proc.wait(timeout=DEADLINE) == code
+    rest = []
+    while (line := lines.q.get(timeout=DEADLINE)) is not None:
+        rest.append(line)
+    assert any("running → terminated" in line for line in rest), rest
+    assert proc.stderr.read() == ""
+
+
+def test_task_watch_interrupted_exits_130(parhelia_env):
+    _cid, tid = _running_task(parhelia_env, "3")
+    proc, lines = start(parhelia_env, "task", "watch", tid, "--json")
+    assert json.loads(lines.take(1)[0])["task_id"] == tid
+    code, err = interrupt(proc)
+    assert code == 130 and err == ""
+
+
+def test_containers_watch_prints_a_json_line_per_change_when_piped(parhelia_env):
+    cid, tid = _running_task(parhelia_env, "4")
+    proc, lines = start(parhelia_env, "containers", "watch")  # piped: JSON lines
+    try:
+        first = json.loads(lines.take(1)[0])
+        assert (first["id"], first["state"], first["change"]) == (cid, "running", "state")
+        _finish(parhelia_env, cid, tid, "completed")
+        after = json.loads(lines.take(1)[0])
+        assert (after["id"], after["state"], after["change"]) == (cid, "terminated", "state")
+    finally:
+        code, err = interrupt(proc)
+    assert code == 130 and err == ""

@@ -30,6 +30,55 @@ def poll_interval(idle_seconds: float) -> float:
     return 0.5
 
 
+class Changes:
+    """Wakes its reader when the store may have changed: the database watcher where the file can
+    be watched (plus reads on every tick while it arms), SPEC-20's adaptive polling elsewhere."""
+
+    def __init__(
+        self, store: Store, *, watch: bool = True, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.watching = bool(watch and store.sqlite_path)
+        self.clock = clock
+        self._changed = threading.Event()
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.started = self.last_news = clock()
+        if self.watching:
+            self._start_watcher()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Block for at most a tick (or a poll interval); True when the store may have news."""
+        if self.watching:
+            woke = self._changed.wait(TICK_SECONDS)
+            self._changed.clear()
+            return woke or self.clock() - self.started < ARMING_SECONDS
+        stop.wait(poll_interval(self.clock() - self.last_news))
+        return True
+
+    def news(self) -> None:
+        """The reader found something: polling goes back to its quickest pace."""
+        self.last_news = self.clock()
+
+    def close(self) -> None:
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+
+    def _start_watcher(self) -> None:
+        from parhelia.workers.db_watch import watch_database
+
+        def watch() -> None:
+            try:
+                watch_database(self.store.sqlite_path, self._changed.set, self._watch_stop)
+            except Exception:  # no watch possible here: fall back to SPEC-20's polling
+                self.watching = False
+                self._changed.set()
+
+        self._watcher = threading.Thread(target=watch, name="db-watch", daemon=True)
+        self._watcher.start()
+
+
 class EventFollower:
     """Calls `on_events` with each batch of new events (oldest first) until `stop` is set."""
 
@@ -40,19 +89,15 @@ class EventFollower:
         after_id: int | None = None,
         filters: dict[str, Any] | None = None,
         watch: bool = True,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         from parhelia.state.store import to_event_view
 
         self.store = store
         self.filters = dict(filters or {})
         self.after_id = store.last_event_id() if after_id is None else after_id
-        self.watching = bool(watch and store.sqlite_path)
-        self.clock = clock
+        self.watch = watch
         self._to_view = to_event_view
-        self._changed = threading.Event()
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._changes: Changes | None = None
 
     def poll(self) -> list[EventView]:
         """Every event after the last one seen that matches the filters, oldest first."""
@@ -74,44 +119,22 @@ class EventFollower:
         on_events: Callable[[list[EventView]], object],
         on_tick: Callable[[], object] | None = None,
     ) -> None:
-        if self.watching:
-            self._start_watcher()
-        started = last_news = self.clock()
+        self._changes = changes = Changes(self.store, watch=self.watch)
         try:
             while not stop.is_set():
-                if self.watching:
-                    woke = self._changed.wait(TICK_SECONDS)
-                    woke = woke or self.clock() - started < ARMING_SECONDS
-                else:
-                    woke = True
-                    stop.wait(poll_interval(self.clock() - last_news))
+                woke = changes.wait(stop)
                 if stop.is_set():
                     break
                 if woke:
-                    self._changed.clear()
                     batch = self.poll()
                     if batch:
-                        last_news = self.clock()
+                        changes.news()
                         on_events(batch)
-                if on_tick is not None:
+                if on_tick is not None and not stop.is_set():
                     on_tick()
         finally:
             self.close()
 
     def close(self) -> None:
-        self._watch_stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout=2)
-
-    def _start_watcher(self) -> None:
-        from parhelia.workers.db_watch import watch_database
-
-        def watch() -> None:
-            try:
-                watch_database(self.store.sqlite_path, self._changed.set, self._watch_stop)
-            except Exception:  # no watch possible here: fall back to SPEC-20's polling
-                self.watching = False
-                self._changed.set()
-
-        self._watcher = threading.Thread(target=watch, name="db-watch", daemon=True)
-        self._watcher.start()
+        if self._changes is not None:
+            self._changes.close()
