@@ -207,6 +207,7 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 def _register_groups() -> None:
     from parhelia.app import (
+        cli_budget,
         cli_containers,
         cli_events,
         cli_ops,
@@ -216,7 +217,7 @@ def _register_groups() -> None:
         cli_watch,
     )
 
-    del cli_events  # its commands join `events` as it is imported
+    del cli_budget, cli_events  # their commands join `budget` and `events` as they are imported
 
     for module, name, alias in (
         (cli_tasks, "task", "t"),

@@ -118,79 +118,8 @@ def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         human=human,
         next_actions=[
             ("parhelia budget set AMOUNT", "change the ceiling"),
-            ("parhelia budget history", "budget events"),
+            ("parhelia budget history", "spend over time"),
         ],
-    )
-
-
-@budget_app.command("set")
-def budget_set(
-    ctx: typer.Context,
-    amount: Annotated[float, typer.Argument(help="Ceiling in USD for the period.")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Set the budget ceiling (persists in the store; recorded as an event)."""
-    from parhelia.state.enums import EventSource
-    from parhelia.state.store import make_event
-
-    rt = runtime(ctx, json_out)
-    if not (0 < amount < 1_000_000):
-        raise ParheliaError(
-            "E101",
-            f"ceiling ${amount:g} is out of range; valid: more than 0, less than 1,000,000",
-            ["parhelia budget set 50", "parhelia budget show"],
-        )
-    old = rt.control.budget_config().ceiling_usd
-    rt.store.set_setting(
-        "budget.ceiling_usd",
-        amount,
-        actor="user",
-        events=[
-            make_event(
-                "budget.ceiling",
-                f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
-                source=EventSource.USER,
-                actor="user",
-                old_value=f"{old:.2f}",
-                new_value=f"{amount:.2f}",
-            )
-        ],
-    )
-    output.success(
-        {"ceiling_usd": amount, "previous_usd": old},
-        json_out=rt.json_out,
-        human=f"Budget ceiling set to {money(amount)} (was {money(old)})",
-    )
-
-
-@budget_app.command("history")
-def budget_history(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
-    json_out: JsonOpt = False,
-) -> None:
-    """Budget events: ceiling changes, threshold warnings, guard actions."""
-    from parhelia.state.store import to_event_view
-
-    rt = runtime(ctx, json_out)
-    rows = rt.store.events(
-        types=[
-            "budget.ceiling",
-            "budget.warning",
-            "budget.threshold",
-            "budget.action",
-            "budget.blocked",
-        ],
-        limit=limit,
-    )
-    rows += [e for e in rt.store.events(limit=limit) if e.source == "budget" and e not in rows]
-    views = sorted({e.id: to_event_view(e) for e in rows}.values(), key=lambda e: (e.ts, e.id))[
-        -limit:
-    ]
-    output.success(
-        [asdict(e) for e in views],
-        json_out=rt.json_out,
-        human=lambda: print_events(views) if views else output.echo("No budget events yet."),
     )
 
 

@@ -160,3 +160,100 @@ def test_status_text_healthy_matches_golden(world):
     assert text.splitlines()[0].startswith("parhelia OK")
     assert text.rstrip().endswith("All well: nothing needs attention.")
     check_golden("status-healthy.txt", text)
+
+
+# -- spend over time ------------------------------------------------------------------------------
+
+
+def _cv(cid, task, start_h, end_h, cost):
+    from parhelia.state.views import ContainerView
+
+    return ContainerView(
+        id=cid,
+        backend="local",
+        sandbox_id=None,
+        state="terminated" if end_h is not None else "running",
+        health="healthy",
+        task_id=task,
+        task_prompt=None,
+        created_at=NOW + timedelta(hours=start_h),
+        started_at=NOW + timedelta(hours=start_h),
+        terminated_at=None if end_h is None else NOW + timedelta(hours=end_h),
+        last_heartbeat_at=None,
+        missed_heartbeats=0,
+        cpu_cores=1,
+        memory_mib=1024,
+        gpu=None,
+        region=None,
+        cost_rate_per_hour=1.0,
+        cost_accrued_usd=cost,
+    )
+
+
+def test_spend_is_spread_over_the_hours_a_container_ran_and_adds_up():
+    from parhelia.state.spend import BUCKETS, sparkline, spend_buckets
+
+    rows = [_cv("c-1", "t-1", -3.5, -1.5, 2.0), _cv("c-2", "t-2", -1.0, None, 1.0)]
+    series = spend_buckets(rows, since=NOW - timedelta(hours=5), now=NOW, size=BUCKETS["hour"])
+    totals = {t.hour: round(sum(p.values()), 6) for t, p in series.items()}
+    assert totals == {7: 0.0, 8: 0.5, 9: 1.0, 10: 0.5, 11: 1.0, 12: 0.0}
+    per_task = spend_buckets(
+        rows, since=NOW - timedelta(hours=5), now=NOW, size=BUCKETS["hour"], by="task"
+    )
+    assert sum(p.get("t-1", 0) for p in per_task.values()) == pytest.approx(2.0)
+    assert sparkline([0, 0.5, 1.0]) == "▁▅█" and sparkline([0, 0]) == "▁▁"
+
+
+def test_budget_history_reads_only_event_types_something_writes():
+    import pathlib
+    import re
+
+    from parhelia.app.cli_budget import BUDGET_EVENT_TYPES
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    written = set()
+    for folder in ("state", "workers"):
+        for path in (root / folder).rglob("*.py"):
+            written |= set(re.findall(r'make_event\(\s*"([a-z_.]+)"', path.read_text()))
+    assert set(BUDGET_EVENT_TYPES) <= written, written
+
+
+def test_budget_set_goes_through_the_control_plane(parhelia_env):
+    control = parhelia_env.control()
+    assert control.set_budget_ceiling(33.0, actor="user:test") == (33.0, 25.0)
+    (ev,) = control.store.events(types=["budget.ceiling"])
+    assert (ev.actor, ev.old_value, ev.new_value) == ("user:test", "25.00", "33.00")
+    with pytest.raises(ParheliaError, match="out of range"):
+        control.set_budget_ceiling(0)
+
+
+def test_budget_history_and_estimate_end_to_end(parhelia_env):
+    from parhelia.state.models import Container
+
+    store = parhelia_env.store()
+    now = datetime.now(UTC)
+    store.add_container(
+        Container(
+            id="c-b0d90001",
+            backend="local",
+            state="terminated",
+            started_at=now - timedelta(hours=2),
+            terminated_at=now - timedelta(hours=1),
+            cost_accrued_usd=1.5,
+            task_id=None,
+        )
+    )
+    store.close()
+    data = parhelia_env.ok("budget", "history", "--by", "container")
+    assert data["total_usd"] == pytest.approx(1.5)
+    assert {b["key"] for b in data["buckets"]} == {"c-b0d90001"}
+    human = parhelia_env.run("budget", "history").out
+    assert human.startswith("Spend per hour since") and "$1.50" in human
+    est = parhelia_env.ok("budget", "estimate", "train", "--gpu", "A10G", "--timeout", "30")
+    control = parhelia_env.control()
+    from parhelia.state.requests import TaskRequest
+
+    same = control.estimate(TaskRequest(prompt="train", gpu="A10G", timeout_minutes=30))
+    assert est["cost_usd"] == pytest.approx(same.cost_usd) and est["rate_per_hour"] > 1
+    r = parhelia_env.run("budget", "history", "--bucket", "week")
+    assert r.code != 0 and "Error E101" in r.err

@@ -116,6 +116,32 @@ class ControlPlane:
 
         return budget_config(self.store, self.settings)
 
+    def set_budget_ceiling(self, amount: float, *, actor: str = "user") -> tuple[float, float]:
+        """Persist a new ceiling for the period with its event (who, old, new); (new, old)."""
+        if not (0 < amount < 1_000_000):
+            raise ParheliaError(
+                "E101",
+                f"ceiling ${amount:g} is out of range; valid: more than 0, less than 1,000,000",
+                ["parhelia budget set 50", "parhelia budget show"],
+            )
+        old = self.budget_config().ceiling_usd
+        self.store.set_setting(
+            "budget.ceiling_usd",
+            amount,
+            actor=actor,
+            events=[
+                make_event(
+                    "budget.ceiling",
+                    f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
+                    source=ACTOR_SOURCES.get(actor, EventSource.USER),
+                    actor=actor,
+                    old_value=f"{old:.2f}",
+                    new_value=f"{amount:.2f}",
+                )
+            ],
+        )
+        return amount, old
+
     def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
         return self.store.dashboard(
             now=self.clock(),
