@@ -5,6 +5,8 @@
   process commits 250 events one by one (20-60 ms apart); each event's time from that commit to
   the line arriving on the watch's stdout. Prints p50/p95/max and the ratio to SPEC-20's 500 ms
   goal (target p95 < 200 ms).
+- status: `parhelia status` on an empty store, best of 5 runs as a fresh process (target
+  < 0.5 s), beside `parhelia help E200` (no database: the import floor) for context.
 - export: `parhelia events export` (the same `write_rows` the command runs) over 1,000,000
   events, as JSON lines and as CSV, to /dev/null. Target >= 100,000 rows/s.
 """
@@ -140,9 +142,35 @@ def export(tmp: Path) -> bool:
     return ok
 
 
+def status(tmp: Path) -> bool:
+    url = f"sqlite:///{tmp / 'empty.db'}"
+    Store(url).close()
+    env = {**os.environ, "PARHELIA_DB_URL": url, "PARHELIA_BACKEND": "local"}
+
+    def best(*args: str) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "parhelia.app", *args], env=env, capture_output=True
+            )
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    took, floor = best("status"), best("help", "E200")
+    ok = took < 0.5
+    print(
+        f"status on an empty store: {took * 1000:.0f} ms (help E200: {floor * 1000:.0f} ms); "
+        f"{took / 0.5:.2f}x the 500 ms target  {'OK' if ok else 'MISSED'}"
+    )
+    return ok
+
+
 def main() -> int:
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
+        if "--export-only" not in sys.argv and "--delivery-only" not in sys.argv:
+            ok &= status(Path(tmp))
         if "--export-only" not in sys.argv:
             ok &= delivery(Path(tmp))
         if "--delivery-only" not in sys.argv:

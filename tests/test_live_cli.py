@@ -402,3 +402,31 @@ def test_containers_watch_prints_a_json_line_per_change_when_piped(parhelia_env)
     finally:
         code, err = interrupt(proc)
     assert code == 130 and err == ""
+
+
+def test_containers_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(parhelia_env):
+    import os
+    import pty
+    import select
+
+    cid, _tid = _running_task(parhelia_env, "5")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the watch on a real pseudo-terminal
+        os.execvpe(sys.executable, cli("containers", "watch"), parhelia_env.env)
+    buf, deadline = b"", time.monotonic() + DEADLINE
+    while cid.encode() not in buf and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            buf += os.read(fd, 65536)
+    os.kill(pid, signal.SIGINT)
+    _, status = os.waitpid(pid, 0)
+    try:
+        while select.select([fd], [], [], 0.5)[0]:
+            buf += os.read(fd, 65536)
+    except OSError:  # the terminal closed with the child
+        pass
+    os.close(fd)
+    text = buf.decode(errors="replace")
+    assert cid in text and "running" in text and "Total: 1 containers" in text
+    assert "\x1b[" in text  # drawn with Rich, not JSON lines
+    assert "Traceback" not in text
+    assert os.waitstatus_to_exitcode(status) == 130
