@@ -18,17 +18,6 @@ is running, whether it is healthy, and what it costs.
   parhelia budget set 50            a ceiling; warnings at 50/80/100 %
   parhelia status                   everything at a glance (exit 0 ok, 1 attention, 2 error)
 Every command takes --json for scripts and agents.""",
-    "events": """\
-Events are changes: state, health, orphans, budget, user actions (heartbeats have their own
-table). Filters everywhere: --container, --task, --type (comma-separated), --level (minimum),
---since/--until (ISO, or relative: 10m, 2h, 3d).
-
-  parhelia events list --level warning --since 2h
-  parhelia events watch --from-start --quiet    follow from any process (--json: a line each)
-  parhelia events replay ID --speed 10          a task or container, with time since the first
-  parhelia events export --format csv --output events.csv    oldest first, written atomically
-Watches fold heartbeat-derived events (one per 10 s per container) and progress (every 5 % or
-5 s); state changes, warnings, errors and completions are never held back.""",
     "tasks": """\
 A task is a prompt for an agent plus the resources to run it. Dispatch writes the task and a
 container row first, creates the sandbox tagged with the container id, then records the sandbox id.
@@ -47,6 +36,17 @@ store); orphaned -> terminated. Health comes from missed heartbeats: 2 degraded,
   parhelia containers watch                 a live line per container; JSON lines when piped
   parhelia containers terminate ID          (asks first; --yes to skip)
   parhelia cleanup --orphans                terminate every orphan after confirmation""",
+    "events": """\
+Events are changes: state, health, orphans, budget, user actions (heartbeats have their own
+table). Filters everywhere: --container, --task, --type (comma-separated), --level (minimum),
+--since/--until (ISO, or relative: 10m, 2h, 3d).
+
+  parhelia events list --level warning --since 2h
+  parhelia events watch --from-start --quiet    follow from any process (--json: a line each)
+  parhelia events replay ID --speed 10          a task or container, with time since the first
+  parhelia events export --format csv --output events.csv    oldest first, written atomically
+Watches fold heartbeat-derived events (one per 10 s per container) and progress (every 5 % or
+5 s); state changes, warnings, errors and completions are never held back.""",
     "budget": """\
 Spend is each container's rate x runtime, summed over the budget period (day, week or month).
 Warnings fire at 50, 80 and 100 % of the ceiling, once per period. Policies ([policy] budget):
