@@ -205,8 +205,14 @@ def test_watch_ends_silently_when_its_reader_goes_away(parhelia_env):
     store.add_event("test.tick", "first")
     store.add_event("test.tick", "second")
     store.close()
-    proc, lines = start(env, "events", "watch", "--from-start")
-    assert "first" in lines.take(1)[0]
+    proc = subprocess.Popen(
+        cli("events", "watch", "--from-start"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env.env,
+    )
+    assert "first" in proc.stdout.readline()  # read here, not on a thread that would keep it open
     proc.stdout.close()  # `| head -1`
     deadline = time.monotonic() + DEADLINE
     while proc.poll() is None and time.monotonic() < deadline:
