@@ -12,6 +12,13 @@ from parhelia.state.timeutil import as_utc
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 MAX_SECONDS = 3650 * 86400  # ten years back is the furthest a relative time reaches
+EXAMPLES = {
+    "--since": [
+        "parhelia events list --since 10m",
+        "parhelia events list --since 2026-11-24T09:00",
+    ],
+    "--until": ["parhelia events list --until 2h", "parhelia events list --until 2026-11-24T09:00"],
+}
 
 
 def parse_time(value: str, now: datetime, *, option: str = "--since") -> datetime:
@@ -30,7 +37,7 @@ def parse_time(value: str, now: datetime, *, option: str = "--since") -> datetim
         "E101",
         f"{option} {value!r} is neither an ISO time nor a relative one; "
         "e.g. 2026-11-24T09:00, 2026-11-24T09:00+01:00, 90s, 10m, 2h, 3d, 1w",
-        [f"parhelia events list {option} 10m", f"parhelia events list {option} 2026-11-24T09:00"],
+        EXAMPLES.get(option, EXAMPLES["--since"]),
     )
 
 
