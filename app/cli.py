@@ -316,7 +316,19 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 def _register_groups() -> None:
-    from parhelia.app import cli_containers, cli_mcp, cli_ops, cli_tasks, cli_tui
+    from parhelia.app import (
+        cli_budget,
+        cli_containers,
+        cli_events,
+        cli_mcp,
+        cli_ops,
+        cli_status,
+        cli_tasks,
+        cli_tui,
+        cli_watch,
+    )
+
+    del cli_budget, cli_events  # their commands join `budget` and `events` as they are imported
 
     for module, name, alias in (
         (cli_tasks, "task", "t"),
@@ -331,6 +343,9 @@ def _register_groups() -> None:
     app.command("cleanup")(cli_ops.cleanup)
     app.command("tui")(cli_tui.tui)
     app.add_typer(cli_mcp.app, name="mcp")
+    app.command("status")(cli_status.status)
+    cli_containers.app.command("watch")(cli_watch.containers_watch)
+    cli_tasks.app.command("watch")(cli_watch.task_watch)
 
 
 _register_groups()

@@ -19,12 +19,20 @@ from parhelia.app.textfmt import (
 )
 
 app = typer.Typer(
-    help="Containers: list, show, events, health, orphans, terminate.", no_args_is_help=True
+    help="Containers: list (the default), show, events, health, orphans, watch, terminate.",
+    invoke_without_command=True,
 )
 
 AllOpt = Annotated[
     bool, typer.Option("--all", "-a", help="Include containers that ended more than an hour ago.")
 ]
+
+
+@app.callback()
+def default(ctx: typer.Context, all_: AllOpt = False, json_out: JsonOpt = False) -> None:
+    """Bare `parhelia containers` (or `parhelia c`) lists them, as SPEC-21 shows."""
+    if ctx.invoked_subcommand is None:
+        list_(ctx, all_=all_, json_out=json_out)
 
 
 @app.command("list")

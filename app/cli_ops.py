@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
@@ -23,19 +22,12 @@ def print_events(rows: list[EventView]) -> None:
         output.echo(f"{e.ts:%Y-%m-%d %H:%M:%S}  {e.level:<7} {e.type:<24} {where:<11} {e.message}")
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    from parhelia.state.timeutil import as_utc
+def _parse_time(value: str | None, option: str = "--since") -> datetime | None:
+    """An ISO or relative (`10m`, `2h`, `3d`) time; E101 with examples otherwise."""
+    from parhelia.state.timespec import parse_optional
+    from parhelia.state.timeutil import utcnow
 
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError as exc:
-        raise ParheliaError(
-            "E101",
-            f"not an ISO time: {value!r} (e.g. 2026-11-24T09:00)",
-            ["parhelia events list --since 2026-11-24T09:00", "parhelia events list --help"],
-        ) from exc
+    return parse_optional(value, utcnow(), option=option)
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -73,32 +65,12 @@ def events_list(
         types=type_,
         level=level,
         since=_parse_time(since),
-        until=_parse_time(until),
+        until=_parse_time(until, "--until"),
         limit=limit,
     )
     output.success(
         [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
     )
-
-
-@events_app.command("export")
-def events_export(
-    ctx: typer.Context,
-    since: Annotated[str | None, typer.Option("--since")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 100_000,
-    json_out: JsonOpt = False,
-) -> None:
-    """Events as JSON lines (oldest first), for replay elsewhere; `--json`: one envelope instead."""
-    from parhelia.app.output import _default
-    from parhelia.state.store import to_event_view
-
-    rt = runtime(ctx, json_out)
-    rows = rt.store.events(since=_parse_time(since), limit=limit, oldest_first=True)
-    views = [asdict(to_event_view(e)) for e in rows]
-    if rt.json_out:
-        return output.success(views, json_out=True)
-    for view in views:
-        output.write(json.dumps(view, default=_default) + "\n")
 
 
 # -- budget ---------------------------------------------------------------------------------
@@ -142,83 +114,8 @@ def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         human=human,
         next_actions=[
             ("parhelia budget set AMOUNT", "change the ceiling"),
-            ("parhelia budget history", "budget events"),
+            ("parhelia budget history", "spend over time"),
         ],
-    )
-
-
-@budget_app.command("set")
-def budget_set(
-    ctx: typer.Context,
-    amount: Annotated[float, typer.Argument(help="Ceiling in USD for the period.")],
-    json_out: JsonOpt = False,
-) -> None:
-    """Set the budget ceiling (persists in the store; recorded as an event)."""
-    from parhelia.state.enums import EventSource
-    from parhelia.state.settings import RANGES
-    from parhelia.state.store import make_event
-
-    rt = runtime(ctx, json_out)
-    if amount not in RANGES["budget.ceiling_usd"]:
-        raise ParheliaError(
-            "E101",
-            f"ceiling ${amount:g} is out of range; valid: {RANGES['budget.ceiling_usd']}",
-            ["parhelia budget set 50", "parhelia budget show"],
-        )
-    try:
-        old = rt.control.budget_config().ceiling_usd
-    except ParheliaError:  # a bad stored ceiling: this command is how it gets fixed
-        old = rt.settings.budget.ceiling_usd
-    rt.store.set_setting(
-        "budget.ceiling_usd",
-        amount,
-        actor="user",
-        events=[
-            make_event(
-                "budget.ceiling",
-                f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
-                source=EventSource.USER,
-                actor="user",
-                old_value=f"{old:.2f}",
-                new_value=f"{amount:.2f}",
-            )
-        ],
-    )
-    output.success(
-        {"ceiling_usd": amount, "previous_usd": old},
-        json_out=rt.json_out,
-        human=f"Budget ceiling set to {money(amount)} (was {money(old)})",
-    )
-
-
-@budget_app.command("history")
-def budget_history(
-    ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
-    json_out: JsonOpt = False,
-) -> None:
-    """Budget events: ceiling changes, threshold warnings, guard actions."""
-    from parhelia.state.store import to_event_view
-
-    rt = runtime(ctx, json_out)
-    rows = rt.store.events(
-        types=[
-            "budget.ceiling",
-            "budget.warning",
-            "budget.threshold",
-            "budget.action",
-            "budget.blocked",
-        ],
-        limit=limit,
-    )
-    rows += [e for e in rt.store.events(limit=limit) if e.source == "budget" and e not in rows]
-    views = sorted({e.id: to_event_view(e) for e in rows}.values(), key=lambda e: (e.ts, e.id))[
-        -limit:
-    ]
-    output.success(
-        [asdict(e) for e in views],
-        json_out=rt.json_out,
-        human=lambda: print_events(views) if views else output.echo("No budget events yet."),
     )
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from parhelia.app.cli import runtime
 from parhelia.state.errors import ParheliaError
+
+if TYPE_CHECKING:
+    from parhelia.state.views import DashboardView
 
 FORMATS = ("text", "json", "svg")
 MIN_WIDTH = 40  # below this not even id, state, health and cost fit
@@ -70,10 +74,9 @@ def _check_format(fmt: str) -> None:
 
 def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
     """One snapshot. Every failure is exit 2 (1 means "look at this", and scripts branch on it)."""
-    from parhelia.app import output
-    from parhelia.app.once import exit_code, render_once
+    from parhelia.app.once import render_once
 
-    try:
+    def check() -> None:
         _check_format(fmt)
         if width is not None and width < MIN_WIDTH:
             raise ParheliaError(
@@ -81,21 +84,38 @@ def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
                 f"--width {width} is too narrow; at least {MIN_WIDTH} columns",
                 ["parhelia tui --once --width 120", "parhelia tui --once --format json"],
             )
-        if demo:
-            from parhelia.app.demo import prepare_demo
 
-            prepare_demo(rt)
-        try:
-            if refresh:
-                rt.control.refresh_once()
-            view = rt.control.dashboard()
-        finally:
-            if demo:  # a snapshot of the demo must not leave its agents running
-                from parhelia.app.demo import stop_fleet
+    color = sys.stdout.isatty() and fmt == "text"
+    return one_shot(
+        rt,
+        lambda view: render_once(view, fmt=fmt, width=width or _terminal_width(), color=color),
+        json_out=fmt == "json",
+        demo=demo,
+        refresh=refresh,
+        check=check,
+    )
 
-                stop_fleet(rt)
+
+def one_shot(
+    rt,
+    render: Callable[[DashboardView], str],
+    *,
+    json_out: bool,
+    demo: bool = False,
+    refresh: bool = True,
+    check: Callable[[], None] | None = None,
+) -> int:
+    """The view rendered to stdout; exit 0 all well, 1 attention, 2 any failure (shared by
+    `tui --once` and `parhelia status`, so they answer alike)."""
+    from parhelia.app import output
+    from parhelia.app.once import exit_code
+
+    try:
+        if check is not None:
+            check()
+        view = one_shot_view(rt, demo=demo, refresh=refresh)
     except ParheliaError as exc:
-        output.failure(exc, json_out=fmt == "json")
+        output.failure(exc, json_out=json_out)
         return 2
     except Exception as exc:  # an unexpected failure is still an answer, never a traceback
         err = ParheliaError(
@@ -104,11 +124,28 @@ def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
             ["parhelia db status", "parhelia reconciler status"],
             attempted="render the dashboard snapshot",
         )
-        output.failure(err, json_out=fmt == "json")
+        output.failure(err, json_out=json_out)
         return 2
-    color = sys.stdout.isatty() and fmt == "text"
-    output.write(render_once(view, fmt=fmt, width=width or _terminal_width(), color=color))
+    output.write(render(view))
     return exit_code(view)
+
+
+def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardView:
+    """The one-shot path (`tui --once`, `parhelia status`): a pass of the loops unless told not
+    to, then the dashboard view."""
+    if demo:
+        from parhelia.app.demo import prepare_demo
+
+        prepare_demo(rt)
+    try:
+        if refresh:
+            rt.control.refresh_once()
+        return rt.control.dashboard()
+    finally:
+        if demo:  # a snapshot of the demo must not leave its agents running
+            from parhelia.app.demo import stop_fleet
+
+            stop_fleet(rt)
 
 
 def _terminal_width() -> int:

@@ -16,6 +16,7 @@ is running, whether it is healthy, and what it costs.
   parhelia containers list          every container with state, health and cost
   parhelia reconciler start         keep the store in step with the cloud (or leave `tui` open)
   parhelia budget set 50            a ceiling; warnings at 50/80/100 %
+  parhelia status                   everything at a glance (exit 0 ok, 1 attention, 2 error)
 Every command takes --json for scripts and agents.""",
     "tasks": """\
 A task is a prompt for an agent plus the resources to run it. Dispatch writes the task and a
@@ -24,6 +25,7 @@ container row first, creates the sandbox tagged with the container id, then reco
   parhelia task create "fix the flaky test" --cpu 2 --memory 4096 --timeout 60
   parhelia task create "train the model" --gpu A10G
   parhelia task list | show ID | cancel ID | retry ID
+  parhelia task watch ID            its events until it ends (exit 0 completed, 1 failed)
 The estimate (rate x timeout) is checked against the budget before anything starts (E300).""",
     "containers": """\
 States: created -> running -> stopped -> terminated; any -> orphaned (running, unknown to the
@@ -34,15 +36,28 @@ it starts carries that id. Another plane's sandboxes (a teammate's database on t
 are counted apart and never touched; an orphan with no plane id (made before plane ids) is
 stopped only by you (cleanup --orphans or terminate), never by a policy.
 
-  parhelia containers list | show ID | events ID | health | orphans
+  parhelia containers                       (bare: the list) | show ID | events ID | health | orphans
+  parhelia containers watch                 a live line per container; JSON lines when piped
   parhelia containers terminate ID          (asks first; --yes to skip)
   parhelia cleanup --orphans                terminate every orphan after confirmation""",
+    "events": """\
+Events are changes: state, health, orphans, budget, user actions (heartbeats have their own
+table). Filters everywhere: --container, --task, --type (comma-separated), --level (minimum),
+--since/--until (ISO, or relative: 10m, 2h, 3d).
+
+  parhelia events list --level warning --since 2h
+  parhelia events watch --from-start --quiet    follow from any process (--json: a line each)
+  parhelia events replay ID --speed 10          a task or container, with time since the first
+  parhelia events export --format csv --output events.csv    oldest first, written atomically
+Watches fold heartbeat-derived events (one per 10 s per container) and progress (every 5 % or
+5 s); state changes, warnings, errors and completions are never held back.""",
     "budget": """\
 Spend is each container's rate x runtime, summed over the budget period (day, week or month).
 Warnings fire at 50, 80 and 100 % of the ceiling, once per period. Policies ([policy] budget):
 warn (default), block (no new dispatch past the ceiling), stop (terminate running containers).
 
-  parhelia budget show | set AMOUNT | history""",
+  parhelia budget show | set AMOUNT | estimate PROMPT --gpu A10G
+  parhelia budget history --bucket day --by task   spend over time, with the budget's events""",
     "errors": """\
 Every error has a code (E100-E999), a message, and commands to recover. `parhelia help E200`
 shows one entry; codes by family: E1xx validation, E2xx not found, E3xx budget, E4xx auth,
@@ -115,16 +130,28 @@ parhelia containers list --json | jq '.data[] | select(.gpu != null)'""",
     "budget": """\
 parhelia budget set 50                 # a $50 ceiling for the period
 parhelia budget show --json            # spent, burn rate, when the ceiling is reached
+parhelia budget estimate "train it" --gpu A10G --timeout 60   # price it before dispatch
+parhelia budget history --bucket day --by task                # spend over time
 PARHELIA_POLICY_BUDGET=block parhelia task create "..."   # refuse work past the ceiling""",
     "tasks": """\
 parhelia task create "fix the failing tests in tests/api" --timeout 30
 parhelia task list --json
-parhelia task retry t-1a2b3c4d""",
+parhelia task retry t-1a2b3c4d
+parhelia task watch t-1a2b3c4d && echo done""",
     "containers": """\
-parhelia containers list
+parhelia containers
 parhelia containers show c-1a2b3c4d
+parhelia containers watch --json | jq -c 'select(.change == "state")'
+
 parhelia containers orphans && parhelia cleanup --orphans
 parhelia tui --once --format json | jq .data.budget""",
+    "events": """\
+parhelia status --json | jq -r '.data.attention[]'     # exit 1 when something needs a look
+parhelia events watch --quiet                       # warnings, errors and completions, live
+parhelia events watch --task t-1a2b3c4d --from-start --json | jq -r .message
+parhelia events replay c-1a2b3c4d --speed 20
+parhelia events export --format csv --since 3d --output events.csv
+parhelia events export --level warning --since 2026-11-24T09:00 | wc -l""",
 }
 
 

@@ -602,30 +602,42 @@ class Store:
         """Events filtered by container, task, type, exact level or minimum level, and time range.
 
         Newest first unless `oldest_first`; `after_id` tails new events cheaply by primary key."""
-        q = select(Event)
-        if container_id is not None:
-            q = q.where(Event.container_id == container_id)
-        if task_id is not None:
-            q = q.where(Event.task_id == task_id)
-        if types:
-            types = list(types)
-            q = q.where(Event.type.in_(types) if len(types) > 1 else Event.type == types[0])
-        if level is not None:
-            q = q.where(Event.level == level)
-        if min_level is not None:
-            allowed = [
-                lv.value for lv, n in LEVEL_ORDER.items() if n >= LEVEL_ORDER[EventLevel(min_level)]
-            ]
-            q = q.where(Event.level.in_(allowed))
-        if since is not None:
-            q = q.where(Event.ts >= since)
-        if until is not None:
-            q = q.where(Event.ts <= until)
-        if after_id is not None:
-            q = q.where(Event.id > after_id)
+        q = _filter_events(
+            select(Event),
+            container_id=container_id,
+            task_id=task_id,
+            types=types,
+            level=level,
+            min_level=min_level,
+            since=since,
+            until=until,
+            after_id=after_id,
+        )
         order = (Event.ts, Event.id) if oldest_first else (Event.ts.desc(), Event.id.desc())
         with self.read() as s:
             return list(s.scalars(q.order_by(*order).limit(limit)))
+
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none): where a follower starts."""
+        with self.read() as s:
+            return s.scalar(select(func.max(Event.id))) or 0
+
+    def count_events(self, **filters: Any) -> int:
+        """How many events match `events()`'s filters (sizes an export's progress bar)."""
+        with self.read() as s:
+            return s.scalar(_filter_events(select(func.count(Event.id)), **filters)) or 0
+
+    def event_rows(self, *, batch: int = 5000, **filters: Any) -> Iterator[tuple]:
+        """Every event matching `events()`'s filters, oldest first, as plain tuples in
+        `EVENT_ROW_COLUMNS` order, streamed in batches (an export of millions of rows never
+        builds ORM objects or holds them all). `ts` comes back as stored (see `event_row_ts`)."""
+        cols = [getattr(Event, c) for c in EVENT_ROW_COLUMNS]
+        cols[EVENT_ROW_COLUMNS.index("ts")] = type_coerce(Event.ts, String).label("ts")
+        q = _filter_events(select(*cols), **filters).order_by(Event.ts, Event.id)
+        with self.read() as s:  # Core rows through the session's connection: twice the ORM's pace
+            result = s.connection().execute(q.execution_options(yield_per=batch))
+            for part in result.partitions():
+                yield from part
 
     # -- heartbeats -----------------------------------------------------------------------
 
@@ -1063,6 +1075,64 @@ class Store:
 
 
 # -- view queries (on a caller's session, so `dashboard()` reads them in one transaction) ------
+
+
+EVENT_ROW_COLUMNS = (
+    "id",
+    "ts",
+    "type",
+    "level",
+    "source",
+    "container_id",
+    "task_id",
+    "old_value",
+    "new_value",
+    "actor",
+    "message",
+)
+
+
+def event_row_ts(value: Any) -> str:
+    """An exported row's time as ISO 8601 UTC, from SQLite's stored text or a driver's datetime."""
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    return value.replace(" ", "T", 1) + "+00:00"
+
+
+def _filter_events(
+    q: Any,
+    *,
+    container_id: str | None = None,
+    task_id: str | None = None,
+    types: Iterable[str] | None = None,
+    level: str | None = None,
+    min_level: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int | None = None,
+) -> Any:
+    """The one place the event filters become SQL (`Store.events`, `Store.event_rows`)."""
+    if container_id is not None:
+        q = q.where(Event.container_id == container_id)
+    if task_id is not None:
+        q = q.where(Event.task_id == task_id)
+    if types:
+        types = list(types)
+        q = q.where(Event.type.in_(types) if len(types) > 1 else Event.type == types[0])
+    if level is not None:
+        q = q.where(Event.level == level)
+    if min_level is not None:
+        allowed = [
+            lv.value for lv, n in LEVEL_ORDER.items() if n >= LEVEL_ORDER[EventLevel(min_level)]
+        ]
+        q = q.where(Event.level.in_(allowed))
+    if since is not None:
+        q = q.where(Event.ts >= since)
+    if until is not None:
+        q = q.where(Event.ts <= until)
+    if after_id is not None:
+        q = q.where(Event.id > after_id)
+    return q
 
 
 def _get_setting(s: Session, key: str, default: Any = None) -> Any:

@@ -120,6 +120,37 @@ class ControlPlane:
 
         return budget_config(self.store, self.settings)
 
+    def set_budget_ceiling(self, amount: float, *, actor: str = "user") -> tuple[float, float]:
+        """Persist a new ceiling for the period with its event (who, old, new); (new, old)."""
+        from parhelia.state.settings import RANGES
+
+        if amount not in RANGES["budget.ceiling_usd"]:
+            raise ParheliaError(
+                "E101",
+                f"ceiling ${amount:g} is out of range; valid: {RANGES['budget.ceiling_usd']}",
+                ["parhelia budget set 50", "parhelia budget show"],
+            )
+        try:
+            old = self.budget_config().ceiling_usd
+        except ParheliaError:  # a bad stored ceiling: setting a new one is how it gets fixed
+            old = self.settings.budget.ceiling_usd
+        self.store.set_setting(
+            "budget.ceiling_usd",
+            amount,
+            actor=actor,
+            events=[
+                make_event(
+                    "budget.ceiling",
+                    f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
+                    source=ACTOR_SOURCES.get(actor, EventSource.USER),
+                    actor=actor,
+                    old_value=f"{old:.2f}",
+                    new_value=f"{amount:.2f}",
+                )
+            ],
+        )
+        return amount, old
+
     def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
         return self.store.dashboard(
             now=self.clock(),

@@ -1,0 +1,65 @@
+"""Spend over time: each container's accrued cost spread evenly over the time it ran, summed into
+hour or day buckets (optionally per task or container). The buckets add up to the same accrued
+costs the budget counts; only where in time they fall is an estimate (rates are flat)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from parhelia.state.timeutil import as_utc
+from parhelia.state.views import ContainerView
+
+BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def bucket_start(ts: datetime, size: timedelta) -> datetime:
+    ts = as_utc(ts)
+    if size >= timedelta(days=1):
+        return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def spend_buckets(
+    containers: Iterable[ContainerView],
+    *,
+    since: datetime,
+    now: datetime,
+    size: timedelta,
+    by: str | None = None,
+) -> dict[datetime, dict[str, float]]:
+    """{bucket start: {key: usd}} from `since` to `now`, every bucket present (zeros included);
+    the key is the task or container id with `by`, else "all"."""
+    first = bucket_start(since, size)
+    out: dict[datetime, dict[str, float]] = {}
+    t = first
+    while t <= now:
+        out[t] = defaultdict(float)
+        t += size
+    for c in containers:
+        start = as_utc(c.started_at or c.created_at)
+        end = as_utc(c.terminated_at) or now
+        cost = c.cost_accrued_usd
+        if cost <= 0 or end <= since:
+            continue
+        span = max((end - start).total_seconds(), 1e-9)
+        key = (c.task_id or "-") if by == "task" else c.id if by == "container" else "all"
+        t = bucket_start(max(start, first), size)
+        while t < end and t <= now:
+            overlap = (min(end, t + size) - max(start, t)).total_seconds()
+            if overlap > 0 and t in out:
+                out[t][key] += cost * overlap / span
+            t += size
+    return {t: dict(v) for t, v in out.items()}
+
+
+def sparkline(values: list[float]) -> str:
+    """One block per value, scaled to the largest (a blank line reads as no spend)."""
+    top = max(values, default=0.0)
+    if top <= 0:
+        return SPARK[0] * len(values)
+    return "".join(
+        SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in values
+    )
