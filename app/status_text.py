@@ -6,7 +6,6 @@ from __future__ import annotations
 from parhelia.state.views import DashboardView
 from parhelia.widgets.formatting import (
     age,
-    attention_reasons,
     money,
     reconciler_line,
     short_clock,
@@ -18,8 +17,8 @@ STATES = ("created", "running", "orphaned", "stopped", "terminated")
 
 
 def attention_pairs(view: DashboardView) -> list[tuple[str, str]]:
-    """(what, command) for each attention reason, as the envelope's next actions split them."""
-    return [tuple(r.split(": ", 1)) for r in attention_reasons(view)]  # type: ignore[misc]
+    """(what, command) for each attention reason, as the envelope's next actions carry them."""
+    return [(a.text, a.command) for a in view.attention()]
 
 
 def render_status(view: DashboardView) -> str:

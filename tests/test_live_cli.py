@@ -153,7 +153,7 @@ def test_bare_containers_and_c_list_like_containers_list(parhelia_env):
     for argv in (["containers"], ["c"]):
         r = parhelia_env.run(*argv)
         assert r.code == 0 and r.out == listed.out
-        assert r.out.startswith("ID") and "c-11110001" in r.out and "Total: 1 containers" in r.out
+        assert r.out.startswith("ID") and "c-11110001" in r.out and "Total: 1 container |" in r.out
     assert parhelia_env.ok("c")[0]["id"] == "c-11110001"
 
 
@@ -432,7 +432,7 @@ def test_containers_watch_redraws_in_place_on_a_terminal_and_ends_on_ctrl_c(parh
         pass
     os.close(fd)
     text = buf.decode(errors="replace")
-    assert cid in text and "running" in text and "Total: 1 containers" in text
+    assert cid in text and "running" in text and "Total: 1 container |" in text
     assert "\x1b[" in text  # drawn with Rich, not JSON lines
     assert "Traceback" not in text
     assert os.waitstatus_to_exitcode(status) == 130
