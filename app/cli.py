@@ -6,6 +6,7 @@ Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the comm
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
@@ -166,19 +167,17 @@ def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.state import db as dbmod
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url)
-    try:
+    url = dbmod.masked(rt.db_url)
+    with _opened(rt.db_url) as engine:
         current = dbmod.current_revision(engine)
-    finally:
-        engine.dispose()
     data = {
-        "url": rt.db_url,
+        "url": url,
         "revision": current,
         "head": dbmod.HEAD_REVISION,
         "up_to_date": current == dbmod.HEAD_REVISION,
     }
     lines = [
-        f"database  {rt.db_url}",
+        f"database  {url}",
         f"revision  {current or '(empty)'}",
         f"head      {dbmod.HEAD_REVISION}",
         "status    " + ("up to date" if data["up_to_date"] else "needs `parhelia db migrate`"),
@@ -193,16 +192,50 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.state import db as dbmod
 
     rt = runtime(ctx, json_out)
-    engine = dbmod.make_engine(rt.db_url, immediate=True)
-    try:
+    url = dbmod.masked(rt.db_url)
+    dbmod.check_not_newer(rt.db_url)
+    with _opened(rt.db_url, immediate=True) as engine:
         before, after = dbmod.migrate(engine)
+    output.success(
+        {"url": url, "before": before, "after": after},
+        json_out=rt.json_out,
+        human=f"{url}: {before or '(empty)'} -> {after}",
+    )
+
+
+@db_app.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="The empty database to copy this one into.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy every row of this database into an empty one (SQLite to PostgreSQL, or back)."""
+    from parhelia.app.db_copy import run_copy
+
+    rt = runtime(ctx, json_out)
+    run_copy(rt.db_url, to, json_out=rt.json_out)
+
+
+@contextlib.contextmanager
+def _opened(url: str, *, immediate: bool = False):
+    """An engine on `url`, disposed after; a database that cannot be reached is E701 (password
+    masked), not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from parhelia.state import db as dbmod
+
+    try:
+        engine = dbmod.make_engine(url, immediate=immediate)
+    except ParheliaError:
+        raise
+    except Exception as exc:  # a URL SQLAlchemy cannot parse, a driver that is not installed
+        raise dbmod.unavailable(url, exc) from exc
+    try:
+        yield engine
+    except DBAPIError as exc:
+        raise dbmod.unavailable(url, exc) from exc
     finally:
         engine.dispose()
-    output.success(
-        {"url": rt.db_url, "before": before, "after": after},
-        json_out=rt.json_out,
-        human=f"{rt.db_url}: {before or '(empty)'} -> {after}",
-    )
 
 
 def _register_groups() -> None:

@@ -45,15 +45,59 @@ WAL_SIZE_LIMIT_BYTES = 32 * 2**20
 T = TypeVar("T")
 
 
+# PostgreSQL: the channel every committed write transaction of a `Store` notifies (one
+# notification per transaction: the store sends it just before COMMIT, and PostgreSQL delivers it
+# only if the transaction commits). Listeners: `parhelia.workers.pg_listen`.
+CHANGE_CHANNEL = "parhelia_changes"
+# The advisory lock that serializes migrations on PostgreSQL (any constant; "parhelia" in ASCII).
+MIGRATION_LOCK_KEY = 0x7061726865
+# An unreachable server fails within this, rather than a dashboard hanging on a dead network.
+CONNECT_TIMEOUT_S = 10
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def masked(url: str) -> str:
+    """`url` for display: the password replaced by ***, everywhere Parhelia prints a URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: still hide what looks like user:pass@
+        import re
+
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def unavailable(url: str, exc: BaseException) -> ParheliaError:
+    """E701 naming the URL (password masked) and the driver's own words: the database could not
+    be opened (bad URL, missing driver, unreachable server, refused credentials)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    text_ = " ".join(line.strip() for line in reason[:2])[:300]
+    return ParheliaError(
+        "E701",
+        f"cannot open the database {masked(url)!r}: {text_}",
+        [
+            "parhelia config show",
+            "parhelia --db sqlite:///parhelia.db db status",
+            "PARHELIA_DB_URL=sqlite:///parhelia.db parhelia tui --once",
+        ],
+        attempted="open the store",
+    )
 
 
 def make_engine(url: str, *, immediate: bool = False) -> Engine:
     """An engine; for SQLite, `immediate=True` makes every transaction take the write lock up front,
     so two writers queue on the busy timeout instead of failing with "database is locked"."""
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if is_postgresql(url) else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         # Only the default location is created for you (app/runtime.py): a mistyped --db would
         # otherwise open a fresh, empty database and report "all well".
@@ -186,15 +230,18 @@ def retry_locked(fn: Callable[[], T], attempts: int = 5) -> T:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema revision, None for an empty database. A database that cannot be reached raises
+    (an unreachable server is not an empty database)."""
     with engine.connect() as conn:
-        has = (
-            conn.execute(
+        if engine.dialect.name == "sqlite":
+            has = conn.execute(
                 text("SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'")
             ).first()
-            if engine.dialect.name == "sqlite"
-            else None
-        )
-        if engine.dialect.name == "sqlite" and not has:
+        else:
+            from sqlalchemy import inspect
+
+            has = inspect(conn).has_table("alembic_version")
+        if not has:
             return None
         try:
             row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
@@ -261,6 +308,10 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Processes opening a fresh database at once migrate one after another (SQLite
+                # gets this from BEGIN IMMEDIATE); Alembic then reads the revision under the lock.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             command.upgrade(_alembic_config(conn), "head")
     except ParheliaError:
         raise

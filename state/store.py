@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -132,6 +133,7 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        self._notify = db.is_postgresql(url)
         try:
             if migrate:
                 db.check_not_newer(url)
@@ -170,7 +172,7 @@ class Store:
     @property
     def label(self) -> str:
         """The database for display, without credentials."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return db.masked(self.url)
 
     @property
     def sqlite_path(self) -> str | None:
@@ -194,6 +196,8 @@ class Store:
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 yield session
+                if self._notify:  # delivered by PostgreSQL only when this transaction commits
+                    session.execute(text("SELECT pg_notify(:c, '')"), {"c": db.CHANGE_CHANNEL})
         except OperationalError as exc:
             raise self._db_error(exc) from exc
         if self._checkpointer is not None:
@@ -1270,18 +1274,7 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 
 
 def _unavailable(url: str, exc: Exception) -> ParheliaError:
-    """E701 naming the URL and the driver's own words: the database could not be opened."""
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-    return ParheliaError(
-        "E701",
-        f"cannot open the database {url!r}: {reason}",
-        [
-            "parhelia config show",
-            "parhelia --db sqlite:///parhelia.db db status",
-            "PARHELIA_DB_URL=sqlite:///parhelia.db parhelia tui --once",
-        ],
-        attempted="open the store",
-    )
+    return db.unavailable(url, exc)
 
 
 def make_event(
