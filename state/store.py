@@ -680,12 +680,21 @@ class Store:
         interval_seconds: float | None = None,
         next_run_at: datetime | None = None,
     ) -> bool:
-        """Take or renew the lease; True when `holder` holds it afterwards. Expired leases are taken over."""
-        now = now or utcnow()
-        expires = now + timedelta(seconds=ttl_seconds)
+        """Take or renew the lease; True when `holder` holds it afterwards. Expired leases are taken over.
+
+        Without `now`, time is the database's clock on PostgreSQL (laptops sharing one database
+        disagree about the time; the server is the one clock they share), this machine's on
+        SQLite. The row is locked while it is judged (FOR UPDATE; SQLite's write lock does that)."""
         try:
             with self.write() as s:
-                lease = s.get(Lease, name)
+                if now is None:
+                    now = (
+                        as_utc(s.scalar(text("SELECT clock_timestamp()")))
+                        if db.is_postgresql(self.url)
+                        else utcnow()
+                    )
+                expires = now + timedelta(seconds=ttl_seconds)
+                lease = s.get(Lease, name, with_for_update=True)
                 if lease is None:
                     s.add(
                         Lease(

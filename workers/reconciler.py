@@ -135,8 +135,10 @@ class Reconciler:
         t0 = time.perf_counter()
         cfg = self.settings.reconciler
         report = ReconcileReport(started_at=started, holder=self.holder)
+        # the real clock: the lease goes by the database's (the one clock a team shares)
+        lease_now = None if self.clock is utcnow else started
         if not self.store.acquire_lease(
-            self.holder, cfg.lease_seconds, now=started, interval_seconds=cfg.interval_seconds
+            self.holder, cfg.lease_seconds, now=lease_now, interval_seconds=cfg.interval_seconds
         ):
             report.acted = False
             return report
@@ -151,7 +153,7 @@ class Reconciler:
         self.store.acquire_lease(
             self.holder,
             cfg.lease_seconds,
-            now=finished,
+            now=None if self.clock is utcnow else finished,
             interval_seconds=cfg.interval_seconds,
             next_run_at=finished + timedelta(seconds=report.next_delay_seconds),
         )
