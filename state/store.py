@@ -1239,6 +1239,8 @@ def _executemany(
     if not n:
         return
     dialect = conn.dialect
+    if dialect.name == "postgresql":
+        return _executemany_pg(conn, key, columns)
     if dialect.name != "sqlite":
         names = list(columns)
         rows = zip(*columns.values(), strict=True)
@@ -1262,6 +1264,26 @@ def _executemany(
             done[name] = values if proc is None else _bound(values, proc)
         bound.append(done[name])
     conn.exec_driver_sql(sql, list(zip(*bound, strict=True)))
+
+
+def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, list]) -> None:
+    """`_executemany` on PostgreSQL: COPY for the heartbeat rows, one UPDATE from arrays for the
+    container updates (`parhelia.state.pg_ingest`)."""
+    from parhelia.state import pg_ingest
+
+    if key[0] == "insert":
+        pg_ingest.copy_rows(conn, Heartbeat.__table__, columns, _bound)
+        return
+    _, keys, with_sample = key
+    table = Container.__table__
+    types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+    set_sql = {k: f"v.{k}" for k in keys}
+    if with_sample:
+        newer = "(t.last_sample_at IS NULL OR t.last_sample_at <= v._ts)"
+        for dst, src in _SAMPLE.items():
+            types[f"_{src}"] = table.c[dst].type
+            set_sql[dst] = f"CASE WHEN {newer} THEN v._{src} ELSE t.{dst} END"
+    pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
 
 
 def _bound(values: list, proc: Callable[[Any], Any]) -> list:

@@ -41,7 +41,9 @@ class PgCluster:
     _as: list[str] = field(default_factory=list)
 
     @classmethod
-    def start(cls) -> PgCluster:
+    def start(cls, *, durable: bool = False) -> PgCluster:
+        """A new cluster; `durable` keeps PostgreSQL's default fsync and commit settings (for
+        benches), otherwise they are off: a test server's data need not survive a crash."""
         initdb = PG_BIN / "initdb"
         if not initdb.exists():
             raise RuntimeError(f"PostgreSQL is not installed here ({initdb} is missing)")
@@ -67,9 +69,10 @@ class PgCluster:
             shutil.chown(hba, "postgres", "postgres")
         options = (
             f"-p {cluster.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200 -c shared_buffers=64MB"
+            "-c max_connections=200 -c shared_buffers=128MB"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         cluster._run(
             str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
             "-w", "-t", "60", "start",
