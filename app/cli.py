@@ -315,6 +315,19 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     )
 
 
+@db_app.command("copy")
+def db_copy(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", help="The empty database to copy this one into.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy every row of this database into an empty one (SQLite to PostgreSQL, or back)."""
+    from parhelia.app.db_copy import run_copy
+
+    rt = runtime(ctx, json_out)
+    run_copy(rt.db_url, to, json_out=rt.json_out)
+
+
 def _register_groups() -> None:
     from parhelia.app import (
         cli_budget,

@@ -535,10 +535,16 @@ def get_value(settings: Settings, name: str) -> Any:
 
 def effective_rows(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(setting, value, source) for every setting, in schema order, for `parhelia config show`."""
+    from parhelia.state.db import masked
+
+    def shown(name: str) -> str:
+        value = format_value(get_value(loaded.settings, name))
+        return masked(value) if name == "db_url" and value else value  # never print a password
+
     return [
         (
             name,
-            format_value(get_value(loaded.settings, name)),
+            shown(name),
             loaded.sources[name]
             + (f" (ignored {loaded.ignored[name]}: untrusted)" if name in loaded.ignored else ""),
         )

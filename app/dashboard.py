@@ -44,6 +44,7 @@ from parhelia.widgets.formatting import (
 )
 from parhelia.widgets.help_pane import HelpPane
 from parhelia.widgets.status_bar import StaleBanner, StatusBar
+from parhelia.workers.db_watch import can_watch
 
 if TYPE_CHECKING:
     from parhelia.app.config import LoadedSettings
@@ -193,7 +194,7 @@ class ParheliaApp(App):
             self.set_interval(self.refresh_seconds, self.tick, name="tick")
         if self.run_loops:
             self.control_loops()
-        if self.watch_db and self.control.store.sqlite_path:
+        if self.watch_db and can_watch(self.control.store.url):
             self.db_watcher()
 
     def on_unmount(self) -> None:
@@ -226,7 +227,7 @@ class ParheliaApp(App):
         costs move) when it changed, which the watcher or an action reports, or as a fallback every
         FULL_REFRESH_SECONDS: reading and formatting 1,000 containers each second would cost the
         idle dashboard about a tenth of a core, over its 5 % budget."""
-        watching = self.watch_db and self.control.store.sqlite_path
+        watching = self.watch_db and can_watch(self.control.store.url)
         if not watching or time.monotonic() - self._collected_at >= FULL_REFRESH_SECONDS:
             self.request_refresh()
         elif self.view is not None and not self._refreshing:
@@ -478,10 +479,10 @@ class ParheliaApp(App):
 
     @work(thread=True, group="watch", exit_on_error=False, name="db-watch")
     def db_watcher(self) -> None:
-        from parhelia.workers.db_watch import watch_database
+        from parhelia.workers.db_watch import watch_store
 
-        watch_database(
-            self.control.store.sqlite_path,
+        watch_store(
+            self.control.store.url,
             lambda: self.call_from_thread(self.request_refresh),
             self._stop,
         )

@@ -46,15 +46,42 @@ WAL_SIZE_LIMIT_BYTES = 32 * 2**20
 T = TypeVar("T")
 
 
+# PostgreSQL: the channel every committed write transaction of a `Store` notifies (one
+# notification per transaction: the store sends it just before COMMIT, and PostgreSQL delivers it
+# only if the transaction commits). Listeners: `parhelia.workers.pg_listen`.
+CHANGE_CHANNEL = "parhelia_changes"
+# The advisory lock that serializes migrations on PostgreSQL (any constant; "parhelia" in ASCII).
+MIGRATION_LOCK_KEY = 0x7061726865
+# An unreachable server fails within this, rather than a dashboard hanging on a dead network.
+CONNECT_TIMEOUT_S = 10
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def is_postgresql(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def masked(url: str) -> str:
+    """`url` for display: the password replaced by ***, everywhere Parhelia prints a URL."""
+    from parhelia.state.safe_text import mask_password
+
+    return mask_password(url)
+
+
+def unavailable(url: str, exc: BaseException) -> ParheliaError:
+    """The coded error for a database that could not be opened (see `open_error`)."""
+    return open_error(url, exc)
 
 
 def make_engine(url: str, *, immediate: bool = False) -> Engine:
     """An engine; for SQLite, `immediate=True` makes every transaction take the write lock up front,
     so two writers queue on the busy timeout instead of failing with "database is locked"."""
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if is_postgresql(url) else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         # Only the default location is created for you (app/runtime.py): a mistyped --db would
         # otherwise open a fresh, empty database and report "all well".
@@ -193,12 +220,18 @@ def retry_locked(fn: Callable[[], T], attempts: int = 5) -> T:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema revision, None for an empty database. Errors reading it propagate: a damaged or
-    unreadable database must not pass for an empty one that only "needs a migrate"."""
-    from sqlalchemy import inspect
-
+    """The schema revision, None for an empty database. Errors reading it propagate: a damaged,
+    unreadable or unreachable database must not pass for an empty one that only "needs a migrate"."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
+        if engine.dialect.name == "sqlite":
+            has = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'")
+            ).first()
+        else:
+            from sqlalchemy import inspect
+
+            has = inspect(conn).has_table("alembic_version")
+        if not has:
             return None
         row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
         return row[0] if row else None
@@ -262,6 +295,10 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Processes opening a fresh database at once migrate one after another (SQLite
+                # gets this from BEGIN IMMEDIATE); Alembic then reads the revision under the lock.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             command.upgrade(_alembic_config(conn), "head")
     except ParheliaError:
         raise

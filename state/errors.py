@@ -290,6 +290,15 @@ CATALOGUE: dict[str, ErrorEntry] = {
             "parhelia db migrate",
             topic="database",
         ),
+        _e(
+            "E704",
+            "Copy target not empty",
+            "`parhelia db copy` only copies into a database with no Parhelia rows, so that it never "
+            "mixes two control planes or overwrites one. Nothing was written.",
+            "parhelia --db URL db status",
+            "parhelia db copy --to URL_OF_AN_EMPTY_DATABASE",
+            topic="database",
+        ),
         # E9xx: internal
         _e(
             "E900",

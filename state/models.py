@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -20,10 +21,14 @@ from parhelia.state.timeutil import as_utc, utcnow
 
 
 class UTCDateTime(TypeDecorator):
-    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, so the type does it for us."""
+    """Returns aware UTC whatever the database. SQLite keeps no zone, so there it stores naive UTC;
+    PostgreSQL stores `timestamptz` (aware values, compared as instants)."""
 
     impl = DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return dialect.type_descriptor(DateTime(timezone=dialect.name == "postgresql"))
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -32,10 +37,16 @@ class UTCDateTime(TypeDecorator):
             raise ValueError(
                 "naive datetime given to the store; use parhelia.state.timeutil.utcnow()"
             )
-        return as_utc(value).replace(tzinfo=None)
+        value = as_utc(value)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return as_utc(value)
+
+
+# JSON documents: `JSONB` on PostgreSQL (binary, indexable), SQLite's JSON text elsewhere. The
+# migrations use the same type, so both databases get the same schema from one chain.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
 
 def new_id(prefix: str) -> str:
@@ -125,8 +136,10 @@ class Container(SQLModel, table=True):
     region: str | None = Field(default=None, max_length=32)
     cost_rate_per_hour: float = 0.0
     cost_accrued_usd: float = 0.0
-    tags: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    meta: dict = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    tags: dict = Field(default_factory=dict, sa_column=Column(JSONDocument, nullable=False))
+    meta: dict = Field(
+        default_factory=dict, sa_column=Column("metadata", JSONDocument, nullable=False)
+    )
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     # The latest stored heartbeat sample (by ts), kept by `Store.record_heartbeats` in the same
     # statement that updates the heartbeat columns and cleared by `Store.prune_heartbeats` when
@@ -177,7 +190,7 @@ class Event(SQLModel, table=True):
     old_value: str | None = Field(default=None, max_length=64)
     new_value: str | None = Field(default=None, max_length=64)
     message: str = ""
-    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    details: dict = Field(default_factory=dict, sa_column=Column(JSONDocument, nullable=False))
     source: str = Field(default=EventSource.SYSTEM.value, max_length=16)
     actor: str | None = Field(default=None, max_length=64)
 
@@ -228,6 +241,6 @@ class Setting(SQLModel, table=True):
     __tablename__ = "settings"
 
     key: str = Field(primary_key=True, max_length=64)
-    value: Any = Field(sa_column=Column(JSON, nullable=True))
+    value: Any = Field(sa_column=Column(JSONDocument, nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_by: str | None = Field(default=None, max_length=64)

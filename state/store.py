@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -145,6 +146,7 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        self._notify = db.is_postgresql(url)
         try:
             if migrate:
                 db.check_not_newer(url)
@@ -213,7 +215,7 @@ class Store:
     @property
     def label(self) -> str:
         """The database for display, without credentials."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return db.masked(self.url)
 
     @property
     def sqlite_path(self) -> str | None:
@@ -239,6 +241,8 @@ class Store:
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 yield session
+                if self._notify:  # delivered by PostgreSQL only when this transaction commits
+                    session.execute(text("SELECT pg_notify(:c, '')"), {"c": db.CHANGE_CHANNEL})
         except IntegrityError:
             raise
         except DatabaseError as exc:  # locked, unreachable, damaged: coded, never E900
@@ -791,12 +795,21 @@ class Store:
         """Take or renew the lease; True when `holder` holds it afterwards. An expired lease, or one
         whose holder's process is gone from this host, is taken over; with `renew_only` a lease
         held by another (or by nobody) is left alone. `in_cycle` marks a cycle started (True) or
-        finished (False) so readers can see one that overruns."""
-        now = now or utcnow()
-        expires = now + timedelta(seconds=ttl_seconds)
+        finished (False) so readers can see one that overruns.
+
+        Without `now`, time is the database's clock on PostgreSQL (laptops sharing one database
+        disagree about the time; the server is the one clock they share), this machine's on
+        SQLite. The row is locked while it is judged (FOR UPDATE; SQLite's write lock does that)."""
         try:
             with self.write() as s:
-                lease = s.get(Lease, name)
+                if now is None:
+                    now = (
+                        as_utc(s.scalar(text("SELECT clock_timestamp()")))
+                        if db.is_postgresql(self.url)
+                        else utcnow()
+                    )
+                expires = now + timedelta(seconds=ttl_seconds)
+                lease = s.get(Lease, name, with_for_update=True)
                 if lease is None:
                     if renew_only:
                         return False
@@ -1536,6 +1549,8 @@ def _executemany(
     if not n:
         return
     dialect = conn.dialect
+    if dialect.name == "postgresql":
+        return _executemany_pg(conn, key, columns)
     if dialect.name != "sqlite":
         names = list(columns)
         rows = zip(*columns.values(), strict=True)
@@ -1559,6 +1574,26 @@ def _executemany(
             done[name] = values if proc is None else _bound(values, proc)
         bound.append(done[name])
     conn.exec_driver_sql(sql, list(zip(*bound, strict=True)))
+
+
+def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, list]) -> None:
+    """`_executemany` on PostgreSQL: COPY for the heartbeat rows, one UPDATE from arrays for the
+    container updates (`parhelia.state.pg_ingest`)."""
+    from parhelia.state import pg_ingest
+
+    if key[0] == "insert":
+        pg_ingest.copy_rows(conn, Heartbeat.__table__, columns, _bound)
+        return
+    _, keys, with_sample = key
+    table = Container.__table__
+    types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+    set_sql = {k: f"v.{k}" for k in keys}
+    if with_sample:
+        newer = "(t.last_sample_at IS NULL OR t.last_sample_at <= v._ts)"
+        for dst, src in _SAMPLE.items():
+            types[f"_{src}"] = table.c[dst].type
+            set_sql[dst] = f"CASE WHEN {newer} THEN v._{src} ELSE t.{dst} END"
+    pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
 
 
 def _bound(values: list, proc: Callable[[Any], Any]) -> list:

@@ -1,15 +1,63 @@
-"""Shared fixtures: the plugins below, and a fresh store."""
+"""Shared fixtures: the plugins below, and a fresh store.
+
+The store, reconciler, lease, concurrency and dashboard tests (`BOTH_DATABASES`) run twice: on
+SQLite and on a real PostgreSQL server the tests start themselves (tests/pg_server.py). A test of
+something only SQLite has (its files, WAL, query planner) is marked `sqlite_only`.
+"""
 
 import pytest
 
 from parhelia.state.store import Store
 
-pytest_plugins = ["tests.modal_fixtures", "tests.isolation", "tests.snapshot_fixtures"]
+pytest_plugins = [
+    "tests.modal_fixtures",
+    "tests.isolation",
+    "tests.snapshot_fixtures",
+    "tests.pg_server",
+]
+
+BOTH_DATABASES = {
+    "test_store",
+    "test_reconciler",
+    "test_concurrent_writers",
+    "test_dashboard",
+    "test_postgres",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: a test of SQLite itself (files, WAL, plans)")
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "database" not in metafunc.fixturenames:
+        return
+    kinds = ["sqlite"]
+    if module in BOTH_DATABASES and not metafunc.definition.get_closest_marker("sqlite_only"):
+        kinds.append("postgresql")
+    if module == "test_postgres":
+        kinds = ["postgresql"]
+    metafunc.parametrize("database", kinds, indirect=True)
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A store on its own SQLite file, closed after the test."""
-    s = Store(f"sqlite:///{tmp_path / 'p.db'}")
+def database(request):
+    """Which database this run of the test uses: "sqlite", or "postgresql" (see BOTH_DATABASES)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def store_url(database, tmp_path, request):
+    """A URL to a fresh, migrated database of the test's kind."""
+    if database == "sqlite":
+        return f"sqlite:///{tmp_path / 'p.db'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def store(store_url):
+    """A store on its own database, closed after the test."""
+    s = Store(store_url)
     yield s
     s.close()

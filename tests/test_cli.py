@@ -64,7 +64,7 @@ def create_task(env, prompt: str = "say hello", *extra: str) -> dict:
 # -- --json on every command ----------------------------------------------------------------
 
 
-def _minimal_args(task_id: str, container_id: str) -> dict[str, list[str]]:
+def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, list[str]]:
     return {
         "help": ["help", "E204"],
         "examples": ["examples", "budget"],
@@ -75,6 +75,7 @@ def _minimal_args(task_id: str, container_id: str) -> dict[str, list[str]]:
         "config untrust": ["config", "untrust"],
         "db status": ["db", "status"],
         "db migrate": ["db", "migrate"],
+        "db copy": ["db", "copy", "--to", copy_to],
         "task create": ["task", "create", "another one"],
         "task list": ["task", "list"],
         "task show": ["task", "show", task_id],
@@ -109,7 +110,8 @@ def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
     env = parhelia_env
     first = create_task(env)
     (env.project / "parhelia.toml").write_text("[tui]\nevent_rows = 100\n")
-    cases = _minimal_args(first["task_id"], first["container_id"])
+    copy_to = f"sqlite:///{env.root / 'copy.db'}"
+    cases = _minimal_args(first["task_id"], first["container_id"], copy_to)
     tree = {path for path, _ in command_check.leaves(command_check.root_command())}
     assert tree == set(cases), "a command was added or removed: give it a case here"
     for path, argv in cases.items():

@@ -1,5 +1,5 @@
-"""Several processes writing one SQLite store at once lose nothing and never see "database is
-locked": four writer processes (and a reader) open the same fresh database at the same moment, so
+"""Several processes writing one store (SQLite, and PostgreSQL) at once lose nothing and never see
+"database is locked": four writer processes (and a reader) open the same fresh database at the same moment, so
 the first-open migration races too, then each writes events, heartbeats and container updates."""
 
 from __future__ import annotations
@@ -59,8 +59,12 @@ READER = textwrap.dedent(
 )
 
 
-def test_concurrent_writers_lose_nothing_and_never_lock(tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_concurrent_writers_lose_nothing_and_never_lock(database, tmp_path, request):
+    # a database with no tables yet, so the first-open migrations race too
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("pg_empty_database")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, url, str(me), str(N)],

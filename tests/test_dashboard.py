@@ -514,7 +514,7 @@ async def test_changes_from_another_process_appear_through_the_database_watcher(
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot, app)
         await pilot.pause(0.3)  # let the watcher start
-        other = Store(f"sqlite:///{tmp_path / 'p.db'}")  # as a CLI in another process would
+        other = Store(store.url)  # as a CLI in another process would
         started = time.monotonic()
         other.add_event("note", "written elsewhere", ts=world.NOW)
         log = app.query_one(EventsLog)

@@ -155,6 +155,7 @@ def test_naive_datetimes_are_refused(store):
     assert store.heartbeat_history("c-00000002") == []
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_connection_pragmas(store):
     for engine in (store.engine, store._write_engine):
         with engine.connect() as conn:
@@ -196,6 +197,7 @@ def test_record_heartbeats_writes_samples_updates_and_events_in_one_go(store):
     assert [e.new_value for e in store.events(container_id="c-00000002")] == ["degraded"]
 
 
+@pytest.mark.sqlite_only
 def test_bulk_heartbeat_path_stores_exactly_what_the_orm_stores(store):
     """record_heartbeats binds values itself for speed; the bytes must match the ORM's."""
     store.add_container(container("c-00000001"))
@@ -501,6 +503,7 @@ def assert_no_table_scan(plans, *tables):
             assert not re.search(rf"\bSCAN {t}\b(?! USING)", plan), (sql, plan)
 
 
+@pytest.mark.sqlite_only
 def test_events_by_container_and_level_use_their_index(busy):
     plans = plans_of(busy, lambda: busy.events(container_id="c-00000001", level="warning"))
     assert len(plans) == 1
@@ -509,6 +512,7 @@ def test_events_by_container_and_level_use_their_index(busy):
     assert "TEMP B-TREE" not in plan, plan  # the index gives the order too
 
 
+@pytest.mark.sqlite_only
 def test_events_by_task_and_by_container_use_an_index(busy):
     for kwargs, index in (
         ({"task_id": "t"}, "ix_events_task_ts"),
@@ -520,6 +524,7 @@ def test_events_by_task_and_by_container_use_an_index(busy):
         assert "TEMP B-TREE" not in plan, plan
 
 
+@pytest.mark.sqlite_only
 def test_latest_heartbeat_per_container_comes_from_the_container_row(busy):
     plans = plans_of(busy, lambda: busy.container_views(now=T0))
     assert plans and not [p for _, p in plans if "heartbeats" in p], plans
@@ -528,6 +533,7 @@ def test_latest_heartbeat_per_container_comes_from_the_container_row(busy):
     assert "SEARCH heartbeats USING INDEX ix_heartbeats_container_ts" in history[0][1]
 
 
+@pytest.mark.sqlite_only
 def test_containers_by_state_uses_its_index(busy):
     [(_sql, plan)] = plans_of(busy, lambda: busy.containers_by_state("running"))
     assert "SEARCH containers USING INDEX ix_containers_state" in plan, plan
@@ -535,6 +541,7 @@ def test_containers_by_state_uses_its_index(busy):
     assert "ix_containers_state" in plan, plan
 
 
+@pytest.mark.sqlite_only
 def test_dashboard_never_scans_events_or_heartbeats(busy):
     plans = plans_of(busy, lambda: busy.dashboard(now=T0))
     assert len(plans) >= 4

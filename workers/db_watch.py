@@ -35,3 +35,25 @@ def watch_database(
         raise_interrupt=False,
     ):
         on_change()
+
+
+def watch_store(url: str, on_change: Callable[[], object], stop: threading.Event) -> None:
+    """The change signal for any store: the file watcher for an SQLite file, LISTEN/NOTIFY on
+    PostgreSQL (`parhelia.workers.pg_listen`). Returns at once for a database it cannot watch
+    (an in-memory SQLite), where the caller's periodic refresh is all there is."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        from parhelia.workers.pg_listen import listen_database
+
+        listen_database(url, on_change, stop)
+    elif parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        watch_database(parsed.database, on_change, stop)
+
+
+def can_watch(url: str) -> bool:
+    """Whether `watch_store` delivers changes for this database."""
+    return url.startswith("postgresql") or (
+        url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:")
+    )

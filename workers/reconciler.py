@@ -193,10 +193,12 @@ class Reconciler:
         t0 = time.perf_counter()
         cfg = self.settings.reconciler
         report = ReconcileReport(started_at=started, holder=self.holder)
+        # the real clock: the lease goes by the database's (the one clock a team shares)
+        lease_now = None if self.clock is utcnow else started
         if not self.store.acquire_lease(
             self.holder,
             cfg.lease_seconds,
-            now=started,
+            now=lease_now,
             interval_seconds=cfg.interval_seconds,
             owner=self.owner,
             in_cycle=True,
@@ -211,7 +213,7 @@ class Reconciler:
                 self.store.acquire_lease(
                     self.holder,
                     cfg.lease_seconds,
-                    now=self.clock(),
+                    now=None if self.clock is utcnow else self.clock(),
                     renew_only=True,
                     in_cycle=False,
                 )
@@ -224,7 +226,7 @@ class Reconciler:
         self.store.acquire_lease(
             self.holder,
             cfg.lease_seconds,
-            now=finished,
+            now=None if self.clock is utcnow else finished,
             interval_seconds=cfg.interval_seconds,
             next_run_at=finished + timedelta(seconds=report.next_delay_seconds),
             renew_only=True,

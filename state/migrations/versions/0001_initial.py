@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("old_value", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("new_value", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("message", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("details", parhelia.state.models.JSONDocument, nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -80,7 +80,7 @@ def upgrade() -> None:
     op.create_table(
         "settings",
         sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("value", sa.JSON(), nullable=True),
+        sa.Column("value", parhelia.state.models.JSONDocument, nullable=True),
         sa.Column("updated_at", parhelia.state.models.UTCDateTime(), nullable=False),
         sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.PrimaryKeyConstraint("key"),
@@ -137,8 +137,8 @@ def upgrade() -> None:
         sa.Column("region", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("cost_rate_per_hour", sa.Float(), nullable=False),
         sa.Column("cost_accrued_usd", sa.Float(), nullable=False),
-        sa.Column("tags", sa.JSON(), nullable=False),
-        sa.Column("metadata", sa.JSON(), nullable=False),
+        sa.Column("tags", parhelia.state.models.JSONDocument, nullable=False),
+        sa.Column("metadata", parhelia.state.models.JSONDocument, nullable=False),
         sa.Column("updated_at", parhelia.state.models.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["task_id"],

@@ -1,0 +1,103 @@
+"""Copy a whole store into an empty database (SQLite to PostgreSQL, or back): every table of the
+schema, generically, parents before children, in one transaction on the target, so a failure
+leaves the target as empty as it was. Row ids, the control plane's id and every setting come
+along unchanged; values pass through the column types, so timestamps stay aware UTC and JSON stays
+JSON whichever way the copy goes.
+
+The target is upgraded to the schema first with a bare engine (not a `Store`), so nothing is
+written to it before the copy (a store's first open may write its own rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Engine, func, select, text
+from sqlmodel import SQLModel
+
+from parhelia.state import db
+from parhelia.state.errors import ParheliaError
+
+BATCH = 5_000
+Progress = Callable[[str, int], object]  # (table, rows just copied)
+
+
+def tables():
+    import parhelia.state.models  # noqa: F401  (registers the tables)
+
+    return list(SQLModel.metadata.sorted_tables)  # dependency order: parents first
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t.name: conn.scalar(select(func.count()).select_from(t)) or 0 for t in tables()}
+
+
+def copy_store(source_url: str, target_url: str, progress: Progress | None = None) -> dict:
+    """Copy every row from `source_url` into the empty database at `target_url`; returns the rows
+    copied per table. E703 (nothing written) when the target holds any row."""
+    say = progress or (lambda _table, _n: None)
+    if db.masked(source_url) == db.masked(target_url):
+        raise ParheliaError(
+            "E101",
+            "the copy's target is the database it copies from",
+            ["parhelia db status", "parhelia db copy --to postgresql+psycopg://HOST/DB"],
+        )
+    from parhelia.state.store import Store
+
+    source = Store(source_url)  # brings the source to the newest schema first
+    db.check_not_newer(target_url)
+    target = db.make_engine(target_url, immediate=True)
+    try:
+        try:
+            db.migrate(target)
+            counts = row_counts(target)
+        except ParheliaError:
+            raise
+        except Exception as exc:
+            raise db.unavailable(target_url, exc) from exc
+        full = {t: n for t, n in counts.items() if n}
+        if full:
+            raise ParheliaError(
+                "E704",
+                f"{db.masked(target_url)} is not empty ("
+                + ", ".join(f"{n} {t}" for t, n in full.items())
+                + "); nothing was copied",
+                [
+                    f"parhelia --db '{db.masked(target_url)}' db status",
+                    "parhelia db copy --to URL_OF_AN_EMPTY_DATABASE",
+                ],
+            )
+        copied: dict[str, int] = {}
+        with source.engine.connect() as src, target.begin() as dst:
+            for table in tables():
+                n = 0
+                q = select(table).order_by(*table.primary_key.columns)
+                result = src.execution_options(yield_per=BATCH).execute(q)
+                for rows in result.partitions():
+                    dst.execute(table.insert(), [dict(r._mapping) for r in rows])
+                    n += len(rows)
+                    say(table.name, len(rows))
+                copied[table.name] = n
+            if dst.dialect.name == "postgresql":
+                _advance_sequences(dst)
+        return copied
+    finally:
+        target.dispose()
+        source.close()
+
+
+def _advance_sequences(conn) -> None:
+    """Rows came with their ids: move each serial column's sequence past the largest, or the next
+    insert would collide with a copied row."""
+    for table in tables():
+        for col in table.primary_key.columns:
+            if col.autoincrement is True or (
+                col.autoincrement == "auto" and col.type.python_type is int
+            ):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{col.name}'), "
+                        f"COALESCE((SELECT MAX({col.name}) FROM {table.name}), 0) + 1, false)"
+                    )
+                )
