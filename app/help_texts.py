@@ -26,7 +26,9 @@ container row first, creates the sandbox tagged with the container id, then reco
   parhelia task create "train the model" --gpu A10G
   parhelia task list | show ID | cancel ID | retry ID
   parhelia task watch ID            its events until it ends (exit 0 completed, 1 failed)
-The estimate (rate x timeout) is checked against the budget before anything starts (E300).""",
+The estimate (rate x timeout) is checked against the budget before anything starts (E300).
+A task ends with its container: exit 0 is completed, another code failed, 124 (or running past
+its timeout) timed_out, a terminate or cancel cancelled; pending and running are its live work.""",
     "containers": """\
 States: created -> running -> stopped -> terminated; any -> orphaned (running, unknown to the
 store); orphaned -> terminated. Health comes from missed heartbeats: 2 degraded, 5 unhealthy,
@@ -70,8 +72,12 @@ keys have no section (PARHELIA_BACKEND, PARHELIA_DB_URL).
 Every number has a range and must be finite: a value outside it is E103 naming the setting,
 where it came from and what is allowed. History ages out: [heartbeat] retention_hours, and
 [retention] events_days (30) and runs_days (7).
+A ./parhelia.toml may not choose what runs or where data goes ([agent] command and env,
+[local] root, db_url, [modal] secrets and image) until you trust it as it is now; until then
+those keys are ignored with a warning. An edited file must be trusted again.
 
-  parhelia config show          every effective setting and where it came from""",
+  parhelia config show          every effective setting and where it came from
+  parhelia config trust [PATH]  trust a project file (by path and content hash); untrust forgets""",
     "modal": """\
 The Modal backend needs credentials: `modal token new` writes ~/.modal.toml (or set
 MODAL_TOKEN_ID and MODAL_TOKEN_SECRET). With backend = auto, Parhelia uses Modal when

@@ -35,7 +35,7 @@ def row_counts(engine: Engine) -> dict[str, int]:
 
 def copy_store(source_url: str, target_url: str, progress: Progress | None = None) -> dict:
     """Copy every row from `source_url` into the empty database at `target_url`; returns the rows
-    copied per table. E703 (nothing written) when the target holds any row."""
+    copied per table. E704 (nothing written) when the target holds any row."""
     say = progress or (lambda _table, _n: None)
     if db.masked(source_url) == db.masked(target_url):
         raise ParheliaError(
@@ -46,8 +46,13 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
     from parhelia.state.store import Store
 
     source = Store(source_url)  # brings the source to the newest schema first
-    db.check_not_newer(target_url)
-    target = db.make_engine(target_url, immediate=True)
+    try:
+        db.check_not_newer(target_url)
+        target = db.make_engine(target_url, immediate=True)
+    except ParheliaError:
+        raise
+    except Exception as exc:  # a URL SQLAlchemy cannot parse, a driver that is not installed
+        raise db.unavailable(target_url, exc) from exc
     try:
         try:
             db.migrate(target)

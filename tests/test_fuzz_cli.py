@@ -31,8 +31,16 @@ from tests import command_check
 EXAMPLES = int(os.environ.get("PARHELIA_FUZZ_EXAMPLES", "200"))
 
 # Commands that do not return on their own: `reconciler start` runs until a signal (its own test
-# in test_cli.py), `tui` without --once is the interactive dashboard (forced to --once here).
-NEVER_RETURNS = {"reconciler start"}
+# in test_cli.py), the watches follow until interrupted and `mcp serve` until its client leaves
+# (their own tests in test_live_cli.py and test_mcp.py), `tui` without --once is the interactive
+# dashboard (forced to --once here).
+NEVER_RETURNS = {
+    "reconciler start",
+    "events watch",
+    "containers watch",
+    "task watch",
+    "mcp serve",
+}
 # Settings that choose the program, the data's place or the cloud: fuzzing them would run random
 # programs, write elsewhere or open network connections. Their validation has its own tests.
 NOT_FUZZED = {"agent.command", "agent.env", "db_url", "local.root", "backend"}
