@@ -61,7 +61,10 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
             raise
         except Exception as exc:
             raise db.unavailable(target_url, exc) from exc
-        full = {t: n for t, n in counts.items() if n}
+        # A database opened once by Parhelia has made its own control-plane id and nothing else:
+        # still empty; the copy brings the source's id in its place.
+        own_plane = _only_a_plane_id(target, counts)
+        full = {t: n for t, n in counts.items() if n and not (own_plane and t == "settings")}
         if full:
             raise ParheliaError(
                 "E704",
@@ -75,6 +78,8 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
             )
         copied: dict[str, int] = {}
         with source.engine.connect() as src, target.begin() as dst:
+            if own_plane:
+                dst.execute(text("DELETE FROM settings"))
             for table in tables():
                 n = 0
                 q = select(table).order_by(*table.primary_key.columns)
@@ -90,6 +95,16 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
     finally:
         target.dispose()
         source.close()
+
+
+def _only_a_plane_id(engine: Engine, counts: dict[str, int]) -> bool:
+    from parhelia.state.store import PLANE_KEY
+
+    if counts.get("settings") != 1 or any(n for t, n in counts.items() if t != "settings"):
+        return False
+    with engine.connect() as conn:
+        key = conn.scalar(text("SELECT key FROM settings"))
+    return key == PLANE_KEY
 
 
 def _advance_sequences(conn) -> None:

@@ -347,7 +347,8 @@ def test_copy_sqlite_to_postgresql_and_back_keeps_every_row(tmp_path, pg_empty_d
     s.close()
     seen: list[tuple[str, int]] = []
     copied = copy_store(src, pg_empty_database, lambda t, n: seen.append((t, n)))
-    assert copied["heartbeats"] == 30 and copied["containers"] == 2 and copied["settings"] == 2
+    # the settings: the source's own control-plane id (made on its first open) and the two seeded
+    assert copied["heartbeats"] == 30 and copied["containers"] == 2 and copied["settings"] == 3
     assert sum(n for _, n in seen) == sum(copied.values())
     assert [t for t, _ in seen].index("tasks") < [t for t, _ in seen].index("containers")
     original = snapshot(src)
@@ -399,3 +400,18 @@ def test_a_terminate_by_one_engineer_shows_on_the_others_view(pg):
         assert pg.dashboard(now=T0).containers[0].state == "terminated"
     finally:
         other.close()
+
+
+def test_copy_goes_into_a_database_parhelia_opened_once(tmp_path, pg):
+    """Opening a database makes its control-plane id and nothing else: that is still an empty
+    target, and the copy brings the source's plane id in its place."""
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    s = Store(src)
+    seed(s)
+    plane = s.plane_id
+    s.close()
+    assert pg.plane_id and pg.plane_id != plane
+    copy_store(src, pg.url)
+    again = Store(pg.url)
+    assert again.plane_id == plane
+    again.close()

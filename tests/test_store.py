@@ -657,6 +657,7 @@ def test_prune_history_deletes_the_oldest_in_bounded_batches(store):
     assert store.prune_history(T0 + timedelta(days=1), T0) == (3, 0)  # each its own retention
 
 
+@pytest.mark.sqlite_only  # reads SQLite's query plans; test_postgres checks the indexes there
 def test_prune_history_goes_through_the_time_indexes_and_skips_writing_when_nothing_is_due(store):
     _history(store, 50, T0)
     seen: list[tuple[str, object]] = []
