@@ -19,15 +19,34 @@ Bound = Callable[[list, Callable[[Any], Any]], list]
 
 
 def copy_rows(conn: Connection, table: Table, columns: dict[str, list], bound: Bound) -> None:
-    """COPY the rows given column by column into `table`, in the connection's transaction."""
+    """Binary COPY of the rows given column by column into `table`, in the connection's
+    transaction (binary: the server parses no text, the driver formats none)."""
     names = list(columns)
     values = [_processed(conn, table.c[n].type, columns[n], bound) for n in names]
-    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     with _as_sqlalchemy_errors(sql):
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        oids = _column_oids(driver, table.name)
+        cursor = driver.cursor()
         with cursor.copy(sql) as copy:
+            copy.set_types([oids[n] for n in names])
             for row in zip(*values, strict=True):
                 copy.write_row(row)
+
+
+_OIDS: dict[str, dict[str, int]] = {}
+
+
+def _column_oids(driver: Any, table: str) -> dict[str, int]:
+    """Each column's type oid (binary COPY must name them), asked once per process."""
+    if table not in _OIDS:
+        rows = driver.execute(
+            "SELECT attname, atttypid FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (table,),
+        ).fetchall()
+        _OIDS[table] = dict(rows)
+    return _OIDS[table]
 
 
 def update_from_arrays(
@@ -43,7 +62,8 @@ def update_from_arrays(
     `v.<parameter>` (the new values) and `t.<column>` (the row's current ones)."""
     names = list(columns)
     dialect = conn.dialect
-    casts = [f"%s::{types[n].compile(dialect=dialect)}[]" for n in names]
+    # %b: the arrays go in binary (the text format quotes and escapes each element in Python)
+    casts = [f"%b::{types[n].compile(dialect=dialect)}[]" for n in names]
     sets = ", ".join(f"{col} = {sql}" for col, sql in set_sql.items())
     sql = (
         f"UPDATE {table.name} AS t SET {sets} "
