@@ -84,18 +84,13 @@ def update_from_arrays(
 
 
 def _staging_table(conn: Connection, driver: Any, names: list[str], types: dict[str, Any]) -> str:
-    """The temporary table for rows of these columns on this connection, made on first use; its
-    rows are deleted when the transaction commits (or rolled back with it)."""
+    """The temporary table for rows of these columns on this connection, emptied at each commit.
+    Asked for in every transaction, not remembered: one made in a transaction that rolled back is
+    gone again."""
     cols = ", ".join(f"{n} {types[n].compile(dialect=conn.dialect)}" for n in names)
     name = "parhelia_stage_" + hashlib.sha1(cols.encode()).hexdigest()[:12]
-    made = driver.info.backend_pid, name
-    if made not in _STAGED:
-        driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({cols}) ON COMMIT DELETE ROWS")
-        _STAGED.add(made)
+    driver.execute(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({cols}) ON COMMIT DELETE ROWS")
     return name
-
-
-_STAGED: set[tuple[int, str]] = set()
 
 
 @contextmanager

@@ -276,3 +276,24 @@ def test_daemon_reconciles_on_postgresql_and_stops_on_sigterm(pg_env):
     assert json.loads(out)["data"]["stopped"] is True
     assert store.get_lease() is None
     store.close()
+
+
+# -- ingest on PostgreSQL -------------------------------------------------------------------------
+
+
+def test_ingest_after_a_rolled_back_cycle_still_works(pg):
+    """The first cycle fails (a sample of an unknown container) and rolls back, staging table and
+    all; the next cycle on the same connection pool goes through whole."""
+    from sqlalchemy.exc import IntegrityError
+
+    from tests.test_store import T0, container, sample
+
+    pg.add_container(container("c-00000001", started_at=T0))
+    good = {"id": "c-00000001", "last_heartbeat_at": T0, "missed_heartbeats": 0}
+    with pytest.raises(IntegrityError):
+        pg.record_heartbeats([sample("c-00000002", T0)], [good])
+    assert pg.get_container("c-00000001").last_heartbeat_at is None
+    pg.record_heartbeats([sample("c-00000001", T0)], [good])
+    c = pg.get_container("c-00000001")
+    assert c.last_heartbeat_at == T0 and c.last_sample_at == T0
+    assert len(pg.heartbeat_history("c-00000001")) == 1
