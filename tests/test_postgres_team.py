@@ -297,3 +297,13 @@ def test_ingest_after_a_rolled_back_cycle_still_works(pg):
     c = pg.get_container("c-00000001")
     assert c.last_heartbeat_at == T0 and c.last_sample_at == T0
     assert len(pg.heartbeat_history("c-00000001")) == 1
+
+
+def test_containers_keep_room_for_hot_heartbeat_updates(pg):
+    """Migration 0005: each cycle rewrites every running container's row; with half of each page
+    free the new version stays on its page (a HOT update, no index touched)."""
+    from sqlalchemy import text
+
+    with pg.read() as s:
+        options = s.scalar(text("SELECT reloptions FROM pg_class WHERE relname = 'containers'"))
+    assert "fillfactor=50" in (options or [])
