@@ -307,3 +307,23 @@ def test_containers_keep_room_for_hot_heartbeat_updates(pg):
     with pg.read() as s:
         options = s.scalar(text("SELECT reloptions FROM pg_class WHERE relname = 'containers'"))
     assert "fillfactor=50" in (options or [])
+
+
+def test_staged_update_works_again_on_a_connection_whose_first_transaction_rolled_back(pg):
+    from parhelia.state import pg_ingest
+    from parhelia.state.models import Container
+    from parhelia.state.store import _bound
+    from tests.test_store import T0, container
+
+    pg.add_container(container("c-00000001", started_at=T0))
+    table = Container.__table__
+    types = {"_id": table.c.id.type, "missed_heartbeats": table.c.missed_heartbeats.type}
+    columns = {"_id": ["c-00000001"], "missed_heartbeats": [3]}
+    set_sql = {"missed_heartbeats": "v.missed_heartbeats"}
+    with pg.engine.connect() as conn:
+        with conn.begin() as trans:  # the staging table is made here, then rolled back with it
+            pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+            trans.rollback()
+        with conn.begin():
+            pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+    assert pg.get_container("c-00000001").missed_heartbeats == 3
