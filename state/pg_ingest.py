@@ -52,7 +52,7 @@ def _column_oids(driver: Any, table: str) -> dict[str, int]:
     return _OIDS[table]
 
 
-def update_from_arrays(
+def update_from_staging(
     conn: Connection,
     table: Table,
     columns: dict[str, list],

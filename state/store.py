@@ -1594,7 +1594,7 @@ def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, l
         for dst, src in _SAMPLE.items():
             types[f"_{src}"] = table.c[dst].type
             set_sql[dst] = f"CASE WHEN {newer} THEN v._{src} ELSE t.{dst} END"
-    pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+    pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
 
 
 def _bound(values: list, proc: Callable[[Any], Any]) -> list:

@@ -322,8 +322,8 @@ def test_staged_update_works_again_on_a_connection_whose_first_transaction_rolle
     set_sql = {"missed_heartbeats": "v.missed_heartbeats"}
     with pg.engine.connect() as conn:
         with conn.begin() as trans:  # the staging table is made here, then rolled back with it
-            pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+            pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
             trans.rollback()
         with conn.begin():
-            pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+            pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
     assert pg.get_container("c-00000001").missed_heartbeats == 3
