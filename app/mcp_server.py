@@ -41,6 +41,7 @@ from pydantic import Field
 from parhelia.app import payloads
 from parhelia.state.errors import ParheliaError
 from parhelia.state.fields import select_fields
+from parhelia.workers.event_tail import EventTail
 
 if TYPE_CHECKING:
     from parhelia.app.runtime import Runtime
@@ -52,7 +53,7 @@ EVENTS_URI = "parhelia://events"
 RECENT_URI = "parhelia://events/recent"
 STATUS_URI = "parhelia://status"
 CONTAINER_URI = "parhelia://containers/{container_id}"
-POLL_SECONDS = 0.5  # where no database file can be watched (PostgreSQL)
+POLL_SECONDS = 0.5  # where the database cannot be watched (an in-memory SQLite)
 
 Fields = Annotated[
     list[str] | None,
@@ -120,7 +121,7 @@ class EventPush:
         self.bus = bus
         self.subscribers: dict[Any, set[str]] = {}
         self.stop = threading.Event()
-        self.last_id = 0
+        self.tail: EventTail | None = None  # set when the watch starts: news from then on
 
     async def subscribe(self, ctx, params: SubscribeRequestParams) -> EmptyResult:
         self.subscribers.setdefault(ctx.session, set()).add(str(params.uri))
@@ -130,16 +131,13 @@ class EventPush:
         self.subscribers.get(ctx.session, set()).discard(str(params.uri))
         return EmptyResult()
 
-    def _newest_id(self) -> int:
-        rows = self.control.store.events(limit=1)
-        return rows[0].id if rows else 0
-
     def changed_uris(self) -> list[str]:
         """The resources the events committed since the last call touched (none: no new events)."""
-        rows = self.control.store.events(after_id=self.last_id, limit=10_000, oldest_first=True)
+        if self.tail is None:
+            self.tail = EventTail(self.control.store)
+        rows = self.tail.read()
         if not rows:
             return []
-        self.last_id = max(self.last_id, *(e.id for e in rows))
         containers = dict.fromkeys(e.container_id for e in rows if e.container_id)
         return [EVENTS_URI, RECENT_URI, STATUS_URI] + [
             CONTAINER_URI.format(container_id=c) for c in containers
@@ -167,12 +165,12 @@ class EventPush:
             anyio.from_thread.run(self.publish, uris)
 
     def _watch(self) -> None:
-        from parhelia.workers.db_watch import watch_database
+        from parhelia.workers.db_watch import can_watch, watch_store
 
-        self.last_id = self._newest_id()
-        path = self.control.store.sqlite_path
-        if path:
-            watch_database(path, self._on_change, self.stop)
+        self.tail = EventTail(self.control.store)
+        url = self.control.store.url
+        if can_watch(url):  # the SQLite file watcher, or LISTEN/NOTIFY on PostgreSQL
+            watch_store(url, self._on_change, self.stop)
         else:
             while not self.stop.wait(POLL_SECONDS):
                 self._on_change()

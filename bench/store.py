@@ -1,6 +1,6 @@
 """Benchmark the store against SPEC-21-sized data. Run: `python bench/store.py`; with
 `--db postgresql+psycopg://...` it compares heartbeat ingest on that database with SQLite's
-(bench/ingest_compare.py).
+(bench/ingest_compare.py); `--db auto` (or `--db` alone) starts its own PostgreSQL server for it.
 
 - batched heartbeat ingest through `Store.record_heartbeats` (target >= 50,000 rows/s), in the
   poller's shape: cycles of 1,000 samples plus the 1,000 container updates in one transaction,
@@ -284,5 +284,6 @@ if __name__ == "__main__":
     if "--db" in sys.argv:  # heartbeat ingest on that (PostgreSQL) database beside SQLite
         from ingest_compare import main as compare
 
-        sys.exit(compare(sys.argv[sys.argv.index("--db") + 1]))
+        rest = sys.argv[sys.argv.index("--db") + 1 :]
+        sys.exit(compare(rest[0] if rest else None))
     sys.exit(main())

@@ -660,17 +660,6 @@ class Store:
         heartbeat columns: one statement per container whatever the mix."""
         with self.write() as s:
             conn = s.connection()
-            if samples:
-                given = list(samples[0])
-                columns = {k: [r[k] for r in samples] for k in given}
-                for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
-                    columns.setdefault(k, [d] * len(samples))
-                _executemany(
-                    conn,
-                    ("insert", tuple(columns)),
-                    lambda: insert(Heartbeat.__table__),
-                    columns,
-                )
             # the newest sample per container (the later one on a tie, as the index orders them)
             latest: dict[str, dict] = {}
             for smp in samples:
@@ -706,6 +695,18 @@ class Store:
                     conn,
                     ("update", keys, with_sample),
                     lambda keys=keys, with_sample=with_sample: _container_update(keys, with_sample),
+                    columns,
+                )
+            if samples:  # after the container updates: their foreign-key checks find rows this
+                # transaction already holds (no row lock to write on PostgreSQL)
+                given = list(samples[0])
+                columns = {k: [r[k] for r in samples] for k in given}
+                for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
+                    columns.setdefault(k, [d] * len(samples))
+                _executemany(
+                    conn,
+                    ("insert", tuple(columns)),
+                    lambda: insert(Heartbeat.__table__),
                     columns,
                 )
             s.add_all(events)
@@ -1593,7 +1594,7 @@ def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, l
         for dst, src in _SAMPLE.items():
             types[f"_{src}"] = table.c[dst].type
             set_sql[dst] = f"CASE WHEN {newer} THEN v._{src} ELSE t.{dst} END"
-    pg_ingest.update_from_arrays(conn, table, columns, types, set_sql, _bound)
+    pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
 
 
 def _bound(values: list, proc: Callable[[Any], Any]) -> list:

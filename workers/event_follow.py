@@ -1,7 +1,8 @@
 """Follow the store's new events from any process: woken by the database watcher
-(`workers.db_watch`, watchfiles on the SQLite file) and reading `Store.events(after_id=...)`.
-Where no file can be watched (PostgreSQL, or the watcher fails) it polls, SPEC-20's way: every
-500 ms, every 2 s after 30 s without news, every 5 s after 2 minutes.
+(`workers.db_watch.watch_store`: watchfiles on an SQLite file, LISTEN/NOTIFY on PostgreSQL) and
+reading them through `workers.event_tail.EventTail` (complete even when PostgreSQL commits ids out
+of order). Where nothing can be watched (an in-memory database, or the watcher fails) it polls,
+SPEC-20's way: every 500 ms, every 2 s after 30 s without news, every 5 s after 2 minutes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from parhelia.state.store import Store
 from parhelia.state.views import EventView
 
-PAGE = 5000
 TICK_SECONDS = 0.5  # how often `on_tick` runs while watching (folded events, redraws)
 # Until the watcher is surely armed (it says nothing when it is), read on every tick too, so a
 # commit between the first read and the watch is not left waiting for the next change.
@@ -31,14 +31,16 @@ def poll_interval(idle_seconds: float) -> float:
 
 
 class Changes:
-    """Wakes its reader when the store may have changed: the database watcher where the file can
+    """Wakes its reader when the store may have changed: the database watcher where the store can
     be watched (plus reads on every tick while it arms), SPEC-20's adaptive polling elsewhere."""
 
     def __init__(
         self, store: Store, *, watch: bool = True, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.store = store
-        self.watching = bool(watch and store.sqlite_path)
+        from parhelia.workers.db_watch import can_watch
+
+        self.watching = bool(watch and can_watch(store.url))
         self.clock = clock
         self._changed = threading.Event()
         self._watch_stop = threading.Event()
@@ -66,11 +68,11 @@ class Changes:
             self._watcher.join(timeout=2)
 
     def _start_watcher(self) -> None:
-        from parhelia.workers.db_watch import watch_database
+        from parhelia.workers.db_watch import watch_store
 
         def watch() -> None:
             try:
-                watch_database(self.store.sqlite_path, self._changed.set, self._watch_stop)
+                watch_store(self.store.url, self._changed.set, self._watch_stop)
             except Exception:  # no watch possible here: fall back to SPEC-20's polling
                 self.watching = False
                 self._changed.set()
@@ -91,27 +93,21 @@ class EventFollower:
         watch: bool = True,
     ) -> None:
         from parhelia.state.store import to_event_view
+        from parhelia.workers.event_tail import EventTail
 
         self.store = store
-        self.filters = dict(filters or {})
-        self.after_id = store.last_event_id() if after_id is None else after_id
+        self.tail = EventTail(store, after_id=after_id, filters=filters)
         self.watch = watch
         self._to_view = to_event_view
         self._changes: Changes | None = None
 
+    @property
+    def after_id(self) -> int:
+        return self.tail.after_id
+
     def poll(self) -> list[EventView]:
-        """Every event after the last one seen that matches the filters, oldest first."""
-        out: list[EventView] = []
-        while True:
-            rows = self.store.events(
-                after_id=self.after_id, oldest_first=True, limit=PAGE, **self.filters
-            )
-            if not rows:
-                return out
-            self.after_id = max(self.after_id, max(r.id or 0 for r in rows))
-            out += [self._to_view(r) for r in rows]
-            if len(rows) < PAGE:
-                return out
+        """Every event not yet seen that matches the filters, oldest first."""
+        return [self._to_view(r) for r in self.tail.read()]
 
     def run(
         self,
