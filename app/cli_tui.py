@@ -72,18 +72,16 @@ ONCE_ONLY = {"fmt": "--format", "width": "--width", "no_refresh": "--no-refresh"
 
 def _full_screen_refusal(ctx: typer.Context) -> ParheliaError | None:
     """Why the full-screen app must not start: a `--once` flag without `--once`, or no terminal."""
-    from click.core import ParameterSource
-
-    given = [
+    given = [  # by name: the enum is click's, and typer may carry its own click
         flag
         for name, flag in ONCE_ONLY.items()
-        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
     ]
     if given:
         return ParheliaError(
             "E101",
             f"{', '.join(given)} only applies with --once (the full-screen app has no format)",
-            ["parhelia tui --once " + " ".join(given), "parhelia tui"],
+            ["parhelia tui --once --format json", "parhelia tui"],
         )
     if not sys.stdout.isatty():
         return ParheliaError(
