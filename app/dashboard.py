@@ -36,6 +36,7 @@ from parhelia.state.views import (
     ContainerDetail,
     ContainerView,
     DashboardView,
+    plural,
     still_running_note,
 )
 from parhelia.widgets.budget_pane import BudgetPane
@@ -374,7 +375,11 @@ class ParheliaApp(App):
             if table.filter
             else ""
         )
-        hidden = f" · {len(table.hidden_columns)} columns hidden →" if table.hidden_columns else ""
+        hidden = (
+            f" · {plural(len(table.hidden_columns), 'column')} hidden →"
+            if table.hidden_columns
+            else ""
+        )
         theirs = f" · {len(view.foreign)} of another plane" if view.foreign else ""
         table.border_subtitle = (
             f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}{hidden}"
