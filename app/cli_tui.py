@@ -168,7 +168,10 @@ def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardV
         prepare_demo(rt)
     try:
         if refresh:
-            rt.control.refresh_once()
+            from parhelia.app.spinner import waiting
+
+            with waiting("Reconciling with the backend…"):
+                rt.control.refresh_once()
         return rt.control.dashboard()
     finally:
         if demo:  # a snapshot of the demo must not leave its agents running

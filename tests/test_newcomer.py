@@ -319,3 +319,39 @@ def test_tui_without_a_terminal_says_to_use_once(parhelia_env):
     r = parhelia_env.run("tui")
     assert r.code == 2
     assert_coded_error(r, "E101", "not a terminal", "parhelia tui --once")
+
+
+def test_an_unreachable_modal_api_is_e502_within_the_connect_timeout(parhelia_env, monkeypatch):
+    import socket
+
+    from modal.client import _Client
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PARHELIA_BACKEND", "modal")
+    monkeypatch.setenv("MODAL_SERVER_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MODAL_TOKEN_ID", "ak-x")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "as-x")
+    monkeypatch.setenv("PARHELIA_MODAL_TIMEOUT_SECONDS", "2")
+    monkeypatch.setattr(_Client, "_client_from_env", None)
+    t0 = time.monotonic()
+    r = parhelia_env.run("reconciler", "run")
+    assert time.monotonic() - t0 < 2 + 8  # the deadline and a busy machine's start-up
+    assert r.code != 0 and "E502" in r.err and "could not be reached" in r.err, r.err
+
+
+def test_the_spinner_draws_only_on_a_terminal(monkeypatch):
+    import io
+
+    from parhelia.app.spinner import waiting
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Tty(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        with waiting("Reconciling with the backend…"):
+            pass
+        assert ("Reconciling" in stream.getvalue()) == drawn

@@ -77,6 +77,32 @@ echo "agent=$alive"
 """
 
 
+def check_reachable(timeout: float) -> None:
+    """E502 within `timeout` when the Modal API does not accept a connection. The SDK itself
+    retries a refused or silent server for about a minute before it says anything."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from modal.config import config
+
+    url = urlsplit(config.get("server_url"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ParheliaError(
+            "E502",
+            f"the Modal API at {url.hostname}:{port} could not be reached within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__})",
+            [
+                "parhelia reconciler status",
+                "modal app list",
+                "parhelia task create PROMPT --backend local",
+            ],
+            attempted="connect to Modal",
+        ) from exc
+
+
 def map_modal_error(exc: BaseException, attempted: str) -> ParheliaError:
     """The one place SDK errors become catalogue errors (auth, not found, timeout, network, other)."""
     if isinstance(exc, ParheliaError):
@@ -221,6 +247,7 @@ class ModalBackend:
             if self._client is None:
                 import modal
 
+                check_reachable(self.settings.timeout_seconds)
                 self._client = self._call("connect to Modal", modal.Client.from_env)
             return self._client
 
