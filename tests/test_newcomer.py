@@ -355,3 +355,14 @@ def test_the_spinner_draws_only_on_a_terminal(monkeypatch):
         with waiting("Reconciling with the backend…"):
             pass
         assert ("Reconciling" in stream.getvalue()) == drawn
+
+
+async def test_the_header_fits_80_columns_with_the_budget(fleet):
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await refreshed(pilot, app)
+        bar = app.query_one("#status")
+        line = bar.render()
+        assert line.cell_len <= 80
+        assert "budget 53% of $7.50" in line.plain and "plane" not in line.plain, line.plain

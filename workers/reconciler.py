@@ -289,7 +289,10 @@ class Reconciler:
             )
         if failures:
             first = next(iter(failures.values()))
-            report.error = "; ".join(f"{n}: {e.message}" for n, e in failures.items())
+            report.error = "; ".join(  # no "modal: modal list …": a message may name it already
+                e.message if e.message.startswith(f"{n} ") else f"{n}: {e.message}"
+                for n, e in failures.items()
+            )
             report.error_code = first.code
         report.duration_ms = (time.perf_counter() - t0) * 1000.0
         self.store.record_run(_run_row(report, self.clock()), events)
