@@ -32,7 +32,7 @@ def follow_log(
         offset = chunk.next_offset
         if chunk.next_offset > chunk.offset:
             continue  # more may be waiting beyond one read
-        if not follow or getattr(row, "state", None) not in ACTIVE_STATES:
+        if not follow or chunk.ended or getattr(row, "state", None) not in ACTIVE_STATES:
             return offset
         if stop.wait(poll_seconds):
             return offset

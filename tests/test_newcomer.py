@@ -205,6 +205,17 @@ def test_containers_logs_prints_the_agent_output(parhelia_env, monkeypatch):
     assert r.code == 0
     data = parhelia_env.ok("containers", "logs", cid[2:6])  # a prefix without `c-`
     assert "agent-said hello there" in data["text"]
+    # the row may still say running (no reconcile yet): --follow stops when the agent has exited
+    deadline = time.monotonic() + 30
+    while (
+        not parhelia_env.backend()
+        .read_log(parhelia_env.store().get_container(cid).sandbox_id)
+        .ended
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    followed = parhelia_env.run("containers", "logs", cid, "--follow")
+    assert followed.code == 0 and "agent-said hello there" in followed.out
 
 
 def test_follow_reads_until_the_container_ends():

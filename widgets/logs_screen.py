@@ -91,7 +91,7 @@ class LogsScreen(ModalScreen[None]):
             offset = chunk.next_offset
             if chunk.next_offset > chunk.offset:
                 continue
-            if getattr(row, "state", None) not in ACTIVE_STATES:
+            if chunk.ended or getattr(row, "state", None) not in ACTIVE_STATES:
                 self.app.call_from_thread(self._ended)
                 return
             self._stop.wait(self.poll_seconds)

@@ -173,6 +173,7 @@ class LogChunk:
     text: str
     offset: int
     next_offset: int
+    ended: bool = False  # the agent has exited: no more output will come (a follower stops)
 
 
 LOG_READ_LIMIT = 1 << 20  # one read returns at most 1 MiB; a follower reads again

@@ -342,7 +342,8 @@ class LocalBackend:
                 ["parhelia containers show ID", "parhelia config show"],
                 attempted=f"read the agent log of {sandbox_id}",
             ) from exc
-        return LogChunk(data.decode("utf-8", "replace"), offset, offset + len(data))
+        ended = self._exit_path(sandbox_id).exists() or not self._entry_path(sandbox_id).exists()
+        return LogChunk(data.decode("utf-8", "replace"), offset, offset + len(data), ended)
 
     def _tree_usage(self, sandbox_id: str, tree: list[psutil.Process]) -> tuple[float, int]:
         """CPU % since this backend's previous probe (a new process: its lifetime average) and RSS bytes."""
