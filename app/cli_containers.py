@@ -19,7 +19,7 @@ from parhelia.app.textfmt import (
 )
 
 app = typer.Typer(
-    help="Containers: list (the default), show, events, health, orphans, watch, terminate.",
+    help="Containers: list (the default), show, logs, events, health, orphans, watch, terminate.",
     invoke_without_command=True,
 )
 
@@ -87,6 +87,8 @@ def show(
     now = rt.control.clock()
 
     def human() -> None:
+        from parhelia.state.exit_codes import exit_text
+
         hb = f"{age(c.last_heartbeat_at, now)} ago" if c.last_heartbeat_at else "never"
         usage = ""
         if c.cpu_percent is not None:
@@ -94,7 +96,11 @@ def show(
         lines = [
             f"Container   {c.id}   backend {c.backend}   sandbox {c.sandbox_id or '-'}",
             f"State       {c.state}"
-            + (f" ({c.termination_reason}, exit {c.exit_code})" if c.termination_reason else ""),
+            + (
+                f" ({c.termination_reason}, {exit_text(c.exit_code) or 'no exit code'})"
+                if c.termination_reason
+                else ""
+            ),
             f"Health      {c.health}   last heartbeat {hb}   missed {c.missed_heartbeats}",
             f"Task        {c.task_id or '-'}"
             + (f" [{d.task_status}] {c.task_prompt}" if c.task_prompt else ""),
@@ -184,6 +190,21 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         human=human,
         next_actions=[("parhelia cleanup --orphans", "terminate them")] if rows else [],
     )
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    container: Annotated[str, typer.Argument(help="Container id (a unique prefix will do).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until it ends.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The agent's output (stdout and stderr), as the backend keeps it."""
+    from parhelia.app.cli_logs import logs_command
+
+    logs_command(runtime(ctx, json_out), container, follow=follow)
 
 
 @app.command("health")

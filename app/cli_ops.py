@@ -194,6 +194,15 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             ", ".join(f"{k} {data[k]}" for k in RUN_COUNTS if k in data)
             + f" in {report.duration_ms:.0f} ms"
         )
+        if report.in_grace:
+            from parhelia.state.views import plural
+
+            output.echo(
+                f"{plural(report.in_grace, 'running sandbox', 'running sandboxes')} not recorded "
+                "yet, inside their orphan grace; a cycle after it records them as orphans"
+            )
+        for line in report.guard_actions:
+            output.echo(f"budget guard: {line}")
 
     if not (report.error_code and rt.json_out):  # with --json the error is the one document
         output.success(data, json_out=rt.json_out, human=human)

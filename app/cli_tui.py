@@ -53,7 +53,11 @@ def tui(
         fmt = "json"
     if once:
         raise typer.Exit(_once(rt, fmt, width, demo=demo, refresh=not no_refresh))
-    _check_format(fmt)
+    if (err := _full_screen_refusal(ctx)) is not None:  # a script must never hang on the app
+        from parhelia.app import output
+
+        output.failure(err, json_out=rt.json_out)
+        raise typer.Exit(2)
     if demo:
         from parhelia.app.demo import prepare_demo
 
@@ -61,6 +65,31 @@ def tui(
     from parhelia.app.dashboard import run_dashboard
 
     run_dashboard(rt, demo=demo, run_loops=not read_only)
+
+
+ONCE_ONLY = {"fmt": "--format", "width": "--width", "no_refresh": "--no-refresh"}
+
+
+def _full_screen_refusal(ctx: typer.Context) -> ParheliaError | None:
+    """Why the full-screen app must not start: a `--once` flag without `--once`, or no terminal."""
+    given = [  # by name: the enum is click's, and typer may carry its own click
+        flag
+        for name, flag in ONCE_ONLY.items()
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    ]
+    if given:
+        return ParheliaError(
+            "E101",
+            f"{', '.join(given)} only applies with --once (the full-screen app has no format)",
+            ["parhelia tui --once --format json", "parhelia tui"],
+        )
+    if not sys.stdout.isatty():
+        return ParheliaError(
+            "E101",
+            "stdout is not a terminal; the full-screen dashboard needs one",
+            ["parhelia tui --once", "parhelia tui --once --format json"],
+        )
+    return None
 
 
 def _check_format(fmt: str) -> None:
@@ -139,7 +168,10 @@ def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardV
         prepare_demo(rt)
     try:
         if refresh:
-            rt.control.refresh_once()
+            from parhelia.app.spinner import waiting
+
+            with waiting("Reconciling with the backend…"):
+                rt.control.refresh_once()
         return rt.control.dashboard()
     finally:
         if demo:  # a snapshot of the demo must not leave its agents running

@@ -32,7 +32,13 @@ from parhelia.app.commands import ActionsProvider
 from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP, TOPICS
 from parhelia.state.errors import CATALOGUE, ParheliaError
-from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
+from parhelia.state.views import (
+    ContainerDetail,
+    ContainerView,
+    DashboardView,
+    plural,
+    still_running_note,
+)
 from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.containers_table import ContainersTable, PreparedRow, prepare_rows
 from parhelia.widgets.events_log import EventFilter, EventsLog
@@ -68,6 +74,7 @@ _DASHBOARD_ACTIONS = {
     "reconcile",
     "toggle_sidebar",
     "attach",
+    "logs",
     "help",
     "quit",
 }
@@ -98,6 +105,7 @@ class ParheliaApp(App):
             "b", "toggle_sidebar", "Sidebar", tooltip="Show or hide the budget and help sidebar"
         ),
         Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
+        Binding("l", "logs", "Logs", tooltip="The selected container's agent output, live"),
         Binding(
             "question_mark", "help", "Help", key_display="?", tooltip="Every key and help topic"
         ),
@@ -114,9 +122,11 @@ class ParheliaApp(App):
         watch_db: bool = True,
         refresh_seconds: float | None = None,
         attach_runner: Callable[[list[str]], int] | None = None,
+        demo: bool = False,
     ) -> None:
         super().__init__()
         self.control = control
+        self.demo = demo
         self.loaded = loaded
         self.run_loops = run_loops
         self.watch_db = watch_db
@@ -365,7 +375,11 @@ class ParheliaApp(App):
             if table.filter
             else ""
         )
-        hidden = f" · {len(table.hidden_columns)} columns hidden →" if table.hidden_columns else ""
+        hidden = (
+            f" · {plural(len(table.hidden_columns), 'column')} hidden →"
+            if table.hidden_columns
+            else ""
+        )
         theirs = f" · {len(view.foreign)} of another plane" if view.foreign else ""
         table.border_subtitle = (
             f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}{hidden}"
@@ -762,6 +776,16 @@ class ParheliaApp(App):
         self.notify(f"Shell in {c.id} exited ({code}).", title="Attach", timeout=4)
         self.request_refresh()
 
+    def action_logs(self) -> None:
+        from parhelia.widgets.logs_screen import LogsScreen
+
+        c = self._selected()
+        if c is not None:
+            cid = c.id
+            self.push_screen(
+                LogsScreen(cid, lambda offset: self.control.container_logs(cid, offset))
+            )
+
     def action_help(self) -> None:
         from parhelia.widgets.help_screen import HelpScreen
 
@@ -774,13 +798,17 @@ class ParheliaApp(App):
     def _now(self) -> datetime:
         return self.view.generated_at if self.view is not None else self.control.clock()
 
+    async def action_quit(self) -> None:
+        """Quit, returning what keeps running so the terminal says it after the app is gone."""
+        self.exit(still_running_note(self.view, demo=self.demo))
+
 
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
     """Run the dashboard until quit, a hang-up or SIGTERM. A demo starts its agents here, once a
     hang-up can no longer miss them, and stops them on the way out."""
     from parhelia.app.exit_guard import ExitGuard
 
-    app = ParheliaApp(rt.control, loaded=rt.loaded, run_loops=run_loops)
+    app = ParheliaApp(rt.control, loaded=rt.loaded, run_loops=run_loops, demo=demo)
 
     def cleanup() -> None:
         app._stop.set()  # the loops, also when the exit is forced and the app never unmounts
@@ -799,6 +827,8 @@ def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
         start_fleet(rt)
     try:
         if not guard.hung_up.is_set():  # a hang-up while the fleet started skips to the cleanup
-            app.run()
+            note = app.run()
+            if isinstance(note, str):  # what keeps running (and costing) after the dashboard
+                sys.stderr.write(note + "\n")
     finally:
         guard.stop()

@@ -39,6 +39,8 @@ are counted apart and never touched; an orphan with no plane id (made before pla
 stopped only by you (cleanup --orphans or terminate), never by a policy.
 
   parhelia containers                       (bare: the list) | show ID | events ID | health | orphans
+  parhelia containers logs ID --follow      the agent's output (`l` in the dashboard); ids take
+                                            unique prefixes, with or without c- (as Docker's do)
   parhelia containers watch                 a live line per container; JSON lines when piped
   parhelia containers terminate ID          (asks first; --yes to skip)
   parhelia cleanup --orphans                terminate every orphan after confirmation""",

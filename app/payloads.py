@@ -160,4 +160,7 @@ def budget_data(view: DashboardView) -> dict:
 def reconcile_now(control: ControlPlane):
     """One reconcile cycle (then heartbeat and budget); the one-shot pass releases the lease after,
     so a one-off never leaves it behind (`workers.loops.LoopRunner.once`)."""
-    return control.refresh_once()
+    from parhelia.app.spinner import waiting
+
+    with waiting("Reconciling with the backend…"):
+        return control.refresh_once()

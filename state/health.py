@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parhelia.state.enums import Health
+from parhelia.state.enums import ACTIVE_STATES, Health
+
+NO_LIVE_HEALTH = "-"  # what an ended (stopped, terminated) container shows: nothing lives to probe
 
 
 @dataclass(frozen=True)
@@ -31,3 +33,14 @@ SEVERITY = {
     Health.UNHEALTHY: 2,
     Health.DEAD: 3,
 }
+
+
+def shown_health(state: str, health: str, last_heartbeat_at: object) -> str:
+    """The one mapping from a row's state to the health every view shows (TUI, `containers
+    list`, `--json`): an ended container has no live health, and no heartbeat yet is "unknown",
+    never "healthy" next to "last heartbeat never"."""
+    if state not in ACTIVE_STATES:
+        return NO_LIVE_HEALTH
+    if last_heartbeat_at is None and health == Health.HEALTHY:
+        return Health.UNKNOWN.value
+    return health

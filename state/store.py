@@ -70,6 +70,7 @@ from parhelia.state.views import (
     DashboardView,
     EventView,
     ForeignSandbox,
+    GraceSandbox,
     HeartbeatView,
     ReconcilerView,
 )
@@ -83,6 +84,7 @@ PLANE_KEY = "control_plane.id"
 # Per backend: the sandboxes of another control plane its last good listing saw, by sandbox id
 # (written by the reconciler, shown by the dashboard, refused by terminate).
 FOREIGN_PREFIX = "reconciler.foreign."
+IN_GRACE_PREFIX = "reconciler.in_grace."  # {sandbox id: when its orphan grace ends}
 # The container columns a ContainerView needs, in `_container_views`' order.
 _VIEW_COLUMNS = tuple(
     Container.__table__.c[name]
@@ -272,7 +274,7 @@ class Store:
 
     def get_task(self, task_id: str) -> Task:
         with self.read() as s:
-            task = s.get(Task, task_id) or _unique_prefix(s, Task, task_id)
+            task = s.get(Task, task_id) or _unique_prefix(s, Task, task_id, "t")
         if task is None:
             raise ParheliaError(
                 "E201", f"no task {task_id!r}", ["parhelia task list", "parhelia task list --json"]
@@ -323,7 +325,7 @@ class Store:
                     select(Container).where(Container.sandbox_id == ref).limit(1)
                 ).first()
             if found is None:
-                found = _unique_prefix(s, Container, ref)
+                found = _unique_prefix(s, Container, ref, "c")
         if found is None:
             raise ParheliaError(
                 "E204",
@@ -938,6 +940,7 @@ class Store:
             reconciler = _reconciler_view(s, reconcile_interval, now)
             plane = _get_setting(s, PLANE_KEY) or ""
             foreign = _foreign_sandboxes(s)
+            in_grace = _in_grace(s)
         burn = sum(c.cost_rate_per_hour for c in running)
         gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
@@ -950,6 +953,7 @@ class Store:
             database=self.label,
             plane_id=plane,
             foreign=foreign,
+            in_grace=in_grace,
         )
 
     def foreign_sandboxes(self) -> list[ForeignSandbox]:
@@ -1152,6 +1156,16 @@ def _filter_events(
 def _get_setting(s: Session, key: str, default: Any = None) -> Any:
     row = s.get(Setting, key)
     return default if row is None else row.value
+
+
+def _in_grace(s: Session) -> list[GraceSandbox]:
+    rows = s.scalars(select(Setting).where(Setting.key.startswith(IN_GRACE_PREFIX))).all()
+    out = [
+        GraceSandbox(row.key.removeprefix(IN_GRACE_PREFIX), sid, datetime.fromisoformat(ends))
+        for row in rows
+        for sid, ends in (row.value or {}).items()
+    ]
+    return sorted(out, key=lambda g: (g.grace_ends_at, g.sandbox_id))
 
 
 def _foreign_sandboxes(s: Session) -> list[ForeignSandbox]:
@@ -1669,7 +1683,7 @@ def to_container_view(
         backend=c.backend,
         sandbox_id=c.sandbox_id,
         state=c.state,
-        health=c.health,
+        health=c.health,  # shown as `ContainerView` maps it for the state
         task_id=c.task_id,
         task_prompt=prompt,
         created_at=as_utc(c.created_at),
@@ -1719,13 +1733,34 @@ def to_heartbeat_view(h: Heartbeat) -> HeartbeatView:
     )
 
 
-def _unique_prefix(session: Session, model: type, prefix: str) -> Any:
-    if len(prefix) < 3:
+AMBIGUOUS_SHOWN = 5  # candidates named in the error; more are counted
+
+
+def _unique_prefix(session: Session, model: type, prefix: str, kind: str) -> Any:
+    """The one row whose id starts with `prefix`, with or without its `c-`/`t-` (as Docker
+    takes `9c9c` for a full id); None when none does; E101 naming the candidates when several do."""
+    if not prefix.startswith(f"{kind}-"):
+        prefix = f"{kind}-{prefix}"
+    if len(prefix) < len(kind) + 2:
         return None
     rows = list(
-        session.scalars(select(model).where(model.id.startswith(prefix, autoescape=True)).limit(2))
+        session.scalars(
+            select(model)
+            .where(model.id.startswith(prefix, autoescape=True))
+            .order_by(model.id)
+            .limit(AMBIGUOUS_SHOWN + 1)
+        )
     )
-    return rows[0] if len(rows) == 1 else None
+    if len(rows) > 1:
+        ids = [r.id for r in rows[:AMBIGUOUS_SHOWN]]
+        more = ", …" if len(rows) > AMBIGUOUS_SHOWN else ""
+        noun = "containers" if kind == "c" else "task"
+        raise ParheliaError(
+            "E101",
+            f"{prefix!r} is ambiguous: it starts {', '.join(ids)}{more}; give more characters",
+            [f"parhelia {noun} show {ids[0]}", f"parhelia {noun} list"],
+        )
+    return rows[0] if rows else None
 
 
 __all__ = [

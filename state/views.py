@@ -44,6 +44,15 @@ class ContainerView:
     # orphan's resources. Every view marks it (`~`) and says so.
     rate_estimated: bool = False
 
+    def __post_init__(self) -> None:
+        # One mapping decides the health a row shows for its state (`state.health.shown_health`),
+        # so the TUI, `containers list` and `--json` cannot tell two stories.
+        from parhelia.state.health import shown_health
+
+        object.__setattr__(
+            self, "health", shown_health(self.state, self.health, self.last_heartbeat_at)
+        )
+
     @property
     def is_active(self) -> bool:
         return self.state in ("created", "running", "orphaned")
@@ -129,6 +138,39 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
+def still_running_note(view: DashboardView | None, *, demo: bool = False) -> str | None:
+    """What quitting the dashboard leaves behind, said on the way out; None when nothing runs."""
+    live = [c for c in view.containers if c.is_active] if view is not None else []
+    if not live:
+        return None
+    rate = sum(c.cost_rate_per_hour for c in live)
+    what = f"{plural(len(live), 'container')} still running, ${rate:.2f}/h"
+    if demo:
+        return f"{what}; the demo stops its own now."
+    return (
+        f"{what}; they keep running (parhelia containers list; parhelia containers terminate ID)."
+    )
+
+
+@dataclass(frozen=True)
+class GraceSandbox:
+    """A running sandbox no row records, not yet an orphan: its grace (a dispatch may still be
+    writing its row) ends at `grace_ends_at`, when the reconciler records it as one."""
+
+    backend: str
+    sandbox_id: str
+    grace_ends_at: datetime
+
+
+def grace_left(ends: datetime, now: datetime) -> str:
+    """`grace 1m 40s left`, or that the next cycle records it."""
+    seconds = int((ends - now).total_seconds())
+    if seconds <= 0:
+        return "grace over, recorded as orphan next cycle"
+    minutes, secs = divmod(seconds, 60)
+    return f"grace {minutes}m {secs:02d}s left" if minutes else f"grace {secs}s left"
+
+
 @dataclass(frozen=True)
 class ForeignSandbox:
     """A sandbox of another control plane (another store) on a shared cloud: shown, never touched."""
@@ -152,6 +194,8 @@ class DashboardView:
     plane_id: str = ""  # this store's control-plane id
     # what the last good listings saw of other control planes; counted apart, never acted on
     foreign: list[ForeignSandbox] = field(default_factory=list)
+    # running sandboxes no row records yet, inside their orphan grace (the last cycle's sightings)
+    in_grace: list[GraceSandbox] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -181,6 +225,14 @@ class DashboardView:
                 Attention(
                     f"budget {self.budget.level} at {self.budget.percent:.0f}%",
                     "parhelia budget show",
+                )
+            )
+        if self.in_grace:
+            out.append(
+                Attention(
+                    f"{plural(len(self.in_grace), 'unrecorded sandbox', 'unrecorded sandboxes')}, "
+                    f"{grace_left(self.in_grace[0].grace_ends_at, self.generated_at)}",
+                    "parhelia reconciler run",
                 )
             )
         if self.reconciler.stale:

@@ -83,6 +83,7 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "task retry": ["task", "retry", task_id],
         "containers list": ["containers", "list", "--all"],
         "containers show": ["containers", "show", container_id],
+        "containers logs": ["containers", "logs", container_id],
         "containers events": ["containers", "events", container_id],
         "containers orphans": ["containers", "orphans"],
         "containers health": ["containers", "health"],

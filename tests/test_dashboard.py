@@ -245,12 +245,12 @@ async def test_events_filter_by_level_and_follow_pauses_on_scroll_up(fleet, stor
         log = app.query_one(EventsLog)
         log.focus()
         await pilot.pause()
-        await pilot.press("l", "l")  # debug -> info -> warning
+        await pilot.press("v", "v")  # debug -> info -> warning
         assert log.filter.min_level == "warning"
         assert all(("INFO" not in line.text) for line in log.lines)
-        await pilot.press("l")
+        await pilot.press("v")
         assert log.filter.min_level == "error"
-        await pilot.press("l")  # wraps to debug
+        await pilot.press("v")  # wraps to debug
         for i in range(40):
             store.add_event("note", f"note {i}", ts=world.NOW)
         n = app.refreshes
@@ -573,11 +573,13 @@ def test_sort_keys_follow_the_columns(fleet):
     control, _ = fleet
     for c in control.dashboard().containers:
         by = dict(zip(COLUMN_KEYS, sort_keys(c, world.NOW), strict=True))
-        assert by["id"] == (c.id, c.id)
-        assert by["cost"] == (c.cost_accrued_usd, c.id)
-        assert by["rate"] == (c.cost_rate_per_hour, c.id)
-        assert by["sandbox"] == (c.sandbox_id or "", c.id)
-        assert by["cpu"] == (c.cpu_percent or 0.0, c.id)
+        assert by["id"] == (False, c.id, c.id)
+        assert by["cost"] == (False, c.cost_accrued_usd, c.id)
+        live = c.is_active
+        assert by["rate"] == ((False, c.cost_rate_per_hour, c.id) if live else (True, 0, c.id))
+        assert by["sandbox"] == (c.sandbox_id is None, c.sandbox_id or 0, c.id)
+        has_cpu = live and c.cpu_percent is not None
+        assert by["cpu"] == ((False, c.cpu_percent, c.id) if has_cpu else (True, 0, c.id))
 
 
 async def test_garbage_is_collected_on_the_dashboards_schedule(fleet, monkeypatch):
@@ -755,7 +757,7 @@ async def test_esc_in_the_events_filter_clears_it_and_restores_the_level(fleet):
         await refreshed(pilot, app)
         log = app.query_one(EventsLog)
         log.focus()
-        await pilot.press("l", "l")  # warning
+        await pilot.press("v", "v")  # warning
         await pilot.press("slash", *"level:error type:orphan")
         assert log.filter.min_level == "error" and log.filter.types == ("orphan",)
         await pilot.press("escape")

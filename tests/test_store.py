@@ -378,7 +378,14 @@ def test_stats(fleet):
 def test_get_container_by_prefix_and_not_found(fleet):
     assert fleet.get_container("c-00000001").id == "c-00000001"
     with pytest.raises(ParheliaError) as err:
-        fleet.get_container("c-0000000")  # ambiguous prefix
+        fleet.get_container("c-0000000")  # ambiguous prefix: a coded error naming the candidates
+    assert err.value.code == "E101"
+    assert "c-00000001" in err.value.message and "c-00000002" in err.value.message
+    # unique prefixes with or without `c-`, as Docker takes them
+    assert fleet.get_container("00000001").id == "c-00000001"
+    assert fleet.get_container("c-00000001"[:9] + "1").id == "c-00000001"
+    with pytest.raises(ParheliaError) as err:
+        fleet.get_container("ffff")
     assert err.value.code == "E204"
     with pytest.raises(ParheliaError):
         fleet.get_task("t-nope")

@@ -27,6 +27,7 @@ from parhelia.widgets.formatting import (
     container_cells,
     row_style,
     sort_keys,
+    sorted_ids,
 )
 from parhelia.widgets.line_table import LineTable, TableColumn
 
@@ -223,7 +224,8 @@ class ContainersTable(LineTable):
             ready = prepared.get(c.id)
             return (ready.sort_keys if ready is not None else sort_keys(c, now))[column]
 
-        return [c.id for c in sorted(self._views.values(), key=key, reverse=self.sort_reverse)]
+        keyed = [(c.id, key(c)) for c in self._views.values()]
+        return sorted_ids(keyed, reverse=self.sort_reverse)
 
     def _header_cells(self) -> list[tuple[str, str]]:
         arrow = "▼" if self.sort_reverse else "▲"

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Sparkline, Static
 
+from parhelia.state.exit_codes import exit_text
 from parhelia.state.views import ContainerDetail
 from parhelia.widgets.formatting import (
     age,
@@ -165,7 +166,7 @@ class ContainerDetailScreen(ModalScreen[None]):
                     ),
                     ("missed heartbeats", str(c.missed_heartbeats)),
                     ("agent", self._agent(c.agent_alive)),
-                    ("exit code", "-" if c.exit_code is None else str(c.exit_code)),
+                    ("exit code", exit_text(c.exit_code) or "-"),
                     ("reason", c.termination_reason or "-"),
                 ]
             )

@@ -81,7 +81,7 @@ class EventsLog(RichLog):
     """Live events: state, health, orphan, budget and user actions, with their actor."""
 
     BINDINGS = [
-        Binding("l", "cycle_level", "Level", tooltip="Show events at or above the next level"),
+        Binding("v", "cycle_level", "Level", tooltip="Show events at or above the next level"),
         Binding(
             "escape",
             "clear_filter",

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from parhelia.state.health import NO_LIVE_HEALTH
 from parhelia.state.safe_text import escape_controls
 from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import (
@@ -162,7 +163,7 @@ def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
     cells = {
         "id": c.id,
         "state": c.state,
-        "health": health_label(c.health) if active or c.state == "stopped" else "-",
+        "health": "-" if c.health == NO_LIVE_HEALTH else health_label(c.health),
         "task": excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
         "age": age(c.started_at or c.created_at, now),
         "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
@@ -211,26 +212,35 @@ HEALTH_ORDER = {h: i for i, h in enumerate(("healthy", "unknown", "degraded", "u
 
 
 def sort_keys(c: ContainerView, now: datetime) -> tuple:
-    """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value), each
-    with the id to break ties. All at once: the dashboard works them out in its refresh thread so
-    that a sort key press only sorts."""
-    active_age = age_seconds(c.started_at or c.created_at, now) or 0.0
-    heartbeat = age_seconds(c.last_heartbeat_at, now)
-    keys = (
+    """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value): each
+    `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
+    rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
+    orders them. All at once: the dashboard works them out in its refresh thread so that a sort
+    key press only sorts."""
+    active = c.is_active
+    heartbeat = age_seconds(c.last_heartbeat_at, now) if active else None
+    values = (
         c.id,
         c.state,
-        HEALTH_ORDER.get(c.health, len(HEALTH_ORDER)),
-        (c.task_prompt or c.task_id or "").lower(),
-        active_age,
-        float("inf") if heartbeat is None else heartbeat,
-        c.cpu_percent or 0.0,
-        c.memory_used_mib or 0.0,
-        c.cost_rate_per_hour,
+        HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
+        (c.task_prompt or c.task_id or "").lower() or None,
+        age_seconds(c.started_at or c.created_at, now) or 0.0,
+        heartbeat,
+        c.cpu_percent if active else None,
+        c.memory_used_mib if active else None,
+        c.cost_rate_per_hour if active else None,
         c.cost_accrued_usd,
-        c.gpu or "",
-        c.sandbox_id or "",
+        c.gpu or None,
+        c.sandbox_id or None,
     )
-    return tuple((k, c.id) for k in keys)
+    return tuple((v is None, 0 if v is None else v, c.id) for v in values)
+
+
+def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:
+    """Ids by their sort key (`sort_keys`' form), rows without a value last whichever way."""
+    have = sorted((k for k in keyed if not k[1][0]), key=lambda k: k[1], reverse=reverse)
+    missing = sorted((k for k in keyed if k[1][0]), key=lambda k: k[1])
+    return [cid for cid, _ in have + missing]
 
 
 def sort_value(c: ContainerView, column: str, now: datetime) -> tuple:

@@ -40,6 +40,16 @@ class NewTaskDefaults:
     sources: dict[str, str]
 
 
+# field widget id -> (its key in `NewTaskDefaults`, its label's title)
+FIELD_KEYS = {
+    "backend": ("backend", "Backend"),
+    "gpu": ("gpu", "GPU"),
+    "cpu": ("cpu", "CPU cores"),
+    "memory": ("memory_mib", "Memory MiB"),
+    "timeout": ("timeout_minutes", "Timeout minutes"),
+}
+
+
 def _number(text: str, field: str, unit: str, convert: Callable[[float], float]) -> float:
     """Parse a typed number, or raise the same E101 validation raises for a bad range."""
     try:
@@ -100,6 +110,7 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
         self.spent_usd = spent_usd
         self.ceiling_usd = ceiling_usd
         self.last_error: ParheliaError | None = None
+        self._initial: dict[str, Any] = {}
 
     # -- composition -------------------------------------------------------------------------
 
@@ -107,10 +118,23 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
         value = self.defaults.values.get(key)
         return fallback if value is None else value
 
-    def _label(self, title: str, key: str) -> Label:
-        source = self.defaults.sources.get(key, "default")
-        text = Text.assemble((title, "bold"), "\n", (f"from {source}", "dim"))
-        return Label(text, id=f"label-{key}")
+    def _label(self, title: str, key: str, *, edited: bool = False) -> Label:
+        return Label(self._label_text(title, key, edited=edited), id=f"label-{key}")
+
+    def _label_text(self, title: str, key: str, *, edited: bool) -> Text:
+        """`from project config` while the field holds its default; `edited` once it does not."""
+        source = "edited" if edited else f"from {self.defaults.sources.get(key, 'default')}"
+        return Text.assemble((title, "bold"), "\n", (source, "dim"))
+
+    def _follow_source(self, widget_id: str | None) -> None:
+        """Keep a field's "from …" label true to its value as it is edited."""
+        field = FIELD_KEYS.get(widget_id or "")
+        if field is None or widget_id not in self._initial:
+            return
+        key, title = field
+        value = self.query_one(f"#{widget_id}").value
+        edited = value != self._initial.get(widget_id)
+        self.query_one(f"#label-{key}", Label).update(self._label_text(title, key, edited=edited))
 
     def compose(self) -> ComposeResult:
         yield Footer()  # this screen's own keys
@@ -122,6 +146,13 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
         gpu = self._default("gpu", _NO_GPU) or _NO_GPU
         if gpu not in gpus:
             gpus.append(gpu)
+        self._initial = {  # what each field starts with: its label says "edited" once it differs
+            "backend": backend,
+            "gpu": gpu,
+            "cpu": f"{self._default('cpu', 1.0):g}",
+            "memory": str(self._default("memory_mib", 2048)),
+            "timeout": str(self._default("timeout_minutes", 60)),
+        }
 
         with Vertical(id="dialog"):
             yield Static("New task", id="title")
@@ -144,13 +175,13 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
                         yield Select([(g, g) for g in gpus], value=gpu, allow_blank=False, id="gpu")
                     with Vertical():
                         yield self._label("CPU cores", "cpu")
-                        yield Input(f"{self._default('cpu', 1.0):g}", id="cpu")
+                        yield Input(self._initial["cpu"], id="cpu")
                     with Vertical():
                         yield self._label("Memory MiB", "memory_mib")
-                        yield Input(str(self._default("memory_mib", 2048)), id="memory")
+                        yield Input(self._initial["memory"], id="memory")
                     with Vertical():
                         yield self._label("Timeout minutes", "timeout_minutes")
-                        yield Input(str(self._default("timeout_minutes", 60)), id="timeout")
+                        yield Input(self._initial["timeout"], id="timeout")
                 yield Static(id="estimate")
                 yield Static(id="warnings")
                 yield Static(id="errors")
@@ -253,10 +284,12 @@ class NewTaskScreen(ModalScreen[TaskRequest | None]):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self._follow_source(event.input.id)
         self.refresh_panels()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
+        self._follow_source(event.select.id)
         self.refresh_panels()
 
     # -- dispatch ----------------------------------------------------------------------------

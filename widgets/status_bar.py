@@ -21,13 +21,23 @@ class StatusBar(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._text = Text()
+        self._narrow: Text | None = None  # the same header without the plane id
 
     @property
     def content(self) -> Text:
         return self._text
 
     def render(self) -> Text:
-        return self._text
+        """The header fitted to its width: the plane id gives way first (the least needed at a
+        glance), then the line ends in an ellipsis rather than running off the edge."""
+        width = self.size.width
+        text = self._text
+        if width and text.cell_len > width and self._narrow is not None:
+            text = self._narrow
+        if width and text.cell_len > width:
+            text = text.copy()
+            text.truncate(width, overflow="ellipsis")
+        return text
 
     def show(
         self,
@@ -42,6 +52,7 @@ class StatusBar(Widget):
         text = status_text(backend, database, reconciler, mode, budget, plane)
         if text.plain != self._text.plain:
             self._text = text
+            self._narrow = status_text(backend, database, reconciler, mode, budget, "")
             self.refresh()
 
 

@@ -27,7 +27,14 @@ from parhelia.state.timeutil import utcnow
 from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends import make_backend
-from parhelia.workers.backends.base import TAG_PLANE, Backend, Ownership, SandboxSpec, ownership
+from parhelia.workers.backends.base import (
+    TAG_PLANE,
+    Backend,
+    LogChunk,
+    Ownership,
+    SandboxSpec,
+    ownership,
+)
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -320,7 +327,7 @@ class ControlPlane:
             level=EventLevel.ERROR,
             termination_reason="dispatch_failed",
             terminated_by=actor,
-            message=f"dispatch of {container.id} failed ({code}): {exc}",
+            message=f"dispatch of {container.id} failed ({code}): {getattr(exc, 'message', exc)}",
             details={"code": code},
         )  # its task fails with it (`Store.transition` applies `state.task_end`)
 
@@ -476,6 +483,18 @@ class ControlPlane:
             )
         return self.backend_for(c.backend).shell_argv(c.sandbox_id)
 
+    def container_logs(self, ref: str, offset: int = 0) -> tuple[Container, LogChunk]:
+        """A container's agent output from byte `offset` (the logs screen and `containers logs`
+        read on from `next_offset`), with the row so a follower knows when it has ended."""
+        c = self.store.get_container(ref)
+        if not c.sandbox_id:
+            raise ParheliaError(
+                "E205",
+                f"{c.id} never got a sandbox (state {c.state}), so it has no agent output",
+                [f"parhelia containers show {c.id}", f"parhelia containers events {c.id}"],
+            )
+        return c, self.backend_for(c.backend).read_log(c.sandbox_id, offset)
+
     def _view(self, container_id: str) -> ContainerView:
         return self.store.container_views(now=self.clock(), ids=[container_id])[0]
 
@@ -544,8 +563,17 @@ class ControlPlane:
 
     def refresh_once(self):
         """One pass of every loop, as `parhelia tui --once` and `reconciler run` want it; the
-        lease is released at the end (a one-shot command holds nothing once it has answered)."""
-        return self.loops.once()
+        lease is released at the end (a one-shot command holds nothing once it has answered).
+        The report carries what the budget guard did in the same pass."""
+        guard: list[str] = []
+
+        def seen(name: str, result) -> None:
+            if name == "budget" and result:
+                guard.extend(result)
+
+        report = self.loops.once(on_cycle=seen)
+        report.guard_actions = guard
+        return report
 
     def run_loops(self, stop, log=None) -> bool:
         """The daemon: the loops on their own thread until `stop`; False if a call outlived the grace."""

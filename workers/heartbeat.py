@@ -100,7 +100,9 @@ class HeartbeatPoller:
                 report.failed += 1
                 report.timed_out += sample is _TIMED_OUT
             alive = isinstance(sample, ProbeSample) and sample.agent_alive
-            missed = 0 if alive else row.missed_heartbeats + 1
+            finishing = isinstance(sample, ProbeSample) and sample.agent_exited and not alive
+            # an agent that has exited is finishing, not failing: the reconciler sees it end
+            missed = 0 if alive else row.missed_heartbeats + (0 if finishing else 1)
             health = health_from_missed(missed, self.thresholds)
             update: dict = {"id": row.id, "missed_heartbeats": missed}
             if health != row.health:  # setting it at all rewrites its index entry
@@ -192,7 +194,13 @@ def _sample_row(container_id: str, now: datetime, s: ProbeSample) -> dict:
 
 def _health_event(row: Container, health: Health, missed: int, sample, now: datetime):
     if isinstance(sample, ProbeSample):
-        why = "agent process gone" if not sample.agent_alive else "heartbeat received"
+        why = (
+            "heartbeat received"
+            if sample.agent_alive
+            else "agent not responding (stopped)"
+            if sample.agent_stopped
+            else "agent process gone"
+        )
     else:
         why = "probe timed out" if sample is _TIMED_OUT else "probe failed"
     return make_event(

@@ -45,11 +45,19 @@ from parhelia.state.costs import (
 from parhelia.state.enums import ContainerState as S
 from parhelia.state.enums import EventLevel, EventSource, Health, TaskStatus
 from parhelia.state.errors import ParheliaError
+from parhelia.state.exit_codes import exit_text
 from parhelia.state.lifecycle import ENDED_FIELDS, can_transition
 from parhelia.state.models import Container, ReconcilerRun, Task, new_container_id
 from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
-from parhelia.state.store import FOREIGN_PREFIX, NewRow, RowChange, Store, make_event
+from parhelia.state.store import (
+    FOREIGN_PREFIX,
+    IN_GRACE_PREFIX,
+    NewRow,
+    RowChange,
+    Store,
+    make_event,
+)
 from parhelia.state.timeutil import age_seconds, as_utc, utcnow
 from parhelia.workers.backends.base import (
     TAG_PLANE,
@@ -100,6 +108,8 @@ class ReconcileReport:
     next_delay_seconds: float = 0.0
     # the earliest moment a sandbox seen in grace can be recorded as an orphan (the next cycle's due)
     grace_ends_at: datetime | None = None
+    # what the budget guard's pass after this cycle did (`reconciler run` says it in one answer)
+    guard_actions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -115,6 +125,8 @@ class ReconcileReport:
             f"orphans {self.orphans} terminated {self.terminated} corrections {self.corrections} "
             f"stale {self.marked_stale} in {self.duration_ms:.0f} ms"
         )
+        if self.in_grace:
+            head += f"; {self.in_grace} unrecorded in their orphan grace"
         if self.foreign:
             head += f"; {self.foreign} of another control plane (not touched)"
         return head + (f"; {self.error_code}: {self.error}" if self.error else "")
@@ -277,7 +289,10 @@ class Reconciler:
             )
         if failures:
             first = next(iter(failures.values()))
-            report.error = "; ".join(f"{n}: {e.message}" for n, e in failures.items())
+            report.error = "; ".join(  # no "modal: modal list …": a message may name it already
+                e.message if e.message.startswith(f"{n} ") else f"{n}: {e.message}"
+                for n, e in failures.items()
+            )
             report.error_code = first.code
         report.duration_ms = (time.perf_counter() - t0) * 1000.0
         self.store.record_run(_run_row(report, self.clock()), events)
@@ -442,6 +457,8 @@ class _Plan:
             self._mark_stale(row)
         if unmatched:
             self._orphans(backend, unmatched)
+        else:
+            self._save_in_grace(backend, {})
         self._foreign(backend, [i for i in foreign if i.running])
 
     def _foreign(self, backend: str, infos: Sequence[SandboxInfo]) -> None:
@@ -491,8 +508,8 @@ class _Plan:
                 row,
                 new,
                 kind,
-                f"{row.id} {row.state} → {new}: its sandbox {info.sandbox_id} exited"
-                + (f" with code {info.exit_code}" if info.exit_code is not None else ""),
+                f"{row.id} {row.state} → {new}: its sandbox {info.sandbox_id} "
+                + (exit_text(info.exit_code) or "exited"),
                 exit_code=info.exit_code,
                 termination_reason=row.termination_reason or "exited",
             )
@@ -537,7 +554,7 @@ class _Plan:
             S.TERMINATED,
             "terminated",
             f"{row.id} ({row.sandbox_id}) is no longer listed by {row.backend}: "
-            + (f"it ended with code {code}" if code is not None else "terminated externally"),
+            + (f"it {exit_text(code)}" if code is not None else "terminated externally"),
             termination_reason=reason or ended,
             terminated_by=row.terminated_by or "external",
             exit_code=code,
@@ -626,6 +643,7 @@ class _Plan:
         newcomers = {c.id for c in old if c.state != S.TERMINATED and c.id not in self.snapshot_ids}
         seen = self._sightings(backend)
         before = dict(seen)
+        graced: dict[str, str] = {}
         for info in running:
             holder = holders.get(info.sandbox_id)
             if holder is not None and holder.state != S.TERMINATED:
@@ -637,7 +655,9 @@ class _Plan:
             )
             if (age_seconds(born, self.now) or 0.0) < self.grace:
                 self.report.in_grace += 1
-                self._in_grace_until(born + timedelta(seconds=self.grace))
+                ends = born + timedelta(seconds=self.grace)
+                self._in_grace_until(ends)
+                graced[info.sandbox_id] = ends.isoformat()
                 continue
             seen.pop(info.sandbox_id, None)
             if holder is not None:
@@ -649,6 +669,14 @@ class _Plan:
             cid = tag_id if tag_id and tag_id not in old_ids and len(tag_id) <= 32 else None
             self._orphan(backend, info, cid or new_container_id(), born)
         self._save_sightings(backend, before, seen, {i.sandbox_id for i in running})
+        self._save_in_grace(backend, graced)
+
+    def _save_in_grace(self, backend: str, graced: dict[str, str]) -> None:
+        """The sandboxes not yet recorded because they are inside their orphan grace, each with
+        the grace's end, so every view can show them (written only when the set changes)."""
+        key = IN_GRACE_PREFIX + backend
+        if graced != (self.rec.store.get_setting(key) or {}):
+            self.rec.store.set_setting(key, graced, actor=ACTOR)
 
     def _sighted(self, row: Container, info: SandboxInfo) -> None:
         """A row that says terminated while its sandbox runs goes back to `orphaned` (a fire).

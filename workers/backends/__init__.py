@@ -12,6 +12,17 @@ from parhelia.workers.backends.deadline import DeadlineBackend
 NAMES = ("local", "modal")
 
 
+def agent_program(template: str) -> str:
+    """The program name the heartbeat probe looks for: the configured agent's, not always
+    `claude` (a template that cannot be split is reported when a dispatch builds it)."""
+    from parhelia.workers.agent_command import split_template
+
+    try:
+        return Path(split_template(template)[0]).name
+    except ParheliaError:
+        return "claude"
+
+
 def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
     if name == "local":
         from parhelia.workers.backends.local import LocalBackend
@@ -34,7 +45,8 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
     if name == "modal":
         from parhelia.workers.backends.modal import ModalBackend
 
-        return DeadlineBackend(ModalBackend(settings.modal), settings.modal.timeout_seconds)
+        backend = ModalBackend(settings.modal, agent_binary=agent_program(settings.agent.command))
+        return DeadlineBackend(backend, settings.modal.timeout_seconds)
     raise ParheliaError(
         "E101",
         f"unknown backend {name!r}; valid: {', '.join(NAMES)}",

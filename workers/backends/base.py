@@ -153,6 +153,10 @@ class ProbeSample:
     disk_percent: float | None
     uptime_seconds: float | None
     agent_alive: bool
+    # why the agent is not alive: its process exists but is stopped (SIGSTOP: "not responding",
+    # not "gone"), or it has exited and the sandbox is finishing (no missed heartbeat for that)
+    agent_stopped: bool = False
+    agent_exited: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,19 @@ class TerminateResult:
     sandbox_id: str
     exit_code: int | None
     already_gone: bool = False
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Agent output read from `offset`; `next_offset` is where the following read starts."""
+
+    text: str
+    offset: int
+    next_offset: int
+    ended: bool = False  # the agent has exited: no more output will come (a follower stops)
+
+
+LOG_READ_LIMIT = 1 << 20  # one read returns at most 1 MiB; a follower reads again
 
 
 @runtime_checkable
@@ -187,4 +204,8 @@ class Backend(Protocol):
 
     def shell_argv(self, sandbox_id: str) -> list[str]:
         """The argv that attaches an interactive shell to the sandbox (for `a` in the dashboard)."""
+        ...
+
+    def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
+        """The agent's output (stdout and stderr) from byte `offset` on, also after it ended."""
         ...

@@ -21,6 +21,7 @@ from typing import TypeVar
 from parhelia.state.errors import ParheliaError
 from parhelia.workers.backends.base import (
     Backend,
+    LogChunk,
     ProbeSample,
     SandboxInfo,
     SandboxSpec,
@@ -68,6 +69,9 @@ class DeadlineBackend:
 
     def shell_argv(self, sandbox_id: str) -> list[str]:
         return self.inner.shell_argv(sandbox_id)
+
+    def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
+        return self._call("read_log", lambda: self.inner.read_log(sandbox_id, offset), self.timeout)
 
     def __getattr__(self, name: str):  # anything else a backend offers (tests, local helpers)
         return getattr(self.inner, name)

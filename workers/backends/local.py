@@ -46,6 +46,8 @@ from parhelia.state.timeutil import utcnow
 from parhelia.workers.agent_command import check_agent_binary
 from parhelia.workers.agent_env import agent_environment
 from parhelia.workers.backends.base import (
+    LOG_READ_LIMIT,
+    LogChunk,
     ProbeSample,
     Resources,
     SandboxInfo,
@@ -64,6 +66,7 @@ NOT_ALIVE = {
     psutil.STATUS_STOPPED,
     psutil.STATUS_TRACING_STOP,
 }
+STOPPED = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
 _POLL = 0.02
 
 
@@ -300,15 +303,47 @@ class LocalBackend:
         disk = None
         with contextlib.suppress(OSError):
             disk = psutil.disk_usage(entry.workdir).percent
+        statuses = [_status(p) for p in agents]
+        exited = self._exit_path(sandbox_id).exists()
         return ProbeSample(
             cpu_percent=round(cpu, 1),
             memory_mib=round(rss / 2**20, 1),
             memory_percent=round(100.0 * rss / psutil.virtual_memory().total, 2),
             disk_percent=disk,
             uptime_seconds=round(max(0.0, time.time() - entry.create_time), 1),
-            agent_alive=any(_status(p) not in NOT_ALIVE for p in agents)
-            or (not agents and not self._exit_path(sandbox_id).exists()),  # still starting
+            agent_alive=any(st not in NOT_ALIVE for st in statuses)
+            or (not agents and not exited),  # still starting
+            agent_stopped=any(st in STOPPED for st in statuses),
+            agent_exited=exited,
         )
+
+    # -- logs -----------------------------------------------------------------------------
+
+    def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
+        """The agent's stdout and stderr from `<root>/<id>/agent.log`, kept after it ends."""
+        path = self.root / sandbox_id / LOG_NAME
+        if "/" in sandbox_id or sandbox_id.startswith("."):
+            raise self._gone(sandbox_id)
+        try:
+            with path.open("rb") as fh:
+                fh.seek(max(0, offset))
+                data = fh.read(LOG_READ_LIMIT)
+        except FileNotFoundError as exc:
+            raise ParheliaError(
+                "E205",
+                f"local sandbox {sandbox_id} has no agent log (its files were removed)",
+                ["parhelia containers show ID", "parhelia containers events ID"],
+                attempted=f"read the agent log of {sandbox_id}",
+            ) from exc
+        except OSError as exc:
+            raise ParheliaError(
+                "E502",
+                f"cannot read {path}: {exc}",
+                ["parhelia containers show ID", "parhelia config show"],
+                attempted=f"read the agent log of {sandbox_id}",
+            ) from exc
+        ended = self._exit_path(sandbox_id).exists() or not self._entry_path(sandbox_id).exists()
+        return LogChunk(data.decode("utf-8", "replace"), offset, offset + len(data), ended)
 
     def _tree_usage(self, sandbox_id: str, tree: list[psutil.Process]) -> tuple[float, int]:
         """CPU % since this backend's previous probe (a new process: its lifetime average) and RSS bytes."""

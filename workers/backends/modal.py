@@ -31,6 +31,7 @@ from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import (
     TAG_MARK,
     TAG_MARK_VALUE,
+    LogChunk,
     ProbeSample,
     SandboxInfo,
     SandboxSpec,
@@ -63,14 +64,43 @@ df -P / 2>/dev/null | { read -r _; read -r _ _ _ _ pct _; echo "disk_pct=${pct%\
 alive=0
 for d in "$P"/[0-9]*; do
   [ "${d##*/}" = "$$" ] && continue
-  c=""; read -r c < "$d/comm" 2>/dev/null
-  [ "$c" = "$name" ] && alive=1 && break
+  c=""; read -r c < "$d/comm" 2>/dev/null; hit=0
+  [ "$c" = "$name" ] && hit=1
   set -f; set -- $(tr '\0' ' ' < "$d/cmdline" 2>/dev/null); set +f
-  [ "${1##*/}" = "$name" ] && alive=1 && break
-  [ $# -gt 1 ] && [ "${2##*/}" = "$name" ] && alive=1 && break
+  [ "${1##*/}" = "$name" ] && hit=1
+  [ $# -gt 1 ] && [ "${2##*/}" = "$name" ] && hit=1
+  [ $hit = 1 ] || continue
+  st=""; read -r st < "$d/stat" 2>/dev/null; st="${st##*) }"; st="${st%% *}"
+  case "$st" in T|t) alive=2;; Z|X) ;; *) alive=1; break;; esac
 done
 echo "agent=$alive"
 """
+
+
+def check_reachable(timeout: float) -> None:
+    """E502 within `timeout` when the Modal API does not accept a connection. The SDK itself
+    retries a refused or silent server for about a minute before it says anything."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from modal.config import config
+
+    url = urlsplit(config.get("server_url"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ParheliaError(
+            "E502",
+            f"the Modal API at {url.hostname}:{port} could not be reached within {timeout:g} s "
+            f"({exc.strerror or type(exc).__name__})",
+            [
+                "parhelia reconciler status",
+                "modal app list",
+                "parhelia task create PROMPT --backend local",
+            ],
+            attempted="connect to Modal",
+        ) from exc
 
 
 def map_modal_error(exc: BaseException, attempted: str) -> ParheliaError:
@@ -175,6 +205,7 @@ def parse_probe_output(
         disk_percent=_number(fields, "disk_pct"),
         uptime_seconds=_number(fields, "uptime"),
         agent_alive=fields["agent"].strip() == "1",
+        agent_stopped=fields["agent"].strip() == "2",  # found, but stopped (SIGSTOP)
     )
     return sample, counters
 
@@ -216,6 +247,7 @@ class ModalBackend:
             if self._client is None:
                 import modal
 
+                check_reachable(self.settings.timeout_seconds)
                 self._client = self._call("connect to Modal", modal.Client.from_env)
             return self._client
 
@@ -444,6 +476,16 @@ class ModalBackend:
         if counters:
             self._cpu_counters[sandbox_id] = counters
         return sample
+
+    def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
+        """Not yet: the SDK streams a sandbox's stdout only to its first reader (SandboxGetLogs),
+        and the fake Modal API Parhelia is tested against does not serve that RPC."""
+        raise ParheliaError(
+            "E503",
+            f"reading the agent output of Modal sandbox {sandbox_id} is not supported yet",
+            [f"modal shell {sandbox_id}", "parhelia containers show ID"],
+            attempted=f"read the agent log of {sandbox_id}",
+        )
 
     def shell_argv(self, sandbox_id: str) -> list[str]:
         """`modal shell sb-…` execs a shell in a running sandbox (modal 1.6 accepts sandbox ids)."""
