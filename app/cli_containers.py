@@ -36,7 +36,6 @@ def default(ctx: typer.Context, all_: AllOpt = False, json_out: JsonOpt = False)
 
 
 @app.command("list")
-@app.command("ls", hidden=True)
 def list_(
     ctx: typer.Context,
     all_: AllOpt = False,
@@ -204,7 +203,6 @@ def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @app.command("terminate")
-@app.command("kill", hidden=True)
 def terminate(
     ctx: typer.Context,
     containers: Annotated[list[str], typer.Argument(help="Container ids.")],
@@ -233,7 +231,13 @@ def terminate(
                 f"  {c.id}  {c.state:<10} sandbox {c.sandbox_id or '-'}  running {age(c.started_at, now)}"
             )
         typer.confirm(f"Terminate {len(targets)} container(s)?", default=False, abort=True)
-    done = [rt.control.terminate(c.id, actor="user", reason=reason) for c in targets]
+    from parhelia.app.feedback import working
+
+    done = []
+    with working("Terminating", total=len(targets), json_out=rt.json_out) as step:
+        for c in targets:
+            done.append(rt.control.terminate(c.id, actor="user", reason=reason))
+            step()
     output.success(
         [asdict(v) for v in done],
         json_out=rt.json_out,
@@ -241,4 +245,5 @@ def terminate(
             f"{v.id} terminated (exit {v.exit_code}, cost {money(v.cost_accrued_usd)})"
             for v in done
         ),
+        cost_usd=sum(v.cost_accrued_usd for v in done),
     )

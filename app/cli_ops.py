@@ -38,7 +38,6 @@ events_app = typer.Typer(
 
 
 @events_app.command("list")
-@events_app.command("ls", hidden=True)
 def events_list(
     ctx: typer.Context,
     container: Annotated[str | None, typer.Option("--container", "-c")] = None,
@@ -177,15 +176,22 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import reconcile_now
 
     rt = runtime(ctx, json_out)
-    report = reconcile_now(rt.control)
+    from parhelia.app.feedback import working
+
+    with working("Reconciling", json_out=rt.json_out):
+        report = reconcile_now(rt.control)
     data = report.to_dict()
 
+    if not report.acted:
+        lease = rt.store.get_lease()
+        holder = lease.holder if lease else "another process"
+        raise ParheliaError(
+            "E605",
+            f"the reconciler lease is held by {holder}; nothing done",
+            ["parhelia reconciler status", "parhelia containers list"],
+        )
+
     def human() -> None:
-        if not report.acted:
-            output.echo(
-                f"Another process holds the reconciler lease ({rt.store.get_lease().holder}); nothing done."
-            )
-            return
         if report.error:
             output.echo(
                 f"Listing failed ({report.error_code}): {report.error}. No container was changed."
@@ -235,10 +241,21 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
     clean = rt.control.run_loops(stop, log=log)
+    held = bool(rt.control.loops.holder)  # whether the last reconcile found the lease ours
+    if held:
+        said = "Stopped cleanly; lease released." if clean else "Stopped; lease released."
+    else:
+        said = "Stopped. Another process held the reconciler lease; this one did nothing with it."
     output.success(
-        {"holder": rt.control.holder, "stopped": True, "clean": clean, "log_lines": len(lines)},
+        {
+            "holder": rt.control.holder,
+            "stopped": True,
+            "clean": clean,
+            "held_lease": held,
+            "log_lines": len(lines),
+        },
         json_out=rt.json_out,
-        human="Stopped cleanly; lease released.",
+        human=said,
     )
 
 
@@ -274,9 +291,16 @@ def cleanup(
         for c in targets:
             output.echo(f"  {c.id}  sandbox {c.sandbox_id}  ({c.backend})")
         typer.confirm(f"Terminate {len(targets)} orphan(s)?", default=False, abort=True)
-    done = [rt.control.terminate(c.id, actor="user", reason="orphan_cleanup") for c in targets]
+    from parhelia.app.feedback import working
+
+    done = []
+    with working("Terminating orphans", total=len(targets), json_out=rt.json_out) as step:
+        for c in targets:
+            done.append(rt.control.terminate(c.id, actor="user", reason="orphan_cleanup"))
+            step()
     output.success(
         [asdict(v) for v in done],
         json_out=rt.json_out,
         human=f"Terminated {len(done)} orphan(s): " + ", ".join(v.id for v in done),
+        cost_usd=sum(v.cost_accrued_usd for v in done),
     )

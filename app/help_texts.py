@@ -4,7 +4,7 @@ Error codes are rendered from the catalogue (`parhelia.state.errors`), not repea
 
 from __future__ import annotations
 
-from parhelia.state.errors import CATALOGUE
+from parhelia.state.errors import CATALOGUE, RESERVED
 
 TOPICS: dict[str, str] = {
     "workflow": """\
@@ -61,7 +61,10 @@ warn (default), block (no new dispatch past the ceiling), stop (terminate runnin
     "errors": """\
 Every error has a code (E100-E999), a message, and commands to recover. `parhelia help E200`
 shows one entry; codes by family: E1xx validation, E2xx not found, E3xx budget, E4xx auth,
-E5xx infrastructure, E6xx operations, E7xx database, E9xx internal.""",
+E5xx infrastructure, E6xx operations, E7xx database, E9xx internal.
+Reserved (nothing raises them: the feature is not in Parhelia yet): """
+    + ", ".join(f"{code} ({what})" for code, what in RESERVED.items())
+    + ".",
     "config": """\
 Settings come from built-in defaults, ~/.config/parhelia/config.toml, ./parhelia.toml,
 PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML is
@@ -158,6 +161,11 @@ parhelia events export --level warning --since 2026-11-24T09:00 | wc -l""",
 def render_error_help(code: str) -> str:
     e = CATALOGUE[code]
     recovery = "\n".join(f"  {r}" for r in e.recovery)
+    if code in RESERVED:
+        return (
+            f"{e.code}: {e.title} (reserved)\n\nReserved for {RESERVED[code]}, which Parhelia does "
+            f"not have yet: no command raises {e.code} today.\n\nSee also: parhelia help errors"
+        )
     return f"{e.code}: {e.title}\n\n{e.explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
 
 

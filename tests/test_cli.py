@@ -79,7 +79,7 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "task create": ["task", "create", "another one"],
         "task list": ["task", "list"],
         "task show": ["task", "show", task_id],
-        "task cancel": ["task", "cancel", task_id],
+        "task cancel": ["task", "cancel", task_id, "--yes"],
         "task retry": ["task", "retry", task_id],
         "containers list": ["containers", "list", "--all"],
         "containers show": ["containers", "show", container_id],
@@ -491,7 +491,7 @@ def test_tasks_list_show_cancel_retry(parhelia_env):
     assert [c["id"] for c in shown["containers"]] == [first["container_id"]]
     assert {e["type"] for e in shown["events"]} >= {"task.created", "container.created"}
 
-    cancelled = env.ok("task", "cancel", tid)
+    cancelled = env.ok("task", "cancel", tid, "--yes")
     assert cancelled == {"task_id": tid, "terminated": [first["container_id"]]}
     assert not running_sandbox(env, first["container_id"]).running
     assert env.ok("task", "show", tid)["task"]["status"] == "cancelled"
