@@ -100,7 +100,7 @@ def help_(
     json_out: JsonOpt = False,
 ) -> None:
     """Help on a topic (workflow, tasks, containers, budget, errors, config...) or an error code (E200)."""
-    from parhelia.app.help_texts import TOPICS, render_error_help
+    from parhelia.app.help_texts import TOPICS, explain, render_error_help
 
     rt = runtime(ctx, json_out)
     if topic is None:
@@ -120,7 +120,7 @@ def help_(
             {
                 "code": e.code,
                 "title": e.title,
-                "explanation": e.explanation,
+                "explanation": explain(key),
                 "recovery": list(e.recovery),
                 "topic": e.topic,
                 "reserved": key in RESERVED,

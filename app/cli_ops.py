@@ -67,9 +67,13 @@ def events_list(
         until=_parse_time(until, "--until"),
         limit=limit,
     )
-    output.success(
-        [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
-    )
+
+    def human() -> None:
+        if not views:
+            output.echo("No events matched. Widen the filters, or see: parhelia events list")
+        print_events(views)
+
+    output.success([asdict(e) for e in views], json_out=rt.json_out, human=human)
 
 
 # -- budget ---------------------------------------------------------------------------------

@@ -158,15 +158,21 @@ parhelia events export --level warning --since 2026-11-24T09:00 | wc -l""",
 }
 
 
+def explain(code: str) -> str:
+    """A code's explanation; a reserved code's says so (never describe what a user cannot have)."""
+    if code in RESERVED:
+        return (
+            f"Reserved for {RESERVED[code]}, which Parhelia does not have yet: "
+            f"no command raises {code} today."
+        )
+    return CATALOGUE[code].explanation
+
+
 def render_error_help(code: str) -> str:
     e = CATALOGUE[code]
     recovery = "\n".join(f"  {r}" for r in e.recovery)
-    if code in RESERVED:
-        return (
-            f"{e.code}: {e.title} (reserved)\n\nReserved for {RESERVED[code]}, which Parhelia does "
-            f"not have yet: no command raises {e.code} today.\n\nSee also: parhelia help errors"
-        )
-    return f"{e.code}: {e.title}\n\n{e.explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
+    explanation = explain(code)
+    return f"{e.code}: {e.title}\n\n{explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
 
 
 # What a container's state and health mean, and what to do about them (the dashboard's help pane).

@@ -92,7 +92,11 @@ def choose_task_values(
         raise ParheliaError(
             "E102",
             "the task needs a prompt (nothing is asked off a terminal)",
-            ["parhelia task create 'fix the failing tests'", "parhelia help tasks"],
+            [
+                "parhelia task create 'fix the failing tests'",
+                "parhelia task create --help",
+                "parhelia help tasks",
+            ],
         )
     chosen = Chosen()
     backend = given.get("backend")

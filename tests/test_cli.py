@@ -30,7 +30,8 @@ def assert_envelope(doc: dict) -> None:
         assert datetime.fromisoformat(doc["metadata"]["timestamp"]).tzinfo is not None
         assert doc["metadata"]["duration_ms"] >= 0
         for action in doc["next_actions"]:
-            assert set(action) == {"command", "description"}
+            assert set(action) == {"command", "description", "priority"}
+            assert action["priority"] in ("high", "medium", "low")
             assert command_check.problem(action["command"]) is None
     else:
         assert set(doc) == {"success", "error"}
