@@ -366,6 +366,7 @@ def db_copy(
 def _register_groups() -> None:
     from parhelia.app import (
         cli_budget,
+        cli_completion,
         cli_containers,
         cli_events,
         cli_mcp,
@@ -390,6 +391,7 @@ def _register_groups() -> None:
     app.command("cleanup")(cli_ops.cleanup)
     app.command("tui")(cli_tui.tui)
     app.add_typer(cli_mcp.app, name="mcp")
+    app.add_typer(cli_completion.app, name="completion")
     app.command("status")(cli_status.status)
     cli_containers.app.command("watch")(cli_watch.containers_watch)
     cli_tasks.app.command("watch")(cli_watch.task_watch)
@@ -437,9 +439,10 @@ def click_command():
     the tests) would otherwise pay on every call."""
     import typer.main
 
-    from parhelia.app import aliases
+    from parhelia.app import aliases, completion
 
     root = typer.main.get_command(app)
+    completion.attach(root)  # ids, topics and codes complete from the store and catalogue
     aliases.install(root)  # SPEC-20's short forms, from one table
     return root
 

@@ -104,6 +104,10 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "reconciler start": ["reconciler", "start"],  # long-running: its own test below
         "mcp install": ["mcp", "install"],
         "mcp serve": ["mcp", "serve"],  # long-running: tests/test_mcp.py
+        "completion bash": ["completion", "bash"],
+        "completion zsh": ["completion", "zsh"],
+        "completion fish": ["completion", "fish"],
+        "completion install": ["completion", "install"],  # writes to HOME: tests/test_completion.py
     }
 
 
@@ -123,6 +127,7 @@ def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
             "events watch",
             "containers watch",
             "task watch",
+            "completion install",
         ):
             continue
         if path == "events replay":  # a stream of JSON lines, one per event
