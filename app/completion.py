@@ -59,7 +59,7 @@ def ids(table: str, incomplete: str, url: str | None = None) -> list[str]:
         try:
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0) as conn:
                 rows = conn.execute(
-                    f"SELECT id FROM {table} WHERE substr(id, 1, ?) = ? "  # noqa: S608 - ours
+                    f"SELECT id FROM {table} WHERE substr(id, 1, ?) = ? "
                     "ORDER BY created_at DESC LIMIT ?",
                     (len(incomplete), incomplete, LIMIT),
                 ).fetchall()
