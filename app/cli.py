@@ -6,6 +6,14 @@ Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the comm
 
 from __future__ import annotations
 
+import os as _os
+
+if "_PARHELIA_COMPLETE" in _os.environ:  # a Tab in the shell: an id answers before Typer loads
+    from parhelia.app.completion_fast import answer as _answer
+
+    if _answer():
+        raise SystemExit(0)
+
 import difflib
 import functools
 import os

@@ -26,7 +26,7 @@ def complete(env, words: str, *, shell: str = "bash", extra: dict | None = None)
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    return [line.split(",", 1)[-1] for line in r.stdout.splitlines() if line]
+    return [line for line in r.stdout.splitlines() if line]
 
 
 def test_container_and_task_ids_complete_from_the_store(parhelia_env):
@@ -71,3 +71,25 @@ def test_completion_install_writes_for_the_current_shell(parhelia_env, tmp_path,
     monkeypatch.setenv("SHELL", "/bin/tcsh")
     r = parhelia_env.run("completion", "install", "--json")
     assert r.code != 0 and r.json["error"]["code"] == "E101"
+
+
+def test_the_fast_path_answers_ids_as_the_general_path_does(parhelia_env, monkeypatch, capsys):
+    """An id completion answered before Typer loads offers what Click's protocol offers."""
+    from parhelia.app import completion_fast
+
+    env = parhelia_env
+    made = [env.ok("task", "create", f"task {i}") for i in range(3)]
+    from typer._completion_classes import BashComplete
+
+    from parhelia.app.cli import click_command
+
+    click_way = BashComplete(click_command(), {}, "parhelia", "_PARHELIA_COMPLETE")
+    general = [i.value for i in click_way.get_completions(["c", "rm", "x"], "c-")]
+    assert set(general) == {m["container_id"] for m in made}
+    words = {"_PARHELIA_COMPLETE": "complete_bash", "COMP_WORDS": "parhelia c rm x c-"}
+    assert completion_fast.answer({**words, "COMP_CWORD": "4"})
+    assert set(capsys.readouterr().out.split()) == set(general)
+    for not_ids in ("parhelia containers list --", "parhelia help E", "parhelia task create "):
+        argv = not_ids.split(" ")
+        bash = {"_PARHELIA_COMPLETE": "complete_bash", "COMP_WORDS": not_ids}
+        assert not completion_fast.answer({**bash, "COMP_CWORD": str(len(argv) - 1)})
