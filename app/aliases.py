@@ -30,6 +30,36 @@ def aliases_of(path: tuple[str, ...], name: str) -> list[str]:
     return [a for a, target in ALIASES.get(path, {}).items() if target == name]
 
 
+def one_name_in_help(root) -> None:
+    """Help shows an option by one long name (`--type`, not `--type, --events`); the others are
+    still accepted (SPEC-20 spells `--events`)."""
+    stack = [root]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            longs = [o for o in param.opts if o.startswith("--")]
+            if param.param_type_name != "option" or len(longs) < 2:
+                continue
+            shown = [o for o in param.opts if not o.startswith("--")] + longs[:1]
+            param.get_help_record = _help_with(param, shown)
+
+
+def _help_with(param, shown: list[str]):
+    original = param.get_help_record
+
+    def get_help_record(ctx):
+        record = original(ctx)
+        if record is None:
+            return None
+        names, text = record
+        last = names.split(", ")[-1]
+        metavar = last.split(" ", 1)[1] if " " in last else ""
+        return ", ".join(shown) + (f" {metavar}" if metavar else ""), text
+
+    return get_help_record
+
+
 def install(root) -> None:
     """Add every alias to the Click tree under `root` and name it in its command's help."""
     for path, table in ALIASES.items():

@@ -452,6 +452,7 @@ def click_command():
     root = typer.main.get_command(app)
     completion.attach(root)  # ids, topics and codes complete from the store and catalogue
     aliases.install(root)  # SPEC-20's short forms, from one table
+    aliases.one_name_in_help(root)
     return root
 
 

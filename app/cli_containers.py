@@ -117,7 +117,9 @@ def show(
 def events(
     ctx: typer.Context,
     container: Annotated[str, typer.Argument()],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many events.")
+    ] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """The events of one container, newest last."""
@@ -207,7 +209,9 @@ def terminate(
     ctx: typer.Context,
     containers: Annotated[list[str], typer.Argument(help="Container ids.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    reason: Annotated[str, typer.Option("--reason")] = "user",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, recorded with the termination.")
+    ] = "user",
     json_out: JsonOpt = False,
 ) -> None:
     """Stop containers' sandboxes (asks first unless --yes) and record who, why, exit code and final cost."""

@@ -25,7 +25,7 @@ from parhelia.state.errors import ParheliaError
 ContainerOpt = Annotated[str | None, typer.Option("--container", "-c", help="One container.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="One task.")]
 TypeOpt = Annotated[
-    str | None, typer.Option("--events", "--type", help="Comma-separated event types.")
+    str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
 ]
 LevelOpt = Annotated[
     str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")

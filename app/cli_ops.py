@@ -40,17 +40,27 @@ events_app = typer.Typer(
 @events_app.command("list")
 def events_list(
     ctx: typer.Context,
-    container: Annotated[str | None, typer.Option("--container", "-c")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    container: Annotated[
+        str | None, typer.Option("--container", "-c", help="Only this container's events.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task's events.")
+    ] = None,
     type_: Annotated[
-        str | None, typer.Option("--events", "--type", help="Comma-separated event types.")
+        str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
     ] = None,
     level: Annotated[
         str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
     ] = None,
-    since: Annotated[str | None, typer.Option("--since")] = None,
-    until: Annotated[str | None, typer.Option("--until")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+    ] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Events filtered by container, task, type, level and time range; newest last."""
@@ -271,7 +281,7 @@ def cleanup(
     orphans: Annotated[
         bool, typer.Option("--orphans", help="Terminate every orphaned container.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Terminate orphans (sandboxes with Parhelia's tags that no dispatch recorded), after confirmation."""

@@ -116,8 +116,13 @@ def create(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only tasks in this status (pending, running...)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+    ] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent tasks, newest first."""

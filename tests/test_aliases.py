@@ -50,3 +50,20 @@ def test_help_names_the_aliases(parhelia_env):
     assert "alias: ls, l" in r.out and "alias: submit" in r.out
     r = parhelia_env.run("--help")
     assert "alias: t" in r.out
+
+
+def test_every_visible_option_has_help_and_shows_one_long_name(parhelia_env):
+    from tests import command_check
+
+    root = click_command()
+    for path, cmd in command_check.leaves(root):
+        ctx = cmd.make_context(path, [], resilient_parsing=True)
+        for param in cmd.params:
+            if param.param_type_name != "option" or param.hidden:
+                continue
+            assert param.help, (path, param.opts)
+            names, _ = param.get_help_record(ctx)
+            assert names.count("--") == 1, (path, names)
+    r = parhelia_env.run("events", "list", "--help")
+    assert "--type" in r.out and "--events" not in r.out
+    assert parhelia_env.ok("events", "list", "--events", "task.cancelled") == []
