@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.cli_ops import budget_app
 from parhelia.app.textfmt import money
 from parhelia.state.errors import ParheliaError
@@ -44,7 +44,9 @@ def budget_history(
         typer.Option("--since", help="ISO or relative (10m, 2h, 3d); default: a day of hours."),
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="task or container.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Budget events shown.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="Budget events shown.")
+    ] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """Spend over time in hour or day buckets (per task or container with --by), with the
