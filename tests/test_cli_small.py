@@ -52,3 +52,19 @@ def test_local_backend_refuses_a_gpu_and_bills_nothing(parhelia_env):
     assert r.code != 0 and r.json["error"]["code"] == "E101"
     assert "local backend has no GPU" in r.json["error"]["message"]
     assert parhelia_env.store().list_tasks() == []
+
+
+def test_reconciler_start_never_claims_a_lease_it_did_not_hold(parhelia_env):
+    import signal
+
+    from tests import pty_driver
+
+    store = parhelia_env.store()
+    assert store.acquire_lease("other-host:4242", 300, owner=this_process())
+    s = pty_driver.Session(["reconciler", "start"], parhelia_env.env, cwd=parhelia_env.project)
+    s.expect("another process holds the lease")
+    s.proc.send_signal(signal.SIGTERM)
+    code, text = s.finish()
+    assert code == 0, text
+    assert "lease released" not in text and "Another process held the reconciler lease" in text
+    assert store.get_lease().holder == "other-host:4242"

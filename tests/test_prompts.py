@@ -143,3 +143,13 @@ def test_task_cancel_on_a_terminal_shows_what_stops_and_asks(parhelia_env):
     )
     assert code == 0, text
     assert env.store().get_task(made["task_id"]).status == "cancelled"
+
+
+def test_containers_rm_on_a_terminal_lists_what_stops_and_no_keeps_it(parhelia_env):
+    env = parhelia_env
+    made = env.ok("task", "create", "say hello")
+    code, text = pty_driver.run(
+        ["c", "rm", made["container_id"]], tty_env(env), answers=[("?", "n")], cwd=env.project
+    )
+    assert code != 0 and made["container_id"] in text and "sandbox" in text
+    assert env.store().get_container(made["container_id"]).state != "terminated"
