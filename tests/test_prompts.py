@@ -6,6 +6,9 @@ backend."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from parhelia.app.preferences import (
     last_used_rows,
     load_last_used,
@@ -153,3 +156,15 @@ def test_containers_rm_on_a_terminal_lists_what_stops_and_no_keeps_it(parhelia_e
     )
     assert code != 0 and made["container_id"] in text and "sandbox" in text
     assert env.store().get_container(made["container_id"]).state != "terminated"
+
+
+def test_sources_name_the_project_and_user_config_files(parhelia_env):
+    env = parhelia_env
+    user = Path(os.environ["PARHELIA_CONFIG_HOME"]) / "config.toml"
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text("[defaults]\nmemory_mib = 4096\n")
+    (env.project / "parhelia.toml").write_text("[defaults]\ntimeout_minutes = 30\n")
+    r = env.run("task", "create", "say hello")
+    assert r.code == 0, r.err
+    assert f"memory MiB 4096 (user config {user}:2)" in r.out
+    assert f"timeout min 30 (project config {env.project / 'parhelia.toml'}:2)" in r.out
