@@ -179,7 +179,16 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def config_show(
+    ctx: typer.Context,
+    setting: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only settings whose name starts with this (defaults, budget.ceiling_usd)."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Every effective setting, and the file, variable or flag it came from."""
     from parhelia.app.config import effective_rows
     from parhelia.app.preferences import last_used_rows
@@ -194,6 +203,19 @@ def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         plane = f"(database unavailable: {exc.code})"
     rows = [*effective_rows(rt.loaded), ("control_plane_id", plane, "store")]
     rows += last_used_rows(plane)
+    if setting:
+        names = [r[0] for r in rows]
+        rows = [r for r in rows if r[0] == setting or r[0].startswith(setting.rstrip(".") + ".")]
+        if not rows:
+            close = difflib.get_close_matches(setting, names, n=1)
+            raise ParheliaError(
+                "E101",
+                f"no setting {setting!r}",
+                [
+                    f"parhelia config show {close[0]}" if close else "parhelia help config",
+                    "parhelia config show",
+                ],
+            )
     data = [{"name": n, "value": v, "source": s} for n, v, s in rows]
     untrusted = {src.rsplit(":", 1)[0] for src in rt.loaded.ignored.values()}
     actions = [(trust_command(Path(p)), "use its ignored settings") for p in sorted(untrusted)]

@@ -81,6 +81,12 @@ def help_topics(incomplete: str) -> list[str]:
     return [w for w in words if w.lower().startswith(incomplete.lower())]
 
 
+def setting_names(incomplete: str) -> list[str]:
+    from parhelia.app.config import schema
+
+    return [n for n in schema() if n.startswith(incomplete)]
+
+
 def _safe(fn):
     """A completer that fails completes nothing: a broken store must not break the shell."""
 
@@ -99,6 +105,7 @@ COMPLETERS = {
     "task": _safe(lambda s: ids("tasks", s)),
     "ref": _safe(lambda s: ids("tasks", s) + ids("containers", s)),
     "topic": _safe(help_topics),
+    "setting": _safe(setting_names),
 }
 
 

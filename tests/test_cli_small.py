@@ -68,3 +68,14 @@ def test_reconciler_start_never_claims_a_lease_it_did_not_hold(parhelia_env):
     assert code == 0, text
     assert "lease released" not in text and "Another process held the reconciler lease" in text
     assert store.get_lease().holder == "other-host:4242"
+
+
+def test_config_show_one_setting_or_a_section(parhelia_env):
+    rows = parhelia_env.ok("config", "show", "defaults")
+    assert rows and all(r["name"].startswith("defaults.") for r in rows)
+    [one] = parhelia_env.ok("config", "show", "defaults.cpu")
+    assert one["name"] == "defaults.cpu"
+    r = parhelia_env.run("config", "show", "defaults.cpux", "--json")
+    assert r.json["error"]["code"] == "E101" and "defaults.cpu" in " ".join(
+        r.json["error"]["suggestions"]
+    )

@@ -46,6 +46,7 @@ def test_error_codes_and_help_topics_complete_from_the_catalogue(parhelia_env):
     got = complete(parhelia_env, "parhelia help E60")
     assert got == ["E600", "E601", "E602", "E603", "E604", "E605"]
     assert "workflow" in complete(parhelia_env, "parhelia help w")
+    assert "defaults.cpu" in complete(parhelia_env, "parhelia config show defaults.")
 
 
 def test_a_store_that_cannot_be_read_completes_nothing(parhelia_env, tmp_path):
