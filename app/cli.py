@@ -6,6 +6,14 @@ Kept cheap to import: Textual, Modal, SQLModel and MCP load only inside the comm
 
 from __future__ import annotations
 
+import os as _os
+
+if "_PARHELIA_COMPLETE" in _os.environ:  # a Tab in the shell: an id answers before Typer loads
+    from parhelia.app.completion_fast import answer as _answer
+
+    if _answer():
+        raise SystemExit(0)
+
 import difflib
 import functools
 import os
@@ -22,7 +30,7 @@ except ImportError:  # pragma: no cover
 
 from parhelia.app import output
 from parhelia.app.runtime import Runtime
-from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.state.errors import CATALOGUE, RESERVED, ParheliaError
 
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts and agents).")
@@ -49,6 +57,18 @@ def runtime(ctx: typer.Context, json_out: bool = False) -> Runtime:
     return rt
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("parhelia")
+        except PackageNotFoundError:  # pragma: no cover - run from a source tree
+            v = "unknown"
+        sys.stdout.write(f"parhelia {v}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -57,6 +77,18 @@ def root(
     ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="auto, local or modal.")] = None,
     json_out: JsonOpt = False,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            "--fields", help="With --json: keep only these fields of data (a,b.c); any position."
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
 ) -> None:
     flags = {}
     if db:
@@ -76,7 +108,7 @@ def help_(
     json_out: JsonOpt = False,
 ) -> None:
     """Help on a topic (workflow, tasks, containers, budget, errors, config...) or an error code (E200)."""
-    from parhelia.app.help_texts import TOPICS, render_error_help
+    from parhelia.app.help_texts import TOPICS, explain, render_error_help
 
     rt = runtime(ctx, json_out)
     if topic is None:
@@ -96,9 +128,10 @@ def help_(
             {
                 "code": e.code,
                 "title": e.title,
-                "explanation": e.explanation,
+                "explanation": explain(key),
                 "recovery": list(e.recovery),
                 "topic": e.topic,
+                "reserved": key in RESERVED,
             },
             json_out=rt.json_out,
             human=render_error_help(key),
@@ -146,9 +179,19 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+def config_show(
+    ctx: typer.Context,
+    setting: Annotated[
+        str | None,
+        typer.Argument(
+            help="Only settings whose name starts with this (defaults, budget.ceiling_usd)."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Every effective setting, and the file, variable or flag it came from."""
     from parhelia.app.config import effective_rows
+    from parhelia.app.preferences import last_used_rows
     from parhelia.app.trust import trust_command
 
     rt = runtime(ctx, json_out)
@@ -159,6 +202,20 @@ def config_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     except ParheliaError as exc:  # config show must still show the configuration
         plane = f"(database unavailable: {exc.code})"
     rows = [*effective_rows(rt.loaded), ("control_plane_id", plane, "store")]
+    rows += last_used_rows(plane)
+    if setting:
+        names = [r[0] for r in rows]
+        rows = [r for r in rows if r[0] == setting or r[0].startswith(setting.rstrip(".") + ".")]
+        if not rows:
+            close = difflib.get_close_matches(setting, names, n=1)
+            raise ParheliaError(
+                "E101",
+                f"no setting {setting!r}",
+                [
+                    f"parhelia config show {close[0]}" if close else "parhelia help config",
+                    "parhelia config show",
+                ],
+            )
     data = [{"name": n, "value": v, "source": s} for n, v, s in rows]
     untrusted = {src.rsplit(":", 1)[0] for src in rt.loaded.ignored.values()}
     actions = [(trust_command(Path(p)), "use its ignored settings") for p in sorted(untrusted)]
@@ -269,12 +326,14 @@ def _reading(url: str, fn):
 def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Where the database is, its schema revision, and the row counts."""
     from parhelia.state import db as dbmod
+    from parhelia.state.counts import row_counts
     from parhelia.state.safe_text import mask_password
 
     rt = runtime(ctx, json_out)
     engine = _open_engine(rt.db_url)
     try:
         current = _reading(rt.db_url, lambda: dbmod.current_revision(engine))
+        counts = _reading(rt.db_url, lambda: row_counts(engine))
     finally:
         engine.dispose()
     shown = mask_password(rt.db_url)
@@ -283,12 +342,15 @@ def db_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         "revision": current,
         "head": dbmod.HEAD_REVISION,
         "up_to_date": current == dbmod.HEAD_REVISION,
+        "rows": counts,
     }
     lines = [
         f"database  {shown}",
         f"revision  {current or '(empty)'}",
         f"head      {dbmod.HEAD_REVISION}",
         "status    " + ("up to date" if data["up_to_date"] else "needs `parhelia db migrate`"),
+        "rows      "
+        + (", ".join(f"{name} {n}" for name, n in counts.items()) or "(no tables yet)"),
     ]
     actions = [] if data["up_to_date"] else [("parhelia db migrate", "upgrade the schema")]
     output.success(data, json_out=rt.json_out, human="\n".join(lines), next_actions=actions)
@@ -304,7 +366,10 @@ def db_migrate(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     _reading(rt.db_url, lambda: dbmod.check_not_newer(rt.db_url))
     engine = _open_engine(rt.db_url, immediate=True)
     try:
-        before, after = _reading(rt.db_url, lambda: dbmod.migrate(engine))
+        from parhelia.app.feedback import working
+
+        with working("Migrating the database", json_out=rt.json_out):
+            before, after = _reading(rt.db_url, lambda: dbmod.migrate(engine))
     finally:
         engine.dispose()
     shown = mask_password(rt.db_url)
@@ -331,6 +396,7 @@ def db_copy(
 def _register_groups() -> None:
     from parhelia.app import (
         cli_budget,
+        cli_completion,
         cli_containers,
         cli_events,
         cli_mcp,
@@ -343,19 +409,19 @@ def _register_groups() -> None:
 
     del cli_budget, cli_events  # their commands join `budget` and `events` as they are imported
 
-    for module, name, alias in (
-        (cli_tasks, "task", "t"),
-        (cli_containers, "containers", "c"),
-        (cli_ops.events_app, "events", "e"),
-        (cli_ops.budget_app, "budget", "b"),
-        (cli_ops.reconciler_app, "reconciler", "r"),
+    for module, name in (
+        (cli_tasks, "task"),
+        (cli_containers, "containers"),
+        (cli_ops.events_app, "events"),
+        (cli_ops.budget_app, "budget"),
+        (cli_ops.reconciler_app, "reconciler"),
     ):
         sub = module if isinstance(module, typer.Typer) else module.app
         app.add_typer(sub, name=name)
-        app.add_typer(sub, name=alias, hidden=True)
     app.command("cleanup")(cli_ops.cleanup)
     app.command("tui")(cli_tui.tui)
     app.add_typer(cli_mcp.app, name="mcp")
+    app.add_typer(cli_completion.app, name="completion")
     app.command("status")(cli_status.status)
     cli_containers.app.command("watch")(cli_watch.containers_watch)
     cli_tasks.app.command("watch")(cli_watch.task_watch)
@@ -403,7 +469,13 @@ def click_command():
     the tests) would otherwise pay on every call."""
     import typer.main
 
-    return typer.main.get_command(app)
+    from parhelia.app import aliases, completion
+
+    root = typer.main.get_command(app)
+    completion.attach(root)  # ids, topics and codes complete from the store and catalogue
+    aliases.install(root)  # SPEC-20's short forms, from one table
+    aliases.one_name_in_help(root)
+    return root
 
 
 def _not_utf8(args: list[str]) -> ParheliaError | None:
@@ -421,9 +493,28 @@ def _not_utf8(args: list[str]) -> ParheliaError | None:
     return None
 
 
+def _take_fields(args: list[str]) -> tuple[list[str], str | None]:
+    """`--fields a,b` (or `--fields=a,b`) anywhere before `--`, for every command at once."""
+    rest: list[str] = []
+    fields = None
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            rest += [arg, *it]
+            break
+        if arg == "--fields":
+            fields = next(it, "")
+        elif arg.startswith("--fields="):
+            fields = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest, fields
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     json_out = "--json" in args
+    args, output.FIELDS = _take_fields(args)
     if (bad := _not_utf8(args)) is not None:
         return output.failure(bad, json_out=json_out) + 1
     try:

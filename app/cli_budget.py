@@ -133,7 +133,7 @@ def budget_estimate(
     from parhelia.state.requests import TaskRequest
 
     rt = runtime(ctx, json_out)
-    defaults = task_defaults(rt.loaded)
+    defaults = task_defaults(rt.loaded, plane=rt.store.plane_id)
     request = TaskRequest(
         prompt=prompt,
         gpu=gpu if gpu is not None else defaults.get("gpu"),
@@ -159,4 +159,5 @@ def budget_estimate(
         json_out=rt.json_out,
         human=human,
         next_actions=[("parhelia task create PROMPT", "dispatch it")],
+        cost_usd=est.cost_usd,
     )

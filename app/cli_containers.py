@@ -36,7 +36,6 @@ def default(ctx: typer.Context, all_: AllOpt = False, json_out: JsonOpt = False)
 
 
 @app.command("list")
-@app.command("ls", hidden=True)
 def list_(
     ctx: typer.Context,
     all_: AllOpt = False,
@@ -124,7 +123,9 @@ def show(
 def events(
     ctx: typer.Context,
     container: Annotated[str, typer.Argument()],
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many events.")
+    ] = 20,
     json_out: JsonOpt = False,
 ) -> None:
     """The events of one container, newest last."""
@@ -225,12 +226,13 @@ def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 
 
 @app.command("terminate")
-@app.command("kill", hidden=True)
 def terminate(
     ctx: typer.Context,
     containers: Annotated[list[str], typer.Argument(help="Container ids.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    reason: Annotated[str, typer.Option("--reason")] = "user",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, recorded with the termination.")
+    ] = "user",
     json_out: JsonOpt = False,
 ) -> None:
     """Stop containers' sandboxes (asks first unless --yes) and record who, why, exit code and final cost."""
@@ -254,7 +256,13 @@ def terminate(
                 f"  {c.id}  {c.state:<10} sandbox {c.sandbox_id or '-'}  running {age(c.started_at, now)}"
             )
         typer.confirm(f"Terminate {len(targets)} container(s)?", default=False, abort=True)
-    done = [rt.control.terminate(c.id, actor="user", reason=reason) for c in targets]
+    from parhelia.app.feedback import working
+
+    done = []
+    with working("Terminating", total=len(targets), json_out=rt.json_out) as step:
+        for c in targets:
+            done.append(rt.control.terminate(c.id, actor="user", reason=reason))
+            step()
     output.success(
         [asdict(v) for v in done],
         json_out=rt.json_out,
@@ -262,4 +270,5 @@ def terminate(
             f"{v.id} terminated (exit {v.exit_code}, cost {money(v.cost_accrued_usd)})"
             for v in done
         ),
+        cost_usd=sum(v.cost_accrued_usd for v in done),
     )

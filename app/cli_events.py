@@ -25,7 +25,7 @@ from parhelia.state.errors import ParheliaError
 ContainerOpt = Annotated[str | None, typer.Option("--container", "-c", help="One container.")]
 TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="One task.")]
 TypeOpt = Annotated[
-    str | None, typer.Option("--events", "--type", help="Comma-separated event types.")
+    str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
 ]
 LevelOpt = Annotated[
     str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
@@ -71,7 +71,6 @@ class Filters:
 
 
 @events_app.command("watch")
-@events_app.command("follow", hidden=True)
 def events_watch(
     ctx: typer.Context,
     container: ContainerOpt = None,
@@ -248,7 +247,10 @@ def events_export(
                 silence_stdout()
                 raise PipeClosed from exc
             return
-        n = write_atomically(output_path, lambda f: write_rows(rt, f, fmt, filters))
+        from parhelia.app.feedback import working
+
+        with working(f"Exporting to {output_path}", json_out=rt.json_out):
+            n = write_atomically(output_path, lambda f: write_rows(rt, f, fmt, filters))
         summary = {"path": str(output_path), "rows": n, "format": fmt}
         if rt.json_out:
             return output.success(summary, json_out=True)

@@ -38,20 +38,29 @@ events_app = typer.Typer(
 
 
 @events_app.command("list")
-@events_app.command("ls", hidden=True)
 def events_list(
     ctx: typer.Context,
-    container: Annotated[str | None, typer.Option("--container", "-c")] = None,
-    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    container: Annotated[
+        str | None, typer.Option("--container", "-c", help="Only this container's events.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task's events.")
+    ] = None,
     type_: Annotated[
-        str | None, typer.Option("--events", "--type", help="Comma-separated event types.")
+        str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
     ] = None,
     level: Annotated[
         str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
     ] = None,
-    since: Annotated[str | None, typer.Option("--since")] = None,
-    until: Annotated[str | None, typer.Option("--until")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+    ] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Events filtered by container, task, type, level and time range; newest last."""
@@ -68,9 +77,13 @@ def events_list(
         until=_parse_time(until, "--until"),
         limit=limit,
     )
-    output.success(
-        [asdict(e) for e in views], json_out=rt.json_out, human=lambda: print_events(views)
-    )
+
+    def human() -> None:
+        if not views:
+            output.echo("No events matched. Widen the filters, or see: parhelia events list")
+        print_events(views)
+
+    output.success([asdict(e) for e in views], json_out=rt.json_out, human=human)
 
 
 # -- budget ---------------------------------------------------------------------------------
@@ -177,15 +190,22 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import reconcile_now
 
     rt = runtime(ctx, json_out)
-    report = reconcile_now(rt.control)
+    from parhelia.app.feedback import working
+
+    with working("Reconciling", json_out=rt.json_out):
+        report = reconcile_now(rt.control)
     data = report.to_dict()
 
+    if not report.acted:
+        lease = rt.store.get_lease()
+        holder = lease.holder if lease else "another process"
+        raise ParheliaError(
+            "E605",
+            f"the reconciler lease is held by {holder}; nothing done",
+            ["parhelia reconciler status", "parhelia containers list"],
+        )
+
     def human() -> None:
-        if not report.acted:
-            output.echo(
-                f"Another process holds the reconciler lease ({rt.store.get_lease().holder}); nothing done."
-            )
-            return
         if report.error:
             output.echo(
                 f"Listing failed ({report.error_code}): {report.error}. No container was changed."
@@ -244,10 +264,21 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
     clean = rt.control.run_loops(stop, log=log)
+    held = bool(rt.control.loops.holder)  # whether the last reconcile found the lease ours
+    if held:
+        said = "Stopped cleanly; lease released." if clean else "Stopped; lease released."
+    else:
+        said = "Stopped. Another process held the reconciler lease; this one did nothing with it."
     output.success(
-        {"holder": rt.control.holder, "stopped": True, "clean": clean, "log_lines": len(lines)},
+        {
+            "holder": rt.control.holder,
+            "stopped": True,
+            "clean": clean,
+            "held_lease": held,
+            "log_lines": len(lines),
+        },
         json_out=rt.json_out,
-        human="Stopped cleanly; lease released.",
+        human=said,
     )
 
 
@@ -259,7 +290,7 @@ def cleanup(
     orphans: Annotated[
         bool, typer.Option("--orphans", help="Terminate every orphaned container.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Terminate orphans (sandboxes with Parhelia's tags that no dispatch recorded), after confirmation."""
@@ -283,9 +314,16 @@ def cleanup(
         for c in targets:
             output.echo(f"  {c.id}  sandbox {c.sandbox_id}  ({c.backend})")
         typer.confirm(f"Terminate {len(targets)} orphan(s)?", default=False, abort=True)
-    done = [rt.control.terminate(c.id, actor="user", reason="orphan_cleanup") for c in targets]
+    from parhelia.app.feedback import working
+
+    done = []
+    with working("Terminating orphans", total=len(targets), json_out=rt.json_out) as step:
+        for c in targets:
+            done.append(rt.control.terminate(c.id, actor="user", reason="orphan_cleanup"))
+            step()
     output.success(
         [asdict(v) for v in done],
         json_out=rt.json_out,
         human=f"Terminated {len(done)} orphan(s): " + ", ".join(v.id for v in done),
+        cost_usd=sum(v.cost_accrued_usd for v in done),
     )

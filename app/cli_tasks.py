@@ -19,7 +19,9 @@ app = typer.Typer(
 @app.command("create")
 def create(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="What the agent should do.")],
+    prompt: Annotated[
+        str | None, typer.Argument(help="What the agent should do (asked on a terminal).")
+    ] = None,
     backend: Annotated[
         str | None, typer.Option("--backend", help="local or modal (default: configured).")
     ] = None,
@@ -32,24 +34,45 @@ def create(
     region: Annotated[
         str | None, typer.Option("--region", help="Pin to a region (costs more).")
     ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Ask nothing: take the defaults, accept warnings.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Dispatch an agent: validated, estimated against the budget, recorded before its sandbox exists."""
-    from parhelia.app.preferences import save_last_used, task_defaults
+    """Dispatch an agent: validated, estimated against the budget, recorded before its sandbox exists.
+
+    On a terminal, missing values are asked for with their defaults and where each came from."""
+    from parhelia.app.feedback import working
+    from parhelia.app.preferences import save_last_used
+    from parhelia.app.prompts import choose_task_values, on_terminal, show_estimate_and_confirm
     from parhelia.state.requests import TaskRequest
 
     rt = runtime(ctx, json_out)
-    defaults = task_defaults(rt.loaded)
+    flag_backend = rt.flags.get("backend") if rt.flags.get("backend") != "auto" else None
+    interactive = on_terminal() and not rt.json_out
+    given = {
+        "prompt": prompt,
+        "backend": backend or flag_backend,
+        "gpu": gpu,
+        "cpu": cpu,
+        "memory_mib": memory,
+        "timeout_minutes": timeout,
+    }
+    prompt, chosen = choose_task_values(rt, given, ask=interactive and not yes)
+    v = chosen.values
     request = TaskRequest(
         prompt=prompt,
-        backend=backend or (rt.flags.get("backend") if rt.flags.get("backend") != "auto" else None),
-        gpu=gpu if gpu is not None else defaults.get("gpu"),
-        cpu=cpu if cpu is not None else defaults["cpu"],
-        memory_mib=memory if memory is not None else defaults["memory_mib"],
-        timeout_minutes=timeout if timeout is not None else defaults["timeout_minutes"],
+        backend=v["backend"],
+        gpu=v["gpu"],
+        cpu=v["cpu"],
+        memory_mib=v["memory_mib"],
+        timeout_minutes=v["timeout_minutes"],
         region=region,
     )
-    result = rt.control.dispatch(request, actor="user")
+    if interactive:
+        show_estimate_and_confirm(rt, request, ask=not yes)
+    with working(f"Starting a {request.backend} sandbox", json_out=rt.json_out):
+        result = rt.control.dispatch(request, actor="user")
     save_last_used(
         {
             "backend": result.backend,
@@ -57,23 +80,28 @@ def create(
             "cpu": request.cpu,
             "memory_mib": request.memory_mib,
             "timeout_minutes": request.timeout_minutes,
-        }
+        },
+        plane=rt.store.plane_id,
     )
+    data = result.to_dict()
+    data["resources"] = {k: {"value": v[k], "source": chosen.sources[k]} for k in v}
 
     def human() -> None:
         output.echo(
             f"Task {result.task_id} dispatched: container {result.container_id} on {result.backend} "
             f"sandbox {result.sandbox_id}"
         )
+        output.echo(chosen.resources_line())
         output.echo(
             f"Rate {money(result.estimate.rate_per_hour)}/h, at most {money(result.estimate.cost_usd)} "
             f"for the timeout; {money(result.estimate.remaining_usd)} of the budget left"
         )
-        for w in result.warnings:
-            output.echo(f"Warning: {w}")
+        if not interactive:  # on a terminal they were shown before the dispatch
+            for w in result.warnings:
+                output.echo(f"Warning: {w}")
 
     output.success(
-        result.to_dict(),
+        data,
         json_out=rt.json_out,
         human=human,
         next_actions=[
@@ -81,15 +109,20 @@ def create(
             (f"parhelia containers show {result.container_id}", "its container"),
             ("parhelia tui", "watch everything live"),
         ],
+        cost_usd=result.estimate.cost_usd,
     )
 
 
 @app.command("list")
-@app.command("ls", hidden=True)
 def list_(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT)] = 50,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only tasks in this status (pending, running...)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+    ] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent tasks, newest first."""
@@ -161,15 +194,35 @@ def show(
 
 @app.command("cancel")
 def cancel(
-    ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Cancel a task: terminates its containers."""
+    """Cancel a task: terminates its containers (asks first unless --yes)."""
+    from parhelia.app.prompts import confirm_destructive
+
     rt = runtime(ctx, json_out)
-    stopped = rt.control.cancel_task(task, actor="user")
+    t = rt.store.get_task(task)
+    live = [c for c in rt.store.containers_for_task(t.id) if c.state != "terminated"]
+    confirm_destructive(
+        rt,
+        yes=yes,
+        what=f"cancel task {t.id} and terminate {len(live)} container(s)",
+        lines=[f"task {t.id} [{t.status}] {t.prompt[:60]}"]
+        + [f"{c.id}  {c.state:<10} sandbox {c.sandbox_id or '-'}" for c in live],
+        retry_cmd=f"parhelia task cancel {t.id} --yes",
+        look_cmd=f"parhelia task show {t.id}",
+    )
+    from parhelia.app.feedback import working
+
+    with working(f"Cancelling {t.id}", json_out=rt.json_out):
+        stopped = rt.control.cancel_task(t.id, actor="user")
     output.success(
         {"task_id": task, "terminated": [c.id for c in stopped]},
         json_out=rt.json_out,
         human=f"Task {task} cancelled; terminated {len(stopped)} container(s)",
+        cost_usd=sum(c.cost_accrued_usd for c in stopped),
     )
 
 
@@ -184,4 +237,5 @@ def retry(
         result.to_dict(),
         json_out=rt.json_out,
         human=f"Task {result.task_id} (retry of {task}) dispatched: container {result.container_id}",
+        cost_usd=result.estimate.cost_usd,
     )

@@ -596,7 +596,7 @@ class ParheliaApp(App):
                 "timeout_minutes": d.timeout_minutes,
             }
             return values, dict.fromkeys(values, "default")
-        both = task_defaults_with_sources(self.loaded)
+        both = task_defaults_with_sources(self.loaded, plane=self.control.store.plane_id)
         values = {k: v for k, (v, _) in both.items()}
         if values.get("backend") == "auto":
             values["backend"] = self.control.default_backend
@@ -622,7 +622,8 @@ class ParheliaApp(App):
                 "cpu": request.cpu,
                 "memory_mib": request.memory_mib,
                 "timeout_minutes": request.timeout_minutes,
-            }
+            },
+            plane=self.control.store.plane_id,
         )
         self.call_from_thread(
             self.notify,

@@ -4,7 +4,7 @@ Error codes are rendered from the catalogue (`parhelia.state.errors`), not repea
 
 from __future__ import annotations
 
-from parhelia.state.errors import CATALOGUE
+from parhelia.state.errors import CATALOGUE, RESERVED
 
 TOPICS: dict[str, str] = {
     "workflow": """\
@@ -65,7 +65,10 @@ warn (default), block (no new dispatch past the ceiling), stop (terminate runnin
     "errors": """\
 Every error has a code (E100-E999), a message, and commands to recover. `parhelia help E200`
 shows one entry; codes by family: E1xx validation, E2xx not found, E3xx budget, E4xx auth,
-E5xx infrastructure, E6xx operations, E7xx database, E9xx internal.""",
+E5xx infrastructure, E6xx operations, E7xx database, E9xx internal.
+Reserved (nothing raises them: the feature is not in Parhelia yet): """
+    + ", ".join(f"{code} ({what})" for code, what in RESERVED.items())
+    + ".",
     "config": """\
 Settings come from built-in defaults, ~/.config/parhelia/config.toml, ./parhelia.toml,
 PARHELIA_* environment variables and flags; later wins. `[section] key` in TOML is
@@ -163,10 +166,21 @@ parhelia events export --level warning --since 2026-11-24T09:00 | wc -l""",
 }
 
 
+def explain(code: str) -> str:
+    """A code's explanation; a reserved code's says so (never describe what a user cannot have)."""
+    if code in RESERVED:
+        return (
+            f"Reserved for {RESERVED[code]}, which Parhelia does not have yet: "
+            f"no command raises {code} today."
+        )
+    return CATALOGUE[code].explanation
+
+
 def render_error_help(code: str) -> str:
     e = CATALOGUE[code]
     recovery = "\n".join(f"  {r}" for r in e.recovery)
-    return f"{e.code}: {e.title}\n\n{e.explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
+    explanation = explain(code)
+    return f"{e.code}: {e.title}\n\n{explanation}\n\nRecover with:\n{recovery}\n\nSee also: parhelia help {e.topic}"
 
 
 # What a container's state and health mean, and what to do about them (the dashboard's help pane).

@@ -383,7 +383,7 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
         from parhelia.app.preferences import task_defaults
         from parhelia.state.requests import TaskRequest
 
-        defaults = task_defaults(rt.loaded)
+        defaults = task_defaults(rt.loaded, plane=control.store.plane_id, backend=backend)
         return TaskRequest(
             prompt=prompt,
             backend=backend,

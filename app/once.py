@@ -172,10 +172,10 @@ def events_panel(view: DashboardView) -> RenderableType:
 
 def render_json(view: DashboardView) -> str:
     """The `--json` envelope around the same view, with the verdict scripts branch on."""
-    from parhelia.app.output import STARTED, dumps
+    from parhelia.app.output import STARTED, dumps, trim
     from parhelia.app.payloads import status_data
 
-    data = status_data(view)
+    data = trim(status_data(view))
     doc = {
         "success": True,
         "data": data,

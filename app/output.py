@@ -15,6 +15,11 @@ from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.safe_text import escape_controls, mask_password
 
 STARTED = time.perf_counter()
+# `--fields a,b.c` for this invocation (set by `cli.main`): trims `data` in the JSON envelope.
+FIELDS: str | None = None
+# An action's priority when the command gives none comes from its place in the list.
+Action = tuple[str, str] | tuple[str, str, str]
+PRIORITIES = ("high", "medium")  # then "low"
 
 
 def _default(value: Any) -> Any:
@@ -51,18 +56,30 @@ def success(
     *,
     json_out: bool,
     human: Callable[[], None] | str | None = None,
-    next_actions: list[tuple[str, str]] | None = None,
+    next_actions: list[Action] | None = None,
+    cost_usd: float | None = None,
 ) -> None:
-    """Print a result: the envelope for `--json`, else the human rendering (and next steps on a terminal)."""
-    actions = [{"command": c, "description": d} for c, d in (next_actions or [])]
+    """Print a result: the envelope for `--json`, else the human rendering (and next steps on a
+    terminal). `cost_usd` is what the command spent or estimated; it goes in `metadata`."""
+    actions = [
+        {
+            "command": a[0],
+            "description": a[1],
+            "priority": a[2] if len(a) > 2 else (PRIORITIES[i] if i < len(PRIORITIES) else "low"),
+        }
+        for i, a in enumerate(next_actions or [])
+    ]
     if json_out:
+        metadata = {
+            "timestamp": datetime.now().astimezone().isoformat(),
+            "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
+        }
+        if cost_usd is not None:
+            metadata["cost_usd"] = round(cost_usd, 6)
         doc = {
             "success": True,
-            "data": data,
-            "metadata": {
-                "timestamp": datetime.now().astimezone().isoformat(),
-                "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
-            },
+            "data": trim(data),
+            "metadata": metadata,
             "next_actions": actions,
         }
         write(dumps(doc) + "\n")
@@ -73,6 +90,23 @@ def success(
         write(escape_controls(human if human.endswith("\n") else human + "\n", keep_newlines=True))
     if actions and sys.stdout.isatty():
         write("\nNext:\n" + "".join(f"  {a['command']:<40} {a['description']}\n" for a in actions))
+
+
+def trim(data: Any) -> Any:
+    """`data` cut to `--fields` (the same selection the MCP server's `fields` makes)."""
+    if not FIELDS:
+        return data
+    from parhelia.state.fields import select_fields
+
+    plain = json.loads(dumps(data))
+    try:
+        return select_fields(plain, FIELDS)
+    except ParheliaError as exc:
+        raise ParheliaError(
+            "E101",
+            exc.message,
+            ["rerun without --fields to see every field", "parhelia help workflow"],
+        ) from None
 
 
 def failure(err: ParheliaError, *, json_out: bool) -> int:

@@ -25,6 +25,16 @@ def _e(
     return ErrorEntry(code, title, explanation, tuple(recovery), topic)
 
 
+# Codes SPEC-20 lists for features Parhelia does not have yet (sessions and checkpoints have their
+# own issue): nothing raises them, and `parhelia help` says so instead of describing the feature.
+RESERVED: dict[str, str] = {
+    "E200": "sessions",
+    "E202": "checkpoints",
+    "E203": "workers",
+    "E600": "checkpoints",
+}
+
+
 CATALOGUE: dict[str, ErrorEntry] = {
     e.code: e
     for e in [
@@ -250,6 +260,14 @@ CATALOGUE: dict[str, ErrorEntry] = {
             "The backend refused or failed to stop the sandbox. The store still lists it.",
             "parhelia containers terminate ID",
             "parhelia reconciler run",
+            topic="containers",
+        ),
+        _e(
+            "E605",
+            "Reconciler busy",
+            "Another process holds the reconciler lease and runs the loops; this one did nothing.",
+            "parhelia reconciler status",
+            "parhelia containers list",
             topic="containers",
         ),
         # E7xx: store

@@ -80,6 +80,16 @@ def validate(request: TaskRequest) -> TaskRequest:
             f"unknown backend {req.backend!r}; valid: {', '.join(BACKENDS)}",
             ["parhelia task create PROMPT --backend local", "parhelia config show"],
         )
+    if req.gpu and req.backend == "local":  # a process on this machine: no GPU to bill for
+        raise ParheliaError(
+            "E101",
+            f"the local backend has no GPU to give ({req.gpu}); choose modal or no GPU",
+            [
+                "parhelia task create PROMPT --backend modal --gpu " + req.gpu,
+                "parhelia task create PROMPT --gpu none",
+            ],
+            attempted="validate GPU type",
+        )
     _in_range("cpu", req.cpu, CPU_RANGE, "cores", "--cpu 2")
     _in_range("memory", req.memory_mib, MEMORY_RANGE_MIB, "MiB", "--memory 4096")
     _in_range("timeout", req.timeout_minutes, TIMEOUT_RANGE_MIN, "minutes", "--timeout 60")

@@ -30,7 +30,8 @@ def assert_envelope(doc: dict) -> None:
         assert datetime.fromisoformat(doc["metadata"]["timestamp"]).tzinfo is not None
         assert doc["metadata"]["duration_ms"] >= 0
         for action in doc["next_actions"]:
-            assert set(action) == {"command", "description"}
+            assert set(action) == {"command", "description", "priority"}
+            assert action["priority"] in ("high", "medium", "low")
             assert command_check.problem(action["command"]) is None
     else:
         assert set(doc) == {"success", "error"}
@@ -79,7 +80,7 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "task create": ["task", "create", "another one"],
         "task list": ["task", "list"],
         "task show": ["task", "show", task_id],
-        "task cancel": ["task", "cancel", task_id],
+        "task cancel": ["task", "cancel", task_id, "--yes"],
         "task retry": ["task", "retry", task_id],
         "containers list": ["containers", "list", "--all"],
         "containers show": ["containers", "show", container_id],
@@ -104,6 +105,10 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "reconciler start": ["reconciler", "start"],  # long-running: its own test below
         "mcp install": ["mcp", "install"],
         "mcp serve": ["mcp", "serve"],  # long-running: tests/test_mcp.py
+        "completion bash": ["completion", "bash"],
+        "completion zsh": ["completion", "zsh"],
+        "completion fish": ["completion", "fish"],
+        "completion install": ["completion", "install"],  # writes to HOME: tests/test_completion.py
     }
 
 
@@ -123,6 +128,7 @@ def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
             "events watch",
             "containers watch",
             "task watch",
+            "completion install",
         ):
             continue
         if path == "events replay":  # a stream of JSON lines, one per event
@@ -492,7 +498,7 @@ def test_tasks_list_show_cancel_retry(parhelia_env):
     assert [c["id"] for c in shown["containers"]] == [first["container_id"]]
     assert {e["type"] for e in shown["events"]} >= {"task.created", "container.created"}
 
-    cancelled = env.ok("task", "cancel", tid)
+    cancelled = env.ok("task", "cancel", tid, "--yes")
     assert cancelled == {"task_id": tid, "terminated": [first["container_id"]]}
     assert not running_sandbox(env, first["container_id"]).running
     assert env.ok("task", "show", tid)["task"]["status"] == "cancelled"

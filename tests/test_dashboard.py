@@ -360,7 +360,8 @@ async def test_n_offers_remembered_defaults_and_dispatches(fleet, store, isolate
     from parhelia.app.preferences import load_last_used, save_last_used
 
     control, backend = fleet
-    save_last_used({"cpu": 3.0, "memory_mib": 6144, "timeout_minutes": 45, "gpu": "none"})
+    last = {"cpu": 3.0, "memory_mib": 6144, "timeout_minutes": 45, "gpu": "none"}
+    save_last_used({**last, "backend": "local"}, plane=store.plane_id)  # kept per store
     app = make_app(control, loaded=load_settings(flags={}))
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot, app)
@@ -379,7 +380,7 @@ async def test_n_offers_remembered_defaults_and_dispatches(fleet, store, isolate
             pilot,
             lambda: any("release notes" in (c.task_prompt or "") for c in table(app).shown_rows),
         )
-        assert load_last_used()["cpu"] == 3.0
+        assert load_last_used(plane=store.plane_id)["cpu"] == 3.0
 
 
 async def test_dispatch_failure_is_shown_with_its_code(fleet):

@@ -1,0 +1,101 @@
+"""Start-up and completion times of the CLI. Run: `python bench/cli.py [RUNS]`.
+
+Medians, as subprocesses, of `parhelia --help`, `containers list`, `status --no-refresh`,
+`tui --once --no-refresh` and a container-id completion (`_PARHELIA_COMPLETE`), over a store of
+1,000 running containers, each beside the floor `python -c "import sqlmodel"` (the import every
+store-reading command pays). Targets (issue 16): read commands within 0.1 s of the floor,
+`--help` under 0.3 s, an id completion under 0.3 s. The machine may be shared: the load average
+is printed with the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from parhelia.state.models import Container
+from parhelia.state.store import Store
+
+N_CONTAINERS = 1000
+
+
+def fill(url: str) -> None:
+    store = Store(url)
+    plane = store.plane_id
+    for i in range(N_CONTAINERS):
+        cid = f"c-{i:08x}"
+        store.add_container(
+            Container(
+                id=cid,
+                backend="local",
+                sandbox_id=f"sb-{i:06d}",
+                state="running",
+                health="healthy",
+                tags={"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane},
+            )
+        )
+
+
+def _once(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def medians(argv: list[str], env: dict[str, str], floor: list[str], runs: int):
+    """(command's median, floor's median), their runs interleaved so load hits both alike."""
+    a, b = [], []
+    for _ in range(runs):
+        b.append(_once(floor, env))
+        a.append(_once(argv, env))
+    return statistics.median(a), statistics.median(b)
+
+
+def main(runs: int = 7) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="parhelia-bench-cli-"))
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    env = {
+        **os.environ,
+        "PARHELIA_DB_URL": url,
+        "PARHELIA_BACKEND": "local",
+        "PARHELIA_CONFIG_HOME": str(tmp / "cfg"),
+        "PARHELIA_DATA_DIR": str(tmp / "data"),
+        "PARHELIA_CACHE_DIR": str(tmp / "cache"),
+    }
+    fill(url)
+    cli = [sys.executable, "-m", "parhelia.app"]
+    floor_argv = [sys.executable, "-c", "import sqlmodel"]
+    complete_env = {
+        **env,
+        "_PARHELIA_COMPLETE": "complete_bash",
+        "COMP_WORDS": "parhelia containers show c-0000003",
+        "COMP_CWORD": "3",
+    }
+    cases = [
+        ("--help", [*cli, "--help"], env, 0.3),
+        ("containers list", [*cli, "containers", "list"], env, None),
+        ("status --no-refresh", [*cli, "status", "--no-refresh"], env, None),
+        ("tui --once --no-refresh", [*cli, "tui", "--once", "--no-refresh"], env, None),
+        ("id completion (1,000 containers)", cli, complete_env, 0.3),
+    ]
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"load: {load}")
+    print(f"{N_CONTAINERS} containers; median of {runs} runs each")
+    print(f"{'command':<34} {'median':>8} {'floor':>8} {'over floor':>11}  target")
+    for name, argv, run_env, target in cases:
+        m, floor = medians(argv, run_env, floor_argv, runs)
+        goal = f"< {target:.1f} s" if target else "floor + 0.1 s"
+        ok = m < target if target else m - floor < 0.1
+        print(
+            f"{name:<34} {m:>7.3f}s {floor:>7.3f}s {m - floor:>+10.3f}s  {goal} "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 7)
