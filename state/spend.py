@@ -82,7 +82,7 @@ def hourly_trend(
     the budget pane's sparkline."""
     since = now - timedelta(hours=TREND_HOURS - 1)
     series = spread(spans, since=since, now=now, size=BUCKETS["hour"])
-    return tuple(sum(part.values()) for part in series.values())[-TREND_HOURS:]
+    return tuple(round(sum(part.values()), 6) for part in series.values())[-TREND_HOURS:]
 
 
 def sparkline(values: list[float]) -> str:

@@ -1210,13 +1210,12 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
     return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
 
 
-def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
-    """The last day's spend per hour (`spend.hourly_trend`) from the containers that ran in it:
-    the live ones and those ended since (both columns indexed; no events, no heartbeats)."""
-    from parhelia.state.spend import TREND_HOURS, hourly_trend
+def spend_trend_query(now: datetime) -> Any:
+    """The containers that ran in the trend's day (live, or ended since it began)."""
+    from parhelia.state.spend import TREND_HOURS
 
     cutoff = now - timedelta(hours=TREND_HOURS)
-    q = select(
+    return select(
         Container.state,
         Container.started_at,
         Container.created_at,
@@ -1224,8 +1223,15 @@ def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
         Container.cost_rate_per_hour,
         Container.cost_accrued_usd,
     ).where(or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff))
+
+
+def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
+    """The last day's spend per hour (`spend.hourly_trend`) from the containers that ran in it:
+    the live ones and those ended since (both columns indexed; no events, no heartbeats)."""
+    from parhelia.state.spend import hourly_trend
+
     spans = []
-    for state, started, created, ended, rate, accrued in s.execute(q):
+    for state, started, created, ended, rate, accrued in s.execute(spend_trend_query(now)):
         if state in ACTIVE:  # as `_container_views` prices a live one
             accrued = max(accrued, accrued_cost(rate, as_utc(started), None, now))
         spans.append(("all", started or created, ended, accrued))

@@ -324,11 +324,10 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
     )
     lines = [head, bar_line, burn, detail]
     if shown:
-        recent = b.trend[-shown:]
-        peak = max(recent)
+        peak = max(b.trend[-shown:])
         lines.append(
             Text(
-                f"trend {shown} h · peak {money(peak)}/h · this hour {money(recent[-1])}"
+                f"trend {shown} h · peak {money(peak)}/h"
                 if peak > 0
                 else f"trend {shown} h · no spend",
                 style="dim",
