@@ -147,9 +147,10 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._notify = db.is_postgresql(url)
+        revision = None
         try:
             if migrate:
-                db.check_not_newer(url)
+                revision = db.check_not_newer(url)
             self.engine = db.make_engine(url)
             self._write_engine = (
                 db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
@@ -164,7 +165,10 @@ class Store:
             raise _unavailable(url, exc) from exc
         if migrate:
             try:
-                db.migrate(self._write_engine)
+                # An SQLite file already read at head needs no second look through the write
+                # engine (which would take the write lock to read the revision again).
+                if revision != db.HEAD_REVISION:
+                    db.migrate(self._write_engine)
             except ParheliaError:
                 self.close()  # leave no connection (or -wal file) behind a refused open
                 raise
