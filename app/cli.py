@@ -393,7 +393,10 @@ def db_copy(
     run_copy(rt.db_url, to, json_out=rt.json_out)
 
 
+@functools.cache
 def _register_groups() -> None:
+    """Every noun and its verbs joins `app` here, on the first `click_command()`, not at import:
+    `parhelia status` never imports (or builds) the other commands (bench/events.py)."""
     from parhelia.app import (
         cli_budget,
         cli_completion,
@@ -425,9 +428,6 @@ def _register_groups() -> None:
     app.command("status")(cli_status.status)
     cli_containers.app.command("watch")(cli_watch.containers_watch)
     cli_tasks.app.command("watch")(cli_watch.task_watch)
-
-
-_register_groups()
 
 
 # -- entry point ----------------------------------------------------------------------------
@@ -463,19 +463,45 @@ def _usage_error(exc) -> ParheliaError:
 
 
 @functools.cache
-def click_command():
+def click_command(only: str | None = None):
     """The Click command tree Typer builds from `app`, built once per process: building it reads
     every command's signature (a third of a second), which an in-process caller (the MCP server,
-    the tests) would otherwise pay on every call."""
+    the tests) would otherwise pay on every call. `only="status"` is the tree of the root options
+    and `status` alone: the at-a-glance command pays for no other command's imports."""
     import typer.main
 
+    if only == "status":
+        from parhelia.app.cli_status import status
+
+        small = typer.Typer(
+            name="parhelia",
+            help=app.info.help,
+            pretty_exceptions_enable=False,
+            rich_markup_mode=None,
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )
+        small.callback()(root)
+        small.command("status")(status)
+        return typer.main.get_command(small)
     from parhelia.app import aliases, completion
 
+    _register_groups()
     root = typer.main.get_command(app)
     completion.attach(root)  # ids, topics and codes complete from the store and catalogue
     aliases.install(root)  # SPEC-20's short forms, from one table
     aliases.one_name_in_help(root)
     return root
+
+
+def _verb(args: list[str]) -> str | None:
+    """The command word of `args`: the first that is not a root option or its value."""
+    it = iter(args)
+    for arg in it:
+        if arg in ("--db", "--backend"):
+            next(it, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _not_utf8(args: list[str]) -> ParheliaError | None:
@@ -518,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     if (bad := _not_utf8(args)) is not None:
         return output.failure(bad, json_out=json_out) + 1
     try:
-        result = click_command()(args=args, prog_name="parhelia", standalone_mode=False)
+        only = "status" if _verb(args) == "status" else None
+        result = click_command(only)(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ParheliaError as exc:
         return output.failure(exc, json_out=json_out)

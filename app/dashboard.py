@@ -310,7 +310,7 @@ class ParheliaApp(App):
             table.show(containers, now, rows)
             if self._select_after_refresh and table.select(self._select_after_refresh):
                 self._select_after_refresh = None
-            self.query_one(EventsLog).show(view.events)
+            self.query_one(EventsLog).show(view.events, now)
             self.query_one(BudgetPane).show(view.budget, now)
             self._show_header(view)
             self._budget_toast(view)

@@ -263,15 +263,16 @@ def _refuse_newer(revision: str | None) -> None:
         )
 
 
-def check_not_newer(url: str) -> None:
+def check_not_newer(url: str) -> str | None:
     """E700 for an SQLite file from a newer Parhelia, read through a bare connection before any
     engine sets its pragmas (switching a file to WAL would already change its bytes). Not
-    `mode=ro`: a read-only connection to a WAL file leaves its -wal and -shm files behind."""
+    `mode=ro`: a read-only connection to a WAL file leaves its -wal and -shm files behind.
+    Returns the revision it read (None when there is none, or nothing was read)."""
     if not url.startswith("sqlite:///") or url.startswith("sqlite:///:memory:"):
-        return
+        return None
     path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]).expanduser()
     if not path.is_file():
-        return
+        return None
     conn = sqlite3.connect(path)
     try:
         has = conn.execute(
@@ -279,10 +280,11 @@ def check_not_newer(url: str) -> None:
         ).fetchone()
         row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if has else None
     except sqlite3.Error:
-        return  # not readable as SQLite: the engine reports it properly
+        return None  # not readable as SQLite: the engine reports it properly
     finally:
         conn.close()
     _refuse_newer(row[0] if row else None)
+    return row[0] if row else None
 
 
 def migrate(engine: Engine) -> tuple[str | None, str]:

@@ -13,6 +13,7 @@ from parhelia.state.views import ContainerView
 
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 SPARK = "▁▂▃▄▅▆▇█"
+TREND_HOURS = 24  # the dashboard's spend trend: hourly buckets, this many back
 
 
 def bucket_start(ts: datetime, size: timedelta) -> datetime:
@@ -32,20 +33,39 @@ def spend_buckets(
 ) -> dict[datetime, dict[str, float]]:
     """{bucket start: {key: usd}} from `since` to `now`, every bucket present (zeros included);
     the key is the task or container id with `by`, else "all"."""
+    spans = (
+        (
+            (c.task_id or "-") if by == "task" else c.id if by == "container" else "all",
+            c.started_at or c.created_at,
+            c.terminated_at,
+            c.cost_accrued_usd,
+        )
+        for c in containers
+    )
+    return spread(spans, since=since, now=now, size=size)
+
+
+def spread(
+    spans: Iterable[tuple[str, datetime, datetime | None, float]],
+    *,
+    since: datetime,
+    now: datetime,
+    size: timedelta,
+) -> dict[datetime, dict[str, float]]:
+    """`spend_buckets` from plain `(key, start, end or None while running, cost)` spans: what
+    the dashboard's trend reads without building container views."""
     first = bucket_start(since, size)
     out: dict[datetime, dict[str, float]] = {}
     t = first
     while t <= now:
         out[t] = defaultdict(float)
         t += size
-    for c in containers:
-        start = as_utc(c.started_at or c.created_at)
-        end = as_utc(c.terminated_at) or now
-        cost = c.cost_accrued_usd
+    for key, started, ended, cost in spans:
+        start = as_utc(started)
+        end = as_utc(ended) or now
         if cost <= 0 or end <= since:
             continue
         span = max((end - start).total_seconds(), 1e-9)
-        key = (c.task_id or "-") if by == "task" else c.id if by == "container" else "all"
         t = bucket_start(max(start, first), size)
         while t < end and t <= now:
             overlap = (min(end, t + size) - max(start, t)).total_seconds()
@@ -53,6 +73,16 @@ def spend_buckets(
                 out[t][key] += cost * overlap / span
             t += size
     return {t: dict(v) for t, v in out.items()}
+
+
+def hourly_trend(
+    spans: Iterable[tuple[str, datetime, datetime | None, float]], now: datetime
+) -> tuple[float, ...]:
+    """Spend per hour over the last `TREND_HOURS` hours, oldest first, the current hour last:
+    the budget pane's sparkline."""
+    since = now - timedelta(hours=TREND_HOURS - 1)
+    series = spread(spans, since=since, now=now, size=BUCKETS["hour"])
+    return tuple(round(sum(part.values()), 6) for part in series.values())[-TREND_HOURS:]
 
 
 def sparkline(values: list[float]) -> str:

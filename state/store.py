@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,9 +149,10 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._notify = db.is_postgresql(url)
+        revision = None
         try:
             if migrate:
-                db.check_not_newer(url)
+                revision = db.check_not_newer(url)
             self.engine = db.make_engine(url)
             self._write_engine = (
                 db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
@@ -166,7 +167,10 @@ class Store:
             raise _unavailable(url, exc) from exc
         if migrate:
             try:
-                db.migrate(self._write_engine)
+                # An SQLite file already read at head needs no second look through the write
+                # engine (which would take the write lock to read the revision again).
+                if revision != db.HEAD_REVISION:
+                    db.migrate(self._write_engine)
             except ParheliaError:
                 self.close()  # leave no connection (or -wal file) behind a refused open
                 raise
@@ -633,17 +637,36 @@ class Store:
         with self.read() as s:
             return s.scalar(_filter_events(select(func.count(Event.id)), **filters)) or 0
 
-    def event_rows(self, *, batch: int = 5000, **filters: Any) -> Iterator[tuple]:
+    def event_rows(self, **filters: Any) -> Iterator[tuple]:
         """Every event matching `events()`'s filters, oldest first, as plain tuples in
-        `EVENT_ROW_COLUMNS` order, streamed in batches (an export of millions of rows never
-        builds ORM objects or holds them all). `ts` comes back as stored (see `event_row_ts`)."""
-        cols = [getattr(Event, c) for c in EVENT_ROW_COLUMNS]
-        cols[EVENT_ROW_COLUMNS.index("ts")] = type_coerce(Event.ts, String).label("ts")
-        q = _filter_events(select(*cols), **filters).order_by(Event.ts, Event.id)
-        with self.read() as s:  # Core rows through the session's connection: twice the ORM's pace
-            result = s.connection().execute(q.execution_options(yield_per=batch))
-            for part in result.partitions():
-                yield from part
+        `EVENT_ROW_COLUMNS` order with `ts` as ISO 8601 UTC (see `event_batches`)."""
+        for part in self.event_batches(**filters):
+            yield from part
+
+    def event_batches(self, *, batch: int = 10_000, **filters: Any) -> Iterator[list[tuple]]:
+        """`event_rows` in lists of up to `batch` tuples: what an export of millions of rows
+        streams. No ORM objects, and on SQLite no SQLAlchemy `Row` either: the rows come straight
+        from the sqlite3 cursor with `ts` already made ISO in SQL (a Row and a Python conversion
+        per row were most of an export's time, bench/events.py). Other databases stream through
+        a server-side cursor (`stream_results`) and convert `ts` here."""
+        ts_at = EVENT_ROW_COLUMNS.index("ts")
+        with self.read() as s:
+            conn = s.connection()
+            cols: list[Any] = [getattr(Event, c) for c in EVENT_ROW_COLUMNS]
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # stored as `YYYY-MM-DD HH:MM:SS.ffffff` UTC: `event_row_ts` in SQL
+                cols[ts_at] = func.replace(type_coerce(Event.ts, String), " ", "T").concat("+00:00")
+            q = _filter_events(select(*cols), **filters).order_by(Event.ts, Event.id)
+            if sqlite:
+                # A plain (unbuffered) result fetches nothing itself: its DB-API cursor is read
+                # directly, in batches.
+                cursor = conn.execute(q).cursor
+                while part := cursor.fetchmany(batch):
+                    yield part
+                return
+            result = conn.execute(q.execution_options(stream_results=True, yield_per=batch))
+            for rows in result.partitions():
+                yield [(*r[:ts_at], event_row_ts(r[ts_at]), *r[ts_at + 1 :]) for r in rows]
 
     # -- heartbeats -----------------------------------------------------------------------
 
@@ -937,6 +960,7 @@ class Store:
             events = _recent_event_views(s, event_limit)
             running = [c for c in containers if c.is_active]
             spent = _spent_since(s, period_start(now, budget.period), running)
+            trend = _spend_trend(s, now)
             reconciler = _reconciler_view(s, reconcile_interval, now)
             plane = _get_setting(s, PLANE_KEY) or ""
             foreign = _foreign_sandboxes(s)
@@ -947,7 +971,7 @@ class Store:
             generated_at=now,
             containers=containers,
             events=events,
-            budget=summarize(budget, spent, burn, gpus, now),
+            budget=replace(summarize(budget, spent, burn, gpus, now), trend=trend),
             reconciler=reconciler,
             backend=backend_label,
             database=self.label,
@@ -1111,9 +1135,10 @@ EVENT_ROW_COLUMNS = (
 
 
 def event_row_ts(value: Any) -> str:
-    """An exported row's time as ISO 8601 UTC, from SQLite's stored text or a driver's datetime."""
+    """An exported row's time as ISO 8601 UTC with microseconds (as SQLite stores it, so both
+    databases export the same text), from SQLite's stored text or a driver's datetime."""
     if isinstance(value, datetime):
-        return as_utc(value).isoformat()
+        return as_utc(value).isoformat(timespec="microseconds")
     return value.replace(" ", "T", 1) + "+00:00"
 
 
@@ -1202,6 +1227,34 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
         or 0.0
     )
     return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
+
+
+def spend_trend_query(now: datetime) -> Any:
+    """The containers that ran in the trend's day (live, or ended since it began)."""
+    from parhelia.state.spend import TREND_HOURS
+
+    cutoff = now - timedelta(hours=TREND_HOURS)
+    return select(
+        Container.state,
+        Container.started_at,
+        Container.created_at,
+        Container.terminated_at,
+        Container.cost_rate_per_hour,
+        Container.cost_accrued_usd,
+    ).where(or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff))
+
+
+def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
+    """The last day's spend per hour (`spend.hourly_trend`) from the containers that ran in it:
+    the live ones and those ended since (both columns indexed; no events, no heartbeats)."""
+    from parhelia.state.spend import hourly_trend
+
+    spans = []
+    for state, started, created, ended, rate, accrued in s.execute(spend_trend_query(now)):
+        if state in ACTIVE:  # as `_container_views` prices a live one
+            accrued = max(accrued, accrued_cost(rate, as_utc(started), None, now))
+        spans.append(("all", started or created, ended, accrued))
+    return hourly_trend(spans, now)
 
 
 def _reconciler_view(s: Session, default_interval: float, now: datetime) -> ReconcilerView:

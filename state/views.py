@@ -89,6 +89,8 @@ class BudgetView:
     # when the ceiling is reached at the current burn rate; None if never (burn 0) or already past
     ceiling_at: datetime | None
     level: str  # ok | warning (>= first threshold) | critical (>= 80%) | exceeded (>= 100%)
+    # spend per hour over the last day, oldest first, the current hour last (`spend.hourly_trend`)
+    trend: tuple[float, ...] = ()
 
     @property
     def percent(self) -> float:

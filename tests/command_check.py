@@ -20,11 +20,9 @@ ENV_ASSIGN = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 
 
 def root_command():
-    import typer.main
+    from parhelia.app.cli import click_command
 
-    from parhelia.app.cli import app
-
-    return typer.main.get_command(app)
+    return click_command()
 
 
 def is_group(cmd) -> bool:

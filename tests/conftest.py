@@ -22,6 +22,7 @@ BOTH_DATABASES = {
     "test_concurrent_writers",
     "test_dashboard",
     "test_postgres",
+    "test_export",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer.main
 
 from parhelia.app.aliases import ALIASES
-from parhelia.app.cli import app, click_command
+from parhelia.app.cli import _register_groups, app, click_command
 
 
 def _group(root, path):
@@ -27,6 +27,7 @@ def test_every_alias_resolves_to_the_command_it_names():
 
 
 def test_no_alias_collides_with_a_command_or_another_alias():
+    _register_groups()  # the nouns join `app` on first use
     plain = typer.main.get_command(app)  # the tree without aliases
     for path, table in ALIASES.items():
         real = set(_group(plain, path).commands)

@@ -6,15 +6,23 @@ wrapped to the width they were written at). Following is the user's choice, neve
 only a scroll up by key, wheel or scrollbar pauses it, and it resumes with End or a scroll back to
 the end. While following, every write, rewrite and resize ends at the newest event, so the footer's
 "following" is always true.
+
+What it shows goes through SPEC-20's aggregation (`state.aggregation.Aggregator`, the rule the
+watches use): heartbeat-derived chatter at most once per 10 s per container and progress at most
+every 5 % or 5 s, the newest held-back event shown when its window ends with how many it stands
+for; state changes, warnings, errors and completions always, at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import RichLog
 
+from parhelia.state.aggregation import Aggregator
 from parhelia.state.views import EventView
 from parhelia.widgets.formatting import event_text
 
@@ -98,22 +106,49 @@ class EventsLog(RichLog):
         self.max_events = max_events
         self.filter = EventFilter()
         self.filter_text = ""
-        self._events: list[EventView] = []
+        self._events: list[EventView] = []  # what passed the aggregation, oldest first
+        self._folded: dict[int, int] = {}  # event id -> how many held-back events it stands for
+        self._aggregator = Aggregator()
         self._last_id = 0
         self._written_width = 0
         self.following = True
 
-    def show(self, events: list[EventView]) -> None:
-        """Append what is new since the last refresh (events come oldest first)."""
+    def show(self, events: list[EventView], now: datetime | None = None) -> None:
+        """Append what is new since the last refresh (events come oldest first), aggregated;
+        `now` (the view's time) releases held-back events whose window has ended."""
         fresh = [e for e in events if e.id > self._last_id]
-        if not fresh:
+        if fresh:
+            self._last_id = fresh[-1].id
+        shown = [out for e in fresh for out in self._aggregator.feed(e)]
+        if now is not None:
+            shown += self._aggregator.flush(now)
+        if not shown:
             return
-        self._last_id = fresh[-1].id
-        self._events = (self._events + fresh)[-self.max_events :]
-        for e in fresh:
+        for e in shown:
+            if e.id in self._aggregator.folded:
+                self._folded[e.id] = self._aggregator.folded.pop(e.id)
+        self._events = (self._events + shown)[-self.max_events :]
+        kept = {e.id for e in self._events}
+        self._folded = {k: v for k, v in self._folded.items() if k in kept}
+        for e in shown:
             if self.filter.matches(e):
-                self.write(event_text(e), scroll_end=self.following)
+                self.write(self._line(e), scroll_end=self.following)
         self._update_title()
+
+    @property
+    def shown_events(self) -> list[EventView]:
+        """The events the pane holds (after aggregation), oldest first."""
+        return list(self._events)
+
+    def folded(self, event_id: int) -> int:
+        """How many held-back events a shown one stands for."""
+        return self._folded.get(event_id, 0)
+
+    def _line(self, e: EventView) -> Text:
+        text = event_text(e)
+        if folded := self._folded.get(e.id):
+            text.append(f" (+{folded} folded)", style="dim")
+        return text
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text
@@ -183,7 +218,7 @@ class EventsLog(RichLog):
         self.clear()
         for e in self._events:
             if self.filter.matches(e):
-                self.write(event_text(e), scroll_end=self.following)
+                self.write(self._line(e), scroll_end=self.following)
         self._written_width = self.size.width
         self._update_title()
 

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from parhelia.state.health import NO_LIVE_HEALTH
 from parhelia.state.safe_text import escape_controls
+from parhelia.state.spend import sparkline
 from parhelia.state.timeutil import age_seconds
 from parhelia.state.views import (
     BudgetView,
@@ -316,7 +317,10 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
     if b.level != "ok":
         head.append(" · ")
         head.append(b.level.upper(), style=style)
-    bar_line = Text(bar(pct / 100.0, width), style=style)
+    shown = trend_width(b, width)
+    bar_line = Text(bar(pct / 100.0, width - shown - 1 if shown else width), style=style)
+    if shown:  # the spend trend next to the bar: each block an hour, the newest on the right
+        bar_line.append(" " + sparkline(list(b.trend[-shown:])), style="bold")
     if b.burn_rate_per_hour > 0 and b.ceiling_at is not None:
         eta = f"full at {short_clock(b.ceiling_at)} (in {age(now, b.ceiling_at)})"
     elif b.spent_usd >= b.ceiling_usd > 0:
@@ -328,7 +332,25 @@ def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
         f"GPUs running {b.running_gpus} · policy {b.policy} · left {money(b.remaining_usd)}",
         style="dim",
     )
-    return [head, bar_line, burn, detail]
+    lines = [head, bar_line, burn, detail]
+    if shown:
+        peak = max(b.trend[-shown:])
+        lines.append(
+            Text(
+                f"trend {shown} h · peak {money(peak)}/h"
+                if peak > 0
+                else f"trend {shown} h · no spend",
+                style="dim",
+            )
+        )
+    return lines
+
+
+def trend_width(b: BudgetView, width: int) -> int:
+    """How many hours of the spend trend fit beside the bar (a third of the width at most, none
+    when fewer than 4 would)."""
+    n = min(len(b.trend), width // 3)
+    return n if n >= 4 else 0
 
 
 # -- header and banner ---------------------------------------------------------------------------
