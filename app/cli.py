@@ -486,11 +486,11 @@ def click_command(only: str | None = None):
     from parhelia.app import aliases, completion
 
     _register_groups()
-    root = typer.main.get_command(app)
-    completion.attach(root)  # ids, topics and codes complete from the store and catalogue
-    aliases.install(root)  # SPEC-20's short forms, from one table
-    aliases.one_name_in_help(root)
-    return root
+    tree = typer.main.get_command(app)
+    completion.attach(tree)  # ids, topics and codes complete from the store and catalogue
+    aliases.install(tree)  # SPEC-20's short forms, from one table
+    aliases.one_name_in_help(tree)
+    return tree
 
 
 def _verb(args: list[str]) -> str | None:
