@@ -56,6 +56,7 @@ VOLATILE = {
     "remaining_usd",
     "ceiling_at",
     "next_run_at",
+    "trend",  # the spend trend's last hour grows with the accrued cost
 }
 
 

@@ -179,6 +179,7 @@ def test_config_show_names_the_ignored_settings_and_the_command(cloned_repo):
     assert {
         "command": f"parhelia config trust {toml}",
         "description": "use its ignored settings",
+        "priority": "high",
     } in doc["next_actions"]
     rows = {row["name"]: row for row in doc["data"]}
     assert rows["tui.event_rows"]["value"] == "120"  # harmless settings still apply
