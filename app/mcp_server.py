@@ -14,6 +14,8 @@ act as `mcp:<client name>`. New events reach subscribers as resource update noti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -23,7 +25,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
@@ -122,6 +123,8 @@ class EventPush:
         self.subscribers: dict[Any, set[str]] = {}
         self.stop = threading.Event()
         self.tail: EventTail | None = None  # set when the watch starts: news from then on
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changes: asyncio.Queue[list[str]] = asyncio.Queue()
 
     async def subscribe(self, ctx, params: SubscribeRequestParams) -> EmptyResult:
         self.subscribers.setdefault(ctx.session, set()).add(str(params.uri))
@@ -156,30 +159,41 @@ class EventPush:
                         break
 
     def _on_change(self) -> None:
+        """On the watcher thread: hand the changed resources to the event loop without waiting
+        for it (a thread blocked on a loop that is shutting down would keep the process alive)."""
         try:
             uris = self.changed_uris()
         except Exception as exc:  # a database hiccup: say so on stderr, keep watching
             log.warning("event tail failed: %s", exc)
             return
-        if uris:
-            anyio.from_thread.run(self.publish, uris)
+        if uris and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is ending
+                self._loop.call_soon_threadsafe(self._changes.put_nowait, uris)
 
     def _watch(self) -> None:
         from parhelia.workers.db_watch import can_watch, watch_store
 
-        self.tail = EventTail(self.control.store)
-        url = self.control.store.url
-        if can_watch(url):  # the SQLite file watcher, or LISTEN/NOTIFY on PostgreSQL
-            watch_store(url, self._on_change, self.stop)
-        else:
-            while not self.stop.wait(POLL_SECONDS):
-                self._on_change()
-
-    async def run(self) -> None:
         try:
-            await anyio.to_thread.run_sync(self._watch, abandon_on_cancel=True)
+            self.tail = EventTail(self.control.store)
+            url = self.control.store.url
+            if can_watch(url):  # the SQLite file watcher, or LISTEN/NOTIFY on PostgreSQL
+                watch_store(url, self._on_change, self.stop)
+            else:
+                while not self.stop.wait(POLL_SECONDS):
+                    self._on_change()
         except Exception as exc:
             log.warning("event push stopped: %s", exc)
+
+    async def run(self) -> None:
+        """Watch on a daemon thread (it never holds the process open at exit) and publish what
+        it reports, here on the loop."""
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._watch, name="parhelia-event-push", daemon=True).start()
+        try:
+            while True:
+                await self.publish(await self._changes.get())
+        finally:
+            self.stop.set()
 
 
 def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:

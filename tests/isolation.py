@@ -32,6 +32,12 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
             monkeypatch.delenv(var)
     for name in ("CONFIG_HOME", "DATA_DIR", "CACHE_DIR"):
         monkeypatch.setenv(f"PARHELIA_{name}", str(root / name.lower()))
+    # Everything the tests talk to is on loopback: a CI machine's proxy must never sit in between
+    # (httpx, which the MCP client and the modal SDK's helpers use, honours these variables).
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     return root
 
 

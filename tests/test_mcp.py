@@ -506,14 +506,21 @@ def test_stdout_carries_only_protocol_messages(parhelia_env):
     proc.stdin.flush()
     answered: set[int] = set()
     try:
-        while not answered >= {1, 2, 3, 4}:  # ends at EOF if the server dies
+        while not answered >= {
+            1,
+            2,
+            3,
+            4,
+        }:  # ends at EOF if the server dies (pytest-timeout bounds it)
             line = proc.stdout.readline()
             assert line, "the server closed stdout before answering"
             message = json.loads(line)  # anything but JSON-RPC on stdout fails here
             assert message["jsonrpc"] == "2.0"
             answered.add(message.get("id"))
     finally:
-        proc.stdin.close()
-        rest = proc.stdout.read()
-        proc.wait(timeout=30)
+        try:  # communicate closes stdin: at its EOF the server ends, and must not linger
+            rest, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest.splitlines())
