@@ -1,8 +1,10 @@
 """One reconcile cycle's plan: judge the rows of a snapshot against each backend's listing.
 
-`ReconcilePlan` reads nothing but the listing, the rows it is given and a few settings, and writes
-nothing but the changes, new rows and events it collects; the `Reconciler` applies them in one
-guarded write (`Store.apply_changes`). What it judges:
+`ReconcilePlan` collects row changes, new rows and events; the `Reconciler` applies them in one
+guarded write (`Store.apply_changes`). Besides the rows it is given, the plan reads the store only
+to look up rows matching a listed sandbox, asks a backend how a no-longer-listed sandbox ended, and
+keeps three small memos in the store's settings (first sightings, sandboxes in their grace, other
+planes' sandboxes), so every process and view sees them. What it judges:
 
 - a listed Parhelia sandbox whose row has no sandbox id yet (a crash during dispatch) is adopted by
   its container-id tag; a listed sandbox's row whose state or tags drifted is corrected;

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,7 +87,6 @@ class RegistryEntry:
     exit_code: int | None = None
     ended_at: str | None = None
     terminated: bool = False
-    extra: dict = field(default_factory=dict)
     resources: dict | None = None  # the spec's cpu, memory_mib, gpu, region
 
     @classmethod
