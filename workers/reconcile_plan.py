@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 ACTOR = "reconciler"
 SIGHTINGS_KEY = "reconciler.first_seen."
-SRC = EventSource.RECONCILER
+SOURCE = EventSource.RECONCILER
 # A `created` row that never got a sandbox (the process died before create returned) is closed
 # after this long; image builds can take minutes, so it is well beyond the orphan grace.
 DISPATCH_LOST_SECONDS = 3600.0
@@ -125,7 +125,7 @@ class ReconcilePlan:
             "container.state",
             message,
             level=level,
-            source=SRC,
+            source=SOURCE,
             actor=ACTOR,
             container_id=row.id,
             task_id=row.task_id,
@@ -201,7 +201,7 @@ class ReconcilePlan:
             "container.adopted",
             f"{row.id} adopted sandbox {info.sandbox_id} by its tag (dispatch did not finish)",
             level=EventLevel.WARNING,
-            source=SRC,
+            source=SOURCE,
             actor=ACTOR,
             container_id=row.id,
             task_id=row.task_id,
@@ -246,7 +246,7 @@ class ReconcilePlan:
             ev = _event_row(
                 "container.drift",
                 f"{row.id} tags corrected from the backend",
-                source=SRC,
+                source=SOURCE,
                 actor=ACTOR,
                 container_id=row.id,
                 task_id=row.task_id,
@@ -311,7 +311,7 @@ class ReconcilePlan:
             "container.health",
             f"{row.id} has sent no heartbeat for {silent / 60:.0f} min: unhealthy (stale)",
             level=EventLevel.WARNING,
-            source=SRC,
+            source=SOURCE,
             actor=ACTOR,
             container_id=row.id,
             task_id=row.task_id,
@@ -483,7 +483,7 @@ class ReconcilePlan:
             f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans"
             + ("; no plane tag (made before plane ids): no policy stops it" if by_hand else ""),
             level=EventLevel.WARNING,
-            source=SRC,
+            source=SOURCE,
             actor=ACTOR,
             container_id=cid,
             task_id=task_id,
@@ -518,7 +518,7 @@ def _event_row(type: str, message: str, *, ts: datetime, details: dict | None = 
         "type": type,
         "message": message,
         "level": str(kw.pop("level", EventLevel.INFO)),
-        "source": str(kw.pop("source", SRC)),
+        "source": str(kw.pop("source", SOURCE)),
         "details": details or {},
         "container_id": None,
         "task_id": None,

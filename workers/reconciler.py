@@ -36,7 +36,7 @@ from parhelia.state.settings import Settings
 from parhelia.state.store import Store, make_event
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import Backend, Resources, SandboxInfo
-from parhelia.workers.reconcile_plan import ACTOR, SRC, ReconcilePlan
+from parhelia.workers.reconcile_plan import ACTOR, SOURCE, ReconcilePlan
 from parhelia.workers.reconcile_report import ReconcileReport, run_row
 
 MIN_DELAY_SECONDS = 1.0  # a grace about to end still waits this long: no busy loop
@@ -197,7 +197,7 @@ class Reconciler:
                     f"listing {name} sandboxes failed ({exc.code}): {exc.message}; "
                     "no container was changed",
                     level=EventLevel.ERROR,
-                    source=SRC,
+                    source=SOURCE,
                     actor=ACTOR,
                     details={"backend": name, "code": exc.code},
                     ts=now,
@@ -280,7 +280,7 @@ def _terminate_failed(cid: str, exc: Exception, now: datetime):
         "container.terminate_failed",
         f"auto-terminate of orphan {cid} failed: {type(exc).__name__}: {exc}",
         level=EventLevel.ERROR,
-        source=SRC,
+        source=SOURCE,
         actor=ACTOR,
         container_id=cid,
         ts=now,
