@@ -105,6 +105,22 @@ def test_sandbox_outlives_the_process_that_created_it(backend):
     assert not backend.list()[0].running
 
 
+def test_each_sandbox_is_led_by_the_supervisor_module_which_imports_no_backend(backend):
+    """The group leader runs `python -m SUPERVISOR_MODULE`, its own module: started once per
+    sandbox, it imports neither the backend nor the database layer."""
+    from parhelia.workers.backends.local_supervisor import SUPERVISOR_MODULE
+
+    probe = (
+        f"import sys, {SUPERVISOR_MODULE};"
+        "print([m for m in ('parhelia.workers.backends.local', 'sqlmodel') if m in sys.modules])"
+    )
+    out = subprocess.run([PY, "-c", probe], capture_output=True, text=True, check=True, timeout=20)
+    assert out.stdout.strip() == "[]"
+    info = backend.create(spec(SLEEP))
+    entry = json.loads((backend.registry / f"{info.sandbox_id}.json").read_text())
+    assert psutil.Process(entry["pid"]).cmdline()[1:3] == ["-m", SUPERVISOR_MODULE]
+
+
 def test_finished_agent_reports_its_exit_code(backend):
     info = backend.create(spec("import sys; print('bye'); sys.exit(3)"))
     poll(lambda: not backend.list()[0].running)

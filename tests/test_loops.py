@@ -17,7 +17,7 @@ from parhelia.state.settings import Settings
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.deadline import DeadlineBackend
 from parhelia.workers.control import ControlPlane
-from parhelia.workers.daemon import run_loops
+from tests.loop_driver import run_loops
 from tests.test_reconciler import T0, Clock, FakeBackend, make_reconciler
 
 

@@ -23,8 +23,8 @@ from parhelia.workers.backends.base import (
     is_parhelia,
     parhelia_tags,
 )
-from parhelia.workers.daemon import run_loops
 from parhelia.workers.reconciler import Reconciler
+from tests.loop_driver import run_loops
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 OK_SAMPLE = ProbeSample(10.0, 200.0, 5.0, 20.0, 60.0, True)

@@ -8,31 +8,12 @@ way out even if the runner is still inside a call (its thread is a daemon and di
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
-from parhelia.state.settings import Settings
 from parhelia.workers.loops import LoopRunner
 
 Log = Callable[[str], object]
 STOP_GRACE_SECONDS = 5.0
-
-
-def run_loops(
-    reconciler,
-    poller,
-    guard,
-    settings: Settings,
-    stop: threading.Event,
-    *,
-    log: Log | None = None,
-    monotonic: Callable[[], float] = time.monotonic,
-    wait: Callable[[float], object] | None = None,
-) -> None:
-    """Run until `stop` is set, on this thread. `monotonic` and `wait` are injectable so tests drive time."""
-    runner = LoopRunner(reconciler, poller, guard, settings, monotonic=monotonic, wait=wait)
-    say = log or (lambda _line: None)
-    runner.run(stop, on_cycle=_logger(say), on_error=_error_logger(say))
 
 
 def run_daemon(

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
@@ -49,11 +49,6 @@ class HeartbeatReport:
     duration_ms: float = 0.0
     probe_ms: float = 0.0  # wall time spent waiting for probes (the rest is Parhelia's own work)
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["started_at"] = self.started_at.isoformat()
-        return out
-
     def summary(self) -> str:
         return (
             f"heartbeat: probed {self.probed} ok {self.ok} failed {self.failed} "
@@ -78,8 +73,8 @@ class HeartbeatPoller:
 
     @property
     def thresholds(self) -> HealthThresholds:
-        h = self.settings.heartbeat
-        return HealthThresholds(h.degraded_missed, h.unhealthy_missed, h.dead_missed)
+        cfg = self.settings.heartbeat
+        return HealthThresholds(cfg.degraded_missed, cfg.unhealthy_missed, cfg.dead_missed)
 
     def run_once(self) -> HeartbeatReport:
         t0 = time.perf_counter()
@@ -179,16 +174,16 @@ _FAILED = object()
 _TIMED_OUT = object()
 
 
-def _sample_row(container_id: str, now: datetime, s: ProbeSample) -> dict:
+def _sample_row(container_id: str, now: datetime, sample: ProbeSample) -> dict:
     return {
         "container_id": container_id,
         "ts": now,
-        "cpu_percent": s.cpu_percent,
-        "memory_mib": s.memory_mib,
-        "memory_percent": s.memory_percent,
-        "disk_percent": s.disk_percent,
-        "uptime_seconds": s.uptime_seconds,
-        "agent_alive": s.agent_alive,
+        "cpu_percent": sample.cpu_percent,
+        "memory_mib": sample.memory_mib,
+        "memory_percent": sample.memory_percent,
+        "disk_percent": sample.disk_percent,
+        "uptime_seconds": sample.uptime_seconds,
+        "agent_alive": sample.agent_alive,
     }
 
 

@@ -56,14 +56,12 @@ class LoopRunner:
         self,
         *,
         passes: bool = True,
-        release: bool = True,
         on_cycle: OnCycle | None = None,
         on_error: OnError | None = None,
     ):
         """One reconcile, then (if `passes` and holding the lease) a heartbeat pass and a budget
-        check; the lease is released at the end unless `release` is False. Returns the reconcile
-        report; a failed reconcile raises (a failed heartbeat or budget pass goes to `on_error`,
-        or raises when there is none)."""
+        check; the lease is released at the end. Returns the reconcile report; a failed reconcile
+        raises (a failed heartbeat or budget pass goes to `on_error`, or raises when there is none)."""
         try:
             report = self.reconciler.run_once()
             self.holder = report.acted
@@ -73,8 +71,7 @@ class LoopRunner:
                 self._passes(on_cycle, on_error or _raise)
             return report
         finally:
-            if release:
-                self.reconciler.release()
+            self.reconciler.release()
 
     # -- the loop -------------------------------------------------------------------------
 

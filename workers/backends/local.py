@@ -6,8 +6,8 @@ Why it looks like this:
 - Any Parhelia process must see, probe and stop sandboxes another one started, so each sandbox
   has a JSON entry in `<root>/registry/` (written atomically). Identity is pid + process start
   time: a reused pid is never mistaken for a sandbox.
-- The group leader is a tiny supervisor (this module run with `-m`) that starts the agent as its
-  child, enforces `timeout_seconds` even when no Parhelia process is running (SIGTERM, then
+- The group leader is a tiny supervisor (`local_supervisor`, run with `-m`) that starts the agent
+  as its child, enforces `timeout_seconds` even when no Parhelia process is running (SIGTERM, then
   SIGKILL after the grace, exit code 124), writes the agent's exit code to `<id>.exit`, and stops
   whatever the agent left behind in its group. Without it a finished sandbox's exit code would be
   unknowable (only a parent can wait for a process) and a forgotten one would run forever.
@@ -21,7 +21,6 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -30,11 +29,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,11 +53,14 @@ from parhelia.workers.backends.base import (
     TerminateResult,
     is_parhelia,
 )
+from parhelia.workers.backends.local_supervisor import (
+    SUPERVISOR_MODULE,
+    process_status,
+    write_json_atomic,
+)
 
-SUPERVISOR_MODULE = "parhelia.workers.backends.local"
 ID_PREFIX = "lp-"
 LOG_NAME = "agent.log"
-TIMEOUT_EXIT = 124  # as Modal reports a timed-out sandbox
 NOT_ALIVE = {
     psutil.STATUS_ZOMBIE,
     psutil.STATUS_DEAD,
@@ -68,11 +69,6 @@ NOT_ALIVE = {
 }
 STOPPED = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
 _POLL = 0.02
-
-
-def shell_exit_code(returncode: int) -> int:
-    """Popen's -N (killed by signal N) as a shell reports it: 128+N."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 @dataclass
@@ -91,26 +87,12 @@ class RegistryEntry:
     exit_code: int | None = None
     ended_at: str | None = None
     terminated: bool = False
-    extra: dict = field(default_factory=dict)
     resources: dict | None = None  # the spec's cpu, memory_mib, gpu, region
 
     @classmethod
     def from_json(cls, data: dict) -> RegistryEntry:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write-then-rename, so a reader in another process never sees half an entry."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -303,7 +285,7 @@ class LocalBackend:
         disk = None
         with contextlib.suppress(OSError):
             disk = psutil.disk_usage(entry.workdir).percent
-        statuses = [_status(p) for p in agents]
+        statuses = [process_status(p) for p in agents]
         exited = self._exit_path(sandbox_id).exists()
         return ProbeSample(
             cpu_percent=round(cpu, 1),
@@ -459,7 +441,7 @@ class LocalBackend:
         return self.registry / f"{sandbox_id}.exit"
 
     def _save(self, entry: RegistryEntry) -> None:
-        _write_json(self._entry_path(entry.sandbox_id), asdict(entry))
+        write_json_atomic(self._entry_path(entry.sandbox_id), asdict(entry))
 
     def _load(self, sandbox_id: str) -> RegistryEntry:
         path = self._entry_path(sandbox_id)
@@ -530,85 +512,3 @@ class LocalBackend:
         if workdir.parent == self.root and workdir.name == entry.sandbox_id:
             shutil.rmtree(workdir, ignore_errors=True)
         self._children.pop(entry.sandbox_id, None)
-
-
-def _status(proc: psutil.Process) -> str:
-    try:
-        return proc.status()
-    except psutil.Error:
-        return psutil.STATUS_DEAD
-
-
-# -- the supervisor: group leader of every local sandbox ------------------------------------
-
-
-def _group_members(pgid: int, exclude: int) -> list[psutil.Process]:
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if (
-                proc.pid != exclude
-                and os.getpgid(proc.pid) == pgid
-                and _status(proc) != psutil.STATUS_ZOMBIE
-            ):
-                members.append(proc)
-        except (OSError, psutil.Error):
-            continue
-    return members
-
-
-def _stop_group(grace: float) -> None:
-    """SIGTERM every other process of this group, SIGKILL what is left after the grace."""
-    members = _group_members(os.getpgid(0), os.getpid())
-    for proc in members:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGTERM)
-            proc.send_signal(signal.SIGCONT)
-    _, alive = psutil.wait_procs(members, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=1.0)
-
-
-def supervise(exit_file: Path, deadline: float, grace: float, agent_argv: list[str]) -> int:
-    """Run the agent to its end or its deadline, record its exit code, and leave nothing behind."""
-    # the group's SIGTERM reaches the agent; the supervisor stays to record how it ended
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    try:
-        agent = subprocess.Popen(agent_argv)
-    except OSError as exc:
-        print(f"[parhelia] cannot start the agent: {exc}", flush=True)
-        code, reason = 127, "start_failed"
-    else:
-        try:
-            code = shell_exit_code(
-                agent.wait(timeout=max(0.0, deadline - time.time())) if deadline else agent.wait()
-            )
-            reason = "exited"
-        except subprocess.TimeoutExpired:
-            print(f"[parhelia] timeout reached; stopping the agent (grace {grace:g}s)", flush=True)
-            _stop_group(grace)
-            agent.wait()
-            code, reason = TIMEOUT_EXIT, "timeout"
-    print(f"[parhelia] agent ended ({reason}), exit code {code}", flush=True)
-    _write_json(exit_file, {"exit_code": code, "reason": reason, "ended_at": utcnow().isoformat()})
-    _stop_group(grace)
-    return code
-
-
-def _main(args: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {SUPERVISOR_MODULE}")
-    parser.add_argument("--exit-file", type=Path, required=True)
-    parser.add_argument("--deadline", type=float, default=0.0, help="epoch seconds; 0: none")
-    parser.add_argument("--grace", type=float, default=5.0)
-    parser.add_argument("agent", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(args)
-    agent = ns.agent[1:] if ns.agent[:1] == ["--"] else ns.agent
-    if not agent:
-        parser.error("no agent command after --")
-    return supervise(ns.exit_file, ns.deadline, ns.grace, agent)
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
