@@ -24,6 +24,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -492,6 +493,8 @@ class ModalBackend:
         from parhelia.workers.backends.modal_logs import SandboxOutput
 
         attempted = f"read the agent output of the Modal sandbox {sandbox_id}"
+        # the first read's wait for output fits in half the deadline, the calls before included
+        settle_by = time.monotonic() + min(LOG_FIRST_WAIT, self.settings.timeout_seconds / 2)
         out = self._outputs.get(sandbox_id)
         try:
             if out is None or out.failed:
@@ -503,7 +506,7 @@ class ModalBackend:
                     self._outputs[sandbox_id] = out
             elif not out.ended:
                 self._call(attempted, out.sandbox.poll)
-            out.settle(first_wait=min(LOG_FIRST_WAIT, self.settings.timeout_seconds / 2))
+            out.settle(first_wait=max(0.0, settle_by - time.monotonic()))
             return out.read(offset)
         except Exception as exc:
             if out is not None and self._outputs.get(sandbox_id) is out:
