@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 TAG_FETCH_CONCURRENCY = 8
 HANDLE_CACHE = 512
-LOG_FOLLOWERS = 32  # sandboxes whose output one process keeps reading (oldest dropped)
+LOG_FOLLOWERS = 16  # sandboxes whose output one process keeps reading (oldest dropped)
 LOG_FIRST_WAIT = 2.0  # a first log read waits at most this (and half the deadline) for output
 NO_GPU = {"", "none", "cpu"}
 
