@@ -485,9 +485,10 @@ class ModalBackend:
 
     def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
         """The agent's stdout and stderr from byte `offset` of this process's merged copy
-        (`modal_logs.SandboxOutput`), also after the sandbox ended. Each read asks Modal once
-        whether the sandbox still exists (`from_id` the first time, `poll` after), so a hung API
-        is E501 at the deadline and a sandbox Modal no longer knows is E205, not a quiet log."""
+        (`modal_logs.SandboxOutput`), also after the sandbox ended. Until its output has ended,
+        each read asks Modal once about the sandbox (`from_id` the first time, `poll` after), so
+        a hung API is E501 at the deadline and a sandbox Modal no longer knows is E205, never a
+        log that merely looks quiet."""
         from modal.exception import NotFoundError
 
         from parhelia.workers.backends.modal_logs import SandboxOutput
