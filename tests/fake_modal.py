@@ -15,6 +15,14 @@ Faults: `fail(rpc, status)` makes an RPC fail (after `after` successful calls, `
 forever; `after_effect=True` fails only after the RPC has had its effect, e.g. a sandbox that
 exists though its create "failed"). `exec_hang` makes exec output never arrive. RPCs without a
 handler fail loudly with UNIMPLEMENTED and are recorded in `state.unimplemented`.
+
+Sandbox output: the entrypoint is not run; a test writes what it "prints" with `write_output`
+(stdout or stderr). It is served as Modal serves it: V2 sandboxes through the command router's
+`SandboxStdioReadV2` (a byte-offset stream per descriptor that stays open while the sandbox runs,
+ends after the last byte once it has ended, and keeps only the last `output_retained` bytes, as
+Modal does), V1 (GPU) sandboxes through the API's `SandboxGetLogs` (batches with an entry id;
+a long poll of `log_poll_seconds` at most, after which the SDK reconnects with `last_entry_id`;
+a batch with `eof` once the sandbox has ended and everything was sent).
 """
 
 from __future__ import annotations
@@ -91,6 +99,12 @@ class FakeSandbox:
     load1: float = 0.8
     jiffies: tuple[int, int] = (0, 0)  # (busy, idle) so far
     execs: int = 0
+    # what the entrypoint printed: (entry number, file descriptor 1|2, bytes), in order
+    output: list[tuple[int, int, bytes]] = field(default_factory=list)
+
+    def written(self, fd: int) -> bytes:
+        """Everything written to descriptor `fd` (1 stdout, 2 stderr) so far."""
+        return b"".join(data for _, f, data in self.output if f == fd)
 
     @property
     def running(self) -> bool:
@@ -145,6 +159,9 @@ class FakeModalState:
             self.idempotent: dict[str, str] = {}
             self.execs: dict[str, FakeExec] = {}
             self.exec_hang = False
+            self.log_poll_seconds = 55.0  # a SandboxGetLogs long poll ends after this
+            self.output_retained = 1 << 20  # V2 stdio keeps this many bytes per descriptor
+            self._entries = itertools.count(1)
             self.token_expired = False
             self.valid_tokens = {(TOKEN_ID, TOKEN_SECRET)}
             self._last_created = 0.0
@@ -273,6 +290,13 @@ class FakeModalState:
         )
         with self.lock:
             self.sandboxes[sandbox_id].result = _RESULT(status=status, exitcode=code)
+
+    def write_output(self, sandbox_id: str, text: str | bytes, *, stderr: bool = False) -> None:
+        """The sandbox's entrypoint prints `text` (to stderr when asked)."""
+        data = text.encode() if isinstance(text, str) else text
+        with self.lock:
+            sb = self.sandboxes[sandbox_id]
+            sb.output.append((next(self._entries), 2 if stderr else 1, data))
 
     def forget(self, sandbox_id: str) -> None:
         """Modal no longer knows the sandbox at all (NOT_FOUND from then on)."""
@@ -485,16 +509,15 @@ class _Api:
 
     def rpc_SandboxGetTaskIdV2(self, req, md):
         sb = self.s.get(req.sandbox_id)
-        if not sb.running:
-            return api_pb2.SandboxGetTaskIdResponse(task_result=sb.result)
+        if not sb.running:  # the task it ran on is still named: its output stays readable
+            return api_pb2.SandboxGetTaskIdResponse(task_id=sb.task_id, task_result=sb.result)
         return api_pb2.SandboxGetTaskIdResponse(task_id=sb.task_id)
 
     rpc_SandboxGetTaskId = rpc_SandboxGetTaskIdV2
 
     def rpc_SandboxGetCommandRouterAccess(self, req, md):
-        sb = self.s.get(req.sandbox_id) if req.sandbox_id else self.s.by_task(req.task_id)
-        if not sb.running:
-            raise GRPCError(Status.NOT_FOUND, f"Sandbox {sb.sandbox_id} has finished")
+        # also for an ended sandbox: the router serves its output after the end (exec it refuses)
+        self.s.get(req.sandbox_id) if req.sandbox_id else self.s.by_task(req.task_id)
         access = self._access()
         return api_pb2.SandboxGetCommandRouterAccessResponse(url=access.url, jwt=access.jwt)
 
@@ -571,6 +594,45 @@ class _Api:
 
     rpc_SandboxTerminate = rpc_SandboxTerminateV2
 
+    async def rpc_SandboxGetLogs(self, req, md):
+        """V1 output: batches of entries after `last_entry_id` for one descriptor, a long poll of
+        at most `log_poll_seconds` (the stream then ends without eof: the SDK reconnects with
+        the last entry id it saw), and a batch with `eof` once the sandbox ended and all is sent."""
+        sb = self.s.get(req.sandbox_id)
+        after = int(req.last_entry_id.split("-")[0]) if req.last_entry_id else 0
+        poll = min(req.timeout or self.s.log_poll_seconds, self.s.log_poll_seconds)
+        deadline = time.monotonic() + poll
+        generation = self.s.generation
+
+        async def batches():
+            nonlocal after
+            while True:
+                with self.s.lock:
+                    if self.s.sandboxes.get(sb.sandbox_id) is not sb:
+                        raise GRPCError(Status.NOT_FOUND, f"Sandbox {sb.sandbox_id} not found")
+                    ended = not sb.running
+                    new = [
+                        (n, d) for n, f, d in sb.output if n > after and f == req.file_descriptor
+                    ]
+                for n, data in new:
+                    after = n
+                    item = api_pb2.TaskLogs(
+                        data=data.decode("utf-8", "replace"),
+                        file_descriptor=req.file_descriptor,
+                        timestamp=time.time(),
+                    )
+                    yield api_pb2.TaskLogsBatch(entry_id=f"{n}-0", items=[item], task_id=sb.task_id)
+                if ended:
+                    yield api_pb2.TaskLogsBatch(entry_id=f"{after}-0", eof=True, task_id=sb.task_id)
+                    return
+                if time.monotonic() >= deadline or self.s._stopping:
+                    return
+                if self.s.generation != generation:
+                    return
+                await asyncio.sleep(0.01)  # the fake's own loop waiting for output
+
+        return batches()
+
 
 class _Router:
     """Handlers for the task command router: exec runs for real against the fake /proc."""
@@ -627,6 +689,34 @@ class _Router:
         async def chunks():
             for i in range(req.offset, len(data), 16384):
                 yield sr_pb2.TaskExecStdioReadResponse(data=data[i : i + 16384])
+
+        return chunks()
+
+    async def rpc_SandboxStdioReadV2(self, req, md):
+        """V2 output: the bytes of one descriptor from `offset` (or from the oldest retained byte,
+        which the response's `starting_offset` says), then whatever follows while the sandbox
+        runs; the stream ends after the last byte once the sandbox has ended."""
+        sb = self.s.by_task(req.task_id)
+        fd = 1 if req.file_descriptor == sr_pb2.SANDBOX_STDIO_FILE_DESCRIPTOR_STDOUT else 2
+        generation = self.s.generation
+
+        async def chunks():
+            offset = req.offset
+            while True:
+                with self.s.lock:
+                    if self.s.sandboxes.get(sb.sandbox_id) is not sb:
+                        raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} not found")
+                    ended = not sb.running
+                    data = sb.written(fd)
+                oldest = max(0, len(data) - self.s.output_retained)
+                start = max(offset, oldest)
+                for i in range(start, len(data), 16384):
+                    piece = data[i : i + 16384]
+                    yield sr_pb2.SandboxStdioReadV2Response(data=piece, starting_offset=i)
+                offset = max(offset, len(data))
+                if ended or self.s._stopping or self.s.generation != generation:
+                    return
+                await asyncio.sleep(0.01)  # the fake's own loop waiting for output
 
         return chunks()
 

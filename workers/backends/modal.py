@@ -16,12 +16,15 @@ Why it looks like this:
   backend's previous probe of the sandbox (100 = one core); the first probe uses the 1-minute
   load average. Probe handles are kept per sandbox so later probes reuse the task id and the
   exec connection (one wait-poll plus the exec's own calls).
+- Agent output comes from the sandbox's own stdout/stderr streams, kept per sandbox by
+  `modal_logs.SandboxOutput` (bounded, resumable by byte offset).
 - Every SDK error goes through `map_modal_error`, so each failure has one catalogue code.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 
 TAG_FETCH_CONCURRENCY = 8
 HANDLE_CACHE = 512
+LOG_FOLLOWERS = 16  # sandboxes whose output one process keeps reading (oldest dropped)
+LOG_FIRST_WAIT = 2.0  # a first log read waits at most this (and half the deadline) for output
 NO_GPU = {"", "none", "cpu"}
 
 # Reads /proc under $PARHELIA_PROC_ROOT (default /proc; tests point it at a fake tree).
@@ -231,6 +236,7 @@ class ModalBackend:
         self._lock = threading.Lock()
         self._cpu_counters: dict[str, tuple[int, int]] = {}
         self._handles: dict[str, Any] = {}  # sandbox id -> modal.Sandbox, for probes
+        self._outputs: dict[str, Any] = {}  # sandbox id -> modal_logs.SandboxOutput
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -478,14 +484,50 @@ class ModalBackend:
         return sample
 
     def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
-        """Not yet: the SDK streams a sandbox's stdout only to its first reader (SandboxGetLogs),
-        and the fake Modal API Parhelia is tested against does not serve that RPC."""
-        raise ParheliaError(
-            "E503",
-            f"reading the agent output of Modal sandbox {sandbox_id} is not supported yet",
-            [f"modal shell {sandbox_id}", "parhelia containers show ID"],
-            attempted=f"read the agent log of {sandbox_id}",
-        )
+        """The agent's stdout and stderr from byte `offset` of this process's merged copy
+        (`modal_logs.SandboxOutput`), also after the sandbox ended. Until its output has ended,
+        each read asks Modal once about the sandbox (`from_id` the first time, `poll` after), so
+        a hung API is E501 at the deadline and a sandbox Modal no longer knows is E205, never a
+        log that merely looks quiet."""
+        from modal.exception import NotFoundError
+
+        from parhelia.workers.backends.modal_logs import SandboxOutput
+
+        attempted = f"read the agent output of the Modal sandbox {sandbox_id}"
+        # the first read's wait for output fits in half the deadline, the calls before included
+        settle_by = time.monotonic() + min(LOG_FIRST_WAIT, self.settings.timeout_seconds / 2)
+        out = self._outputs.get(sandbox_id)
+        try:
+            if out is None or out.failed:
+                sb = self._sandbox(sandbox_id, attempted)
+                out = SandboxOutput(sb)
+                with self._lock:
+                    if len(self._outputs) >= LOG_FOLLOWERS:
+                        self._outputs.pop(next(iter(self._outputs))).stop()
+                    self._outputs[sandbox_id] = out
+            elif not out.ended:
+                self._call(attempted, out.sandbox.poll)
+            out.settle(first_wait=max(0.0, settle_by - time.monotonic()))
+            return out.read(offset)
+        except Exception as exc:
+            if out is not None and self._outputs.get(sandbox_id) is out:
+                self._outputs.pop(sandbox_id, None)  # the next read starts afresh
+            cause = exc.__cause__ if isinstance(exc, ParheliaError) else exc
+            if isinstance(cause, NotFoundError):
+                raise ParheliaError(
+                    "E205",
+                    f"Modal does not know the sandbox {sandbox_id} (removed, or never made in this "
+                    "workspace), so its agent output cannot be read",
+                    [
+                        "parhelia containers show ID",
+                        "parhelia reconciler run",
+                        "modal container list",
+                    ],
+                    attempted=attempted,
+                ) from cause
+            if isinstance(exc, ParheliaError):
+                raise
+            raise map_modal_error(exc, attempted) from exc
 
     def shell_argv(self, sandbox_id: str) -> list[str]:
         """`modal shell sb-…` execs a shell in a running sandbox (modal 1.6 accepts sandbox ids)."""
