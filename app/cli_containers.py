@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import (
     ESTIMATE_NOTE,
     age,
@@ -129,7 +129,7 @@ def events(
     json_out: JsonOpt = False,
 ) -> None:
     """The events of one container, newest last."""
-    from parhelia.app.cli_ops import print_events
+    from parhelia.app.cli_common import print_events
     from parhelia.state.store import to_event_view
 
     rt = runtime(ctx, json_out)

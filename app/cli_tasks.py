@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import money
 from parhelia.state.enums import LIVE_TASK_STATUSES
 
@@ -164,7 +164,7 @@ def show(
     ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
 ) -> None:
     """A task with its containers and latest events."""
-    from parhelia.app.cli_ops import print_events
+    from parhelia.app.cli_common import print_events
     from parhelia.app.payloads import task_show_parts
 
     rt = runtime(ctx, json_out)

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from parhelia.app.cli import runtime
+from parhelia.app.cli_common import runtime
 from parhelia.state.views import ContainerView, DashboardView, EventView
 
 REDRAW_SECONDS = 1.0  # ages and costs move on their own: redraw (or re-read) this often

@@ -184,7 +184,7 @@ class EventPush:
 
 def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
     """The server with its tools and resources over this runtime's control plane."""
-    from parhelia.app.cli_ops import _parse_time
+    from parhelia.app.cli_common import parse_time
 
     bus = InMemorySubscriptionBus()
     control = rt.control
@@ -361,8 +361,8 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
                     task=task,
                     types=types,
                     level=level,
-                    since=_parse_time(since),
-                    until=_parse_time(until),
+                    since=parse_time(since),
+                    until=parse_time(until),
                     limit=limit,
                 )
             ],
