@@ -294,14 +294,7 @@ class ControlPlane:
         )
 
     def _check_budget(self, req: TaskRequest, est: Estimate) -> None:
-        allowed, reason = self.guard.dispatch_allowed()
-        if not allowed:
-            raise ParheliaError(
-                "E603",
-                reason.removeprefix("E603: "),
-                ["parhelia budget show", "parhelia budget set AMOUNT", "parhelia config show"],
-                attempted="dispatch a task",
-            )
+        self.guard.check_dispatch()
         if est.cost_usd > est.remaining_usd:
             raise ParheliaError(
                 "E300",
@@ -545,12 +538,6 @@ class ControlPlane:
 
     def reconcile_once(self):
         return self.reconciler.run_once()
-
-    def heartbeat_once(self):
-        return self.poller.run_once()
-
-    def budget_check(self):
-        return self.guard.check()
 
     @property
     def loops(self):
