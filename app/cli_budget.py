@@ -96,7 +96,6 @@ def budget_history(
     """Spend over time in hour or day buckets (per task or container with --by), with the
     budget's events (ceiling changes, threshold warnings)."""
     from parhelia.state.spend import BUCKETS, sparkline, spend_buckets
-    from parhelia.state.store import to_event_view
 
     rt = runtime(ctx, json_out)
     if bucket not in BUCKETS:
@@ -115,7 +114,7 @@ def budget_history(
     size = BUCKETS[bucket]
     start = parse_time(since) or now - (size * (24 if bucket == "hour" else 7) - size)
     hours = (now - start).total_seconds() / 3600 + 1
-    containers = rt.store.container_views(now=now, recent_hours=hours, limit=100_000)
+    containers = rt.control.container_views(now=now, recent_hours=hours, limit=100_000)
     series = spend_buckets(containers, since=start, now=now, size=size, by=by)
     rows = [
         {"start": t.isoformat(), "key": k, "usd": round(v, 6)}
@@ -123,9 +122,7 @@ def budget_history(
         for k, v in sorted(part.items())
     ]
     totals = [sum(part.values()) for part in series.values()]
-    events = [
-        to_event_view(e) for e in reversed(rt.store.events(types=BUDGET_EVENT_TYPES, limit=limit))
-    ]
+    events = rt.control.event_views(types=BUDGET_EVENT_TYPES, limit=limit)
     data = {
         "bucket": bucket,
         "since": start.isoformat(),
@@ -176,7 +173,7 @@ def budget_estimate(
     from parhelia.state.requests import TaskRequest
 
     rt = runtime(ctx, json_out)
-    defaults = task_defaults(rt.loaded, plane=rt.store.plane_id)
+    defaults = task_defaults(rt.loaded, plane=rt.control.plane_id)
     request = TaskRequest(
         prompt=prompt,
         gpu=gpu if gpu is not None else defaults.get("gpu"),

@@ -30,7 +30,7 @@ def cleanup(
             "say what to clean up: --orphans",
             ["parhelia cleanup --orphans", "parhelia containers orphans"],
         )
-    targets = rt.store.orphans()
+    targets = rt.control.orphans()
     if not targets:
         return output.success([], json_out=rt.json_out, human="No orphans to clean up.")
     if not yes:

@@ -27,19 +27,21 @@ def config_show(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Every effective setting, and the file, variable or flag it came from."""
+    """Every effective setting, and the file, variable, flag or database it came from."""
     from parhelia.app.config import effective_rows
     from parhelia.app.preferences import last_used_rows
     from parhelia.app.trust import trust_command
 
     rt = runtime(ctx, json_out)
     rt.warn_on_stderr = False  # listed below instead
-    # The store's control-plane id (made on its first open), the tag its sandboxes carry.
+    # The store's control-plane id (made on its first open), the tag its sandboxes carry, and the
+    # settings a command stored there (`parhelia budget set`), which win over the configured ones.
     try:
-        plane = rt.store.plane_id
+        plane = rt.control.plane_id
+        stored = rt.control.stored_settings()
     except ParheliaError as exc:  # config show must still show the configuration
-        plane = f"(database unavailable: {exc.code})"
-    rows = [*effective_rows(rt.loaded), ("control_plane_id", plane, "store")]
+        plane, stored = f"(database unavailable: {exc.code})", {}
+    rows = [*effective_rows(rt.loaded, stored), ("control_plane_id", plane, "store")]
     rows += last_used_rows(plane)
     if setting:
         names = [r[0] for r in rows]

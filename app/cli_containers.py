@@ -130,11 +130,10 @@ def events(
 ) -> None:
     """The events of one container, newest last."""
     from parhelia.app.cli_common import print_events
-    from parhelia.state.store import to_event_view
 
     rt = runtime(ctx, json_out)
-    c = rt.store.get_container(container)
-    rows = [to_event_view(e) for e in reversed(rt.store.events(container_id=c.id, limit=limit))]
+    c = rt.control.container(container)
+    rows = rt.control.event_views(container_id=c.id, limit=limit)
     output.success(
         [asdict(e) for e in rows], json_out=rt.json_out, human=lambda: print_events(rows)
     )

@@ -55,8 +55,8 @@ class Filters:
                 ["parhelia events watch --level warning", "parhelia events list --help"],
             )
         out: dict[str, Any] = {
-            "container_id": rt.store.get_container(self.container).id if self.container else None,
-            "task_id": rt.store.get_task(self.task).id if self.task else None,
+            "container_id": rt.control.container(self.container).id if self.container else None,
+            "task_id": rt.control.task(self.task).id if self.task else None,
             "types": self.types.split(",") if self.types else None,
             "min_level": self.level,
             "since": parse_time(self.since),
@@ -160,12 +160,11 @@ def follow_events(
     from parhelia.app.stream_out import LineOut, run_until_interrupted
     from parhelia.state.aggregation import Aggregator, is_loud
     from parhelia.state.timeutil import utcnow
-    from parhelia.workers.event_follow import EventFollower
 
     out = LineOut(json_out=rt.json_out)
     agg = Aggregator()
     stop = stop or threading.Event()
-    follower = EventFollower(rt.store, after_id=0 if from_start else None, filters=filters)
+    follower = rt.control.event_follower(after_id=0 if from_start else None, filters=filters)
 
     def show(events) -> None:
         for e in events:
@@ -220,7 +219,7 @@ def events_replay(
         )
     filters = Filters(None, None, type_, level, since, until).store_filters(rt)
     filters.update(_subject(rt, ref))
-    rows = rt.store.events(oldest_first=True, limit=10_000_000, **filters)
+    rows = rt.control.events_oldest_first(limit=10_000_000, **filters)
     out = LineOut(json_out=rt.json_out)
 
     def body() -> None:
@@ -241,12 +240,12 @@ def events_replay(
 def _subject(rt, ref: str) -> dict[str, str]:
     """`task_id` or `container_id` for a reference to either."""
     if ref.startswith("t-"):
-        return {"task_id": rt.store.get_task(ref).id}
+        return {"task_id": rt.control.task(ref).id}
     try:
-        return {"container_id": rt.store.get_container(ref).id}
+        return {"container_id": rt.control.container(ref).id}
     except ParheliaError as exc:
         try:
-            return {"task_id": rt.store.get_task(ref).id}
+            return {"task_id": rt.control.task(ref).id}
         except ParheliaError:
             raise ParheliaError(
                 "E101",
@@ -288,7 +287,7 @@ def events_export(
         )
     filters = Filters(container, task, type_, level, since, until).store_filters(rt)
     if rt.json_out and output_path is None:
-        rows = [export_record(r) for r in rt.store.event_rows(**filters)]
+        rows = [export_record(r) for rows in rt.control.event_batches(**filters) for r in rows]
         return output.success(rows, json_out=True)
 
     def body() -> None:

@@ -21,7 +21,7 @@ def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Running or not, last and next run, interval, lease holder, last cycle's counts."""
     rt = runtime(ctx, json_out)
     now = rt.control.clock()
-    r = rt.store.reconciler_view(rt.settings.reconciler.interval_seconds, now=now)
+    r = rt.control.reconciler_view(now)
     held = (
         r.lease_holder is not None and r.lease_expires_at is not None and r.lease_expires_at > now
     )
@@ -74,8 +74,7 @@ def reconciler_run(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     data = report.to_dict()
 
     if not report.acted:
-        lease = rt.store.get_lease()
-        holder = lease.holder if lease else "another process"
+        holder = rt.control.lease_holder() or "another process"
         raise ParheliaError(
             "E605",
             f"the reconciler lease is held by {holder}; nothing done",
@@ -136,7 +135,7 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log(
-        f"Parhelia loops running as {rt.control.holder} on {rt.store.label} "
+        f"Parhelia loops running as {rt.control.holder} on {rt.control.store_label} "
         f"(reconcile every {rt.settings.reconciler.interval_seconds:g} s, heartbeat every "
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )

@@ -81,7 +81,7 @@ def create(
             "memory_mib": request.memory_mib,
             "timeout_minutes": request.timeout_minutes,
         },
-        plane=rt.store.plane_id,
+        plane=rt.control.plane_id,
     )
     data = result.to_dict()
     data["resources"] = {k: {"value": v[k], "source": chosen.sources[k]} for k in v}
@@ -203,8 +203,8 @@ def cancel(
     from parhelia.app.prompts import confirm_destructive
 
     rt = runtime(ctx, json_out)
-    t = rt.store.get_task(task)
-    live = [c for c in rt.store.containers_for_task(t.id) if c.state != "terminated"]
+    t = rt.control.task(task)
+    live = [c for c in rt.control.task_containers(t.id) if c.state != "terminated"]
     confirm_destructive(
         rt,
         yes=yes,

@@ -277,7 +277,7 @@ STORED_SETTINGS = (
 DATABASE_SOURCE = "database"
 
 
-def configured_value(settings: Settings, name: str) -> Any:
+def get_value(settings: Settings, name: str) -> Any:
     """The value of the dotted setting `name` in `settings` (files, environment, flags merged)."""
     section, _, key = name.rpartition(".")
     return getattr(getattr(settings, section) if section else settings, key)
@@ -289,9 +289,12 @@ def effective_setting(
     """(value, source) of `name`: the database's value when a command stored one (source
     `DATABASE_SOURCE`), else the configured one with `configured_source`. A stored value outside
     its range or choices (written by hand or an older version) is E103, as in a file."""
+    configured = get_value(settings, name)
     value = stored.get(name) if name in STORED_SETTINGS else None
     if value is None:
-        return configured_value(settings, name), configured_source
+        return configured, configured_source
+    if isinstance(configured, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # JSON keeps 40.0 as 40
     problem = range_problem(name, value)
     if problem is None and name in CHOICES and value not in CHOICES[name]:
         problem = f"{value!r} is not one of {', '.join(CHOICES[name])}"
