@@ -293,8 +293,6 @@ def effective_setting(
     value = stored.get(name) if name in STORED_SETTINGS else None
     if value is None:
         return configured, configured_source
-    if isinstance(configured, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)  # JSON keeps 40.0 as 40
     problem = range_problem(name, value)
     if problem is None and name in CHOICES and value not in CHOICES[name]:
         problem = f"{value!r} is not one of {', '.join(CHOICES[name])}"
@@ -303,8 +301,10 @@ def effective_setting(
             "E103",
             f"database setting {name} (set by `parhelia budget set`): {problem}",
             ["parhelia budget set 50", "parhelia budget show", "parhelia config show"],
-            attempted=f"read the stored setting {name}",
+            attempted=f"read the stored {name.replace('.', ' ').removesuffix('_usd')}",
         )
+    if isinstance(configured, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # JSON keeps 40.0 as 40
     return value, DATABASE_SOURCE
 
 
