@@ -368,7 +368,7 @@ def _progress(rt, filters):
     """A progress callback when stderr is a terminal and the export is big, else None."""
     if not sys.stderr.isatty():
         return None
-    total = rt.store.count_events(**filters)
+    total = rt.control.count_events(**filters)
     if total <= PROGRESS_MIN_ROWS:
         return None
     from rich.console import Console

@@ -11,7 +11,6 @@ ControlPlane's terminate, which writes them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -66,7 +65,6 @@ class BudgetGuard:
         self.settings = settings
         self.terminate = terminate
         self.clock = clock
-        self.last_duration_ms = 0.0
 
     # -- what the ControlPlane asks -------------------------------------------------------
 
@@ -101,7 +99,6 @@ class BudgetGuard:
 
     def check(self) -> list[str]:
         """Accrue, warn, enforce. Returns one line per action taken (events hold the details)."""
-        t0 = time.perf_counter()
         now = self.clock()
         active = self.store.active_containers()
         actions: list[str] = []
@@ -140,7 +137,6 @@ class BudgetGuard:
         # policy stops it, only a person (`cleanup --orphans`, `containers terminate`).
         by_hand = {c.id for c in active if c.state == S.ORPHANED and needs_a_person(c.tags)}
         actions += self._terminate({k: v for k, v in targets.items() if k not in by_hand})
-        self.last_duration_ms = (time.perf_counter() - t0) * 1000.0
         return actions
 
     def _accrue(self, active: list[Container], now: datetime) -> None:
