@@ -1,4 +1,4 @@
-"""`parhelia budget set | history | estimate`: the ceiling through `ControlPlane`, spend over time
+"""`parhelia budget show | set | history | estimate`: spend against the ceiling, the ceiling through `ControlPlane`, spend over time
 in hour or day buckets, and a task priced before dispatch (`ControlPlane.estimate`, the estimate
 the guided prompt and `task create` use)."""
 
@@ -10,16 +10,60 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
-from parhelia.app.cli_ops import budget_app
-from parhelia.app.textfmt import money
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, parse_time, print_events, runtime
+from parhelia.app.textfmt import age, money
 from parhelia.state.errors import ParheliaError
+from parhelia.state.views import plural
 
 # The budget event types something writes: the ceiling (ControlPlane) and the guard's warnings.
 BUDGET_EVENT_TYPES = ("budget.ceiling", "budget.warning")
 
 
-@budget_app.command("set")
+app = typer.Typer(
+    help="Budget: spend against the ceiling, burn rate, forecast.", no_args_is_help=True
+)
+
+
+@app.command("show")
+def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Spent against the ceiling, burn rate, and when the ceiling is reached at this rate."""
+    from parhelia.app.payloads import budget_data
+
+    rt = runtime(ctx, json_out)
+    view = rt.control.dashboard(event_limit=0)
+    b = view.budget
+    data = budget_data(view)
+
+    def human() -> None:
+        output.echo(
+            f"Spent     {money(b.spent_usd)} of {money(b.ceiling_usd)} this {b.period} ({b.percent:.1f}%, {b.level})"
+        )
+        output.echo(
+            f"Burn      {money(b.burn_rate_per_hour)}/h across "
+            f"{plural(sum(1 for c in view.containers if c.is_active), 'active container')}, "
+            f"{plural(b.running_gpus, 'GPU')}"
+        )
+        if b.ceiling_at:
+            when = f"reached {b.ceiling_at:%Y-%m-%d %H:%M} UTC (in {age(view.generated_at, b.ceiling_at)})"
+        elif b.spent_usd >= b.ceiling_usd > 0:
+            when = "reached already"
+        else:
+            when = "not reached at this rate"
+        output.echo(f"Ceiling   {when}")
+        output.echo(f"Policy    {b.policy}")
+
+    output.success(
+        data,
+        json_out=rt.json_out,
+        human=human,
+        next_actions=[
+            ("parhelia budget set AMOUNT", "change the ceiling"),
+            ("parhelia budget history", "spend over time"),
+        ],
+    )
+
+
+@app.command("set")
 def budget_set(
     ctx: typer.Context,
     amount: Annotated[float, typer.Argument(help="Ceiling in USD for the period.")],
@@ -35,7 +79,7 @@ def budget_set(
     )
 
 
-@budget_app.command("history")
+@app.command("history")
 def budget_history(
     ctx: typer.Context,
     bucket: Annotated[str, typer.Option("--bucket", help="hour or day.")] = "hour",
@@ -51,9 +95,7 @@ def budget_history(
 ) -> None:
     """Spend over time in hour or day buckets (per task or container with --by), with the
     budget's events (ceiling changes, threshold warnings)."""
-    from parhelia.app.cli_ops import _parse_time, print_events
     from parhelia.state.spend import BUCKETS, sparkline, spend_buckets
-    from parhelia.state.store import to_event_view
 
     rt = runtime(ctx, json_out)
     if bucket not in BUCKETS:
@@ -70,9 +112,9 @@ def budget_history(
         )
     now = rt.control.clock()
     size = BUCKETS[bucket]
-    start = _parse_time(since) or now - (size * (24 if bucket == "hour" else 7) - size)
+    start = parse_time(since) or now - (size * (24 if bucket == "hour" else 7) - size)
     hours = (now - start).total_seconds() / 3600 + 1
-    containers = rt.store.container_views(now=now, recent_hours=hours, limit=100_000)
+    containers = rt.control.container_views(now=now, recent_hours=hours, limit=100_000)
     series = spend_buckets(containers, since=start, now=now, size=size, by=by)
     rows = [
         {"start": t.isoformat(), "key": k, "usd": round(v, 6)}
@@ -80,9 +122,7 @@ def budget_history(
         for k, v in sorted(part.items())
     ]
     totals = [sum(part.values()) for part in series.values()]
-    events = [
-        to_event_view(e) for e in reversed(rt.store.events(types=BUDGET_EVENT_TYPES, limit=limit))
-    ]
+    events = rt.control.event_views(types=BUDGET_EVENT_TYPES, limit=limit)
     data = {
         "bucket": bucket,
         "since": start.isoformat(),
@@ -116,7 +156,7 @@ def budget_history(
     output.success(data, json_out=rt.json_out, human=human)
 
 
-@budget_app.command("estimate")
+@app.command("estimate")
 def budget_estimate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The task's prompt (for its warnings).")] = "task",
@@ -133,7 +173,7 @@ def budget_estimate(
     from parhelia.state.requests import TaskRequest
 
     rt = runtime(ctx, json_out)
-    defaults = task_defaults(rt.loaded, plane=rt.store.plane_id)
+    defaults = task_defaults(rt.loaded, plane=rt.control.plane_id)
     request = TaskRequest(
         prompt=prompt,
         gpu=gpu if gpu is not None else defaults.get("gpu"),

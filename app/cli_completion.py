@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli_common import JsonOpt, runtime
 from parhelia.state.errors import ParheliaError
 
 app = typer.Typer(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import (
     ESTIMATE_NOTE,
     age,
@@ -129,12 +129,11 @@ def events(
     json_out: JsonOpt = False,
 ) -> None:
     """The events of one container, newest last."""
-    from parhelia.app.cli_ops import print_events
-    from parhelia.state.store import to_event_view
+    from parhelia.app.cli_common import print_events
 
     rt = runtime(ctx, json_out)
-    c = rt.store.get_container(container)
-    rows = [to_event_view(e) for e in reversed(rt.store.events(container_id=c.id, limit=limit))]
+    c = rt.control.container(container)
+    rows = rt.control.event_views(container_id=c.id, limit=limit)
     output.success(
         [asdict(e) for e in rows], json_out=rt.json_out, human=lambda: print_events(rows)
     )

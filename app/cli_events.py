@@ -1,4 +1,4 @@
-"""`parhelia events watch | replay | export`: the store's events followed live from any process,
+"""`parhelia events list | watch | replay | export`: the store's events filtered, followed live from any process,
 replayed in order, or exported as JSON lines or CSV. The same filters as `events list`, the same
 event lines as the dashboard's events pane, SPEC-20's aggregation in the watch."""
 
@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,8 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import runtime
-from parhelia.app.cli_ops import events_app
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, parse_time, print_events, runtime
 from parhelia.state.errors import ParheliaError
 
 ContainerOpt = Annotated[str | None, typer.Option("--container", "-c", help="One container.")]
@@ -47,7 +46,6 @@ class Filters:
 
     def store_filters(self, rt) -> dict[str, Any]:
         """The `Store.events` keywords, validated: a bad level or time is E101 with examples."""
-        from parhelia.app.cli_ops import _parse_time
         from parhelia.state.enums import EventLevel
 
         if self.level and self.level not in [lv.value for lv in EventLevel]:
@@ -57,20 +55,74 @@ class Filters:
                 ["parhelia events watch --level warning", "parhelia events list --help"],
             )
         out: dict[str, Any] = {
-            "container_id": rt.store.get_container(self.container).id if self.container else None,
-            "task_id": rt.store.get_task(self.task).id if self.task else None,
+            "container_id": rt.control.container(self.container).id if self.container else None,
+            "task_id": rt.control.task(self.task).id if self.task else None,
             "types": self.types.split(",") if self.types else None,
             "min_level": self.level,
-            "since": _parse_time(self.since),
-            "until": _parse_time(self.until, "--until"),
+            "since": parse_time(self.since),
+            "until": parse_time(self.until, "--until"),
         }
         return {k: v for k, v in out.items() if v is not None}
+
+
+app = typer.Typer(
+    help="Events: state changes, health, orphans, budget, user actions.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def events_list(
+    ctx: typer.Context,
+    container: Annotated[
+        str | None, typer.Option("--container", "-c", help="Only this container's events.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", "-t", help="Only this task's events.")
+    ] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this time (ISO, or 10m, 2h, 3d ago).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+    ] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """Events filtered by container, task, type, level and time range; newest last."""
+    from parhelia.app.payloads import event_views
+
+    rt = runtime(ctx, json_out)
+    views = event_views(
+        rt.control,
+        container=container,
+        task=task,
+        types=type_,
+        level=level,
+        since=parse_time(since),
+        until=parse_time(until, "--until"),
+        limit=limit,
+    )
+
+    def human() -> None:
+        if not views:
+            output.echo("No events matched. Widen the filters, or see: parhelia events list")
+        print_events(views)
+
+    output.success([asdict(e) for e in views], json_out=rt.json_out, human=human)
 
 
 # -- watch --------------------------------------------------------------------------------------
 
 
-@events_app.command("watch")
+@app.command("watch")
 def events_watch(
     ctx: typer.Context,
     container: ContainerOpt = None,
@@ -108,12 +160,11 @@ def follow_events(
     from parhelia.app.stream_out import LineOut, run_until_interrupted
     from parhelia.state.aggregation import Aggregator, is_loud
     from parhelia.state.timeutil import utcnow
-    from parhelia.workers.event_follow import EventFollower
 
     out = LineOut(json_out=rt.json_out)
     agg = Aggregator()
     stop = stop or threading.Event()
-    follower = EventFollower(rt.store, after_id=0 if from_start else None, filters=filters)
+    follower = rt.control.event_follower(after_id=0 if from_start else None, filters=filters)
 
     def show(events) -> None:
         for e in events:
@@ -140,7 +191,7 @@ def follow_events(
 # -- replay -------------------------------------------------------------------------------------
 
 
-@events_app.command("replay")
+@app.command("replay")
 def events_replay(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="A task id or a container id (or prefix).")],
@@ -168,7 +219,7 @@ def events_replay(
         )
     filters = Filters(None, None, type_, level, since, until).store_filters(rt)
     filters.update(_subject(rt, ref))
-    rows = rt.store.events(oldest_first=True, limit=10_000_000, **filters)
+    rows = rt.control.events_oldest_first(limit=10_000_000, **filters)
     out = LineOut(json_out=rt.json_out)
 
     def body() -> None:
@@ -189,12 +240,12 @@ def events_replay(
 def _subject(rt, ref: str) -> dict[str, str]:
     """`task_id` or `container_id` for a reference to either."""
     if ref.startswith("t-"):
-        return {"task_id": rt.store.get_task(ref).id}
+        return {"task_id": rt.control.task(ref).id}
     try:
-        return {"container_id": rt.store.get_container(ref).id}
+        return {"container_id": rt.control.container(ref).id}
     except ParheliaError as exc:
         try:
-            return {"task_id": rt.store.get_task(ref).id}
+            return {"task_id": rt.control.task(ref).id}
         except ParheliaError:
             raise ParheliaError(
                 "E101",
@@ -206,7 +257,7 @@ def _subject(rt, ref: str) -> dict[str, str]:
 # -- export -------------------------------------------------------------------------------------
 
 
-@events_app.command("export")
+@app.command("export")
 def events_export(
     ctx: typer.Context,
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
@@ -236,7 +287,7 @@ def events_export(
         )
     filters = Filters(container, task, type_, level, since, until).store_filters(rt)
     if rt.json_out and output_path is None:
-        rows = [export_record(r) for r in rt.store.event_rows(**filters)]
+        rows = [export_record(r) for rows in rt.control.event_batches(**filters) for r in rows]
         return output.success(rows, json_out=True)
 
     def body() -> None:
@@ -317,7 +368,7 @@ def _progress(rt, filters):
     """A progress callback when stderr is a terminal and the export is big, else None."""
     if not sys.stderr.isatty():
         return None
-    total = rt.store.count_events(**filters)
+    total = rt.control.count_events(**filters)
     if total <= PROGRESS_MIN_ROWS:
         return None
     from rich.console import Console

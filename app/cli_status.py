@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from parhelia.app.cli import JsonOpt, runtime
+from parhelia.app.cli_common import JsonOpt, runtime
 
 
 def status(

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
 from parhelia.app.textfmt import money
 from parhelia.state.enums import LIVE_TASK_STATUSES
 
@@ -81,7 +81,7 @@ def create(
             "memory_mib": request.memory_mib,
             "timeout_minutes": request.timeout_minutes,
         },
-        plane=rt.store.plane_id,
+        plane=rt.control.plane_id,
     )
     data = result.to_dict()
     data["resources"] = {k: {"value": v[k], "source": chosen.sources[k]} for k in v}
@@ -164,7 +164,7 @@ def show(
     ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
 ) -> None:
     """A task with its containers and latest events."""
-    from parhelia.app.cli_ops import print_events
+    from parhelia.app.cli_common import print_events
     from parhelia.app.payloads import task_show_parts
 
     rt = runtime(ctx, json_out)
@@ -203,8 +203,8 @@ def cancel(
     from parhelia.app.prompts import confirm_destructive
 
     rt = runtime(ctx, json_out)
-    t = rt.store.get_task(task)
-    live = [c for c in rt.store.containers_for_task(t.id) if c.state != "terminated"]
+    t = rt.control.task(task)
+    live = [c for c in rt.control.task_containers(t.id) if c.state != "terminated"]
     confirm_destructive(
         rt,
         yes=yes,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from parhelia.app.cli import runtime
+from parhelia.app.cli_common import runtime
 from parhelia.state.errors import ParheliaError
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from parhelia.app.cli import runtime
+from parhelia.app.cli_common import runtime
 from parhelia.state.views import ContainerView, DashboardView, EventView
 
 REDRAW_SECONDS = 1.0  # ages and costs move on their own: redraw (or re-read) this often
@@ -69,7 +69,6 @@ def containers_watch(
     """A live line per container (state, health, CPU, memory, uptime, cost) until Ctrl-C."""
     from parhelia.app.stream_out import LineOut, run_until_interrupted
     from parhelia.state.aggregation import Aggregator
-    from parhelia.workers.event_follow import Changes
 
     rt = runtime(ctx, json_out)
     lines = rt.json_out or not sys.stdout.isatty()
@@ -108,7 +107,7 @@ def containers_watch(
                 out.doc({**asdict(c), "change": e.type.split(".")[1]})
 
     def body_lines() -> None:
-        changes = Changes(rt.store)
+        changes = rt.control.changes()
         try:
             emit_lines(read())
             while not stop.is_set():
@@ -120,7 +119,7 @@ def containers_watch(
     def body_live() -> None:
         from rich.live import Live
 
-        changes = Changes(rt.store)
+        changes = rt.control.changes()
         try:
             with Live(render_table(read()), auto_refresh=False, screen=False) as live:
                 last = 0.0
@@ -164,10 +163,10 @@ TERMINAL = {"completed": 0, "failed": 1, "cancelled": 1}
 def task_outcome(rt, task_id: str) -> int | None:
     """None while the task runs; its exit code once it ended: 0 completed, 1 failed, timed out or
     cancelled. A task whose containers all ended reads from how the last one ended."""
-    task = rt.store.get_task(task_id)
+    task = rt.control.task(task_id)
     if task.status in TERMINAL:
         return TERMINAL[task.status]
-    containers = rt.store.containers_for_task(task_id)
+    containers = rt.control.task_containers(task_id)
     if not containers or any(c.state in ("created", "running", "orphaned") for c in containers):
         return None
     last = max(containers, key=lambda c: c.terminated_at or c.created_at)
@@ -188,7 +187,7 @@ def task_watch(
     from parhelia.app.cli_events import follow_events
 
     rt = runtime(ctx, json_out)
-    task_id = rt.store.get_task(task).id
+    task_id = rt.control.task(task).id
     outcome: list[int] = []
 
     def done(_batch) -> bool:

@@ -39,12 +39,15 @@ import platformdirs
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import (
     CHOICES,
+    DATABASE_SOURCE,
     NORMALISE,
     ORDER,
     RETIRED,
     SECTIONS,
     Settings,
+    effective_setting,
     env_name,
+    get_value,
     range_problem,
 )
 
@@ -184,10 +187,6 @@ class BadValue(ValueError):
 
 class OutOfRange(BadValue):
     """A number outside its setting's `RANGES` entry (or not finite)."""
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) if typing.get_origin(tp) is None else str(tp)
 
 
 def _scalar(tp: type, value: Any, text: bool) -> Any:
@@ -528,25 +527,25 @@ def _set(settings: Settings, name: str, value: Any) -> None:
     setattr(getattr(settings, section) if section else settings, key, value)
 
 
-def get_value(settings: Settings, name: str) -> Any:
-    section, _, key = name.rpartition(".")
-    return getattr(getattr(settings, section) if section else settings, key)
-
-
-def effective_rows(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
-    """(setting, value, source) for every setting, in schema order, for `parhelia config show`."""
+def effective_rows(
+    loaded: LoadedSettings, stored: Mapping[str, Any] | None = None
+) -> list[tuple[str, str, str]]:
+    """(setting, value, source) for every setting, in schema order, for `parhelia config show`:
+    the configured value, or the one a command stored in the database (`stored`), which wins for
+    every reader (`state.settings.effective_setting`)."""
     from parhelia.state.db import masked
 
-    def shown(name: str) -> str:
-        value = format_value(get_value(loaded.settings, name))
-        return masked(value) if name == "db_url" and value else value  # never print a password
+    def row(name: str) -> tuple[str, str, str]:
+        source = loaded.sources[name]
+        if name in loaded.ignored:
+            source += f" (ignored {loaded.ignored[name]}: untrusted)"
+        try:
+            value, source = effective_setting(name, loaded.settings, stored or {}, source)
+        except ParheliaError as exc:  # shown as it is stored: what every reader refuses (E103)
+            value, source = (stored or {})[name], f"{DATABASE_SOURCE} ({exc.code}: {exc.message})"
+        shown = format_value(value)
+        if name == "db_url" and shown:
+            shown = masked(shown)  # never print a password
+        return name, shown, source
 
-    return [
-        (
-            name,
-            shown(name),
-            loaded.sources[name]
-            + (f" (ignored {loaded.ignored[name]}: untrusted)" if name in loaded.ignored else ""),
-        )
-        for name in schema()
-    ]
+    return [row(name) for name in schema()]

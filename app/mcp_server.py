@@ -137,7 +137,7 @@ class EventPush:
     def changed_uris(self) -> list[str]:
         """The resources the events committed since the last call touched (none: no new events)."""
         if self.tail is None:
-            self.tail = EventTail(self.control.store)
+            self.tail = self.control.event_tail()
         rows = self.tail.read()
         if not rows:
             return []
@@ -171,14 +171,10 @@ class EventPush:
                 self._loop.call_soon_threadsafe(self._changes.put_nowait, uris)
 
     def _watch(self) -> None:
-        from parhelia.workers.db_watch import can_watch, watch_store
-
         try:
-            self.tail = EventTail(self.control.store)
-            url = self.control.store.url
-            if can_watch(url):  # the SQLite file watcher, or LISTEN/NOTIFY on PostgreSQL
-                watch_store(url, self._on_change, self.stop)
-            else:
+            self.tail = self.control.event_tail()
+            # the SQLite file watcher, or LISTEN/NOTIFY on PostgreSQL; polling where neither works
+            if not self.control.watch_changes(self._on_change, self.stop):
                 while not self.stop.wait(POLL_SECONDS):
                     self._on_change()
         except Exception as exc:
@@ -198,7 +194,7 @@ class EventPush:
 
 def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
     """The server with its tools and resources over this runtime's control plane."""
-    from parhelia.app.cli_ops import _parse_time
+    from parhelia.app.cli_common import parse_time
 
     bus = InMemorySubscriptionBus()
     control = rt.control
@@ -337,7 +333,7 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
         actor = actor_of(ctx)
 
         def run():
-            targets = [control.store.get_container(ref) for ref in container_ids]
+            targets = [control.container(ref) for ref in container_ids]
             if not confirm:
                 return preview("terminate", actor, targets, reason)
             return [asdict(control.terminate(c.id, actor=actor, reason=reason)) for c in targets]
@@ -375,8 +371,8 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
                     task=task,
                     types=types,
                     level=level,
-                    since=_parse_time(since),
-                    until=_parse_time(until),
+                    since=parse_time(since),
+                    until=parse_time(until),
                     limit=limit,
                 )
             ],
@@ -397,7 +393,7 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
         from parhelia.app.preferences import task_defaults
         from parhelia.state.requests import TaskRequest
 
-        defaults = task_defaults(rt.loaded, plane=control.store.plane_id, backend=backend)
+        defaults = task_defaults(rt.loaded, plane=control.plane_id, backend=backend)
         return TaskRequest(
             prompt=prompt,
             backend=backend,
@@ -481,10 +477,10 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
             if not confirm:
                 from parhelia.state.enums import ContainerState
 
-                task = control.store.get_task(task_id)
+                task = control.task(task_id)
                 live = [
                     c
-                    for c in control.store.containers_for_task(task.id)
+                    for c in control.task_containers(task.id)
                     if c.state != ContainerState.TERMINATED
                 ]
                 out = preview("cancel task " + task.id, actor, live, "task_cancelled")
@@ -541,7 +537,7 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
         actor = actor_of(ctx)
 
         def run():
-            targets = control.store.orphans()
+            targets = control.orphans()
             if not confirm:
                 return preview("terminate orphans", actor, targets, "orphan_cleanup")
             return [

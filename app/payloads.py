@@ -15,7 +15,8 @@ from parhelia.state.errors import ParheliaError
 
 if TYPE_CHECKING:
     from parhelia.state.views import ContainerView, DashboardView, EventView
-    from parhelia.workers.control import ControlPlane, Estimate
+    from parhelia.workers.control import ControlPlane
+    from parhelia.workers.dispatch import Estimate
 
 HEALTH_GROUPS = ("healthy", "degraded", "unhealthy", "dead", "unknown")
 
@@ -52,7 +53,7 @@ def select_containers(
     view = control.dashboard(event_limit=0)
     rows = view.containers
     if all_:
-        rows = control.store.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)
+        rows = control.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)
     if state:
         rows = [c for c in rows if c.state == state]
     return view, rows
@@ -92,7 +93,6 @@ def event_views(
     """`events list`: filtered by container, task, types (comma-separated), minimum level and
     time range (datetimes); newest last."""
     from parhelia.state.enums import EventLevel
-    from parhelia.state.store import to_event_view
 
     if level and level not in [lv.value for lv in EventLevel]:
         raise ParheliaError(
@@ -100,8 +100,8 @@ def event_views(
             f"unknown level {level!r}; valid: debug, info, warning, error",
             ["parhelia events list --level warning", "parhelia events list --help"],
         )
-    cid = control.store.get_container(container).id if container else None
-    rows = control.store.events(
+    cid = control.container(container).id if container else None
+    return control.event_views(
         container_id=cid,
         task_id=task,
         types=types.split(",") if types else None,
@@ -110,7 +110,6 @@ def event_views(
         until=until,
         limit=limit,
     )
-    return [to_event_view(e) for e in reversed(rows)]
 
 
 def recent_events(control: ControlPlane, limit: int = 20) -> list[dict]:
@@ -122,16 +121,14 @@ def recent_events(control: ControlPlane, limit: int = 20) -> list[dict]:
 
 
 def task_list_data(control: ControlPlane, *, status: str | None = None, limit: int = 50) -> list:
-    return [t.model_dump() for t in control.store.list_tasks(status=status, limit=limit)]
+    return [t.model_dump() for t in control.tasks(status=status, limit=limit)]
 
 
 def task_show_parts(control: ControlPlane, ref: str):
     """A task, its containers and its latest 20 events (newest last)."""
-    from parhelia.state.store import to_event_view
-
-    t = control.store.get_task(ref)
-    containers = control.store.containers_for_task(t.id)
-    events = [to_event_view(e) for e in reversed(control.store.events(task_id=t.id, limit=20))]
+    t = control.task(ref)
+    containers = control.task_containers(t.id)
+    events = control.event_views(task_id=t.id, limit=20)
     data = {
         "task": t.model_dump(),
         "containers": [c.model_dump() for c in containers],

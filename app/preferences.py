@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from parhelia.app.config import BadValue, LoadedSettings, cache_dir, coerce, get_value, schema
+from parhelia.app.config import BadValue, LoadedSettings, cache_dir, coerce, schema
 from parhelia.state.private import private_dir
+from parhelia.state.settings import get_value
 
 LAST_USED_FILE = "last_used.json"
 STORES_KEY = "stores"  # plane id -> {"backend": last backend, "by_backend": {backend: values}}

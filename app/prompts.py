@@ -120,7 +120,7 @@ def choose_task_values(
 
 def _defaults(rt: Runtime, fn, backend: str | None) -> dict[str, tuple[Any, str]]:
     try:
-        plane = rt.store.plane_id
+        plane = rt.control.plane_id
     except ParheliaError:
         plane = None
     got = fn(rt.loaded, plane=plane, backend=backend)

@@ -8,12 +8,16 @@ in TOML is `PARHELIA_SECTION_KEY` in the environment; top-level keys have no sec
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parhelia.state.costs import NO_GPU, normalize_gpu, normalize_gpu_rates
+from parhelia.state.errors import ParheliaError
 from parhelia.state.requests import CPU_RANGE, MEMORY_RANGE_MIB, TIMEOUT_RANGE_MIN
+
+if TYPE_CHECKING:
+    from parhelia.state.budget import BudgetConfig
 
 
 @dataclass
@@ -255,3 +259,66 @@ RETIRED: dict[str, str] = {
 
 def env_name(section: str | None, key: str) -> str:
     return f"PARHELIA_{section.upper()}_{key.upper()}" if section else f"PARHELIA_{key.upper()}"
+
+
+# -- effective values: configuration, then what a command stored in the database ------------------
+
+# Settings a command may store in the database (`parhelia budget set`). A stored value wins over
+# every configured layer, for every reader: the budget guard, the dashboard, `budget show`,
+# `config show` (`effective_setting` is the one rule).
+STORED_SETTINGS = (
+    "budget.ceiling_usd",
+    "budget.period",
+    "policy.budget",
+    "policy.orphans",
+    "policy.dead",
+    "policy.max_runtime_hours",
+)
+DATABASE_SOURCE = "database"
+
+
+def get_value(settings: Settings, name: str) -> Any:
+    """The value of the dotted setting `name` in `settings` (files, environment, flags merged)."""
+    section, _, key = name.rpartition(".")
+    return getattr(getattr(settings, section) if section else settings, key)
+
+
+def effective_setting(
+    name: str, settings: Settings, stored: Mapping[str, Any], configured_source: str = "configured"
+) -> tuple[Any, str]:
+    """(value, source) of `name`: the database's value when a command stored one (source
+    `DATABASE_SOURCE`), else the configured one with `configured_source`. A stored value outside
+    its range or choices (written by hand or an older version) is E103, as in a file."""
+    configured = get_value(settings, name)
+    value = stored.get(name) if name in STORED_SETTINGS else None
+    if value is None:
+        return configured, configured_source
+    problem = range_problem(name, value)
+    if problem is None and name in CHOICES and value not in CHOICES[name]:
+        problem = f"{value!r} is not one of {', '.join(CHOICES[name])}"
+    if problem:
+        raise ParheliaError(
+            "E103",
+            f"database setting {name} (set by `parhelia budget set`): {problem}",
+            ["parhelia budget set 50", "parhelia budget show", "parhelia config show"],
+            attempted=f"read the stored {name.replace('.', ' ').removesuffix('_usd')}",
+        )
+    if isinstance(configured, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # JSON keeps 40.0 as 40
+    return value, DATABASE_SOURCE
+
+
+def effective_value(name: str, settings: Settings, stored: Mapping[str, Any]) -> Any:
+    return effective_setting(name, settings, stored)[0]
+
+
+def effective_budget(settings: Settings, stored: Mapping[str, Any]) -> BudgetConfig:
+    """The budget every reader uses: ceiling, period and policy, stored values first."""
+    from parhelia.state.budget import BudgetConfig
+
+    return BudgetConfig(
+        ceiling_usd=float(effective_value("budget.ceiling_usd", settings, stored)),
+        period=effective_value("budget.period", settings, stored),
+        policy=effective_value("policy.budget", settings, stored),
+        thresholds=tuple(sorted(settings.budget.warn_percent)),
+    )

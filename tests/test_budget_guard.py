@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from parhelia.state.enums import ContainerState
+from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings
 from parhelia.workers.backends.base import parhelia_tags
@@ -99,10 +100,11 @@ def test_forecast_and_burn_rate(store, fake, clock):
 def test_block_policy_refuses_dispatch_past_the_ceiling(store, fake, clock):
     start(store, fake, clock, "c-1", hours_ago=9, rate=1.0)
     g, term = guard(store, fake, clock, budget="block")
-    assert g.dispatch_allowed() == (True, "")
+    g.check_dispatch()  # allowed: no error
     clock.advance(2 * 3600)
-    allowed, reason = g.dispatch_allowed()
-    assert not allowed and reason.startswith("E603") and "block" in reason
+    with pytest.raises(ParheliaError) as refused:
+        g.check_dispatch()
+    assert refused.value.code == "E603" and "block" in refused.value.message
     g.check()
     assert term.calls == []  # block stops new work only
     assert "new dispatches are refused" in store.events(types=["budget.warning"])[0].message
@@ -111,12 +113,12 @@ def test_block_policy_refuses_dispatch_past_the_ceiling(store, fake, clock):
 def test_warn_policy_never_blocks_and_stored_settings_win(store, fake, clock):
     start(store, fake, clock, "c-1", hours_ago=12, rate=1.0)
     g, _ = guard(store, fake, clock)
-    assert g.dispatch_allowed()[0] is True
+    g.check_dispatch()  # warn never refuses
     store.set_setting("budget.ceiling_usd", 100.0, actor="user")
     store.set_setting("policy.budget", "block", actor="user")
     cfg = budget_config(store, g.settings)
     assert (cfg.ceiling_usd, cfg.policy) == (100.0, "block")
-    assert g.dispatch_allowed()[0] is True  # $12 of the new $100
+    g.check_dispatch()  # $12 of the new $100
 
 
 def test_stop_policy_terminates_running_containers_at_the_ceiling(store, fake, clock):
@@ -139,7 +141,8 @@ def test_stop_policy_terminates_running_containers_at_the_ceiling(store, fake, c
         row = store.get_container(cid)
         assert (row.state, row.terminated_by) == ("terminated", "budget-guard")
     assert {e.actor for e in store.events(types=["container.state"])} == {"budget-guard"}
-    assert not g.dispatch_allowed()[0]
+    with pytest.raises(ParheliaError, match="stop"):
+        g.check_dispatch()
 
 
 def test_max_runtime_terminates_only_the_long_runner(store, fake, clock):

@@ -15,14 +15,13 @@ from parhelia.app.config import (
     NON_SETTING_ENV,
     effective_rows,
     format_value,
-    get_value,
     load_settings,
     resolve_backend_name,
     resolve_db_url,
 )
 from parhelia.app.trust import GUARDED, trust
 from parhelia.state.errors import ParheliaError
-from parhelia.state.settings import CHOICES, RANGES, Settings, range_problem
+from parhelia.state.settings import CHOICES, RANGES, Settings, get_value, range_problem
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Spend in a period is the final cost of containers that ended in it plus the cost so far of every
 active one (runtime x rate, or the backend's billed cost when a row carries one in
 `meta["billed_usd"]`). Policies: `warn` only warns; `block` refuses new dispatches past the ceiling
-(`dispatch_allowed`); `stop` also terminates running containers at 100 %. Independently: a maximum
+(`check_dispatch`, E603); `stop` also terminates running containers at 100 %. Independently: a maximum
 runtime per container, and auto-terminate of dead containers and of orphans past their grace (off
 by default). Every action is an event with actor `budget-guard`; terminations go through the
 ControlPlane's terminate, which writes them.
@@ -11,7 +11,6 @@ ControlPlane's terminate, which writes them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,36 +21,21 @@ from parhelia.state.enums import ContainerState as S
 from parhelia.state.enums import EventLevel, EventSource, Health
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container
-from parhelia.state.settings import Settings, range_problem
+from parhelia.state.settings import Settings, effective_budget, effective_value
 from parhelia.state.store import RowChange, Store, make_event
 from parhelia.state.timeutil import age_seconds, utcnow
 from parhelia.workers.backends.base import needs_a_person
 
 ACTOR = "budget-guard"
 FIRED_KEY = "budget.warnings_fired"
-CEILING_KEY = "budget.ceiling_usd"
 
 Terminate = Callable[[str, str, str], object]
 
 
 def budget_config(store: Store, settings: Settings) -> BudgetConfig:
-    """The effective budget: a ceiling or policy set from the CLI (stored) wins over configuration.
-    A stored ceiling outside its range (written by hand or an older version) is E103, as in a file."""
-    stored = store.settings_with_prefix("")
-    ceiling = stored.get(CEILING_KEY)
-    if ceiling is not None and (problem := range_problem(CEILING_KEY, ceiling)):
-        raise ParheliaError(
-            "E103",
-            f"database setting {CEILING_KEY} (set by `parhelia budget set`): {problem}",
-            ["parhelia budget set 50", "parhelia budget show", "parhelia config show"],
-            attempted="read the stored budget ceiling",
-        )
-    return BudgetConfig(
-        ceiling_usd=float(ceiling if ceiling is not None else settings.budget.ceiling_usd),
-        period=stored.get("budget.period") or settings.budget.period,
-        policy=stored.get("policy.budget") or settings.policy.budget,
-        thresholds=tuple(sorted(settings.budget.warn_percent)),
-    )
+    """The effective budget (`state.settings.effective_budget`: a ceiling or policy stored by the
+    CLI wins over configuration), read from this store."""
+    return effective_budget(settings, store.settings_with_prefix(""))
 
 
 @dataclass(frozen=True)
@@ -81,13 +65,17 @@ class BudgetGuard:
         self.settings = settings
         self.terminate = terminate
         self.clock = clock
-        self.last_duration_ms = 0.0
 
     # -- what the ControlPlane asks -------------------------------------------------------
 
-    def spend(self, now: datetime | None = None, active: list[Container] | None = None) -> Spend:
+    def spend(
+        self,
+        now: datetime | None = None,
+        active: list[Container] | None = None,
+        cfg: BudgetConfig | None = None,
+    ) -> Spend:
         now = now or self.clock()
-        cfg = budget_config(self.store, self.settings)
+        cfg = cfg or budget_config(self.store, self.settings)
         start = period_start(now, cfg.period)
         active = self.store.active_containers() if active is None else active
         live = sum(_cost(c, now) for c in active)
@@ -95,43 +83,48 @@ class BudgetGuard:
         burn = sum(c.cost_rate_per_hour for c in active)  # as the dashboard counts it
         return Spend(cfg, start, spent, burn, hours_until(spent, cfg.ceiling_usd, burn))
 
-    def dispatch_allowed(self) -> tuple[bool, str]:
-        """(False, reason) when the policy is `block` or `stop` and the ceiling is reached (E603)."""
+    def check_dispatch(self) -> None:
+        """E603 when the policy is `block` or `stop` and the ceiling is reached."""
         s = self.spend()
         if s.config.policy in ("block", "stop") and s.spent_usd >= s.config.ceiling_usd:
-            return False, (
-                f"E603: budget policy '{s.config.policy}' blocks new work: "
-                f"${s.spent_usd:.2f} spent of a ${s.config.ceiling_usd:.2f} ceiling"
+            raise ParheliaError(
+                "E603",
+                f"budget policy '{s.config.policy}' blocks new work: "
+                f"${s.spent_usd:.2f} spent of a ${s.config.ceiling_usd:.2f} ceiling",
+                ["parhelia budget show", "parhelia budget set AMOUNT", "parhelia config show"],
+                attempted="dispatch a task",
             )
-        return True, ""
 
     # -- one check --------------------------------------------------------------------------
 
     def check(self) -> list[str]:
         """Accrue, warn, enforce. Returns one line per action taken (events hold the details)."""
-        t0 = time.perf_counter()
         now = self.clock()
         active = self.store.active_containers()
         actions: list[str] = []
         self._accrue(active, now)
-        spend = self.spend(now, active)
+        stored = self.store.settings_with_prefix("")
+        spend = self.spend(now, active, effective_budget(self.settings, stored))
         actions += self._warn(spend, now)
-        policy = {**_policy_defaults(self.settings), **self.store.settings_with_prefix("policy.")}
+
+        def policy(name: str):
+            return effective_value(f"policy.{name}", self.settings, stored)
+
         targets: dict[str, str] = {}
         if spend.config.policy == "stop" and spend.percent >= 100.0:
             targets.update((c.id, "budget_stop") for c in active if c.state != S.CREATED)
-        max_hours = float(policy.get("policy.max_runtime_hours") or 0.0)
+        max_hours = float(policy("max_runtime_hours") or 0.0)
         if max_hours > 0:
             targets.update(
                 (c.id, "max_runtime")
                 for c in active
                 if c.id not in targets and runtime_hours(c.started_at, None, now) > max_hours
             )
-        if policy.get("policy.dead") == "terminate":
+        if policy("dead") == "terminate":
             targets.update(
                 (c.id, "dead") for c in active if c.id not in targets and c.health == Health.DEAD
             )
-        if policy.get("policy.orphans") == "terminate":
+        if policy("orphans") == "terminate":
             grace = self.settings.reconciler.orphan_grace_seconds
             targets.update(
                 (c.id, "orphan")
@@ -144,7 +137,6 @@ class BudgetGuard:
         # policy stops it, only a person (`cleanup --orphans`, `containers terminate`).
         by_hand = {c.id for c in active if c.state == S.ORPHANED and needs_a_person(c.tags)}
         actions += self._terminate({k: v for k, v in targets.items() if k not in by_hand})
-        self.last_duration_ms = (time.perf_counter() - t0) * 1000.0
         return actions
 
     def _accrue(self, active: list[Container], now: datetime) -> None:
@@ -228,15 +220,6 @@ def _cost(c: Container, now: datetime) -> float:
     return max(
         c.cost_accrued_usd, billed, accrued_cost(c.cost_rate_per_hour, c.started_at, None, now)
     )
-
-
-def _policy_defaults(settings: Settings) -> dict:
-    p = settings.policy
-    return {
-        "policy.orphans": p.orphans,
-        "policy.dead": p.dead,
-        "policy.max_runtime_hours": p.max_runtime_hours,
-    }
 
 
 __all__ = ["BudgetGuard", "Spend", "budget_config"]

@@ -1,40 +1,42 @@
-"""`ControlPlane`: the facade every front end (CLI, dashboard, MCP) calls to act.
+"""`ControlPlane`: the facade every front end (CLI, dashboard, MCP) calls to act and to read.
 
-Dispatch records before it creates: the task and a `created` container row are written first,
-the sandbox is created carrying the container id in its tags, then the sandbox id is filled in.
-A crash in between leaves a row the reconciler can match by tag; an error after the sandbox
-exists terminates it, so no error path leaves a running sandbox without a row.
+Dispatch (record before create) lives in `workers/dispatch.py`, mixed in here; terminate, cancel,
+the questions front ends ask and the control loops live here.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from parhelia.state.budget import BudgetConfig
-from parhelia.state.costs import DEFAULT_RATES, RateTable, estimate_task, hourly_rate
+from parhelia.state.costs import DEFAULT_RATES, RateTable
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
 from parhelia.state.errors import ParheliaError
-from parhelia.state.models import Container, Task, new_container_id, new_task_id
-from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
-from parhelia.state.settings import Settings
+from parhelia.state.models import Container, Event, Task
+from parhelia.state.settings import STORED_SETTINGS, Settings
 from parhelia.state.store import Store, make_event
 from parhelia.state.timeutil import utcnow
-from parhelia.state.views import ContainerDetail, ContainerView, DashboardView
-from parhelia.workers.agent_command import build_argv
+from parhelia.state.views import (
+    ContainerDetail,
+    ContainerView,
+    DashboardView,
+    EventView,
+    ReconcilerView,
+)
 from parhelia.workers.backends import make_backend
 from parhelia.workers.backends.base import (
     TAG_PLANE,
     Backend,
     LogChunk,
     Ownership,
-    SandboxSpec,
     ownership,
 )
+from parhelia.workers.dispatch import Dispatching
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -44,42 +46,11 @@ ACTOR_SOURCES = {
 }
 
 
-@dataclass(frozen=True)
-class Estimate:
-    rate_per_hour: float
-    cost_usd: float
-    spent_usd: float
-    ceiling_usd: float
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def remaining_usd(self) -> float:
-        return max(0.0, self.ceiling_usd - self.spent_usd)
-
-
-@dataclass(frozen=True)
-class DispatchResult:
-    task_id: str
-    container_id: str
-    sandbox_id: str
-    backend: str
-    estimate: Estimate
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["estimate"]["remaining_usd"] = self.estimate.remaining_usd
-        out["budget_left_after_usd"] = max(
-            0.0, self.estimate.remaining_usd - self.estimate.cost_usd
-        )
-        return out
-
-
 def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class ControlPlane:
+class ControlPlane(Dispatching):
     """Dispatch, terminate, cancel, retry, and the control loops, over one store and the backends."""
 
     def __init__(
@@ -169,177 +140,6 @@ class ControlPlane:
 
     def container_detail(self, ref: str) -> ContainerDetail:
         return self.store.container_detail(ref, now=self.clock())
-
-    def estimate(self, request: TaskRequest) -> Estimate:
-        req = validate(request)
-        rate = hourly_rate(req.cpu, req.memory_mib, req.gpu, req.region, self.rates)
-        cost = estimate_task(
-            req.cpu, req.memory_mib, req.gpu, req.region, req.timeout_minutes, self.rates
-        )
-        budget = self.dashboard(event_limit=0).budget
-        warnings = proactive_warnings(req) + budget_warnings(
-            cost, budget.spent_usd, budget.ceiling_usd
-        )
-        return Estimate(rate, cost, budget.spent_usd, budget.ceiling_usd, warnings)
-
-    # -- dispatch -------------------------------------------------------------------------
-
-    def dispatch(self, request: TaskRequest, *, actor: str = "user") -> DispatchResult:
-        req = validate(request)
-        backend_name = req.backend or self.default_backend
-        est = self.estimate(req)
-        self._check_budget(req, est)
-        argv = build_argv(self.settings.agent.command, req.prompt, self.settings.agent.max_turns)
-        backend = self.backend_for(backend_name)
-        previous = self.store.get_task(req.retry_of) if req.retry_of else None
-
-        task = Task(
-            id=new_task_id(),
-            prompt=req.prompt,
-            status=TaskStatus.PENDING,
-            backend=backend_name,
-            cpu=req.cpu,
-            memory_mib=req.memory_mib,
-            gpu=req.gpu,
-            region=req.region,
-            timeout_minutes=req.timeout_minutes,
-            estimated_cost_usd=round(est.cost_usd, 4),
-            retry_of=req.retry_of,
-            attempt=(previous.attempt + 1) if previous else 1,
-            actor=actor,
-        )
-        container = Container(
-            id=new_container_id(),
-            backend=backend_name,
-            task_id=task.id,
-            cpu_cores=req.cpu,
-            memory_mib=req.memory_mib,
-            gpu=req.gpu,
-            region=req.region,
-            cost_rate_per_hour=est.rate_per_hour,
-            meta={"argv": argv},
-        )
-        src = EventSource.DISPATCHER
-        events = [
-            make_event(
-                "task.created",
-                f"task {task.id} created by {actor}: {req.prompt[:80]}",
-                source=src,
-                actor=actor,
-                task_id=task.id,
-                details={"estimate_usd": round(est.cost_usd, 4), "retry_of": req.retry_of},
-            ),
-            make_event(
-                "container.created",
-                f"{container.id} recorded before its sandbox exists ({backend_name})",
-                source=src,
-                actor=actor,
-                container_id=container.id,
-                task_id=task.id,
-                new_value=ContainerState.CREATED,
-            ),
-        ]
-        events += [
-            make_event(
-                "budget.warning",
-                w,
-                level=EventLevel.WARNING,
-                source=EventSource.BUDGET,
-                actor=actor,
-                task_id=task.id,
-            )
-            for w in est.warnings
-            if "budget" in w or "ceiling" in w
-        ]
-        self.store.add_container(container, task=task, events=events)
-
-        spec = SandboxSpec(
-            container_id=container.id,
-            task_id=task.id,
-            argv=argv,
-            cpu=req.cpu,
-            memory_mib=req.memory_mib,
-            gpu=req.gpu,
-            region=req.region,
-            timeout_seconds=req.timeout_minutes * 60,
-            idle_timeout_seconds=self.settings.modal.idle_timeout_seconds or None,
-            image=self.settings.modal.image,
-            secrets=list(self.settings.modal.secrets),
-            env={"PARHELIA_CONTAINER_ID": container.id, "PARHELIA_TASK_ID": task.id},
-            plane_id=self.store.plane_id,
-        )
-        try:
-            info = backend.create(spec)
-        except Exception as exc:
-            self._dispatch_failed(container, task, exc, actor)
-            raise self._as_dispatch_error(exc, task.id) from exc
-        try:
-            self.store.record_sandbox(
-                container.id,
-                info.sandbox_id,
-                source=src,
-                actor=actor,
-                tags=dict(info.tags),
-                message=f"{container.id} running as {backend_name} sandbox {info.sandbox_id}",
-            )
-        except Exception as exc:
-            # The sandbox exists but the store could not record it: stop it rather than leave it unseen.
-            try:
-                backend.terminate(info.sandbox_id)
-            finally:
-                self._dispatch_failed(container, task, exc, actor)
-            raise self._as_dispatch_error(exc, task.id) from exc
-        return DispatchResult(
-            task.id, container.id, info.sandbox_id, backend_name, est, est.warnings
-        )
-
-    def _check_budget(self, req: TaskRequest, est: Estimate) -> None:
-        allowed, reason = self.guard.dispatch_allowed()
-        if not allowed:
-            raise ParheliaError(
-                "E603",
-                reason.removeprefix("E603: "),
-                ["parhelia budget show", "parhelia budget set AMOUNT", "parhelia config show"],
-                attempted="dispatch a task",
-            )
-        if est.cost_usd > est.remaining_usd:
-            raise ParheliaError(
-                "E300",
-                f"the estimate ${est.cost_usd:.2f} ({req.timeout_minutes} min at ${est.rate_per_hour:.3f}/h) exceeds "
-                f"the ${est.remaining_usd:.2f} left of the ${est.ceiling_usd:.2f} budget",
-                [
-                    "parhelia budget show",
-                    "parhelia budget set AMOUNT",
-                    f"parhelia task create PROMPT --timeout {max(1, int(req.timeout_minutes * est.remaining_usd / max(est.cost_usd, 1e-9)))}",
-                ],
-                attempted="dispatch a task",
-            )
-
-    def _dispatch_failed(
-        self, container: Container, task: Task, exc: Exception, actor: str
-    ) -> None:
-        code = exc.code if isinstance(exc, ParheliaError) else "E602"
-        self.store.transition(
-            container.id,
-            ContainerState.TERMINATED,
-            source=EventSource.DISPATCHER,
-            actor=actor,
-            level=EventLevel.ERROR,
-            termination_reason="dispatch_failed",
-            terminated_by=actor,
-            message=f"dispatch of {container.id} failed ({code}): {getattr(exc, 'message', exc)}",
-            details={"code": code},
-        )  # its task fails with it (`Store.transition` applies `state.task_end`)
-
-    @staticmethod
-    def _as_dispatch_error(exc: Exception, task_id: str) -> ParheliaError:
-        if isinstance(exc, ParheliaError):
-            return exc
-        return ParheliaError(
-            "E602",
-            f"dispatch of task {task_id} failed: {exc}",
-            [f"parhelia task retry {task_id}", "parhelia reconciler run", "parhelia config show"],
-        )
 
     # -- terminate, cancel, retry ---------------------------------------------------------
 
@@ -457,22 +257,6 @@ class ControlPlane:
         )
         return stopped
 
-    def retry_task(self, task_id: str, *, actor: str = "user") -> DispatchResult:
-        old = self.store.get_task(task_id)
-        return self.dispatch(
-            TaskRequest(
-                prompt=old.prompt,
-                backend=old.backend,
-                gpu=old.gpu,
-                cpu=old.cpu,
-                memory_mib=old.memory_mib,
-                timeout_minutes=old.timeout_minutes,
-                region=old.region,
-                retry_of=old.id,
-            ),
-            actor=actor,
-        )
-
     def shell_argv(self, ref: str) -> list[str]:
         c = self.store.get_container(ref)
         if not c.sandbox_id or c.state not in (ContainerState.RUNNING, ContainerState.ORPHANED):
@@ -497,6 +281,97 @@ class ControlPlane:
 
     def _view(self, container_id: str) -> ContainerView:
         return self.store.container_views(now=self.clock(), ids=[container_id])[0]
+
+    # -- what front ends read (commands and the MCP server ask here, never the store) ------
+
+    @property
+    def plane_id(self) -> str:
+        """This control plane's id (made on the store's first open), the tag its sandboxes carry."""
+        return self.store.plane_id
+
+    @property
+    def store_label(self) -> str:
+        return self.store.label
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The settings a command stored in the database (`state.settings.STORED_SETTINGS`)."""
+        stored = self.store.settings_with_prefix("")
+        return {k: stored[k] for k in STORED_SETTINGS if stored.get(k) is not None}
+
+    def container(self, ref: str) -> Container:
+        """A container row by container or sandbox id (E204 when there is none)."""
+        return self.store.get_container(ref)
+
+    def container_views(
+        self, *, recent_hours: float, now: datetime | None = None, limit: int = 5000
+    ) -> list[ContainerView]:
+        return self.store.container_views(
+            now=now or self.clock(), recent_hours=recent_hours, limit=limit
+        )
+
+    def orphans(self) -> list[Container]:
+        return self.store.orphans()
+
+    def task(self, ref: str) -> Task:
+        return self.store.get_task(ref)
+
+    def tasks(self, *, status: str | None = None, limit: int = 100) -> list[Task]:
+        return self.store.list_tasks(status=status, limit=limit)
+
+    def task_containers(self, task_id: str) -> list[Container]:
+        return self.store.containers_for_task(task_id)
+
+    def event_views(self, **filters: Any) -> list[EventView]:
+        """The newest events matching `Store.events`' filters (and `limit`), newest last."""
+        from parhelia.state.store import to_event_view
+
+        return [to_event_view(e) for e in reversed(self.store.events(**filters))]
+
+    def events_oldest_first(self, **filters: Any) -> list[Event]:
+        return self.store.events(oldest_first=True, **filters)
+
+    def count_events(self, **filters: Any) -> int:
+        return self.store.count_events(**filters)
+
+    def event_batches(self, **filters: Any) -> Iterator[list[tuple]]:
+        """Matching events oldest first as plain tuples (`EVENT_ROW_COLUMNS`), in lists: exports."""
+        return self.store.event_batches(**filters)
+
+    def event_follower(self, **kwargs: Any):
+        """An `EventFollower` over this store: news from any process (`events watch`)."""
+        from parhelia.workers.event_follow import EventFollower
+
+        return EventFollower(self.store, **kwargs)
+
+    def event_tail(self):
+        """An `EventTail` over this store: the rows committed since the last read (MCP push)."""
+        from parhelia.workers.event_tail import EventTail
+
+        return EventTail(self.store)
+
+    def changes(self):
+        """A `Changes` over this store: wakes a watch command when the store may have changed."""
+        from parhelia.workers.event_follow import Changes
+
+        return Changes(self.store)
+
+    def watch_changes(self, on_change: Callable[[], None], stop) -> bool:
+        """Call `on_change` whenever the store changes until `stop`, when the database can be
+        watched (the SQLite file watcher, or LISTEN/NOTIFY); False at once when it cannot."""
+        from parhelia.workers.db_watch import can_watch, watch_store
+
+        if not can_watch(self.store.url):
+            return False
+        watch_store(self.store.url, on_change, stop)
+        return True
+
+    def reconciler_view(self, now: datetime) -> ReconcilerView:
+        return self.store.reconciler_view(self.settings.reconciler.interval_seconds, now=now)
+
+    def lease_holder(self) -> str | None:
+        """Who holds the reconciler lease now, if anyone."""
+        lease = self.store.get_lease()
+        return lease.holder if lease else None
 
     # -- the control loops ----------------------------------------------------------------
 
@@ -545,12 +420,6 @@ class ControlPlane:
 
     def reconcile_once(self):
         return self.reconciler.run_once()
-
-    def heartbeat_once(self):
-        return self.poller.run_once()
-
-    def budget_check(self):
-        return self.guard.check()
 
     @property
     def loops(self):
