@@ -22,6 +22,7 @@ class EventType(StrEnum):
     CONTAINER_TERMINATE_FAILED = "container.terminate_failed"
     CONTAINER_TERMINATED_AGAIN = "container.terminated_again"
     HEARTBEAT_FAILED = "heartbeat.failed"
+    CONTAINER_SAMPLE = "container.sample"  # a watch's own line per heartbeat, never stored
     # tasks: created by a dispatch, moved by their containers (`task.status`), or told by the agent
     TASK_CREATED = "task.created"
     TASK_STATUS = "task.status"
@@ -39,6 +40,8 @@ class EventType(StrEnum):
     USER_TERMINATE = "user.terminate"
     NOTE = "note"
     # written only by tests and bench/ scripts (through the same check as every other writer)
+    TEST_DISPATCH = "dispatch"  # the dashboard world's (tests/dashboard_world.py) older names
+    TEST_ORPHAN = "orphan"
     TEST_X = "x"
     TEST_Y = "y"
     TEST_TICK = "test.tick"
