@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,6 @@ from sqlmodel import Session
 
 from parhelia.state.budget import BudgetConfig, summarize
 from parhelia.state.costs import burn_rate, current_cost
-from parhelia.state.enums import ContainerState
 from parhelia.state.event_log import to_event_view
 from parhelia.state.keys import ACTIVE, FOREIGN_PREFIX, IN_GRACE_PREFIX, PLANE_KEY, RECONCILER_LEASE
 from parhelia.state.models import (
@@ -48,70 +47,8 @@ from parhelia.state.views import (
 )
 
 
-@dataclass(frozen=True)
-class Stats:
-    total: int
-    by_state: dict[str, int]
-    by_health: dict[str, int]
-    cost_rate_per_hour: float
-    accrued_usd: float
-    oldest_running_id: str | None
-    oldest_running_started_at: datetime | None
-
-
 class Projection:
     """`Store`'s read side: the views every front end renders, each read in one transaction."""
-
-    def stats(self, now: datetime | None = None) -> Stats:
-        now = now or utcnow()
-        with self.read() as s:
-            by_state = dict(
-                s.execute(select(Container.state, func.count()).group_by(Container.state)).all()
-            )
-            by_health = dict(
-                s.execute(
-                    select(Container.health, func.count())
-                    .where(Container.state.in_(ACTIVE))
-                    .group_by(Container.health)
-                ).all()
-            )
-            rate = (
-                s.scalar(
-                    select(func.coalesce(func.sum(Container.cost_rate_per_hour), 0.0)).where(
-                        Container.state.in_(ACTIVE)
-                    )
-                )
-                or 0.0
-            )
-            oldest = s.execute(
-                select(Container.id, Container.started_at)
-                .where(Container.state == ContainerState.RUNNING, Container.started_at.is_not(None))
-                .order_by(Container.started_at)
-                .limit(1)
-            ).first()
-            live = s.execute(
-                select(
-                    Container.cost_rate_per_hour, Container.started_at, Container.cost_accrued_usd
-                ).where(Container.state.in_(ACTIVE))
-            ).all()
-            done = (
-                s.scalar(
-                    select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
-                        Container.state.not_in(ACTIVE)
-                    )
-                )
-                or 0.0
-            )
-        accrued = done + sum(current_cost(a, r, st, now) for r, st, a in live)
-        return Stats(
-            total=sum(by_state.values()),
-            by_state=by_state,
-            by_health=by_health,
-            cost_rate_per_hour=rate,
-            accrued_usd=accrued,
-            oldest_running_id=oldest[0] if oldest else None,
-            oldest_running_started_at=as_utc(oldest[1]) if oldest else None,
-        )
 
     def container_views(
         self,

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlmodel import Session
 
@@ -54,7 +54,6 @@ from parhelia.state.models import (
 from parhelia.state.process_owner import ProcessOwner, is_gone
 from parhelia.state.projection import (
     Projection,
-    Stats,
     setting_value,
     spend_trend_query,
     to_heartbeat_view,
@@ -398,18 +397,6 @@ class Store(EventLog, BulkWrites, Projection):
     def containers_for_task(self, task_id: str) -> list[Container]:
         return self.containers(task_id=task_id)
 
-    def containers_without_heartbeat_since(self, since: datetime) -> list[Container]:
-        """Running containers whose last heartbeat (or start, if none yet) is older than `since`."""
-        q = select(Container).where(
-            Container.state == ContainerState.RUNNING,
-            or_(
-                Container.last_heartbeat_at < since,
-                (Container.last_heartbeat_at.is_(None)) & (Container.started_at < since),
-            ),
-        )
-        with self.read() as s:
-            return list(s.scalars(q))
-
     def backends_in_use(self) -> set[str]:
         with self.read() as s:
             return set(
@@ -595,7 +582,6 @@ __all__ = [
     "Health",
     "NewRow",
     "RowChange",
-    "Stats",
     "Store",
     "_bound",
     "make_event",
