@@ -67,7 +67,8 @@ class Applied:
 
 
 class BulkWrites:
-    """`Store`'s loop-sized writes: heartbeat cycles, the reconciler's changes, retention."""
+    """`Store`'s loop-sized writes: heartbeat cycles, the reconciler's changes, retention.
+    A mixin of `Store`, whose `read()` and `write()` sessions it uses."""
 
     def record_heartbeats(
         self,

@@ -42,7 +42,8 @@ def event_row_ts(value: Any) -> str:
 
 
 class EventLog:
-    """`Store`'s events: writing one, reading them filtered, exporting them in batches."""
+    """`Store`'s events: writing one, reading them filtered, exporting them in batches.
+    A mixin of `Store`, whose `read()` and `write()` sessions it uses."""
 
     def add_event(
         self,

@@ -48,7 +48,8 @@ from parhelia.state.views import (
 
 
 class Projection:
-    """`Store`'s read side: the views every front end renders, each read in one transaction."""
+    """`Store`'s read side: the views every front end renders, each read in one transaction.
+    A mixin of `Store`, whose `read()` and `write()` sessions it uses."""
 
     def container_views(
         self,
