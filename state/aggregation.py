@@ -14,18 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from parhelia.state.event_types import EventType
 from parhelia.state.views import EventView
 
 PROGRESS_STEP_PERCENT = 5.0
 PROGRESS_SECONDS = 5.0
 HEARTBEAT_SECONDS = 10.0
 COMPLETION_STATES = ("stopped", "terminated")
-COMPLETION_TYPES = ("task.completed", "task.failed", "task.cancelled", "task.timed_out")
+COMPLETION_TYPES = (
+    EventType.TASK_COMPLETED,
+    EventType.TASK_FAILED,
+    EventType.TASK_CANCELLED,
+    EventType.TASK_TIMED_OUT,
+)
 
 
 def is_completion(e: EventView) -> bool:
     return e.type in COMPLETION_TYPES or (
-        e.type == "container.state" and e.new_value in COMPLETION_STATES
+        e.type == EventType.CONTAINER_STATE and e.new_value in COMPLETION_STATES
     )
 
 
@@ -36,7 +42,7 @@ def is_loud(e: EventView) -> bool:
 
 def kind(e: EventView) -> str:
     """`progress`, `heartbeat` (may be folded) or `keep` (never held back)."""
-    if e.level in ("warning", "error") or is_completion(e) or e.type == "container.state":
+    if e.level in ("warning", "error") or is_completion(e) or e.type == EventType.CONTAINER_STATE:
         return "keep"
     if e.type.endswith(".progress"):
         return "progress"

@@ -98,7 +98,7 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
 
 
 def _only_a_plane_id(engine: Engine, counts: dict[str, int]) -> bool:
-    from parhelia.state.store import PLANE_KEY
+    from parhelia.state.keys import PLANE_KEY
 
     if counts.get("settings") != 1 or any(n for t, n in counts.items() if t != "settings"):
         return False

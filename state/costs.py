@@ -159,6 +159,15 @@ def accrued_cost(
     return rate_per_hour * runtime_hours(started, ended, now)
 
 
+def current_cost(
+    stored_usd: float, rate_per_hour: float, started: datetime | None, now: datetime
+) -> float:
+    """What a live container has cost by `now`: its rate over the time it has run, or what is
+    stored for it when that is more (a cost reported by the backend, or accrued at a higher rate
+    before). The one rule every view, summary and end-of-life record prices a container by."""
+    return max(stored_usd, accrued_cost(rate_per_hour, started, None, now))
+
+
 def burn_rate(rates_per_hour: Iterable[float]) -> float:
     """The fleet's spend per hour: the sum of the running containers' rates."""
     return sum(rates_per_hour)

@@ -10,12 +10,10 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
 
 from parhelia.state.errors import ParheliaError
 from parhelia.state.private import create_private_file
@@ -201,22 +199,6 @@ class Checkpointer:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def retry_locked(fn: Callable[[], T], attempts: int = 5) -> T:
-    """Run `fn`, retrying when SQLite still reports a lock after its busy timeout."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or i == attempts - 1:
-                raise ParheliaError(
-                    "E701",
-                    f"database error: {exc.orig}",
-                    ["parhelia db status", "parhelia config show"],
-                ) from exc
-            time.sleep(0.05 * (2**i))
-    raise AssertionError("unreachable")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -7,37 +7,70 @@ counted, shown and can be terminated again. Nothing but a listing may make that 
 
 from __future__ import annotations
 
-from parhelia.state.enums import ContainerState as S
+from datetime import datetime
+from typing import Any
+
+from parhelia.state.costs import current_cost
+from parhelia.state.enums import ContainerState
 from parhelia.state.errors import ParheliaError
 
-TRANSITIONS: dict[S, frozenset[S]] = {
-    S.CREATED: frozenset({S.RUNNING, S.STOPPED, S.TERMINATED, S.ORPHANED}),
-    S.RUNNING: frozenset({S.STOPPED, S.TERMINATED, S.ORPHANED}),
-    S.STOPPED: frozenset({S.TERMINATED, S.ORPHANED}),
-    S.ORPHANED: frozenset({S.TERMINATED}),
-    S.TERMINATED: frozenset(),
+TRANSITIONS: dict[ContainerState, frozenset[ContainerState]] = {
+    ContainerState.CREATED: frozenset(
+        {
+            ContainerState.RUNNING,
+            ContainerState.STOPPED,
+            ContainerState.TERMINATED,
+            ContainerState.ORPHANED,
+        }
+    ),
+    ContainerState.RUNNING: frozenset(
+        {ContainerState.STOPPED, ContainerState.TERMINATED, ContainerState.ORPHANED}
+    ),
+    ContainerState.STOPPED: frozenset({ContainerState.TERMINATED, ContainerState.ORPHANED}),
+    ContainerState.ORPHANED: frozenset({ContainerState.TERMINATED}),
+    ContainerState.TERMINATED: frozenset(),
 }
 
 # Moves only a listing that shows the sandbox running may make (see the module docstring).
-SIGHTED: dict[S, frozenset[S]] = {S.TERMINATED: frozenset({S.ORPHANED})}
+SIGHTED: dict[ContainerState, frozenset[ContainerState]] = {
+    ContainerState.TERMINATED: frozenset({ContainerState.ORPHANED})
+}
 
-TERMINAL = frozenset({S.TERMINATED})
+TERMINAL = frozenset({ContainerState.TERMINATED})
 # The row fields a sighting clears: the row no longer says how or when it ended.
 ENDED_FIELDS = ("terminated_at", "termination_reason", "terminated_by", "exit_code")
 
 
 def can_transition(old: str, new: str, *, sighted: bool = False) -> bool:
     """`sighted`: the caller has a listing showing the row's sandbox running."""
-    if old == new or S(new) in TRANSITIONS[S(old)]:
+    if old == new or ContainerState(new) in TRANSITIONS[ContainerState(old)]:
         return True
-    return sighted and S(new) in SIGHTED.get(S(old), frozenset())
+    return sighted and ContainerState(new) in SIGHTED.get(ContainerState(old), frozenset())
 
 
 def check_transition(container_id: str, old: str, new: str) -> None:
     if not can_transition(old, new):
-        allowed = ", ".join(sorted(TRANSITIONS[S(old)])) or "none (final state)"
+        allowed = ", ".join(sorted(TRANSITIONS[ContainerState(old)])) or "none (final state)"
         raise ParheliaError(
             "E105",
             f"container {container_id} cannot go from {old} to {new}; allowed from {old}: {allowed}",
             [f"parhelia containers show {container_id}", "parhelia help containers"],
         )
+
+
+# The states a row ends in: the first move into one stamps the end (`end_of_life`).
+ENDING = frozenset({ContainerState.STOPPED, ContainerState.TERMINATED})
+
+
+def end_of_life(row: Any, new_state: str, now: datetime) -> dict[str, Any]:
+    """The fields a container row takes when it ends (its first move to stopped or terminated):
+    when it ended and its final cost, the current cost frozen at `now`. Empty for any other move,
+    or for a row that has ended before. `row` is a `Container` or a plain row with its columns."""
+    if new_state not in ENDING or row.terminated_at is not None:
+        return {}
+    return {
+        "terminated_at": now,
+        "cost_accrued_usd": current_cost(
+            row.cost_accrued_usd, row.cost_rate_per_hour, row.started_at, now
+        ),
+    }

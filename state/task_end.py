@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from parhelia.state.enums import ContainerState as S
+from parhelia.state.enums import ContainerState
 from parhelia.state.enums import TaskStatus as T
 
 TIMEOUT_EXIT = 124
@@ -37,9 +37,9 @@ def task_status_for(
     timeout_seconds: float | None = None,
 ) -> T:
     """The status a task has when its container is in `state` (see the module docstring)."""
-    if state == S.CREATED:
+    if state == ContainerState.CREATED:
         return T.RUNNING if has_sandbox else T.PENDING
-    if state in (S.RUNNING, S.ORPHANED):
+    if state in (ContainerState.RUNNING, ContainerState.ORPHANED):
         return T.RUNNING
     if reason in FAILED_DISPATCH:
         return T.FAILED

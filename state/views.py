@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from parhelia.state.costs import burn_rate
+
 
 @dataclass(frozen=True)
 class ContainerView:
@@ -145,7 +147,7 @@ def still_running_note(view: DashboardView | None, *, demo: bool = False) -> str
     live = [c for c in view.containers if c.is_active] if view is not None else []
     if not live:
         return None
-    rate = sum(c.cost_rate_per_hour for c in live)
+    rate = burn_rate(c.cost_rate_per_hour for c in live)
     what = f"{plural(len(live), 'container')} still running, ${rate:.2f}/h"
     if demo:
         return f"{what}; the demo stops its own now."

@@ -302,19 +302,6 @@ def test_pruning_a_containers_last_sample_clears_it_from_the_row(store):
     assert views["c-00000001"].cpu_percent is None and views["c-00000002"].cpu_percent == 2.0
 
 
-def test_containers_without_heartbeat_since(store):
-    cutoff = T0 - timedelta(minutes=5)
-    store.add_container(container("c-00000001", last_heartbeat_at=T0 - timedelta(minutes=10)))
-    store.add_container(container("c-00000002", last_heartbeat_at=T0 - timedelta(minutes=1)))
-    store.add_container(container("c-00000003", started_at=T0 - timedelta(hours=1)))  # never
-    store.add_container(container("c-00000004", started_at=T0 - timedelta(minutes=1)))  # young
-    store.add_container(
-        container("c-00000005", "stopped", last_heartbeat_at=T0 - timedelta(hours=1))
-    )
-    got = {c.id for c in store.containers_without_heartbeat_since(cutoff)}
-    assert got == {"c-00000001", "c-00000003"}
-
-
 # -- container queries ----------------------------------------------------------------------
 
 
@@ -360,19 +347,6 @@ def test_active_by_state_by_health_orphans_for_task(fleet):
     assert ids(fleet.orphans()) == ["c-00000004"]
     assert ids(fleet.containers_for_task("t-00000001")) == ["c-00000001", "c-00000002"]
     assert fleet.containers_for_task("t-nothing0") == []
-
-
-def test_stats(fleet):
-    st = fleet.stats(now=T0)
-    assert st.total == 6
-    assert st.by_state == {"running": 2, "created": 1, "orphaned": 1, "stopped": 1, "terminated": 1}
-    assert st.by_health == {"healthy": 1, "degraded": 1, "unknown": 2}  # active containers only
-    rate = hourly_rate(2, 4096)
-    assert st.cost_rate_per_hour == pytest.approx(2 * rate + 1.0)
-    # ended: 0.5 + 1.25; running: 2h and 1h at `rate`; orphan 3h at $1
-    assert st.accrued_usd == pytest.approx(1.75 + 3 * rate + 3.0)
-    assert st.oldest_running_id == "c-00000001"
-    assert st.oldest_running_started_at == T0 - timedelta(hours=2)
 
 
 def test_get_container_by_prefix_and_not_found(fleet):

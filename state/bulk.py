@@ -1,0 +1,449 @@
+"""The bulk SQL paths, mixed into `Store` as `BulkWrites`: a heartbeat cycle in one transaction,
+the loops' guarded row changes (`apply_changes`), retention pruning, and the executemany / COPY
+machinery under them (`parhelia.state.pg_ingest` on PostgreSQL).
+
+Loops write thousands of rows a cycle; these paths keep that to a few statements and skip the ORM
+where building models cost more than the database (bench/store.py, bench/reconcile.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
+from sqlmodel import Session
+
+from parhelia.state.enums import LIVE_TASK_STATUSES, EventLevel, EventSource, TaskStatus
+from parhelia.state.event_log import write_events
+from parhelia.state.event_types import EventType
+from parhelia.state.models import Container, Event, Heartbeat, ReconcilerRun, Task
+from parhelia.state.task_end import next_task_status, task_status_for
+from parhelia.state.timeutil import as_utc, utcnow
+
+PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
+# The latest-sample columns of a container row and the heartbeat columns they copy.
+_SAMPLE = {
+    "last_sample_at": "ts",
+    "last_cpu_percent": "cpu_percent",
+    "last_memory_mib": "memory_mib",
+    "last_memory_percent": "memory_percent",
+    "last_agent_alive": "agent_alive",
+}
+# The heartbeat columns with a scalar default, and what a sample without one of them stores.
+_HEARTBEAT_DEFAULTS = {
+    c.name: c.default.arg
+    for c in Heartbeat.__table__.columns
+    if c.default is not None and c.default.is_scalar
+}
+_SAMPLE_DEFAULTS = {k: _HEARTBEAT_DEFAULTS.get(k) for k in _SAMPLE.values()}
+
+
+_EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats", "updated_at")
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """Fields to set on one container row, applied only if the row still has `expect`'s values
+    (keys from `_EXPECTABLE`), with the events that record it."""
+
+    id: str
+    fields: dict
+    expect: dict
+    events: tuple[Event | dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class NewRow:
+    container: Container
+    events: tuple[Event | dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Applied:
+    changed: frozenset[str]
+    inserted: frozenset[str]
+
+
+class BulkWrites:
+    """`Store`'s loop-sized writes: heartbeat cycles, the reconciler's changes, retention.
+    A mixin of `Store`, whose `read()` and `write()` sessions it uses."""
+
+    def record_heartbeats(
+        self,
+        samples: Sequence[dict],
+        container_updates: Sequence[dict] = (),
+        events: Sequence[Event] = (),
+    ) -> int:
+        """One heartbeat cycle in one transaction: the samples, each container's heartbeat columns
+        (`{"id": ..., "last_heartbeat_at": ..., "missed_heartbeats": ..., "health": ...}`) and the
+        health-change events.
+
+        Each sampled container's row also takes its newest sample (`last_sample_at`,
+        `last_cpu_percent`, ...) unless it already holds a newer one, in the same UPDATE as its
+        heartbeat columns: one statement per container whatever the mix."""
+        with self.write() as s:
+            conn = s.connection()
+            # the newest sample per container (the later one on a tie, as the index orders them)
+            latest: dict[str, dict] = {}
+            for smp in samples:
+                cur = latest.get(smp["container_id"])
+                if cur is None or smp["ts"] >= cur["ts"]:
+                    latest[smp["container_id"]] = smp
+            groups: dict[tuple[tuple[str, ...], bool], list[dict]] = {}
+            by_shape: dict[tuple[str, ...], list[dict]] = {}
+            for u in container_updates:
+                by_shape.setdefault(tuple(u), []).append(u)
+            for shape, rows in by_shape.items():
+                keys = tuple(sorted(k for k in shape if k != "id"))
+                for u in rows:
+                    groups.setdefault((keys, u["id"] in latest), []).append(u)
+            updated = {u["id"] for u in container_updates}
+            rest = [{"id": cid} for cid in latest if cid not in updated]
+            if rest:
+                groups.setdefault(((), True), []).extend(rest)
+            for (keys, with_sample), rows in groups.items():
+                if not keys and not with_sample:
+                    continue
+                columns = {"_id": [u["id"] for u in rows]}
+                columns.update({k: [u[k] for u in rows] for k in keys})
+                if with_sample:
+                    picked = [latest[u["id"]] for u in rows]
+                    columns.update(
+                        {
+                            f"_{k}": [p.get(k, d) for p in picked]
+                            for k, d in _SAMPLE_DEFAULTS.items()
+                        }
+                    )
+                _executemany(
+                    conn,
+                    ("update", keys, with_sample),
+                    lambda keys=keys, with_sample=with_sample: _container_update(keys, with_sample),
+                    columns,
+                )
+            if samples:  # after the container updates: their foreign-key checks find rows this
+                # transaction already holds (no row lock to write on PostgreSQL)
+                given = list(samples[0])
+                columns = {k: [r[k] for r in samples] for k in given}
+                for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
+                    columns.setdefault(k, [d] * len(samples))
+                _executemany(
+                    conn,
+                    ("insert", tuple(columns)),
+                    lambda: insert(Heartbeat.__table__),
+                    columns,
+                )
+            write_events(s, events)
+        return len(samples)
+
+    def heartbeat_history(
+        self, container_id: str, *, since: datetime | None = None, limit: int = 120
+    ) -> list[Heartbeat]:
+        """A container's most recent heartbeats, oldest first (ready for a sparkline)."""
+        q = select(Heartbeat).where(Heartbeat.container_id == container_id)
+        if since is not None:
+            q = q.where(Heartbeat.ts >= since)
+        with self.read() as s:
+            rows = list(s.scalars(q.order_by(Heartbeat.ts.desc()).limit(limit)))
+        return rows[::-1]
+
+    def prune_heartbeats(self, before: datetime) -> int:
+        """Delete heartbeats older than `before`; a container whose newest sample went with them
+        shows none, as before any heartbeat."""
+        with self.write() as s:
+            n = s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+            s.execute(
+                update(Container)
+                .where(Container.last_sample_at < before)
+                .values({c: None for c in _SAMPLE})
+            )
+            return n
+
+    def prune_history(
+        self, events_before: datetime, runs_before: datetime, *, limit: int = PRUNE_BATCH
+    ) -> tuple[int, int]:
+        """Delete the oldest events before `events_before` and reconciler runs before `runs_before`,
+        at most `limit` of each, through their time indexes; (events, runs) deleted. Bounded, so
+        a backlog (retention shortened, or months unpruned) drains over cycles in short writes
+        instead of one long lock; and no write at all when nothing is due."""
+        tables = (
+            (Event, Event.ts, events_before),
+            (ReconcilerRun, ReconcilerRun.started_at, runs_before),
+        )
+        with self.read() as s:
+            due = [
+                s.scalar(select(m.id).where(col < t).limit(1)) is not None for m, col, t in tables
+            ]
+        if not any(due):
+            return (0, 0)
+        counts = []
+        with self.write() as s:
+            for (model, col, before), go in zip(tables, due, strict=True):
+                oldest = select(model.id).where(col < before).order_by(col).limit(limit)
+                q = delete(model).where(model.id.in_(oldest.scalar_subquery()))
+                q = q.execution_options(synchronize_session=False)  # no RETURNING of every id
+                counts.append((s.execute(q).rowcount or 0) if go else 0)
+        return counts[0], counts[1]
+
+    # -- loops support (reconciler, heartbeat poller, budget guard) -----------------------
+
+    def apply_changes(
+        self,
+        changes: Sequence[RowChange] = (),
+        *,
+        new_rows: Sequence[NewRow] = (),
+        new_tasks: Sequence[Task] = (),
+        events: Sequence[Event | dict] = (),
+    ) -> Applied:
+        """A loop cycle's writes in one transaction, a few statements whatever the count.
+
+        A change applies only while its row still holds the `expect`ed values: another process may
+        have moved the row since the loop read it, and a loop must never undo a user's terminate.
+        Skipped changes and rows drop their events. New tasks that already exist are left alone
+        (placeholders for orphans' task ids); a new row whose id or sandbox is taken is skipped."""
+        now = utcnow()
+        with self.write() as s:
+            current: dict[str, Any] = {}
+            for chunk in _chunks([c.id for c in changes]):
+                q = select(*(getattr(Container, k) for k in _EXPECTABLE)).where(
+                    Container.id.in_(chunk)
+                )
+                current.update({row.id: row._mapping for row in s.execute(q)})
+            applied = [
+                c
+                for c in changes
+                if c.id in current and all(current[c.id][k] == v for k, v in c.expect.items())
+            ]
+            if applied:
+                s.execute(
+                    update(Container),
+                    [{"id": c.id, "updated_at": now, **c.fields} for c in applied],
+                )
+                moved = [c.id for c in applied if "state" in c.fields or "sandbox_id" in c.fields]
+                if moved:
+                    follow_tasks(s, moved, now)
+            if new_tasks:
+                known = set()
+                for chunk in _chunks([t.id for t in new_tasks]):
+                    known.update(s.scalars(select(Task.id).where(Task.id.in_(chunk))))
+                s.add_all([t for t in new_tasks if t.id not in known])
+                s.flush()
+            inserted = self._insertable(s, new_rows)
+            s.add_all([r.container for r in inserted])
+            s.flush()
+            write_events(
+                s,
+                [
+                    *events,
+                    *(e for c in applied for e in c.events),
+                    *(e for r in inserted for e in r.events),
+                ],
+            )
+        return Applied(
+            changed=frozenset(c.id for c in applied),
+            inserted=frozenset(r.container.id for r in inserted),
+        )
+
+    @staticmethod
+    def _insertable(s: Session, rows: Sequence[NewRow]) -> list[NewRow]:
+        taken: set[Any] = set()
+        for chunk in _chunks([r.container.id for r in rows]):
+            taken.update(s.scalars(select(Container.id).where(Container.id.in_(chunk))))
+        pairs = [(r.container.backend, r.container.sandbox_id) for r in rows]
+        for backend in {b for b, _ in pairs}:
+            sids = [sid for b, sid in pairs if b == backend and sid]
+            for chunk in _chunks(sids):
+                q = select(Container.sandbox_id).where(
+                    Container.backend == backend, Container.sandbox_id.in_(chunk)
+                )
+                taken.update((backend, sid) for sid in s.scalars(q))
+        return [
+            r
+            for r in rows
+            if r.container.id not in taken
+            and (r.container.backend, r.container.sandbox_id) not in taken
+        ]
+
+    def container_rows(self, states: Iterable[str]) -> list[Any]:
+        """Containers in `states` as plain read-only rows (attribute access, no ORM instances):
+        a loop scanning ten thousand containers cannot afford to build ten thousand models."""
+        cols = [c for c in Container.__table__.columns if c.name != "metadata"]
+        q = select(*cols).where(Container.state.in_(list(states))).order_by(Container.created_at)
+        with self.read() as s:
+            return list(s.execute(q))
+
+    def containers_matching(
+        self, backend: str, *, ids: Iterable[str] = (), sandbox_ids: Iterable[str] = ()
+    ) -> list[Container]:
+        """Rows (any state) with one of these ids, or one of these sandbox ids on `backend`."""
+        found: dict[str, Container] = {}
+        with self.read() as s:
+            for chunk in _chunks(list(ids)):
+                found.update(
+                    (c.id, c) for c in s.scalars(select(Container).where(Container.id.in_(chunk)))
+                )
+            for chunk in _chunks(list(sandbox_ids)):
+                q = select(Container).where(
+                    Container.backend == backend, Container.sandbox_id.in_(chunk)
+                )
+                found.update((c.id, c) for c in s.scalars(q))
+        return list(found.values())
+
+
+def follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> None:
+    """Bring these containers' tasks to the status their containers give them
+    (`parhelia.state.task_end`), with an event for each task that moves."""
+    for chunk in _chunks(list(container_ids)):
+        q = (
+            select(
+                Container.id,
+                Container.state,
+                Container.sandbox_id,
+                Container.exit_code,
+                Container.termination_reason,
+                Container.started_at,
+                Container.terminated_at,
+                Task.id,
+                Task.status,
+                Task.timeout_minutes,
+            )
+            .join(Task, Task.id == Container.task_id)
+            .where(Container.id.in_(chunk))
+        )
+        for cid, state, sid, code, reason, started, ended, tid, status, minutes in s.execute(q):
+            derived = task_status_for(
+                state,
+                has_sandbox=sid is not None,
+                exit_code=code,
+                reason=reason,
+                started_at=as_utc(started),
+                ended_at=as_utc(ended),
+                timeout_seconds=(minutes or 0) * 60.0,
+            )
+            new = next_task_status(status, derived)
+            if new is None:
+                continue
+            ended_now = new not in LIVE_TASK_STATUSES
+            s.execute(
+                update(Task)
+                .where(Task.id == tid)
+                .values(status=new.value, updated_at=now, finished_at=now if ended_now else None)
+            )
+            if new == TaskStatus.CANCELLED or (status, new) == (
+                TaskStatus.PENDING,
+                TaskStatus.RUNNING,
+            ):
+                continue  # the container's own event says it (who stopped it, or that it started)
+            s.add(
+                Event(
+                    ts=now,
+                    type=EventType.TASK_STATUS.value,
+                    level=EventLevel.WARNING
+                    if new in (TaskStatus.FAILED, TaskStatus.TIMED_OUT)
+                    else EventLevel.INFO,
+                    task_id=tid,  # a task's event: `task show` lists it, the message names cid
+                    old_value=status,
+                    new_value=new.value,
+                    message=f"task {tid} {status} → {new.value} (container {cid} {state}"
+                    + (f", exit {code}" if code is not None else "")
+                    + (f", {reason}" if reason else "")
+                    + ")",
+                    source=EventSource.SYSTEM,
+                    actor="store",
+                )
+            )
+
+
+def _container_update(keys: tuple[str, ...], with_sample: bool) -> Any:
+    """UPDATE containers by `_id` setting `keys`, and with `with_sample` the latest-sample columns
+    from `_ts`, `_cpu_percent`, ... unless the row already holds a newer sample."""
+    table = Container.__table__
+    values: dict[str, Any] = {k: bindparam(k, type_=table.c[k].type) for k in keys}
+    if with_sample:
+        last = table.c.last_sample_at
+        newer = or_(last.is_(None), last <= bindparam("_ts", type_=last.type))
+        for dst, src in _SAMPLE.items():
+            values[dst] = case(
+                (newer, bindparam(f"_{src}", type_=table.c[dst].type)), else_=table.c[dst]
+            )
+    return update(table).where(table.c.id == bindparam("_id")).values(values)
+
+
+_compiled: dict[tuple[Any, ...], tuple[str, list[str], list[Any]]] = {}
+
+
+def _executemany(
+    conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], columns: dict[str, list]
+) -> None:
+    """executemany of the Core statement `build()` (cached under `key`) over rows given column by
+    column: `columns` maps each parameter name to its values, one per row.
+
+    On SQLite the rows go straight to the driver, each value bound through its column's own type
+    (so naive datetimes are still refused), once per distinct value since a cycle's rows share
+    their timestamps: SQLAlchemy's per-row parameter building cost more than SQLite itself
+    (bench/store.py)."""
+    n = len(next(iter(columns.values()), ()))
+    if not n:
+        return
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        return _executemany_pg(conn, key, columns)
+    if dialect.name != "sqlite":
+        names = list(columns)
+        rows = zip(*columns.values(), strict=True)
+        conn.execute(build(), [dict(zip(names, vals, strict=True)) for vals in rows])
+        return
+    cached = _compiled.get((dialect.name, *key))
+    if cached is None:
+        compiled = build().compile(dialect=dialect, column_keys=list(columns))
+        names = list(compiled.positiontup or ())
+        procs = [
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in names
+        ]
+        cached = _compiled[(dialect.name, *key)] = (str(compiled), names, procs)
+    sql, names, procs = cached
+    bound: list[list] = []
+    done: dict[str, list] = {}
+    for name, proc in zip(names, procs, strict=True):
+        if name not in done:  # a parameter may appear more than once in the statement
+            values = columns[name]
+            done[name] = values if proc is None else _bound(values, proc)
+        bound.append(done[name])
+    conn.exec_driver_sql(sql, list(zip(*bound, strict=True)))
+
+
+def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, list]) -> None:
+    """`_executemany` on PostgreSQL: COPY for the heartbeat rows, one UPDATE from arrays for the
+    container updates (`parhelia.state.pg_ingest`)."""
+    from parhelia.state import pg_ingest
+
+    if key[0] == "insert":
+        pg_ingest.copy_rows(conn, Heartbeat.__table__, columns, _bound)
+        return
+    _, keys, with_sample = key
+    table = Container.__table__
+    types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+    set_sql = {k: f"v.{k}" for k in keys}
+    if with_sample:
+        newer = "(t.last_sample_at IS NULL OR t.last_sample_at <= v._ts)"
+        for dst, src in _SAMPLE.items():
+            types[f"_{src}"] = table.c[dst].type
+            set_sql[dst] = f"CASE WHEN {newer} THEN v._{src} ELSE t.{dst} END"
+    pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
+
+
+def _bound(values: list, proc: Callable[[Any], Any]) -> list:
+    """`proc` over `values` (None stays None), called once per distinct value."""
+    try:
+        done = {v: proc(v) for v in set(values) if v is not None}
+    except TypeError:  # unhashable (JSON values)
+        return [None if v is None else proc(v) for v in values]
+    done[None] = None
+    return list(map(done.__getitem__, values))
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
