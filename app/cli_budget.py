@@ -13,10 +13,11 @@ from parhelia.app import output
 from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, parse_time, print_events, runtime
 from parhelia.app.textfmt import age, money
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_types import EventType
 from parhelia.state.views import plural
 
 # The budget event types something writes: the ceiling (ControlPlane) and the guard's warnings.
-BUDGET_EVENT_TYPES = ("budget.ceiling", "budget.warning")
+BUDGET_EVENT_TYPES = (EventType.BUDGET_CEILING, EventType.BUDGET_WARNING)
 
 
 app = typer.Typer(

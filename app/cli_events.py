@@ -207,7 +207,7 @@ def events_replay(
 ) -> None:
     """A task's or a container's events in order, each with the time since the first."""
     from parhelia.app.stream_out import LineOut, run_until_interrupted
-    from parhelia.state.store import to_event_view
+    from parhelia.state.event_log import to_event_view
     from parhelia.widgets.formatting import age
 
     rt = runtime(ctx, json_out)
@@ -311,7 +311,7 @@ def events_export(
 
 
 def export_record(row: tuple) -> dict[str, Any]:
-    from parhelia.state.store import EVENT_ROW_COLUMNS
+    from parhelia.state.event_log import EVENT_ROW_COLUMNS
 
     return dict(zip(EVENT_ROW_COLUMNS, row, strict=True))
 
@@ -339,7 +339,7 @@ def _n(value: str | None) -> str:
 def write_rows(rt, f, fmt: str, filters: dict[str, Any]) -> int:
     """Stream the matching events into `f`, a batch of rows per write; a Rich progress bar on
     stderr for a big export at a terminal. Returns the row count."""
-    from parhelia.state.store import EVENT_ROW_COLUMNS
+    from parhelia.state.event_log import EVENT_ROW_COLUMNS
 
     progress = _progress(rt, filters)
     n = 0

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app.cli_common import runtime
+from parhelia.state.event_types import EventType
 from parhelia.state.views import ContainerView, DashboardView, EventView
 
 REDRAW_SECONDS = 1.0  # ages and costs move on their own: redraw (or re-read) this often
@@ -39,11 +40,11 @@ def change_event(old: ContainerView | None, new: ContainerView, seq: int) -> Eve
         sample = (new.cpu_percent, new.memory_used_mib, round(new.cost_accrued_usd, 2))
         if sample == (old.cpu_percent, old.memory_used_mib, round(old.cost_accrued_usd, 2)):
             return None
-        return EventView(seq, _now(), "container.sample", "info", "heartbeat", "", new.id)
+        return EventView(seq, _now(), EventType.CONTAINER_SAMPLE, "info", "heartbeat", "", new.id)
     return EventView(
         seq,
         _now(),
-        "container.state",
+        EventType.CONTAINER_STATE,
         "info",
         "reconciler",
         "",

@@ -152,7 +152,7 @@ def export(tmp: Path) -> bool:
 
 def raw_floor(path: Path) -> float:
     """Rows/s of the export's query through plain sqlite3, each row `json.dumps`ed as a tuple."""
-    from parhelia.state.store import EVENT_ROW_COLUMNS
+    from parhelia.state.event_log import EVENT_ROW_COLUMNS
 
     cols = ", ".join(
         "replace(ts, ' ', 'T') || '+00:00'" if c == "ts" else c for c in EVENT_ROW_COLUMNS

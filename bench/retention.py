@@ -16,8 +16,9 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from parhelia.state.bulk import PRUNE_BATCH
 from parhelia.state.models import Event, ReconcilerRun
-from parhelia.state.store import PRUNE_BATCH, Store
+from parhelia.state.store import Store
 
 N_EVENTS = (
     int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000

@@ -22,25 +22,17 @@ from sqlmodel import Session
 
 from parhelia.state import db
 from parhelia.state.bulk import (
-    PRUNE_BATCH,
-    Applied,
     BulkWrites,
-    NewRow,
-    RowChange,
-    _bound,
     follow_tasks,
 )
-from parhelia.state.enums import ContainerState, EventLevel, Health
+from parhelia.state.enums import ContainerState, EventLevel
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import (
-    EVENT_ROW_COLUMNS,
     EventLog,
-    make_event,
-    to_event_view,
     write_events,
 )
 from parhelia.state.event_types import EventType
-from parhelia.state.keys import ACTIVE, FOREIGN_PREFIX, IN_GRACE_PREFIX, PLANE_KEY, RECONCILER_LEASE
+from parhelia.state.keys import ACTIVE, PLANE_KEY, RECONCILER_LEASE
 from parhelia.state.lifecycle import check_transition, end_of_life
 from parhelia.state.models import (
     Container,
@@ -55,8 +47,6 @@ from parhelia.state.process_owner import ProcessOwner, is_gone
 from parhelia.state.projection import (
     Projection,
     setting_value,
-    spend_trend_query,
-    to_heartbeat_view,
 )
 from parhelia.state.timeutil import as_utc, utcnow
 
@@ -570,22 +560,4 @@ def _unique_prefix(session: Session, model: type, prefix: str, kind: str) -> Any
 
 # The store's public names, wherever they are defined: callers outside `state/` import them from
 # here (`_bound` only by tests/test_postgres_team.py).
-__all__ = [
-    "ACTIVE",
-    "EVENT_ROW_COLUMNS",
-    "FOREIGN_PREFIX",
-    "IN_GRACE_PREFIX",
-    "PLANE_KEY",
-    "PRUNE_BATCH",
-    "RECONCILER_LEASE",
-    "Applied",
-    "Health",
-    "NewRow",
-    "RowChange",
-    "Store",
-    "_bound",
-    "make_event",
-    "spend_trend_query",
-    "to_event_view",
-    "to_heartbeat_view",
-]
+__all__ = ["Store"]

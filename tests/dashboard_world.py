@@ -12,9 +12,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from parhelia.state.costs import hourly_rate
+from parhelia.state.keys import PLANE_KEY
 from parhelia.state.models import Container, Task
 from parhelia.state.settings import Settings
-from parhelia.state.store import PLANE_KEY, Store
+from parhelia.state.store import Store
 from parhelia.workers.backends.base import SandboxInfo
 from parhelia.workers.control import ControlPlane
 from tests.fakes import MemoryBackend

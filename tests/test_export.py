@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parhelia.app.cli_events import export_record, jsonl_line, write_rows
-from parhelia.state.store import EVENT_ROW_COLUMNS, to_event_view
+from parhelia.state.event_log import EVENT_ROW_COLUMNS, to_event_view
 
 HOSTILE = [
     'quotes " and \\ backslash',

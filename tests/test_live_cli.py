@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from parhelia.state.event_log import to_event_view
 from parhelia.state.models import Container, Task
-from parhelia.state.store import to_event_view
 from tests.test_cli import assert_coded_error, assert_envelope
 
 DEADLINE = 60.0

@@ -311,8 +311,8 @@ def test_containers_keep_room_for_hot_heartbeat_updates(pg):
 
 def test_staged_update_works_again_on_a_connection_whose_first_transaction_rolled_back(pg):
     from parhelia.state import pg_ingest
+    from parhelia.state.bulk import _bound
     from parhelia.state.models import Container
-    from parhelia.state.store import _bound
     from tests.test_store import T0, container
 
     pg.add_container(container("c-00000001", started_at=T0))

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from parhelia.state.bulk import RowChange
 from parhelia.state.costs import hourly_rate
 from parhelia.state.enums import ContainerState, Health
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_log import make_event
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings
-from parhelia.state.store import RowChange, Store, make_event
+from parhelia.state.store import Store
 from parhelia.workers.backends.base import (
     ProbeSample,
     SandboxInfo,

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from parhelia.state.projection import spend_trend_query
 from parhelia.state.spend import BUCKETS, SPARK, TREND_HOURS, spend_buckets
-from parhelia.state.store import spend_trend_query
 from parhelia.widgets.formatting import budget_lines
 from tests import dashboard_world as world
 from tests.test_store import plans_of

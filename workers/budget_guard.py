@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from parhelia.state.budget import BudgetConfig, crossed_threshold, period_start
-from parhelia.state.costs import accrued_cost, hours_until, runtime_hours
-from parhelia.state.enums import ContainerState as S
-from parhelia.state.enums import EventLevel, EventSource, Health
+from parhelia.state.bulk import RowChange
+from parhelia.state.costs import current_cost, hours_until, runtime_hours
+from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings, effective_budget, effective_value
-from parhelia.state.store import RowChange, Store, make_event
+from parhelia.state.store import Store
 from parhelia.state.timeutil import age_seconds, utcnow
 from parhelia.workers.backends.base import needs_a_person
 
@@ -112,7 +114,9 @@ class BudgetGuard:
 
         targets: dict[str, str] = {}
         if spend.config.policy == "stop" and spend.percent >= 100.0:
-            targets.update((c.id, "budget_stop") for c in active if c.state != S.CREATED)
+            targets.update(
+                (c.id, "budget_stop") for c in active if c.state != ContainerState.CREATED
+            )
         max_hours = float(policy("max_runtime_hours") or 0.0)
         if max_hours > 0:
             targets.update(
@@ -130,12 +134,14 @@ class BudgetGuard:
                 (c.id, "orphan")
                 for c in active
                 if c.id not in targets
-                and c.state == S.ORPHANED
+                and c.state == ContainerState.ORPHANED
                 and (age_seconds(c.started_at or c.created_at, now) or 0.0) >= grace
             )
         # An orphan without a plane tag may be another control plane's from before plane ids: no
         # policy stops it, only a person (`cleanup --orphans`, `containers terminate`).
-        by_hand = {c.id for c in active if c.state == S.ORPHANED and needs_a_person(c.tags)}
+        by_hand = {
+            c.id for c in active if c.state == ContainerState.ORPHANED and needs_a_person(c.tags)
+        }
         actions += self._terminate({k: v for k, v in targets.items() if k not in by_hand})
         return actions
 
@@ -176,7 +182,7 @@ class BudgetGuard:
             now + timedelta(hours=spend.hours_to_ceiling) if spend.hours_to_ceiling else None
         )
         ev = make_event(
-            "budget.warning",
+            EventType.BUDGET_WARNING,
             f"{code} budget {hit}% reached: ${spend.spent_usd:.2f} of ${cfg.ceiling_usd:.2f} "
             f"this {cfg.period}; {at}{extra}. parhelia budget show",
             level=EventLevel.ERROR if hit >= 100 else EventLevel.WARNING,
@@ -217,9 +223,7 @@ class BudgetGuard:
 
 def _cost(c: Container, now: datetime) -> float:
     billed = float((c.meta or {}).get("billed_usd") or 0.0)
-    return max(
-        c.cost_accrued_usd, billed, accrued_cost(c.cost_rate_per_hour, c.started_at, None, now)
-    )
+    return current_cost(max(c.cost_accrued_usd, billed), c.cost_rate_per_hour, c.started_at, now)
 
 
 __all__ = ["BudgetGuard", "Spend", "budget_config"]

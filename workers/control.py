@@ -17,9 +17,11 @@ from parhelia.state.budget import BudgetConfig
 from parhelia.state.costs import DEFAULT_RATES, RateTable
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
 from parhelia.state.models import Container, Event, Task
 from parhelia.state.settings import STORED_SETTINGS, Settings
-from parhelia.state.store import Store, make_event
+from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.state.views import (
     ContainerDetail,
@@ -118,7 +120,7 @@ class ControlPlane(Dispatching):
             actor=actor,
             events=[
                 make_event(
-                    "budget.ceiling",
+                    EventType.BUDGET_CEILING,
                     f"budget ceiling set to ${amount:.2f} (was ${old:.2f})",
                     source=ACTOR_SOURCES.get(actor, EventSource.USER),
                     actor=actor,
@@ -182,7 +184,7 @@ class ControlPlane(Dispatching):
 
     def _terminate_failed(self, c: Container, exc: ParheliaError, actor: str, source: str) -> None:
         self.store.add_event(
-            "container.terminate_failed",
+            EventType.CONTAINER_TERMINATE_FAILED,
             f"terminate {c.id} failed: {exc.message}",
             level=EventLevel.ERROR,
             source=source,
@@ -205,7 +207,7 @@ class ControlPlane(Dispatching):
             raise
         if not result.already_gone:
             self.store.add_event(
-                "container.terminated_again",
+                EventType.CONTAINER_TERMINATED_AGAIN,
                 f"{c.id} said terminated but its sandbox {c.sandbox_id} still ran; "
                 f"stopped now by {actor}",
                 level=EventLevel.WARNING,
@@ -249,7 +251,7 @@ class ControlPlane(Dispatching):
         if task.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
             self.store.update_task(task.id, status=TaskStatus.CANCELLED, finished_at=self.clock())
         self.store.add_event(
-            "task.cancelled",
+            EventType.TASK_CANCELLED,
             f"task {task.id} cancelled by {actor}",
             source=ACTOR_SOURCES.get(actor, EventSource.USER),
             actor=actor,
@@ -323,7 +325,7 @@ class ControlPlane(Dispatching):
 
     def event_views(self, **filters: Any) -> list[EventView]:
         """The newest events matching `Store.events`' filters (and `limit`), newest last."""
-        from parhelia.state.store import to_event_view
+        from parhelia.state.event_log import to_event_view
 
         return [to_event_view(e) for e in reversed(self.store.events(**filters))]
 

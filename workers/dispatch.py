@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from parhelia.state.costs import estimate_task, hourly_rate
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
 from parhelia.state.models import Container, Task, new_container_id, new_task_id
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
-from parhelia.state.store import make_event
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends.base import SandboxSpec
 
@@ -108,7 +109,7 @@ class Dispatching:
         src = EventSource.DISPATCHER
         events = [
             make_event(
-                "task.created",
+                EventType.TASK_CREATED,
                 f"task {task.id} created by {actor}: {req.prompt[:80]}",
                 source=src,
                 actor=actor,
@@ -116,7 +117,7 @@ class Dispatching:
                 details={"estimate_usd": round(est.cost_usd, 4), "retry_of": req.retry_of},
             ),
             make_event(
-                "container.created",
+                EventType.CONTAINER_CREATED,
                 f"{container.id} recorded before its sandbox exists ({backend_name})",
                 source=src,
                 actor=actor,
@@ -127,7 +128,7 @@ class Dispatching:
         ]
         events += [
             make_event(
-                "budget.warning",
+                EventType.BUDGET_WARNING,
                 w,
                 level=EventLevel.WARNING,
                 source=EventSource.BUDGET,

@@ -92,7 +92,7 @@ class EventFollower:
         filters: dict[str, Any] | None = None,
         watch: bool = True,
     ) -> None:
-        from parhelia.state.store import to_event_view
+        from parhelia.state.event_log import to_event_view
         from parhelia.workers.event_tail import EventTail
 
         self.store = store

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
 from parhelia.state.health import HealthThresholds, health_from_missed
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store, make_event
+from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import Backend, ProbeSample
 
@@ -199,7 +201,7 @@ def _health_event(row: Container, health: Health, missed: int, sample, now: date
     else:
         why = "probe timed out" if sample is _TIMED_OUT else "probe failed"
     return make_event(
-        "container.health",
+        EventType.CONTAINER_HEALTH,
         f"{row.id} {row.health} → {health} ({missed} missed; {why})",
         level=LEVELS.get(health, EventLevel.INFO),
         source=EventSource.HEARTBEAT,

@@ -25,12 +25,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from parhelia.state.bulk import NewRow, RowChange
 from parhelia.state.costs import accrued_cost
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health, TaskStatus
+from parhelia.state.event_types import EventType
 from parhelia.state.exit_codes import exit_text
-from parhelia.state.lifecycle import ENDED_FIELDS, can_transition
+from parhelia.state.keys import FOREIGN_PREFIX, IN_GRACE_PREFIX
+from parhelia.state.lifecycle import ENDED_FIELDS, can_transition, end_of_life
 from parhelia.state.models import Container, Task, new_container_id
-from parhelia.state.store import FOREIGN_PREFIX, IN_GRACE_PREFIX, NewRow, RowChange
 from parhelia.state.timeutil import age_seconds, as_utc
 from parhelia.workers.backends.base import (
     TAG_PLANE,
@@ -52,22 +54,6 @@ SOURCE = EventSource.RECONCILER
 DISPATCH_LOST_SECONDS = 3600.0
 
 Row = Any  # a container row as `Store.container_rows` returns it (read-only, attribute access)
-
-
-def end_of_life_fields(row: Row, new_state: str, now: datetime) -> dict:
-    """What a row gets when it first stops or terminates: the moment, and its cost accrued to
-    then (never less than what was stored). `Store.transition` applies the same rule to a row."""
-    fields: dict = {}
-    if (
-        new_state in (ContainerState.STOPPED, ContainerState.TERMINATED)
-        and row.terminated_at is None
-    ):
-        fields["terminated_at"] = now
-        fields["cost_accrued_usd"] = max(
-            row.cost_accrued_usd,
-            accrued_cost(row.cost_rate_per_hour, row.started_at, now, now),
-        )
-    return fields
 
 
 class ReconcilePlan:
@@ -119,10 +105,10 @@ class ReconcilePlan:
             if new in (ContainerState.TERMINATED, ContainerState.ORPHANED)
             else EventLevel.INFO
         )
-        fields.update(end_of_life_fields(row, new, self.now))
+        fields.update(end_of_life(row, new, self.now))
         fields["state"] = new
         ev = _event_row(
-            "container.state",
+            EventType.CONTAINER_STATE,
             message,
             level=level,
             source=SOURCE,
@@ -198,7 +184,7 @@ class ReconcilePlan:
     def _adopt(self, row: Row, info: SandboxInfo) -> None:
         fields: dict = {"sandbox_id": info.sandbox_id, "tags": dict(info.tags)}
         adopt = _event_row(
-            "container.adopted",
+            EventType.CONTAINER_ADOPTED,
             f"{row.id} adopted sandbox {info.sandbox_id} by its tag (dispatch did not finish)",
             level=EventLevel.WARNING,
             source=SOURCE,
@@ -244,7 +230,7 @@ class ReconcilePlan:
         self._live_state(row, info, "corrections")
         if dict(row.tags or {}) != dict(info.tags):
             ev = _event_row(
-                "container.drift",
+                EventType.CONTAINER_DRIFT,
                 f"{row.id} tags corrected from the backend",
                 source=SOURCE,
                 actor=ACTOR,
@@ -308,7 +294,7 @@ class ReconcilePlan:
         if silent is None or silent <= self.stale:
             return
         ev = _event_row(
-            "container.health",
+            EventType.CONTAINER_HEALTH,
             f"{row.id} has sent no heartbeat for {silent / 60:.0f} min: unhealthy (stale)",
             level=EventLevel.WARNING,
             source=SOURCE,
@@ -478,7 +464,7 @@ class ReconcilePlan:
             updated_at=self.now,
         )
         ev = _event_row(
-            "container.orphaned",
+            EventType.CONTAINER_ORPHANED,
             f"orphan: {backend} sandbox {info.sandbox_id} runs with no record "
             f"(task {task_id or '-'}, ~${rate:.3f}/h); parhelia cleanup --orphans"
             + ("; no plane tag (made before plane ids): no policy stops it" if by_hand else ""),

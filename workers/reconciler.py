@@ -31,9 +31,11 @@ from datetime import datetime, timedelta
 from parhelia.state.costs import DEFAULT_RATES, NO_GPU, UnknownGpu, hourly_rate, normalize_gpu
 from parhelia.state.enums import ContainerState, EventLevel
 from parhelia.state.errors import ParheliaError
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
 from parhelia.state.process_owner import this_process
 from parhelia.state.settings import Settings
-from parhelia.state.store import Store, make_event
+from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import Backend, Resources, SandboxInfo
 from parhelia.workers.reconcile_plan import ACTOR, SOURCE, ReconcilePlan
@@ -193,7 +195,7 @@ class Reconciler:
         for name, exc in failures.items():
             events.append(
                 make_event(
-                    "reconciler.error",
+                    EventType.RECONCILER_ERROR,
                     f"listing {name} sandboxes failed ({exc.code}): {exc.message}; "
                     "no container was changed",
                     level=EventLevel.ERROR,
@@ -277,7 +279,7 @@ def _describe(res: Resources) -> str:
 
 def _terminate_failed(cid: str, exc: Exception, now: datetime):
     return make_event(
-        "container.terminate_failed",
+        EventType.CONTAINER_TERMINATE_FAILED,
         f"auto-terminate of orphan {cid} failed: {type(exc).__name__}: {exc}",
         level=EventLevel.ERROR,
         source=SOURCE,
