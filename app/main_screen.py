@@ -334,7 +334,6 @@ class MainScreen(Screen[None]):
             self.query_one(ContainersTable).set_filter(event.value)
             if self.app.view is not None:
                 self._update_titles(self.app.view)
-            self._refresh_action_states()
         self._show_filter_problems(event.value)
 
     def _show_filter_problems(self, text: str) -> None:
@@ -369,6 +368,7 @@ class MainScreen(Screen[None]):
     def _table_changed(self) -> None:
         if self.app.view is not None:
             self._update_titles(self.app.view)
+        self._refresh_action_states()  # rows came, went or ended, or the filter changed
 
     @on(ContainersTable.FilterCleared)
     def _table_filter_cleared(self) -> None:
@@ -379,7 +379,6 @@ class MainScreen(Screen[None]):
             box.display = False
         if self.app.view is not None:
             self._update_titles(self.app.view)
-        self._refresh_action_states()
 
     def _focus_filter_target(self) -> None:
         if self._filter_target == "events":
