@@ -179,6 +179,10 @@ class LineTable(ScrollView, can_focus=True):
         return self._columns
 
     @property
+    def row_count(self) -> int:
+        return len(self._order)
+
+    @property
     def ordered_keys(self) -> list[str]:
         return self._order
 
