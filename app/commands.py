@@ -1,5 +1,5 @@
-"""The command palette's dashboard commands, built from the app's and the focused pane's BINDINGS,
-so the palette, the footer and the help pane can never list different actions."""
+"""The command palette's dashboard commands, built from the screen's, the app's and the focused
+pane's BINDINGS, so the palette, the footer and the help pane can never list different actions."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ class ActionsProvider(Provider):
     """Every dashboard action by name (with its key), runnable from ctrl+p."""
 
     def _actions(self):
-        app = self.app
+        app, screen = self.app, self.screen
         seen = set()
-        widgets = [w for w in (app.focused,) if w is not None]
-        for owner, bindings in [(app, app.BINDINGS), *((w, w.BINDINGS) for w in widgets)]:
+        widgets = [w for w in (screen.focused,) if w is not None]
+        owners = [screen, app, *widgets]
+        for owner, bindings in ((o, o.BINDINGS) for o in owners):
             for b in bindings:
                 if b.action in seen or b.action.startswith("focus_") or not b.description:
                     continue

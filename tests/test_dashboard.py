@@ -12,6 +12,7 @@ import pytest
 from textual.widgets import Input
 
 from parhelia.app.dashboard import ParheliaApp
+from parhelia.app.main_screen import MainScreen
 from parhelia.state.errors import ParheliaError
 from parhelia.state.store import Store
 from parhelia.widgets.confirm import ConfirmTerminate
@@ -391,7 +392,7 @@ async def test_dispatch_failure_is_shown_with_its_code(fleet):
     app = make_app(control)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot, app)
-        app._dispatch_request(
+        app.dispatch_request(
             __import__("parhelia.state.requests", fromlist=["TaskRequest"]).TaskRequest(prompt="x")
         )
         await until(pilot, lambda: app.last_error is not None)
@@ -424,7 +425,12 @@ async def test_question_mark_lists_every_binding(fleet):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app.screen)
-        for b in [*ParheliaApp.BINDINGS, *ContainersTable.BINDINGS, *EventsLog.BINDINGS]:
+        for b in [
+            *MainScreen.BINDINGS,
+            *ParheliaApp.BINDINGS,
+            *ContainersTable.BINDINGS,
+            *EventsLog.BINDINGS,
+        ]:
             assert b.description in text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -466,7 +472,7 @@ async def test_command_palette_lists_the_actions(fleet):
         await refreshed(pilot, app)
         provider = ActionsProvider(app.screen)
         names = [name for name, _help, _run in provider._actions()]
-        for b in ParheliaApp.BINDINGS:
+        for b in [*MainScreen.BINDINGS, *ParheliaApp.BINDINGS]:
             if not b.action.startswith("focus_"):
                 assert b.description in names
         await pilot.press("ctrl+p")
@@ -558,7 +564,7 @@ async def test_read_only_when_another_process_holds_the_lease(fleet, store):
     assert store.acquire_lease("daemon:42", 300, now=world.NOW)
     app = make_app(control, run_loops=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.holder is False)
+        await until(pilot, lambda: app.lease_held is False)
         n = app.refreshes
         app.request_refresh()
         await refreshed(pilot, app, n)

@@ -29,6 +29,7 @@ from parhelia.widgets.formatting import (
     sort_keys,
     sorted_ids,
 )
+from parhelia.widgets.help_pane import PaneHelp
 from parhelia.widgets.line_table import LineTable, TableColumn
 
 # Columns are laid out with no padding: each cell starts with one space and each column is one
@@ -64,6 +65,7 @@ def prepare_rows(views: list[ContainerView], now: datetime) -> dict[str, Prepare
 class ContainersTable(LineTable):
     """Containers with state, health, task, age, heartbeat, usage and cost."""
 
+    PANE_HELP = PaneHelp("Containers")
     BINDINGS = [
         Binding("s", "cycle_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),

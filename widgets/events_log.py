@@ -25,6 +25,7 @@ from textual.widgets import RichLog
 from parhelia.state.aggregation import Aggregator
 from parhelia.state.views import EventView
 from parhelia.widgets.formatting import event_text
+from parhelia.widgets.help_pane import PaneHelp
 
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -88,6 +89,7 @@ def _type_matches(event_type: str, term: str) -> bool:
 class EventsLog(RichLog):
     """Live events: state, health, orphan, budget and user actions, with their actor."""
 
+    PANE_HELP = PaneHelp("Events", selection=False)
     BINDINGS = [
         Binding("v", "cycle_level", "Level", tooltip="Show events at or above the next level"),
         Binding(

@@ -200,15 +200,6 @@ def cell_style(c: ContainerView, column: str, base: str) -> str:
     return base
 
 
-def styled_cells(c: ContainerView, cells: tuple[str, ...]) -> list[Text]:
-    """Rich cells for a row (the `--once` table); the dashboard builds only the cells that changed."""
-    base = row_style(c)
-    return [
-        Text(value, style=cell_style(c, col.key, base), justify=col.justify, no_wrap=True)
-        for col, value in zip(COLUMNS, cells, strict=True)
-    ]
-
-
 HEALTH_ORDER = {h: i for i, h in enumerate(("healthy", "unknown", "degraded", "unhealthy", "dead"))}
 
 

@@ -1,17 +1,42 @@
 """The contextual help pane: the keys of the focused pane, what the selected container's state and
 health mean with what to do about them, and the catalogue entry of the last error.
 
-The app hands it plain text; the pane only lays it out.
+Each pane says what its help is with a `PANE_HELP` class attribute (posting's `Helpable`; not
+`HELP`, which Textual reserves for the Markdown of its own keys panel): the screen reads it from the
+focused widget, or the nearest ancestor that has one, with that widget's own bindings, so no list
+of pane types has to be kept in step. The pane only lays the text out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.text import Text
+from textual.dom import DOMNode
 from textual.widgets import Static
 
 from parhelia.widgets.formatting import COMMAND_STYLE
+
+
+@dataclass(frozen=True)
+class PaneHelp:
+    """What the help pane says while a pane has the focus."""
+
+    title: str  # the pane's name, the help pane's first line
+    # the keys to list instead of the pane's bindings and the dashboard's (an input takes the rest)
+    keys: tuple[tuple[str, str], ...] | None = None
+    selection: bool = True  # whether the selected container's state and health are explained
+
+
+def pane_help(node: DOMNode) -> tuple[PaneHelp, DOMNode]:
+    """The `PANE_HELP` of `node` or of its nearest ancestor that has one (the screen has one), with the
+    node it is on: that node's own bindings are the pane's keys."""
+    for n in node.ancestors_with_self:
+        help = getattr(n, "PANE_HELP", None)
+        if isinstance(help, PaneHelp):
+            return help, n
+    raise LookupError(f"nothing above {node!r} has a PANE_HELP")
 
 
 class HelpPane(Static):
