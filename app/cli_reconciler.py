@@ -140,7 +140,7 @@ def reconciler_start(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         f"{rt.settings.heartbeat.interval_seconds:g} s). Ctrl-C to stop."
     )
     clean = rt.control.run_loops(stop, log=log)
-    held = bool(rt.control.loops.holder)  # whether the last reconcile found the lease ours
+    held = bool(rt.control.loops.has_lease)  # whether the last reconcile found the lease ours
     if held:
         said = "Stopped cleanly; lease released." if clean else "Stopped; lease released."
     else:

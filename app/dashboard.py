@@ -44,7 +44,6 @@ from parhelia.state.views import (
 )
 from parhelia.widgets.containers_table import PreparedRow, prepare_rows
 from parhelia.widgets.formatting import money
-from parhelia.workers.db_watch import can_watch
 
 if TYPE_CHECKING:
     from parhelia.app.config import LoadedSettings
@@ -138,7 +137,7 @@ class ParheliaApp(App):
             self.set_interval(self.refresh_seconds, self.tick, name="tick")
         if self.run_loops:
             self.control_loops()
-        if self.watch_db and can_watch(self.control.store.url):
+        if self.watch_db and self.control.can_watch_changes:
             self.db_watcher()
 
     def on_unmount(self) -> None:
@@ -165,7 +164,7 @@ class ParheliaApp(App):
         costs move) when it changed, which the watcher or an action reports, or as a fallback every
         FULL_REFRESH_SECONDS: reading and formatting 1,000 containers each second would cost the
         idle dashboard about a tenth of a core, over its 5 % budget."""
-        watching = self.watch_db and can_watch(self.control.store.url)
+        watching = self.watch_db and self.control.can_watch_changes
         if not watching or time.monotonic() - self._collected_at >= FULL_REFRESH_SECONDS:
             self.request_refresh()
         elif self.view is not None and not self._refreshing:
@@ -290,7 +289,7 @@ class ParheliaApp(App):
     def _loop_done(self, name: str, result: Any) -> None:
         """From the loop thread: after a reconcile say who holds the lease and any listing error;
         after every pass ask for a refresh."""
-        self.lease_held = self.control.loops.holder  # a lost lease shows at once, not next cycle
+        self.lease_held = self.control.loops.has_lease  # a lost lease shows at once, not next cycle
         if name == "reconcile" and result.error and result.error_code in CATALOGUE:
             err = ParheliaError(
                 result.error_code,
@@ -305,13 +304,7 @@ class ParheliaApp(App):
 
     @work(thread=True, group="watch", exit_on_error=False, name="db-watch")
     def db_watcher(self) -> None:
-        from parhelia.workers.db_watch import watch_store
-
-        watch_store(
-            self.control.store.url,
-            lambda: self.call_from_thread(self.request_refresh),
-            self._stop,
-        )
+        self.control.watch_changes(lambda: self.call_from_thread(self.request_refresh), self._stop)
 
     def reconcile_now(self) -> None:
         if not self.run_loops:
@@ -370,7 +363,7 @@ class ParheliaApp(App):
                 "timeout_minutes": d.timeout_minutes,
             }
             return values, dict.fromkeys(values, "default")
-        both = task_defaults_with_sources(self.loaded, plane=self.control.store.plane_id)
+        both = task_defaults_with_sources(self.loaded, plane=self.control.plane_id)
         values = {k: v for k, (v, _) in both.items()}
         if values.get("backend") == "auto":
             values["backend"] = self.control.default_backend
@@ -394,7 +387,7 @@ class ParheliaApp(App):
                 "memory_mib": request.memory_mib,
                 "timeout_minutes": request.timeout_minutes,
             },
-            plane=self.control.store.plane_id,
+            plane=self.control.plane_id,
         )
         self.call_from_thread(
             self.notify,

@@ -366,9 +366,10 @@ class MainScreen(Screen[None]):
 
     @on(ContainersTable.Changed)
     def _table_changed(self) -> None:
-        if self.app.view is not None:
-            self._update_titles(self.app.view)
-        self._refresh_action_states()  # rows came, went or ended, or the filter changed
+        with contextlib.suppress(NoMatches):  # a table's message can land as the app closes
+            if self.app.view is not None:
+                self._update_titles(self.app.view)
+            self._refresh_action_states()  # rows came, went or ended, or the filter changed
 
     @on(ContainersTable.FilterCleared)
     def _table_filter_cleared(self) -> None:

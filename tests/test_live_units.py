@@ -209,12 +209,14 @@ def test_budget_history_reads_only_event_types_something_writes():
     import re
 
     from parhelia.app.cli_budget import BUDGET_EVENT_TYPES
+    from parhelia.state.event_types import EventType
 
     root = pathlib.Path(__file__).resolve().parents[1]
     written = set()
     for folder in ("state", "workers"):
         for path in (root / folder).rglob("*.py"):
-            written |= set(re.findall(r'make_event\(\s*"([a-z_.]+)"', path.read_text()))
+            names = re.findall(r"make_event\(\s*EventType\.([A-Z_]+)", path.read_text())
+            written |= {EventType[name].value for name in names}
     assert set(BUDGET_EVENT_TYPES) <= written, written
 
 

@@ -357,6 +357,13 @@ class ControlPlane(Dispatching):
 
         return Changes(self.store)
 
+    @property
+    def can_watch_changes(self) -> bool:
+        """Whether `watch_changes` delivers changes for this store (not an in-memory SQLite)."""
+        from parhelia.workers.db_watch import can_watch
+
+        return can_watch(self.store.url)
+
     def watch_changes(self, on_change: Callable[[], None], stop) -> bool:
         """Call `on_change` whenever the store changes until `stop`, when the database can be
         watched (the SQLite file watcher, or LISTEN/NOTIFY); False at once when it cannot."""

@@ -48,7 +48,7 @@ class LoopRunner:
         self._wake = threading.Event()
         self._kicked = False
         self._wait = wait or self._wait_for_wake
-        self.holder: bool | None = None  # None until the first reconcile says
+        self.has_lease: bool | None = None  # None until the first reconcile says
 
     # -- one pass -------------------------------------------------------------------------
 
@@ -64,7 +64,7 @@ class LoopRunner:
         raises (a failed heartbeat or budget pass goes to `on_error`, or raises when there is none)."""
         try:
             report = self.reconciler.run_once()
-            self.holder = report.acted
+            self.has_lease = report.acted
             if on_cycle:
                 on_cycle("reconcile", report)
             if passes and report.acted:
@@ -101,13 +101,15 @@ class LoopRunner:
                     next_renew = now() + renew_every
                 if stop.is_set():
                     break
-                if self.holder and now() >= next_renew:
-                    self.holder = self._guarded("lease", self.reconciler.renew, on_error, False)
+                if self.has_lease and now() >= next_renew:
+                    self.has_lease = self._guarded("lease", self.reconciler.renew, on_error, False)
                     next_renew = now() + renew_every
-                if self.holder and now() >= next_poll:
+                if self.has_lease and now() >= next_poll:
                     self._passes(on_cycle, on_error)
                     next_poll = now() + poll_every
-                due = min(next_reconcile, next_poll, next_renew) if self.holder else next_reconcile
+                due = (
+                    min(next_reconcile, next_poll, next_renew) if self.has_lease else next_reconcile
+                )
                 self._wait(max(0.0, due - now()))
         finally:
             try:
@@ -123,7 +125,7 @@ class LoopRunner:
         except Exception as exc:  # the reconciler counts the failure and backs off itself
             on_error("reconcile", exc)
             return
-        self.holder = report.acted
+        self.has_lease = report.acted
         if on_cycle:
             on_cycle("reconcile", report)
 
@@ -131,7 +133,7 @@ class LoopRunner:
         """Heartbeat then budget, each only while the lease is still ours."""
         for name, fn in (("heartbeat", self.poller.run_once), ("budget", self._check_budget)):
             if not self._guarded("lease", self.reconciler.holds_lease, on_error, False):
-                self.holder = False
+                self.has_lease = False
                 return
             result = self._guarded(name, fn, on_error, None)
             if on_cycle:
