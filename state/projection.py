@@ -93,9 +93,7 @@ class Projection:
 
         now = now or utcnow()
         with self.read() as s:
-            budget = budget or BudgetConfig(
-                ceiling_usd=setting_value(s, "budget.ceiling_usd", 25.0)
-            )
+            budget = budget or _stored_budget(s)
             containers = _container_views(s, now=now, recent_hours=recent_hours)
             events = _recent_event_views(s, event_limit)
             running = [c for c in containers if c.is_active]
@@ -455,3 +453,12 @@ def to_heartbeat_view(h: Heartbeat) -> HeartbeatView:
         memory_percent=h.memory_percent,
         agent_alive=h.agent_alive,
     )
+
+
+def _stored_budget(s: Session) -> BudgetConfig:
+    """For a caller with no settings of its own (`ControlPlane` always passes the effective
+    budget): the same rule, over the defaults and what is stored in the database."""
+    from parhelia.state.settings import STORED_SETTINGS, Settings, effective_budget
+
+    stored = {k: v for k in STORED_SETTINGS if (v := setting_value(s, k)) is not None}
+    return effective_budget(Settings(), stored)

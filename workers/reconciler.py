@@ -34,7 +34,7 @@ from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
 from parhelia.state.process_owner import this_process
-from parhelia.state.settings import Settings
+from parhelia.state.settings import Settings, effective_value
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import Backend, Resources, SandboxInfo
@@ -180,7 +180,11 @@ class Reconciler:
             list(plan.changes.values()), new_rows=plan.new_rows, new_tasks=plan.new_tasks
         )
         plan.count(applied.changed, applied.inserted)
-        policy = self.store.get_setting("policy.orphans") or self.settings.policy.orphans
+        stored = {"policy.orphans": self.store.get_setting("policy.orphans")}
+        try:
+            policy = effective_value("policy.orphans", self.settings, stored)
+        except ParheliaError:  # a bad stored value (`config show` says E103) never stops a cycle
+            policy = self.settings.policy.orphans
         orphans = (applied.inserted | (applied.changed & plan.sighted)) - plan.needs_a_person
         if policy == "terminate" and self.terminate is not None and orphans:
             for cid in sorted(orphans):
