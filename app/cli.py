@@ -399,6 +399,7 @@ def _register_groups() -> None:
     `parhelia status` never imports (or builds) the other commands (bench/events.py)."""
     from parhelia.app import (
         cli_budget,
+        cli_checkpoint,
         cli_completion,
         cli_containers,
         cli_events,
@@ -418,6 +419,7 @@ def _register_groups() -> None:
         (cli_ops.events_app, "events"),
         (cli_ops.budget_app, "budget"),
         (cli_ops.reconciler_app, "reconciler"),
+        (cli_checkpoint, "checkpoint"),
     ):
         sub = module if isinstance(module, typer.Typer) else module.app
         app.add_typer(sub, name=name)

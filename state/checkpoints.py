@@ -203,3 +203,15 @@ def _content(entry: ManifestEntry | None, read: Callable[[str], bytes]) -> list[
 
 def mode_text(mode: int) -> str:
     return stat.filemode(mode)
+
+
+def size_text(n: int | None) -> str:
+    """Bytes as 512B, 4.0K, 1.5M, 2.1G (the column width of `ls -lh`)."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024 or unit == "G":
+            return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"  # pragma: no cover

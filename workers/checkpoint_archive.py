@@ -22,7 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from parhelia.state.checkpoints import Manifest, ManifestEntry, check_path
+from parhelia.state.errors import ParheliaError
 from parhelia.state.private import FILE_MODE, private_dir
+from parhelia.workers.backends.base import WorkspaceSnapshot
 
 CHUNK = 1 << 20
 REF_PREFIX = "sha256:"
@@ -37,8 +39,11 @@ def archive_root(data_dir: Path) -> Path:
 
 
 class ContentStore:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    """One control plane's archive, `<archive>/<plane id>/`: planes sharing a data dir (two
+    databases) never collect each other's objects."""
+
+    def __init__(self, archive: Path, plane: str | None) -> None:
+        self.root = Path(archive) / (plane or "no-plane")
         self.objects = self.root / "objects"
 
     def path(self, digest: str) -> Path:
@@ -199,3 +204,37 @@ def restore_dir(ref: str, content: ContentStore, workdir: Path) -> Manifest:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(e.link, target)
     return manifest
+
+
+# -- what the local backend calls: the same, with failures as E600 ---------------------------
+
+
+def snapshot_workspace(
+    workdir: Path, archive: Path, plane: str | None, exclude: Iterable[str] = ()
+) -> WorkspaceSnapshot:
+    content = ContentStore(archive, plane)
+    try:
+        if not workdir.is_dir():
+            raise FileNotFoundError(f"the workspace {workdir} is gone")
+        ref = snapshot_dir(workdir, content, exclude)
+        manifest = content.manifest(ref)
+    except (OSError, ValueError, zlib.error) as exc:
+        raise ParheliaError(
+            "E600",
+            f"cannot archive {workdir} into {content.root}: {exc}",
+            ["df -h " + str(archive), "parhelia checkpoint cleanup --yes", "parhelia config show"],
+            attempted="checkpoint a local workspace",
+        ) from exc
+    return WorkspaceSnapshot(ref, manifest.size, manifest.files)
+
+
+def seed_workspace(ref: str, archive: Path, plane: str | None, workdir: Path) -> None:
+    try:
+        restore_dir(ref, ContentStore(archive, plane), workdir)
+    except (OSError, ValueError, zlib.error) as exc:
+        raise ParheliaError(
+            "E600",
+            f"cannot restore checkpoint {ref[:19]} from {archive}: {exc}",
+            ["parhelia checkpoint list", "parhelia checkpoint create CONTAINER"],
+            attempted="restore a local workspace",
+        ) from exc

@@ -19,7 +19,7 @@ from parhelia.state.budget import BudgetConfig
 from parhelia.state.costs import DEFAULT_RATES, RateTable, estimate_task, hourly_rate
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
 from parhelia.state.errors import ParheliaError
-from parhelia.state.models import Container, Task, new_container_id, new_task_id
+from parhelia.state.models import Checkpoint, Container, Task, new_container_id, new_task_id
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
 from parhelia.state.settings import Settings
 from parhelia.state.store import Store, make_event
@@ -184,7 +184,10 @@ class ControlPlane:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def dispatch(self, request: TaskRequest, *, actor: str = "user") -> DispatchResult:
+    def dispatch(
+        self, request: TaskRequest, *, actor: str = "user", restore_from: Checkpoint | None = None
+    ) -> DispatchResult:
+        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`)."""
         req = validate(request)
         backend_name = req.backend or self.default_backend
         est = self.estimate(req)
@@ -217,7 +220,7 @@ class ControlPlane:
             gpu=req.gpu,
             region=req.region,
             cost_rate_per_hour=est.rate_per_hour,
-            meta={"argv": argv},
+            meta={"argv": argv, **({"restored_from": restore_from.id} if restore_from else {})},
         )
         src = EventSource.DISPATCHER
         events = [
@@ -269,7 +272,7 @@ class ControlPlane:
             plane_id=self.store.plane_id,
         )
         try:
-            info = backend.create(spec)
+            info = backend.restore(spec, restore_from.ref) if restore_from else backend.create(spec)
         except Exception as exc:
             self._dispatch_failed(container, task, exc, actor)
             raise self._as_dispatch_error(exc, task.id) from exc
@@ -501,6 +504,11 @@ class ControlPlane:
     # -- the control loops ----------------------------------------------------------------
 
     def _terminate_for_loops(self, container_id: str, actor: str, reason: str) -> ContainerView:
+        """Every terminate the budget guard or the reconciler's orphan policy decides comes here:
+        a checkpoint first (`[checkpoint] on_terminate`), which never raises or blocks it."""
+        from parhelia.workers.checkpoints import checkpoint_before_terminate
+
+        checkpoint_before_terminate(self, container_id, actor, reason)
         return self.terminate(container_id, actor=actor, reason=reason)
 
     @property

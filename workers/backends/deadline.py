@@ -26,6 +26,7 @@ from parhelia.workers.backends.base import (
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
+    WorkspaceSnapshot,
 )
 
 T = TypeVar("T")
@@ -72,6 +73,15 @@ class DeadlineBackend:
 
     def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
         return self._call("read_log", lambda: self.inner.read_log(sandbox_id, offset), self.timeout)
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        snap = lambda: self.inner.snapshot_workspace(sandbox_id)  # noqa: E731
+        return self._call("snapshot_workspace", snap, self.timeout * CREATE_FACTOR)
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        return self._call(
+            "restore", lambda: self.inner.restore(spec, ref), self.timeout * CREATE_FACTOR
+        )
 
     def __getattr__(self, name: str):  # anything else a backend offers (tests, local helpers)
         return getattr(self.inner, name)

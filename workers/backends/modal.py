@@ -36,6 +36,7 @@ from parhelia.workers.backends.base import (
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
+    WorkspaceSnapshot,
     is_parhelia,
 )
 
@@ -288,13 +289,14 @@ class ModalBackend:
 
     # -- Backend protocol -------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec) -> SandboxInfo:
+    def create(self, spec: SandboxSpec, image: modal.Image | None = None) -> SandboxInfo:
         import modal
 
         attempted = f"create a Modal sandbox for {spec.container_id}"
         app = self.app()
         image_ref = spec.image or self.settings.image
-        image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
+        if image is None:
+            image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
         names = list(dict.fromkeys([*self.settings.secrets, *spec.secrets]))
         env_name = self.settings.environment or None
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
@@ -320,6 +322,17 @@ class ModalBackend:
         return SandboxInfo(
             sandbox_id=sb.object_id, backend=self.name, tags=dict(spec.tags), created_at=utcnow()
         )
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        """`Sandbox.snapshot_filesystem()`: the whole filesystem as an image; its id is the ref."""
+        attempted = f"snapshot the filesystem of the Modal sandbox {sandbox_id}"
+        image = self._call(attempted, self._sandbox(sandbox_id, attempted).snapshot_filesystem)
+        return WorkspaceSnapshot(image.object_id)
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        import modal
+
+        return self.create(spec, image=modal.Image.from_id(ref, client=self.client()))
 
     def list(self) -> list[SandboxInfo]:
         return self._list({TAG_MARK: TAG_MARK_VALUE}, "list Parhelia's Modal sandboxes")
