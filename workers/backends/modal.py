@@ -326,8 +326,15 @@ class ModalBackend:
     def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
         """`Sandbox.snapshot_filesystem()`: the whole filesystem as an image; its id is the ref."""
         attempted = f"snapshot the filesystem of the Modal sandbox {sandbox_id}"
-        image = self._call(attempted, self._sandbox(sandbox_id, attempted).snapshot_filesystem)
-        return WorkspaceSnapshot(image.object_id)
+        sb = self._sandbox(sandbox_id, attempted)
+        if (code := self._call(attempted, sb.poll)) is not None:  # the SDK would wait forever
+            raise ParheliaError(
+                "E205",
+                f"{sandbox_id} has ended (exit code {code}); its filesystem is gone",
+                ["parhelia checkpoint list", "parhelia containers show ID"],
+                attempted=attempted,
+            )
+        return WorkspaceSnapshot(self._call(attempted, sb.snapshot_filesystem).object_id)
 
     def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
         import modal
