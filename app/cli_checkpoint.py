@@ -144,7 +144,7 @@ def restore(
     the budget and recorded before its sandbox exists, as `task create` does."""
     from parhelia.app.feedback import working
     from parhelia.app.prompts import on_terminal, show_estimate_and_confirm
-    from parhelia.workers.checkpoints import restore_checkpoint, restore_request
+    from parhelia.workers.checkpoints import restore_checkpoint, restore_request, restored_dict
 
     rt = runtime(ctx, json_out)
     row, request = restore_request(rt.control, checkpoint, prompt=prompt)
@@ -152,7 +152,7 @@ def restore(
         show_estimate_and_confirm(rt, request, ask=not yes)
     with working(f"Restoring {row.id} into a new {row.backend} sandbox", json_out=rt.json_out):
         result = restore_checkpoint(rt.control, row.id, request=request, actor="user")
-    data = {**result.to_dict(), "checkpoint": row.id, "from_container": row.container_id}
+    data = restored_dict(row, result)
     output.success(
         data,
         json_out=rt.json_out,

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from parhelia.state.checkpoint_store import list_checkpoints
@@ -27,6 +28,9 @@ from parhelia.state.checkpoints import (
 from parhelia.state.enums import ContainerState
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.checkpoint_archive import ContentStore, restore_dir, snapshot_dir
+
+# imported at collection: the MCP client binds its stderr then, not to a test's captured stream
+from tests.test_mcp import ACTOR, call, call_error, session, stable
 
 # -- manifests and their diff (pure) ----------------------------------------------------------
 
@@ -433,3 +437,41 @@ def test_keep_setting_has_a_range(parhelia_env, monkeypatch):
     r = parhelia_env.run("checkpoint", "list", "--json")
     err = json.loads(r.out)["error"]
     assert err["code"] == "E103" and "PARHELIA_CHECKPOINT_KEEP" in err["message"]
+
+
+# -- MCP: the same answers as the CLI's --json ------------------------------------------------
+
+
+def test_mcp_checkpoint_tools_answer_what_the_cli_answers(agent_env):
+    env = agent_env
+    task, wd = start_agent(env)
+    first = env.ok("checkpoint", "create", task["container_id"])
+    (wd / "go").write_text("")
+    wait_for(wd / "src" / "result.txt")
+
+    async def body():
+        async with session(env) as s:
+            tools = {t.name for t in (await s.list_tools()).tools}
+            assert {"checkpoint_list", "checkpoint_create", "checkpoint_diff"} <= tools
+            assert "checkpoint_restore" in tools
+            made = await call(s, "checkpoint_create", container_id=task["container_id"], note="m")
+            listed = await call(s, "checkpoint_list", container=task["container_id"])
+            diff = await call(s, "checkpoint_diff", a=first["id"], b=made["id"], patch=True)
+            ids = await call(s, "checkpoint_list", fields=["id"])
+            missing = await call_error(s, "checkpoint_diff", a="ck-nope", b=made["id"])
+            restored = await call(s, "checkpoint_restore", checkpoint_id=made["id"])
+            return made, listed, diff, ids, missing, restored
+
+    made, listed, diff, ids, missing, restored = anyio.run(body)
+    assert made["actor"] == ACTOR and made["note"] == "m" and made["trigger"] == "manual"
+    assert stable(listed) == stable(
+        env.ok("checkpoint", "list", "--container", task["container_id"])
+    )
+    assert diff == env.ok("checkpoint", "diff", first["id"], made["id"], "--patch")
+    assert "src/result.txt" in [a["path"] for a in diff["added"]]
+    assert ids == [{"id": made["id"]}, {"id": first["id"]}]
+    assert missing["code"] == "E202"
+    assert (
+        restored["checkpoint"] == made["id"] and restored["from_container"] == task["container_id"]
+    )
+    assert (workdir(env, restored["sandbox_id"]) / "src" / "result.txt").exists()

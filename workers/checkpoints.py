@@ -312,6 +312,11 @@ def restore_checkpoint(
     return result
 
 
+def restored_dict(row: Checkpoint, result: DispatchResult) -> dict:
+    """What a restore answers (CLI `--json` and MCP): the dispatch, and where it came from."""
+    return {**result.to_dict(), "checkpoint": row.id, "from_container": row.container_id}
+
+
 # -- retention --------------------------------------------------------------------------------
 
 
