@@ -215,3 +215,20 @@ def size_text(n: int | None) -> str:
             return f"{int(value)}{unit}" if unit == "B" else f"{value:.1f}{unit}"
         value /= 1024
     return f"{value:.1f}T"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class WorkspaceChanges:
+    """What a container's agent changed since its task began (the dashboard's diff view): from
+    the checkpoint it was restored from, or from an empty workspace, to a checkpoint taken now."""
+
+    container_id: str
+    checkpoint_id: str  # the checkpoint taken for this view
+    baseline_id: str | None  # the checkpoint the container was restored from, if any
+    diff: ManifestDiff
+    patch: str
+
+    @property
+    def title(self) -> str:
+        since = f"checkpoint {self.baseline_id}" if self.baseline_id else "its task began"
+        return f"{self.container_id}: changes since {since} (now: {self.checkpoint_id})"

@@ -20,12 +20,14 @@ from parhelia.state.checkpoint_store import list_checkpoints
 from parhelia.state.checkpoints import (
     Manifest,
     ManifestEntry,
+    WorkspaceChanges,
     check_path,
     diff_manifests,
     size_text,
     unified_patch,
 )
 from parhelia.state.enums import ContainerState
+from parhelia.state.errors import ParheliaError
 from parhelia.state.timeutil import utcnow
 from parhelia.workers.checkpoint_archive import ContentStore, restore_dir, snapshot_dir
 
@@ -475,3 +477,86 @@ def test_mcp_checkpoint_tools_answer_what_the_cli_answers(agent_env):
         restored["checkpoint"] == made["id"] and restored["from_container"] == task["container_id"]
     )
     assert (workdir(env, restored["sandbox_id"]) / "src" / "result.txt").exists()
+
+
+# -- the dashboard's diff view (the screen, and what feeds it) ---------------------------------
+
+
+def test_changes_since_start_takes_a_checkpoint_and_diffs_from_the_restored_one(agent_env):
+    from parhelia.workers.checkpoints import changes_since_start
+
+    env = agent_env
+    task, _ = start_agent(env)
+    cp = control(env)
+    fresh = changes_since_start(cp, task["container_id"])
+    assert fresh.baseline_id is None and [c.path for c in fresh.diff.added] == ["notes.txt"]
+    assert f"+written in {task['sandbox_id']}" in fresh.patch
+    (row,) = list_checkpoints(cp.store, container=task["container_id"])
+    assert row.id == fresh.checkpoint_id and row.note == "diff view"
+
+    restored = env.ok("checkpoint", "restore", row.id, "--yes")
+    new_wd = workdir(env, restored["sandbox_id"])
+    (new_wd / "extra.txt").write_text("added after the restore\n")
+    later = changes_since_start(cp, restored["container_id"])
+    assert later.baseline_id == row.id
+    assert "extra.txt" in [c.path for c in later.diff.added]
+    assert "notes.txt" not in [c.path for c in later.diff.all]  # it came with the restore
+    assert later.title.startswith(f"{restored['container_id']}: changes since checkpoint {row.id}")
+
+
+def sample_changes() -> WorkspaceChanges:
+    a, blobs_a = manifest(notes=b"one\n")
+    b, blobs_b = manifest(notes=b"two\n", fresh=b"new\n")
+    blobs = {**blobs_a, **blobs_b}
+    patch = unified_patch(a, b, blobs.__getitem__, labels=("ck-1", "ck-2"))
+    return WorkspaceChanges("c-00000001", "ck-2", "ck-1", diff_manifests(a, b), patch)
+
+
+def test_change_lines_mark_and_colour_files_and_patch():
+    from parhelia.widgets.diff_screen import change_lines
+
+    lines = change_lines(sample_changes())
+    assert [(t.plain, t.style) for t in lines[:2]] == [
+        ("A  fresh  (4B)", "green"),
+        ("M  notes  (4B -> 4B)", "yellow"),
+    ]
+    styles = {t.plain: t.style for t in lines[3:]}
+    assert styles["-one"] == "red" and styles["+two"] == "green"
+    assert styles["--- ck-1/notes"] == "bold"
+
+
+async def test_diff_screen_shows_what_load_returns_and_errors_with_their_code():
+    from textual.app import App
+    from textual.widgets import RichLog, Static
+
+    from parhelia.widgets.diff_screen import DiffScreen
+
+    class Host(App):
+        pass
+
+    app = Host()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = DiffScreen("c-00000001", sample_changes)
+        app.push_screen(screen)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        title = str(screen.query_one("#diff-title", Static).render())
+        assert "changes since checkpoint ck-1" in title
+        summary = str(screen.query_one("#diff-summary", Static).render())
+        assert summary == "2 files changed: 1 added, 0 removed, 1 changed (+4 bytes)"
+        assert len(screen.query_one(RichLog).lines) >= 6
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is not screen
+
+        def fails() -> WorkspaceChanges:
+            raise ParheliaError("E901", "a Modal checkpoint is an image", ["a", "b"])
+
+        broken = DiffScreen("c-00000002", fails)
+        app.push_screen(broken)
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert broken.error is not None and broken.error.code == "E901"
+        assert "E901" in str(broken.query_one("#diff-summary", Static).render())

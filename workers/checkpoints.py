@@ -26,7 +26,12 @@ from parhelia.state.checkpoint_store import (
     list_checkpoints,
     refs_in_use,
 )
-from parhelia.state.checkpoints import Manifest, diff_manifests, unified_patch
+from parhelia.state.checkpoints import (
+    Manifest,
+    WorkspaceChanges,
+    diff_manifests,
+    unified_patch,
+)
 from parhelia.state.enums import ContainerState, EventLevel, EventSource
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Checkpoint, Container
@@ -247,6 +252,29 @@ def diff_checkpoints(control: ControlPlane, a: str, b: str, *, patch: bool = Fal
                 ["parhelia checkpoint list", f"parhelia checkpoint diff {row_a.id} {row_b.id}"],
             ) from exc
     return CheckpointDiff(row_a, row_b, diff_manifests(man_a, man_b), text)
+
+
+def changes_since_start(
+    control: ControlPlane, container_ref: str, *, actor: str = "user"
+) -> WorkspaceChanges:
+    """What the container's agent changed since its task began: a checkpoint now (the on-demand
+    trigger), diffed against the checkpoint it was restored from, or an empty workspace."""
+    c = control.owned_container(container_ref)
+    now = create_checkpoint(control, c.id, note="diff view", actor=actor)
+    content, after = manifest_of(control, now)
+    baseline_id = (c.meta or {}).get("restored_from")
+    before = Manifest()
+    if baseline_id:
+        _, before = manifest_of(control, get_checkpoint(control.store, baseline_id))
+    try:
+        patch = unified_patch(before, after, content.read, labels=(baseline_id or "start", now.id))
+    except (OSError, ValueError) as exc:
+        raise ParheliaError(
+            "E202",
+            f"a file of {now.id} is missing or damaged in {content.root}: {exc}",
+            ["parhelia checkpoint list", f"parhelia checkpoint create {c.id}"],
+        ) from exc
+    return WorkspaceChanges(c.id, now.id, baseline_id, diff_manifests(before, after), patch)
 
 
 # -- restore ---------------------------------------------------------------------------------
