@@ -560,3 +560,38 @@ async def test_diff_screen_shows_what_load_returns_and_errors_with_their_code():
         await pilot.pause()
         assert broken.error is not None and broken.error.code == "E901"
         assert "E901" in str(broken.query_one("#diff-summary", Static).render())
+
+
+def test_a_hanging_snapshot_holds_the_guards_terminate_only_until_its_deadline(store, tmp_path):
+    import threading
+
+    from parhelia.state.requests import TaskRequest
+    from parhelia.state.settings import Settings
+    from parhelia.workers.backends.deadline import DeadlineBackend
+    from parhelia.workers.control import ControlPlane
+    from tests.fakes import MemoryBackend
+
+    release, returned = threading.Event(), threading.Event()
+
+    class HangingSnapshots(MemoryBackend):
+        def snapshot_workspace(self, sandbox_id):
+            release.wait(60)  # a backend that does not answer (released at the end)
+            returned.set()
+            raise AssertionError("abandoned long ago")
+
+    inner = HangingSnapshots()
+    settings = Settings()
+    settings.policy.max_runtime_hours = 0.5
+    cp = ControlPlane(
+        store, settings, backends={"local": DeadlineBackend(inner, 0.05)}, data_dir=tmp_path
+    )
+    made = cp.dispatch(TaskRequest(prompt="x", backend="local"))
+    store.update_container(made.container_id, started_at=utcnow() - timedelta(hours=1))
+    try:
+        assert cp.budget_check() == [f"terminated {made.container_id} (max_runtime)"]
+        assert not returned.is_set()  # terminated while the snapshot still hung
+    finally:
+        release.set()
+    assert inner.terminated == [made.sandbox_id]
+    (ev,) = store.events(types=["checkpoint.failed"])
+    assert ev.details == {"code": "E600", "cause": "E501"}

@@ -7,7 +7,8 @@ failure), while the abandoned call finishes or hangs on its own without keeping 
 alive. A listing still hanging from an earlier call is not started again (E501 at once), so a
 workspace that never answers costs one thread, not one per cycle.
 
-`create` may build an image first, so its deadline is `CREATE_FACTOR` times longer. `probe` is
+`create` may build an image first, so its deadline is `CREATE_FACTOR` times longer;
+`snapshot_workspace` gets `SNAPSHOT_FACTOR` times. `probe` is
 passed straight through: the heartbeat poller already abandons a probe after
 `[heartbeat] probe_timeout_seconds`.
 """
@@ -31,6 +32,9 @@ from parhelia.workers.backends.base import (
 
 T = TypeVar("T")
 CREATE_FACTOR = 30  # 10 s -> 5 min: image builds on first use
+# 10 s -> 1 min (Modal's own snapshot timeout is 55 s): a snapshot before a terminate the budget
+# guard decided holds that terminate back at most this long
+SNAPSHOT_FACTOR = 6
 
 
 class DeadlineBackend:
@@ -76,7 +80,7 @@ class DeadlineBackend:
 
     def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
         snap = lambda: self.inner.snapshot_workspace(sandbox_id)  # noqa: E731
-        return self._call("snapshot_workspace", snap, self.timeout * CREATE_FACTOR)
+        return self._call("snapshot_workspace", snap, self.timeout * SNAPSHOT_FACTOR)
 
     def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
         return self._call(
