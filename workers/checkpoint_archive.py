@@ -45,6 +45,7 @@ class ContentStore:
     def __init__(self, archive: Path, plane: str | None) -> None:
         self.root = Path(archive) / (plane or "no-plane")
         self.objects = self.root / "objects"
+        self._made: set[Path] = set()  # directories known to exist (one check each, not per file)
 
     def path(self, digest: str) -> Path:
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
@@ -85,8 +86,8 @@ class ContentStore:
 
     def _write(self, chunks: Iterable[bytes]) -> tuple[str, int]:
         """Compress `chunks` into a temp file, then rename it to its hash; (hash, size)."""
-        private_dir(self.root)
-        private_dir(self.objects)
+        self._dir(self.root)
+        self._dir(self.objects)
         fd, tmp = tempfile.mkstemp(dir=self.objects, prefix=".tmp-")
         try:
             h, size, comp = hashlib.sha256(), 0, zlib.compressobj(1)
@@ -98,7 +99,7 @@ class ContentStore:
                 fh.write(comp.flush())
             digest = h.hexdigest()
             target = self.path(digest)
-            private_dir(target.parent)
+            self._dir(target.parent)
             os.chmod(tmp, FILE_MODE)
             os.replace(tmp, target)
         except BaseException:
@@ -106,6 +107,11 @@ class ContentStore:
                 os.unlink(tmp)
             raise
         return digest, size
+
+    def _dir(self, path: Path) -> None:
+        if path not in self._made:
+            private_dir(path)
+            self._made.add(path)
 
     # -- manifests ------------------------------------------------------------------------
 
