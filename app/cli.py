@@ -89,6 +89,7 @@ def _register_groups() -> None:
     `parhelia status` never imports (or builds) the other commands (bench/events.py)."""
     from parhelia.app import (
         cli_budget,
+        cli_checkpoint,
         cli_cleanup,
         cli_completion,
         cli_config,
@@ -114,6 +115,7 @@ def _register_groups() -> None:
         (cli_events, "events"),
         (cli_budget, "budget"),
         (cli_reconciler, "reconciler"),
+        (cli_checkpoint, "checkpoint"),
     ):
         app.add_typer(module.app, name=name)
     app.command("cleanup")(cli_cleanup.cleanup)

@@ -547,6 +547,10 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
 
         return await call(run, fields)
 
+    from parhelia.app.mcp_checkpoints import register_checkpoint_tools
+
+    register_checkpoint_tools(tool, call, control)
+
     # -- resources --------------------------------------------------------------------------
 
     async def read(fn: Callable[[], Any]) -> str | CallToolResult:

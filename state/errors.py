@@ -29,9 +29,7 @@ def _e(
 # own issue): nothing raises them, and `parhelia help` says so instead of describing the feature.
 RESERVED: dict[str, str] = {
     "E200": "sessions",
-    "E202": "checkpoints",
     "E203": "workers",
-    "E600": "checkpoints",
 }
 
 
@@ -104,9 +102,11 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E202",
             "Checkpoint not found",
-            "No checkpoint with this id exists.",
-            "parhelia task list",
-            "parhelia help tasks",
+            "No checkpoint with this id (or unique id prefix) is in the store, or its archived "
+            "files are gone from the data dir.",
+            "parhelia checkpoint list",
+            "parhelia checkpoint list --json",
+            "parhelia checkpoint create CONTAINER",
             topic="tasks",
         ),
         _e(
@@ -225,9 +225,12 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E600",
             "Checkpoint failed",
-            "The checkpoint could not be written.",
-            "parhelia task show ID",
+            "The workspace snapshot could not be taken, stored or restored (the sandbox's files "
+            "are gone, the disk is full, the backend refused). Nothing in the store was changed; "
+            "a terminate the checkpoint came before still happened.",
             "parhelia containers show ID",
+            "parhelia events list --type checkpoint.failed",
+            "parhelia checkpoint list",
         ),
         _e(
             "E601",

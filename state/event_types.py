@@ -31,6 +31,11 @@ class EventType(StrEnum):
     TASK_FAILED = "task.failed"
     TASK_CANCELLED = "task.cancelled"
     TASK_TIMED_OUT = "task.timed_out"
+    # checkpoints of an agent's workspace (`workers/checkpoints.py`)
+    CHECKPOINT_CREATED = "checkpoint.created"
+    CHECKPOINT_FAILED = "checkpoint.failed"
+    CHECKPOINT_RESTORED = "checkpoint.restored"
+    CHECKPOINT_DELETED = "checkpoint.deleted"
     # money, the reconciler, people
     BUDGET = "budget"
     BUDGET_CEILING = "budget.ceiling"

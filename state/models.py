@@ -11,7 +11,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -244,3 +244,33 @@ class Setting(SQLModel, table=True):
     value: Any = Field(sa_column=Column(JSONDocument, nullable=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_by: str | None = Field(default=None, max_length=64)
+
+
+def new_checkpoint_id() -> str:
+    return new_id("ck")
+
+
+class Checkpoint(SQLModel, table=True):
+    """A snapshot of an agent's workspace (`state/checkpoints.py`, `workers/checkpoints.py`).
+
+    `ref` is the backend's name for it: `sha256:<manifest>` in the local archive, a Modal image
+    id. No foreign keys: a checkpoint outlives nothing it names, and its row is written only once
+    the snapshot exists."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (
+        Index("ix_checkpoints_container_created", "container_id", "created_at"),
+        Index("ix_checkpoints_task_created", "task_id", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_checkpoint_id, primary_key=True, max_length=32)
+    container_id: str = Field(max_length=32)
+    task_id: str | None = Field(default=None, max_length=32)
+    backend: str = Field(max_length=16)
+    ref: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    trigger: str = Field(default="manual", max_length=16)
+    size_bytes: int = Field(default=0, sa_type=BigInteger)  # PostgreSQL: over 2 GiB fits
+    files: int = 0
+    note: str | None = None
+    actor: str | None = Field(default=None, max_length=64)

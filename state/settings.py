@@ -120,6 +120,14 @@ class TuiSettings:
 
 
 @dataclass
+class CheckpointSettings:
+    """Workspace checkpoints (`parhelia checkpoint ...`)."""
+
+    on_terminate: bool = True  # snapshot before the budget guard or orphan policy terminates
+    keep: int = 10  # per container; `parhelia checkpoint cleanup` deletes older ones
+
+
+@dataclass
 class Settings:
     backend: str = "auto"  # auto | local | modal
     db_url: str = ""  # empty: sqlite in the user data dir
@@ -134,6 +142,7 @@ class Settings:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     rates: RatesSettings = field(default_factory=RatesSettings)
     tui: TuiSettings = field(default_factory=TuiSettings)
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
 
 
 SECTIONS = tuple(f.name for f in fields(Settings) if not f.type.endswith(("str", "int", "float")))
@@ -211,6 +220,7 @@ RANGES: dict[str, Range] = {
     "rates.gpu": Range(0, 1000, lo_open=True, unit="USD per GPU-hour"),
     "tui.refresh_seconds": Range(0.1, 3600, unit="seconds"),
     "tui.event_rows": Range(1, 100_000, unit="rows"),
+    "checkpoint.keep": Range(1, 10_000, unit="checkpoints per container"),
 }
 
 # Pairs (smaller, larger) of settings whose values must keep that order once all layers are merged.

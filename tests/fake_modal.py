@@ -101,6 +101,9 @@ class FakeSandbox:
     execs: int = 0
     # what the entrypoint printed: (entry number, file descriptor 1|2, bytes), in order
     output: list[tuple[int, int, bytes]] = field(default_factory=list)
+    # its filesystem as far as tests write it (path -> bytes); a snapshot image carries a copy,
+    # and a sandbox created from that image starts with it
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def written(self, fd: int) -> bytes:
         """Everything written to descriptor `fd` (1 stdout, 2 stderr) so far."""
@@ -150,6 +153,7 @@ class FakeModalState:
             self.apps: dict[tuple[str, str], str] = {}
             self.sandboxes: dict[str, FakeSandbox] = {}
             self.images: dict[str, str] = {}
+            self.snapshots: dict[str, dict[str, bytes]] = {}  # image id -> the files it holds
             self.secrets: set[str] | None = None  # None: every secret name exists
             self.secret_ids: dict[str, str] = {}
             self.faults: list[Fault] = []
@@ -238,6 +242,7 @@ class FakeModalState:
             task = f"ta-{_rand(21)}" + ("" if v1 else "V")
             sb = FakeSandbox(sid, app_id, created, definition, tags, task, v1=v1)
             sb.processes = {1: list(definition.entrypoint_args) or ["sleep", "infinity"]}
+            sb.files = dict(self.snapshots.get(definition.image_id, {}))
             self.sandboxes[sid] = sb
             return sb
 
@@ -467,6 +472,13 @@ class _Api:
             image_id=image_id, result=_RESULT(status=_RESULT.GENERIC_STATUS_SUCCESS)
         )
 
+    def rpc_ImageFromId(self, req, md):
+        with self.s.lock:
+            known = req.image_id in self.s.snapshots or req.image_id in self.s.images.values()
+        if not known:
+            raise GRPCError(Status.NOT_FOUND, f"Image {req.image_id} not found")
+        return api_pb2.ImageFromIdResponse(image_id=req.image_id)
+
     def rpc_SecretGetOrCreate(self, req, md):
         name = req.deployment_name
         if name and self.s.secrets is not None and name not in self.s.secrets:
@@ -639,6 +651,16 @@ class _Router:
 
     def __init__(self, state: FakeModalState) -> None:
         self.s = state
+
+    def rpc_TaskSnapshotFilesystem(self, req, md):
+        """`Sandbox.snapshot_filesystem()`: a new image holding a copy of the sandbox's files."""
+        sb = self.s.by_task(req.task_id)
+        if not sb.running:
+            raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} has finished")
+        image_id = f"im-{_rand(22)}"
+        with self.s.lock:
+            self.s.snapshots[image_id] = dict(sb.files)
+        return sr_pb2.TaskSnapshotFilesystemResponse(image_id=image_id)
 
     async def rpc_TaskExecStart(self, req, md):
         sb = self.s.by_task(req.task_id)

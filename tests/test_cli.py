@@ -109,6 +109,11 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "completion zsh": ["completion", "zsh"],
         "completion fish": ["completion", "fish"],
         "completion install": ["completion", "install"],  # writes to HOME: tests/test_completion.py
+        "checkpoint create": ["checkpoint", "create", container_id, "--note", "n"],
+        "checkpoint list": ["checkpoint", "list"],
+        "checkpoint diff": ["checkpoint", "diff", "CK", "CK"],  # CK: a checkpoint of container_id
+        "checkpoint restore": ["checkpoint", "restore", "CK", "--yes"],
+        "checkpoint cleanup": ["checkpoint", "cleanup", "--yes"],
     }
 
 
@@ -120,7 +125,9 @@ def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
     cases = _minimal_args(first["task_id"], first["container_id"], copy_to)
     tree = {path for path, _ in command_check.leaves(command_check.root_command())}
     assert tree == set(cases), "a command was added or removed: give it a case here"
+    ck = env.ok("checkpoint", "create", first["container_id"])["id"]
     for path, argv in cases.items():
+        argv = [ck if a == "CK" else a for a in argv]
         if path in (
             "reconciler start",
             "tui",

@@ -385,6 +385,11 @@ class ControlPlane(Dispatching):
     # -- the control loops ----------------------------------------------------------------
 
     def _terminate_for_loops(self, container_id: str, actor: str, reason: str) -> ContainerView:
+        """Every terminate the budget guard or the reconciler's orphan policy decides comes here:
+        a checkpoint first (`[checkpoint] on_terminate`), which never raises or blocks it."""
+        from parhelia.workers.checkpoints import checkpoint_before_terminate
+
+        checkpoint_before_terminate(self, container_id, actor, reason)
         return self.terminate(container_id, actor=actor, reason=reason)
 
     @property

@@ -16,7 +16,7 @@ from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskSt
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
-from parhelia.state.models import Container, Task, new_container_id, new_task_id
+from parhelia.state.models import Checkpoint, Container, Task, new_container_id, new_task_id
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends.base import SandboxSpec
@@ -71,7 +71,10 @@ class Dispatching:
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def dispatch(self, request: TaskRequest, *, actor: str = "user") -> DispatchResult:
+    def dispatch(
+        self, request: TaskRequest, *, actor: str = "user", restore_from: Checkpoint | None = None
+    ) -> DispatchResult:
+        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`)."""
         req = validate(request)
         backend_name = req.backend or self.default_backend
         est = self.estimate(req)
@@ -104,7 +107,7 @@ class Dispatching:
             gpu=req.gpu,
             region=req.region,
             cost_rate_per_hour=est.rate_per_hour,
-            meta={"argv": argv},
+            meta={"argv": argv, **({"restored_from": restore_from.id} if restore_from else {})},
         )
         src = EventSource.DISPATCHER
         events = [
@@ -156,7 +159,7 @@ class Dispatching:
             plane_id=self.store.plane_id,
         )
         try:
-            info = backend.create(spec)
+            info = backend.restore(spec, restore_from.ref) if restore_from else backend.create(spec)
         except Exception as exc:
             self._dispatch_failed(container, task, exc, actor)
             raise self._as_dispatch_error(exc, task.id) from exc

@@ -26,6 +26,7 @@ def agent_program(template: str) -> str:
 def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
     if name == "local":
         from parhelia.workers.backends.local import LocalBackend
+        from parhelia.workers.checkpoint_archive import archive_root
 
         root = (
             Path(settings.local.root).expanduser()
@@ -36,6 +37,7 @@ def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
             root,
             terminate_grace=settings.local.terminate_grace_seconds,
             agent_env=settings.agent.env,
+            archive=archive_root(data_dir),
         )
         return DeadlineBackend(
             backend,

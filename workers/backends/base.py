@@ -176,6 +176,16 @@ class LogChunk:
     ended: bool = False  # the agent has exited: no more output will come (a follower stops)
 
 
+@dataclass(frozen=True)
+class WorkspaceSnapshot:
+    """A checkpoint as its backend made it: `ref` restores it (a local archive manifest's
+    `sha256:…`, a Modal image id); size and file count are 0 when the backend cannot tell."""
+
+    ref: str
+    size_bytes: int = 0
+    files: int = 0
+
+
 LOG_READ_LIMIT = 1 << 20  # one read returns at most 1 MiB; a follower reads again
 
 
@@ -208,4 +218,12 @@ class Backend(Protocol):
 
     def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
         """The agent's output (stdout and stderr) from byte `offset` on, also after it ended."""
+        ...
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        """A checkpoint of the sandbox's workspace (`workers/checkpoints.py`); E600 on failure."""
+        ...
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        """`create`, with the workspace of the snapshot `ref` in place before the agent starts."""
         ...

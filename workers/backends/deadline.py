@@ -7,7 +7,8 @@ failure), while the abandoned call finishes or hangs on its own without keeping 
 alive. A listing still hanging from an earlier call is not started again (E501 at once), so a
 workspace that never answers costs one thread, not one per cycle.
 
-`create` may build an image first, so its deadline is `CREATE_FACTOR` times longer. `probe` is
+`create` may build an image first, so its deadline is `CREATE_FACTOR` times longer;
+`snapshot_workspace` gets `SNAPSHOT_FACTOR` times. `probe` is
 passed straight through: the heartbeat poller already abandons a probe after
 `[heartbeat] probe_timeout_seconds`.
 """
@@ -26,10 +27,14 @@ from parhelia.workers.backends.base import (
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
+    WorkspaceSnapshot,
 )
 
 T = TypeVar("T")
 CREATE_FACTOR = 30  # 10 s -> 5 min: image builds on first use
+# 10 s -> 1 min (Modal's own snapshot timeout is 55 s): a snapshot before a terminate the budget
+# guard decided holds that terminate back at most this long
+SNAPSHOT_FACTOR = 6
 
 
 class DeadlineBackend:
@@ -72,6 +77,15 @@ class DeadlineBackend:
 
     def read_log(self, sandbox_id: str, offset: int = 0) -> LogChunk:
         return self._call("read_log", lambda: self.inner.read_log(sandbox_id, offset), self.timeout)
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        snap = lambda: self.inner.snapshot_workspace(sandbox_id)  # noqa: E731
+        return self._call("snapshot_workspace", snap, self.timeout * SNAPSHOT_FACTOR)
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        return self._call(
+            "restore", lambda: self.inner.restore(spec, ref), self.timeout * CREATE_FACTOR
+        )
 
     def __getattr__(self, name: str):  # anything else a backend offers (tests, local helpers)
         return getattr(self.inner, name)

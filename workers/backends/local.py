@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,12 +45,14 @@ from parhelia.workers.agent_command import check_agent_binary
 from parhelia.workers.agent_env import agent_environment
 from parhelia.workers.backends.base import (
     LOG_READ_LIMIT,
+    TAG_PLANE,
     LogChunk,
     ProbeSample,
     Resources,
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
+    WorkspaceSnapshot,
     is_parhelia,
 )
 from parhelia.workers.backends.local_supervisor import (
@@ -110,8 +112,10 @@ class LocalBackend:
         terminate_grace: float = 5.0,
         retention_seconds: float = 86400.0,
         agent_env: Iterable[str] = (),
+        archive: Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.archive = Path(archive) if archive else self.root.parent / "checkpoints"
         self.agent_env = tuple(agent_env)  # `[agent] env`: names passed on besides the allowlist
         self.registry = self.root / "registry"
         self.terminate_grace = terminate_grace
@@ -122,7 +126,8 @@ class LocalBackend:
 
     # -- create ---------------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec) -> SandboxInfo:
+    def create(self, spec: SandboxSpec, seed: Callable[[Path], None] | None = None) -> SandboxInfo:
+        """Start the sandbox; `seed(workdir)` fills its workspace first (a restore)."""
         if not spec.argv:
             raise ParheliaError(
                 "E102", "the sandbox spec has no agent command", attempted="create a local sandbox"
@@ -138,6 +143,12 @@ class LocalBackend:
             os.chmod(workdir, DIR_MODE)
         except OSError as exc:
             raise self._dispatch_error(f"cannot create {workdir}: {exc}") from exc
+        if seed is not None:
+            try:
+                seed(workdir)
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
         created = utcnow()
         deadline = time.time() + spec.timeout_seconds if spec.timeout_seconds > 0 else 0.0
         env = {
@@ -431,6 +442,23 @@ class LocalBackend:
             "parhelia-shell",
             entry.workdir,
         ]
+
+    # -- checkpoints (the archive: workers/checkpoint_archive.py) ---------------------------
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        from parhelia.workers.checkpoint_archive import snapshot_workspace
+
+        entry = self._load(sandbox_id)
+        plane = entry.tags.get(TAG_PLANE)
+        return snapshot_workspace(Path(entry.workdir), self.archive, plane, exclude=[LOG_NAME])
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        from parhelia.workers.checkpoint_archive import seed_workspace
+
+        def seed(workdir: Path) -> None:
+            seed_workspace(ref, self.archive, spec.plane_id, workdir)
+
+        return self.create(spec, seed=seed)
 
     # -- registry and identity ------------------------------------------------------------
 

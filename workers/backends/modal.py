@@ -39,6 +39,7 @@ from parhelia.workers.backends.base import (
     SandboxInfo,
     SandboxSpec,
     TerminateResult,
+    WorkspaceSnapshot,
     is_parhelia,
 )
 
@@ -294,13 +295,14 @@ class ModalBackend:
 
     # -- Backend protocol -------------------------------------------------------------------
 
-    def create(self, spec: SandboxSpec) -> SandboxInfo:
+    def create(self, spec: SandboxSpec, image: modal.Image | None = None) -> SandboxInfo:
         import modal
 
         attempted = f"create a Modal sandbox for {spec.container_id}"
         app = self.app()
         image_ref = spec.image or self.settings.image
-        image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
+        if image is None:
+            image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
         names = list(dict.fromkeys([*self.settings.secrets, *spec.secrets]))
         env_name = self.settings.environment or None
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
@@ -326,6 +328,24 @@ class ModalBackend:
         return SandboxInfo(
             sandbox_id=sb.object_id, backend=self.name, tags=dict(spec.tags), created_at=utcnow()
         )
+
+    def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
+        """`Sandbox.snapshot_filesystem()`: the whole filesystem as an image; its id is the ref."""
+        attempted = f"snapshot the filesystem of the Modal sandbox {sandbox_id}"
+        sb = self._sandbox(sandbox_id, attempted)
+        if (code := self._call(attempted, sb.poll)) is not None:  # the SDK would wait forever
+            raise ParheliaError(
+                "E205",
+                f"{sandbox_id} has ended (exit code {code}); its filesystem is gone",
+                ["parhelia checkpoint list", "parhelia containers show ID"],
+                attempted=attempted,
+            )
+        return WorkspaceSnapshot(self._call(attempted, sb.snapshot_filesystem).object_id)
+
+    def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
+        import modal
+
+        return self.create(spec, image=modal.Image.from_id(ref, client=self.client()))
 
     def list(self) -> list[SandboxInfo]:
         return self._list({TAG_MARK: TAG_MARK_VALUE}, "list Parhelia's Modal sandboxes")
