@@ -344,7 +344,7 @@ def test_budget_guard_checkpoints_before_its_terminate(agent_env):
     cp = control(env)
     cp.settings.policy.max_runtime_hours = 0.5
     cp.store.update_container(task["container_id"], started_at=utcnow() - timedelta(hours=1))
-    actions = cp.budget_check()
+    actions = cp.guard.check()
     assert actions == [f"terminated {task['container_id']} (max_runtime)"]
     (ck,) = list_checkpoints(cp.store, container=task["container_id"])
     assert ck.trigger == "terminate" and ck.actor == "budget-guard"
@@ -368,7 +368,7 @@ def test_a_failed_checkpoint_never_blocks_the_guards_terminate(agent_env):
     import shutil
 
     shutil.rmtree(wd)
-    cp.budget_check()
+    cp.guard.check()
     c = cp.store.get_container(task["container_id"])
     assert c.state == ContainerState.TERMINATED
     assert list_checkpoints(cp.store) == []
@@ -384,7 +384,7 @@ def test_on_terminate_false_takes_no_checkpoint(agent_env, monkeypatch):
     assert cp.settings.checkpoint.on_terminate is False
     cp.settings.policy.max_runtime_hours = 0.5
     cp.store.update_container(task["container_id"], started_at=utcnow() - timedelta(hours=1))
-    cp.budget_check()
+    cp.guard.check()
     assert cp.store.get_container(task["container_id"]).state == ContainerState.TERMINATED
     assert list_checkpoints(cp.store) == []
 
@@ -588,7 +588,7 @@ def test_a_hanging_snapshot_holds_the_guards_terminate_only_until_its_deadline(s
     made = cp.dispatch(TaskRequest(prompt="x", backend="local"))
     store.update_container(made.container_id, started_at=utcnow() - timedelta(hours=1))
     try:
-        assert cp.budget_check() == [f"terminated {made.container_id} (max_runtime)"]
+        assert cp.guard.check() == [f"terminated {made.container_id} (max_runtime)"]
         assert not returned.is_set()  # terminated while the snapshot still hung
     finally:
         release.set()
