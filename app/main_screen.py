@@ -78,6 +78,14 @@ class MainScreen(Screen[None]):
         ),
         Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
         Binding("l", "logs", "Logs", tooltip="The selected container's agent output, live"),
+        Binding(
+            "d",
+            "diff",
+            "Diff",
+            show=False,  # in help and the palette; the footer keeps to the everyday keys
+            tooltip="What the selected container's agent changed since its task began "
+            "(takes a checkpoint)",
+        ),
     ]
 
     app: ParheliaApp  # type: ignore[assignment]  # this screen runs only in the dashboard
@@ -293,7 +301,7 @@ class MainScreen(Screen[None]):
                 return True if selected is not None and selected.is_active else None
             if action == "terminate_filtered":
                 return True if any(c.is_active for c in table.shown_rows) else None
-            if action in ("detail", "attach", "logs"):
+            if action in ("detail", "attach", "logs", "diff"):
                 return True if selected is not None else None
         return True
 
@@ -302,7 +310,7 @@ class MainScreen(Screen[None]):
         redraw composes it again)."""
         states = tuple(
             self.check_action(a, ()) is True
-            for a in ("terminate", "terminate_filtered", "detail", "attach", "logs")
+            for a in ("terminate", "terminate_filtered", "detail", "attach", "logs", "diff")
         )
         if states != self._can_act:
             self._can_act = states
@@ -485,6 +493,18 @@ class MainScreen(Screen[None]):
             control = self.app.control
             self.app.push_screen(
                 LogsScreen(cid, lambda offset: control.container_logs(cid, offset))
+            )
+
+    def action_diff(self) -> None:
+        from parhelia.widgets.diff_screen import DiffScreen
+        from parhelia.workers.checkpoints import changes_since_start
+
+        c = self._selected()
+        if c is not None:
+            cid = c.id
+            control = self.app.control
+            self.app.push_screen(
+                DiffScreen(cid, lambda: changes_since_start(control, cid, actor="user"))
             )
 
     def help_rows(self) -> list[tuple[str, str, str]]:

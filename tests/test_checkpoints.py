@@ -595,3 +595,34 @@ def test_a_hanging_snapshot_holds_the_guards_terminate_only_until_its_deadline(s
     assert inner.terminated == [made.sandbox_id]
     (ev,) = store.events(types=["checkpoint.failed"])
     assert ev.details == {"code": "E600", "cause": "E501"}
+
+
+async def test_d_on_a_container_shows_what_its_agent_changed(agent_env):
+    """The dashboard's diff key: a checkpoint now, diffed against the start (an empty workspace),
+    names the file the real agent wrote."""
+    from textual.widgets import Static
+
+    from parhelia.app.dashboard import ParheliaApp
+    from parhelia.widgets.containers_table import ContainersTable
+    from parhelia.widgets.diff_screen import DiffScreen
+
+    task, _ = start_agent(agent_env)
+    cp = control(agent_env)
+    app = ParheliaApp(cp, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=(150, 40)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.query_one(ContainersTable)
+        table.focus()
+        assert table.selected is not None and table.selected.id == task["container_id"]
+        await pilot.press("d")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, DiffScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.error is None
+        summary = str(screen.query_one("#diff-summary", Static).render())
+        assert "1 added" in summary, summary
+    (ck,) = list_checkpoints(cp.store, container=task["container_id"])
+    assert ck.note == "diff view" and ck.actor == "user"
