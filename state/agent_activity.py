@@ -1,0 +1,89 @@
+"""What an agent is doing, judged from its terminal: working, idle, waiting for input, or exited.
+
+Pure: the caller captures the session's pane (`tmux capture-pane -p`) and knows when the pane last
+printed; nothing here runs tmux. The signals are the ones claude-squad and claude-tmux rely on:
+Claude Code asks for permission with a numbered menu ("Do you want to proceed?", "No, and tell
+Claude what to do differently"), shows "esc to interrupt" while it works, and sits at its input box
+when idle. Other agents' yes/no questions count as waiting too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+WORKING = "working"
+IDLE = "idle"
+WAITING = "waiting"
+EXITED = "exited"
+UNKNOWN = "unknown"
+
+RECENT_OUTPUT_SECONDS = 5.0  # output this recent means the agent is busy (tmux counts seconds)
+TAIL_LINES = 20  # prompts sit at the bottom of the screen; older text is history
+
+_WAITING = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"do you want to (proceed|make this edit|create|allow|run|overwrite)",
+        r"no, and tell claude what to do differently",
+        r"do you trust the files in this folder",
+        r"is this a project you created or one you trust",
+        r"\bwaiting for (your )?(input|approval|permission)\b",
+        r"\((y|yes)/(n|no)\)|\[(y/n|y/N|Y/n)\]",
+        r"\(Y\)es/\(N\)o",
+        r"press enter to continue",
+        r"^\s*[❯>]\s*1\.\s*yes\b",
+    )
+]
+_WORKING = [
+    re.compile(p, re.IGNORECASE) for p in (r"\besc to interrupt\b", r"\bctrl\+c to interrupt\b")
+]
+
+
+@dataclass(frozen=True)
+class Activity:
+    kind: str  # working | idle | waiting | exited | unknown
+    detail: str = ""  # the line that decided it, or why
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.kind == WAITING
+
+
+def classify(screen: str, seconds_since_output: float | None, dead: bool = False) -> Activity:
+    """The agent's activity from its pane's visible text and the age of its last output."""
+    if dead:
+        return Activity(EXITED, "the agent's process has ended")
+    lines = [line.rstrip() for line in screen.splitlines() if line.strip()][-TAIL_LINES:]
+    for line in reversed(lines):
+        if any(p.search(line) for p in _WAITING):
+            return Activity(WAITING, _clip(line))
+    for line in reversed(lines):
+        if any(p.search(line) for p in _WORKING):
+            return Activity(WORKING, _clip(line))
+    if seconds_since_output is not None and seconds_since_output <= RECENT_OUTPUT_SECONDS:
+        return Activity(WORKING, f"output {seconds_since_output:.0f}s ago")
+    if seconds_since_output is None:
+        return Activity(IDLE, "no output yet") if not lines else Activity(UNKNOWN, "")
+    return Activity(IDLE, f"no output for {_duration(seconds_since_output)}")
+
+
+def attention_reason(activity: Activity, session_id: str) -> str | None:
+    """The dashboard's attention line for an agent that waits for its user, with the command."""
+    if not activity.needs_attention:
+        return None
+    return f"waiting for input — parhelia session attach {session_id}"
+
+
+def _clip(line: str, width: int = 80) -> str:
+    line = line.strip(" │|╭╮╰╯─")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
