@@ -404,6 +404,7 @@ def _register_groups() -> None:
         cli_events,
         cli_mcp,
         cli_ops,
+        cli_session,
         cli_status,
         cli_tasks,
         cli_tui,
@@ -418,6 +419,7 @@ def _register_groups() -> None:
         (cli_ops.events_app, "events"),
         (cli_ops.budget_app, "budget"),
         (cli_ops.reconciler_app, "reconciler"),
+        (cli_session, "session"),
     ):
         sub = module if isinstance(module, typer.Typer) else module.app
         app.add_typer(sub, name=name)

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def kill_server(socket: Path) -> None:
 
 def capture(socket: Path, name: str) -> str:
     """The visible screen of the session's pane (text, no escapes)."""
-    out = tmux(socket, "capture-pane", "-p", "-t", f"={name}")
+    out = tmux(socket, "capture-pane", "-p", "-t", f"={name}:")
     return out.stdout if out.returncode == 0 else ""
 
 
@@ -279,16 +280,27 @@ class SessionService:
         return s, attach_argv(Path(s.socket), s.id)
 
     def kill(self, ref: str, *, actor: str = "user") -> SessionInfo:
-        """Kill the session: its agent gets a hangup and the sandbox ends (exit code 129)."""
+        """Hang up the session's agent, as closing its terminal would (SIGHUP to the pane's
+        process group: the agent and the shell that records its exit code, 129); the host then
+        stops the session and the sandbox ends. `tmux kill-session` alone would signal only that
+        shell, which waits for the agent."""
         s = self.get(ref)
-        out = tmux(Path(s.socket), "kill-session", "-t", f"={s.id}")
-        if out.returncode != 0 and read_sessions(Path(s.socket)):
-            raise ParheliaError(
-                "E604",
-                f"tmux could not kill session {s.id}: {out.stderr.strip()}",
-                [f"parhelia containers terminate {s.container_id}", "parhelia session list"],
-                attempted=f"kill session {s.id}",
-            )
+        socket = Path(s.socket)
+        shown = tmux(socket, "display-message", "-p", "-t", f"={s.id}:", "#{pane_pid}")
+        pid = shown.stdout.strip()
+        try:
+            if not pid.isdigit():
+                raise ProcessLookupError(shown.stderr.strip() or "no pane")
+            os.killpg(int(pid), signal.SIGHUP)
+            os.killpg(int(pid), signal.SIGCONT)
+        except (ProcessLookupError, PermissionError) as exc:
+            if read_sessions(socket):
+                raise ParheliaError(
+                    "E604",
+                    f"could not stop the agent of session {s.id}: {exc}",
+                    [f"parhelia containers terminate {s.container_id}", "parhelia session list"],
+                    attempted=f"kill session {s.id}",
+                ) from exc
         with contextlib.suppress(ParheliaError):  # the kill happened; a busy store must not hide it
             self.control.store.add_event(
                 "session.killed",
