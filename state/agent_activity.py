@@ -19,7 +19,8 @@ EXITED = "exited"
 UNKNOWN = "unknown"
 
 RECENT_OUTPUT_SECONDS = 5.0  # output this recent means the agent is busy (tmux counts seconds)
-TAIL_LINES = 20  # prompts sit at the bottom of the screen; older text is history
+TAIL_LINES = 12  # prompts sit at the bottom of the screen (Claude's box is ~10 lines)
+FRESH_PROMPT_LINES = 3  # a question this near the bottom is current even while output arrives
 
 _WAITING = [
     re.compile(p, re.IGNORECASE)
@@ -35,6 +36,7 @@ _WAITING = [
         r"^\s*[❯>]\s*1\.\s*yes\b",
     )
 ]
+_MENU = re.compile(r"^\W*[❯>]?\s*\d\.\s+(yes|no)\b", re.IGNORECASE)
 _WORKING = [
     re.compile(p, re.IGNORECASE) for p in (r"\besc to interrupt\b", r"\bctrl\+c to interrupt\b")
 ]
@@ -51,21 +53,32 @@ class Activity:
 
 
 def classify(screen: str, seconds_since_output: float | None, dead: bool = False) -> Activity:
-    """The agent's activity from its pane's visible text and the age of its last output."""
+    """The agent's activity from its pane's visible text and the age of its last output.
+
+    The screen is read from the bottom up and the first line that is a prompt or a busy marker
+    decides (Claude Code draws both at the bottom). A question further up that output has since
+    scrolled past is history: with output in the last few seconds it counts as working."""
     if dead:
         return Activity(EXITED, "the agent's process has ended")
     lines = [line.rstrip() for line in screen.splitlines() if line.strip()][-TAIL_LINES:]
-    for line in reversed(lines):
-        if any(p.search(line) for p in _WAITING):
-            return Activity(WAITING, _clip(line))
-    for line in reversed(lines):
+    recent = seconds_since_output is not None and seconds_since_output <= RECENT_OUTPUT_SECONDS
+    for depth, line in enumerate(reversed(lines)):
         if any(p.search(line) for p in _WORKING):
             return Activity(WORKING, _clip(line))
-    if seconds_since_output is not None and seconds_since_output <= RECENT_OUTPUT_SECONDS:
+        if any(p.search(line) for p in _WAITING):
+            if recent and depth >= FRESH_PROMPT_LINES and not _is_menu(lines[-depth - 1 :]):
+                break
+            return Activity(WAITING, _clip(line))
+    if recent:
         return Activity(WORKING, f"output {seconds_since_output:.0f}s ago")
     if seconds_since_output is None:
         return Activity(IDLE, "no output yet") if not lines else Activity(UNKNOWN, "")
     return Activity(IDLE, f"no output for {_duration(seconds_since_output)}")
+
+
+def _is_menu(lines: list[str]) -> bool:
+    """Claude Code's numbered answer menu under a question (it is still being asked)."""
+    return any(_MENU.search(line) for line in lines)
 
 
 def attention_reason(activity: Activity, session_id: str) -> str | None:
