@@ -758,7 +758,11 @@ class ParheliaApp(App):
         if c is None:
             return
         try:
-            argv = self.control.shell_argv(c.id)
+            from parhelia.workers.sessions import attach_or_shell_argv
+
+            argv = attach_or_shell_argv(
+                self.control, c.id
+            )  # its agent's tmux session, else a shell
         except ParheliaError as exc:
             self.report_error(exc)
             return

@@ -220,38 +220,50 @@ class SessionService:
         if root is None or not tmux_available():
             return []
         now = self.control.clock()
-        found = []
-        for c in self.control.store.active_containers():
-            if c.backend != "local" or not c.sandbox_id:
-                continue
-            socket = socket_path(root, c.sandbox_id)
-            for pane in read_sessions(socket):
-                activity = (
-                    classify(capture(socket, pane.name), _since(now, pane.last_output), pane.dead)
-                    if with_activity
-                    else Activity("unknown", "")
-                )
-                found.append(
-                    SessionInfo(
-                        id=pane.name,
-                        container_id=c.id,
-                        task_id=c.task_id,
-                        backend=c.backend,
-                        sandbox_id=c.sandbox_id,
-                        state="ended"
-                        if pane.dead
-                        else ("attached" if pane.attached else "running"),
-                        container_state=c.state,
-                        attached_clients=pane.attached,
-                        created_at=pane.created,
-                        age_seconds=max(0.0, (now - pane.created).total_seconds()),
-                        activity=activity.kind,
-                        activity_detail=activity.detail,
-                        attach_command=f"parhelia session attach {pane.name}",
-                        socket=str(socket),
-                    )
-                )
+        found = [
+            s
+            for c in self.control.store.active_containers()
+            for s in self._sessions_of(c, root, now, with_activity)
+        ]
         return sorted(found, key=lambda s: s.created_at)
+
+    def of_container(self, c, *, with_activity: bool = False) -> list[SessionInfo]:
+        """One container's sessions: a single tmux call, for the dashboard's `a`."""
+        root = self._local_root()
+        if root is None or not tmux_available():
+            return []
+        return self._sessions_of(c, root, self.control.clock(), with_activity)
+
+    def _sessions_of(self, c, root: Path, now: datetime, with_activity: bool) -> list[SessionInfo]:
+        if c.backend != "local" or not c.sandbox_id:
+            return []
+        socket = socket_path(root, c.sandbox_id)
+        found = []
+        for pane in read_sessions(socket):
+            activity = (
+                classify(capture(socket, pane.name), _since(now, pane.last_output), pane.dead)
+                if with_activity
+                else Activity("unknown", "")
+            )
+            found.append(
+                SessionInfo(
+                    id=pane.name,
+                    container_id=c.id,
+                    task_id=c.task_id,
+                    backend=c.backend,
+                    sandbox_id=c.sandbox_id,
+                    state="ended" if pane.dead else ("attached" if pane.attached else "running"),
+                    container_state=c.state,
+                    attached_clients=pane.attached,
+                    created_at=pane.created,
+                    age_seconds=max(0.0, (now - pane.created).total_seconds()),
+                    activity=activity.kind,
+                    activity_detail=activity.detail,
+                    attach_command=f"parhelia session attach {pane.name}",
+                    socket=str(socket),
+                )
+            )
+        return found
 
     def get(self, ref: str) -> SessionInfo:
         """A session by its id, or by its container's or sandbox's id; E200 when there is none."""
@@ -317,8 +329,9 @@ def attach_or_shell_argv(control, ref: str) -> list[str]:
     """For the dashboard's `a`: the container's agent session when it has one, else a shell."""
     c = control.store.get_container(ref)
     if c.state in ACTIVE_STATES and c.sandbox_id:
-        with contextlib.suppress(ParheliaError):
-            return SessionService(control).attach_argv(c.id)[1]
+        for s in SessionService(control).of_container(c):
+            if s.state != "ended":
+                return attach_argv(Path(s.socket), s.id)
     return control.shell_argv(ref)
 
 
