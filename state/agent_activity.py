@@ -10,7 +10,10 @@ when idle. Other agents' yes/no questions count as waiting too.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from parhelia.state.views import Attention
 
 WORKING = "working"
 IDLE = "idle"
@@ -81,11 +84,39 @@ def _is_menu(lines: list[str]) -> bool:
     return any(_MENU.search(line) for line in lines)
 
 
+@dataclass(frozen=True)
+class AgentState:
+    """One container's agent session and what it is doing (from `SessionService.activities`)."""
+
+    container_id: str
+    session_id: str
+    activity: Activity
+
+
 def attention_reason(activity: Activity, session_id: str) -> str | None:
     """The dashboard's attention line for an agent that waits for its user, with the command."""
     if not activity.needs_attention:
         return None
     return f"waiting for input — parhelia session attach {session_id}"
+
+
+def attention_items(agents: Iterable[AgentState]) -> list[Attention]:
+    """An attention reason per agent waiting for input, in the form `DashboardView.attention()`
+    returns them, so every front end can append them to that list."""
+    return [
+        Attention(
+            f"{a.container_id}: agent waiting for input", f"parhelia session attach {a.session_id}"
+        )
+        for a in sorted(agents, key=lambda a: a.container_id)
+        if a.activity.needs_attention
+    ]
+
+
+def activity_cell(agent: AgentState | None) -> str:
+    """The containers pane's AGENT column: what the agent does, or `-` without a session."""
+    if agent is None:
+        return "-"
+    return {WAITING: "waiting!", UNKNOWN: "?"}.get(agent.activity.kind, agent.activity.kind)
 
 
 def _clip(line: str, width: int = 80) -> str:

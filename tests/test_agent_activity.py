@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from parhelia.state.agent_activity import Activity, attention_reason, classify
+from parhelia.state.agent_activity import (
+    Activity,
+    AgentState,
+    activity_cell,
+    attention_items,
+    attention_reason,
+    classify,
+)
 
 PERMISSION = """
 ● I'll run the test suite to check the fix.
@@ -118,3 +125,11 @@ def test_attention_reason_names_the_attach_command():
     reason = attention_reason(waiting, "ph-t-1-20261130T030405")
     assert reason == "waiting for input — parhelia session attach ph-t-1-20261130T030405"
     assert attention_reason(classify(IDLE, 60.0), "ph-x") is None
+
+
+def test_dashboard_pieces_column_and_attention_items():
+    waiting = AgentState("c-2", "ph-t-2-x", classify(PERMISSION, 60.0))
+    working = AgentState("c-1", "ph-t-1-x", classify(WORKING, 1.0))
+    assert [activity_cell(a) for a in (waiting, working, None)] == ["waiting!", "working", "-"]
+    [item] = attention_items([working, waiting])
+    assert str(item) == "c-2: agent waiting for input: parhelia session attach ph-t-2-x"

@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from parhelia.state.agent_activity import activity_cell, attention_items
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.workers import sessions
 from parhelia.workers.backends.base import SandboxSpec
@@ -193,6 +194,14 @@ def test_session_list_shows_the_agent_and_what_it_is_doing(parhelia_env, monkeyp
     assert f"is waiting for input: parhelia session attach {s['id']}" in human.out
     # answered through tmux, the agent goes on and ends; its session goes with it
     assert "socket" not in s  # internal: a user attaches through parhelia
+    # what the dashboard reads: the AGENT column and the attention reason with the command
+    agents = sessions.SessionService(parhelia_env.control()).activities()
+    assert activity_cell(agents[cid]) == "waiting!"
+    [reason] = attention_items(agents.values())
+    assert (reason.text, reason.command) == (
+        f"{cid}: agent waiting for input",
+        f"parhelia session attach {s['id']}",
+    )
     service = sessions.SessionService(parhelia_env.control())
     sock = Path(service.get(s["id"]).socket)
     subprocess.run(["tmux", "-S", str(sock), "send-keys", "-t", s["id"], "y", "Enter"], check=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from parhelia.state.agent_activity import Activity, classify
+from parhelia.state.agent_activity import Activity, AgentState, classify
 from parhelia.state.enums import ACTIVE_STATES, EventSource
 from parhelia.state.errors import ParheliaError
 from parhelia.workers.session_host import HOST_MODULE, PANE_MARK, TMUX, tmux_base
@@ -226,6 +226,18 @@ class SessionService:
             for s in self._sessions_of(c, root, now, with_activity)
         ]
         return sorted(found, key=lambda s: s.created_at)
+
+    def activities(self) -> dict[str, AgentState]:
+        """What each local agent is doing, by container id: for the dashboard's AGENT column and
+        its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
+        calls per container: run it in a worker thread, every few seconds, not per frame."""
+        return {
+            s.container_id: AgentState(
+                s.container_id, s.id, Activity(s.activity, s.activity_detail)
+            )
+            for s in self.list()
+            if s.state != "ended"
+        }
 
     def of_container(self, c, *, with_activity: bool = False) -> list[SessionInfo]:
         """One container's sessions: a single tmux call, for the dashboard's `a`."""
