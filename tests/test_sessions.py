@@ -296,3 +296,51 @@ def test_dashboard_attach_prefers_the_session(parhelia_env, monkeypatch):
     with pytest.raises(ParheliaError) as err:
         sessions.SessionService(parhelia_env.control()).get("ph-unknown")
     assert err.value.code == "E200"
+
+
+# -- Modal: the sandbox's entrypoint runs the agent in tmux (run here, on this machine) ---------
+
+
+def test_modal_entrypoint_runs_the_agent_in_a_session_with_its_output_on_stdout(tmp_path):
+    from parhelia.workers.sandbox_session import sandbox_argv
+
+    env = {**os.environ, "TMUX_TMPDIR": str(tmp_path), "SECRET_FOR_AGENT": "s3"}
+    env.pop("TMUX", None)
+    go = tmp_path / "go"
+    agent = (
+        "import os, pathlib, time; print('env', os.environ['SECRET_FOR_AGENT'], flush=True);"
+        f"p = pathlib.Path({str(go)!r})\nwhile not p.exists(): time.sleep(0.02)\n"
+        "print('done'); raise SystemExit(5)"
+    )
+    proc = subprocess.Popen(
+        sandbox_argv("ph-t-1-20261130T030405", [PY, "-c", agent]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    listing = ["tmux", "-L", "parhelia", "list-sessions", "-F", "#{session_name}"]
+    try:
+        shown = poll(
+            lambda: subprocess.run(listing, capture_output=True, text=True, env=env).stdout
+        )
+        assert shown.split() == ["ph-t-1-20261130T030405"]
+        go.touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, err
+    assert out == b"env s3\ndone\n"  # the sandbox's stdout, as Modal's logs read it
+    assert subprocess.run(listing, capture_output=True, env=env).returncode != 0  # no server left
+
+
+def test_modal_entrypoint_without_tmux_runs_the_agent_directly(tmp_path):
+    from parhelia.workers.sandbox_session import sandbox_argv
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sh").symlink_to(shutil.which("sh"))
+    env = {"PATH": str(bin_dir)}
+    out = subprocess.run(
+        sandbox_argv("ph-x", [PY, "-c", "print('plain'); raise SystemExit(2)"]),
+        capture_output=True, text=True, env=env, timeout=30,
+    )  # fmt: skip
+    assert (out.returncode, out.stdout) == (2, "plain\n")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import ModalSettings
 from parhelia.state.timeutil import utcnow
+from parhelia.workers import sandbox_session
 from parhelia.workers.backends.base import (
     TAG_MARK,
     TAG_MARK_VALUE,
@@ -38,6 +39,7 @@ from parhelia.workers.backends.base import (
     TerminateResult,
     is_parhelia,
 )
+from parhelia.workers.sessions import session_name
 
 if TYPE_CHECKING:
     import modal
@@ -295,6 +297,8 @@ class ModalBackend:
         app = self.app()
         image_ref = spec.image or self.settings.image
         image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
+        image = image.run_commands(sandbox_session.TMUX_INSTALL)  # the agent runs in tmux
+        session = session_name(spec.task_id or spec.container_id, utcnow())
         names = list(dict.fromkeys([*self.settings.secrets, *spec.secrets]))
         env_name = self.settings.environment or None
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
@@ -303,7 +307,7 @@ class ModalBackend:
         sb = self._call(
             attempted,
             modal.Sandbox.create,
-            *spec.argv,
+            *sandbox_session.sandbox_argv(session, list(spec.argv)),
             app=app,
             image=image,
             secrets=secrets,
