@@ -140,6 +140,19 @@ def test_an_agent_that_exits_reports_its_code_and_its_last_line_comes_first(back
     assert no_tmux_left(backend, info.sandbox_id)
 
 
+def test_a_fast_agents_output_and_code_are_never_lost(backend):
+    # `echo` ends before tmux has read its output (or before the host has seen its pid): each
+    # run must still log its line and end with its code
+    ids = [
+        backend.create(SandboxSpec("c-test", "ta-test", [shutil.which("echo"), "said", str(n)]))
+        for n in range(6)
+    ]
+    poll(lambda: not any(i.running for i in backend.list()), seconds=60)
+    for n, info in enumerate(ids):
+        assert log(backend, info.sandbox_id).startswith(f"said {n}\n[parhelia] agent ended")
+        assert backend.exit_code(info.sandbox_id) == 0
+
+
 def test_without_tmux_the_agent_runs_directly(tmp_path):
     b = LocalBackend(tmp_path / "sb", terminate_grace=0.5, tmux=False)
     info = b.create(spec("print('plain')"))

@@ -178,6 +178,7 @@ class Host:
                 return 127
             time.sleep(0.01)
         started = self.tmux(
+            "set-option", "-g", "remain-on-exit", "on", ";",  # its output is read to the end
             "set-option", "-g", "history-limit", "20000", ";",
             "new-session", "-d", "-s", self.name, "-x", str(WIDTH), "-y", str(HEIGHT),
             "-c", os.getcwd(), "--", *pane_argv(self.agent, self.code_file), ";",
@@ -192,21 +193,41 @@ class Host:
         self.pane_pid = int(started.stdout.split()[-1])
         if self.stopping:  # a SIGTERM that came while the session was starting
             self.on_term()
-        agent = psutil.Process(self.pane_pid)
-        ended = _exit_fd(self.pane_pid)  # readable when the agent exits (Linux), else polled
+        try:
+            shell: psutil.Process | None = psutil.Process(self.pane_pid)
+        except psutil.NoSuchProcess:
+            shell = None  # a very fast agent: it has ended already
+        ended = _exit_fd(self.pane_pid) if shell is not None else None  # readable at its exit
         waits = [rfd] if ended is None else [rfd, ended]
-        while _alive(agent):
+        while shell is not None and _alive(shell):
             ready, _, _ = select.select(waits, [], [], 0.5 if ended is not None else 0.05)
             if rfd in ready:
                 self.pump(rfd)
         if ended is not None:
             os.close(ended)
+        self._settle(rfd)
         code = self._recorded_code()
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self.tmux("kill-server", check=False)  # closes the pipe-pane: the FIFO ends
         os.close(keep)
         self._drain(rfd)
         return 137 if code is None else code  # the pane's shell was killed outright
+
+    def _settle(self, rfd: int) -> None:
+        """Wait until tmux has read the pane to its end (`pane_dead`: the terminal's EOF comes
+        after the last output), then one more round trip so what it read has been passed to the
+        pipe: stopping the server before would lose the agent's last lines."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            shown = self.tmux(
+                "display-message", "-p", "-t", f"={self.name}:", "#{pane_dead}", check=False
+            )
+            if shown.returncode != 0 or shown.stdout.strip() == "1":
+                break
+            ready, _, _ = select.select([rfd], [], [], 0.01)
+            if ready:
+                self.pump(rfd)
+        self.tmux("display-message", "-p", "", check=False)
 
     def _recorded_code(self) -> int | None:
         try:
