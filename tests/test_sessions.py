@@ -20,6 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import psutil
 import pytest
 
@@ -30,6 +31,7 @@ from parhelia.workers.backends.base import SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
 from parhelia.workers.session_host import CRLF
 from tests.test_cli import assert_coded_error
+from tests.test_mcp import ACTOR, call, call_error, session  # (stdio_client binds stderr at import)
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -357,3 +359,34 @@ def test_modal_entrypoint_without_tmux_runs_the_agent_directly(tmp_path):
         capture_output=True, text=True, env=env, timeout=30,
     )  # fmt: skip
     assert (out.returncode, out.stdout) == (2, "plain\n")
+
+
+# -- MCP: session list, attach info, kill (preview unless confirm) ------------------------------
+
+
+def test_mcp_session_tools(parhelia_env, monkeypatch):
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    created = dispatch(parhelia_env, SLEEP)
+    cid = created["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+
+    async def body():
+        async with session(parhelia_env) as mcp:
+            [listed_by_mcp] = await call(mcp, "session_list", fields=["id", "container_id"])
+            assert listed_by_mcp == {"id": s["id"], "container_id": cid}
+            info = await call(mcp, "session_attach_info", session_id=cid)
+            assert info["command"] == f"parhelia session attach {s['id']}"
+            assert "attach-session" in info["tmux_command"]
+            preview = await call(mcp, "session_kill", session_id=s["id"])
+            assert preview["preview"] is True and preview["actor"] == ACTOR
+            assert listed(parhelia_env)  # a preview kills nothing
+            done = await call(mcp, "session_kill", session_id=s["id"], confirm=True)
+            assert done["id"] == s["id"]
+            err = await call_error(mcp, "session_attach_info", session_id="ph-nope")
+            assert err["code"] == "E200"
+
+    anyio.run(body)
+    backend = parhelia_env.backend()
+    poll(lambda: not any(i.running for i in backend.list()))
+    events = parhelia_env.store().events(container_id=cid)
+    assert any(e.type == "session.killed" and e.actor == ACTOR for e in events)
