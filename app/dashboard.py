@@ -760,9 +760,8 @@ class ParheliaApp(App):
         try:
             from parhelia.workers.sessions import attach_or_shell_argv
 
-            argv = attach_or_shell_argv(
-                self.control, c.id
-            )  # its agent's tmux session, else a shell
+            # its agent's tmux session (issue 19), else a shell as before
+            argv = attach_or_shell_argv(self.control, c.id)
         except ParheliaError as exc:
             self.report_error(exc)
             return
