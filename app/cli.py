@@ -99,6 +99,7 @@ def _register_groups() -> None:
         cli_help,
         cli_mcp,
         cli_reconciler,
+        cli_session,
         cli_status,
         cli_tasks,
         cli_tui,
@@ -116,6 +117,7 @@ def _register_groups() -> None:
         (cli_budget, "budget"),
         (cli_reconciler, "reconciler"),
         (cli_checkpoint, "checkpoint"),
+        cli_session,
     ):
         app.add_typer(module.app, name=name)
     app.command("cleanup")(cli_cleanup.cleanup)

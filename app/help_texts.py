@@ -187,7 +187,7 @@ def render_error_help(code: str) -> str:
 STATE_HELP: dict[str, str] = {
     "created": "Recorded; its sandbox is being created. A row stuck here after a crash is matched "
     "to its sandbox by tag on the next reconcile.",
-    "running": "The sandbox is running and accruing cost. t stops it; a opens a shell in it.",
+    "running": "The sandbox is running and accruing cost. t stops it; a attaches to its agent's session.",
     "stopped": "The agent exited on its own; the sandbox is winding down.",
     "terminated": "Gone: stopped by a user, the budget guard, a timeout, or outside Parhelia. "
     "Its final cost is recorded.",

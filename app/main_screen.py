@@ -76,7 +76,7 @@ class MainScreen(Screen[None]):
         Binding(
             "b", "toggle_sidebar", "Sidebar", tooltip="Show or hide the budget and help sidebar"
         ),
-        Binding("a", "attach", "Shell", tooltip="Open a shell in the selected container"),
+        Binding("a", "attach", "Attach", tooltip="Attach to the agent's session (or a shell)"),
         Binding("l", "logs", "Logs", tooltip="The selected container's agent output, live"),
         Binding(
             "d",
@@ -465,7 +465,10 @@ class MainScreen(Screen[None]):
         if c is None:
             return
         try:
-            argv = app.control.shell_argv(c.id)
+            from parhelia.workers.sessions import attach_or_shell_argv
+
+            # its agent's tmux session (issue 19), else a shell as before
+            argv = attach_or_shell_argv(app.control, c.id)
         except ParheliaError as exc:
             app.report_error(exc)
             return

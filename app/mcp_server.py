@@ -579,6 +579,9 @@ def build_server(rt: Runtime) -> tuple[MCPServer, EventPush]:
         """One container in detail; subscribe to be told when its events change."""
         return await read(lambda: asdict(control.container_detail(container_id)))
 
+    from parhelia.app import mcp_sessions
+
+    mcp_sessions.register(tool, call, control)  # session list, attach info, kill (issue 19)
     return server, push
 
 

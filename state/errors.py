@@ -25,10 +25,9 @@ def _e(
     return ErrorEntry(code, title, explanation, tuple(recovery), topic)
 
 
-# Codes SPEC-20 lists for features Parhelia does not have yet (sessions and checkpoints have their
-# own issue): nothing raises them, and `parhelia help` says so instead of describing the feature.
+# Codes SPEC-20 lists for features Parhelia does not have yet: nothing raises them, and
+# `parhelia help` says so instead of describing the feature.
 RESERVED: dict[str, str] = {
-    "E200": "sessions",
     "E203": "workers",
 }
 
@@ -86,9 +85,11 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E200",
             "Session not found",
-            "No session with this id is known to the store.",
+            "No running agent session has this id (nor a container or sandbox with it). A session "
+            "ends with its agent; local agents run in one only when tmux is installed.",
+            "parhelia session list",
             "parhelia containers list",
-            "parhelia task list",
+            "parhelia containers logs ID",
             topic="tasks",
         ),
         _e(
@@ -235,9 +236,11 @@ CATALOGUE: dict[str, ErrorEntry] = {
         _e(
             "E601",
             "Attach failed",
-            "A shell could not be attached to the container.",
+            "A terminal could not be attached to the agent's session or the container: attaching "
+            "needs an interactive terminal, and the session must still be running.",
+            "parhelia session list",
             "parhelia containers show ID",
-            "parhelia containers list",
+            "parhelia containers logs ID",
             topic="containers",
         ),
         _e(

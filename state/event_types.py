@@ -36,6 +36,8 @@ class EventType(StrEnum):
     CHECKPOINT_FAILED = "checkpoint.failed"
     CHECKPOINT_RESTORED = "checkpoint.restored"
     CHECKPOINT_DELETED = "checkpoint.deleted"
+    # an agent's terminal session (`workers/sessions.py`)
+    SESSION_KILLED = "session.killed"
     # money, the reconciler, people
     BUDGET = "budget"
     BUDGET_CEILING = "budget.ceiling"

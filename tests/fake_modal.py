@@ -49,6 +49,8 @@ from grpclib import GRPCError, Status
 from modal_proto import api_grpc, api_pb2, task_command_router_grpc
 from modal_proto import task_command_router_pb2 as sr_pb2
 
+from parhelia.workers.sandbox_session import agent_argv
+
 TOKEN_ID = "ak-fake-parhelia"
 TOKEN_SECRET = "as-fake-parhelia"
 _ALNUM = string.ascii_letters + string.digits
@@ -243,6 +245,9 @@ class FakeModalState:
             sb = FakeSandbox(sid, app_id, created, definition, tags, task, v1=v1)
             sb.processes = {1: list(definition.entrypoint_args) or ["sleep", "infinity"]}
             sb.files = dict(self.snapshots.get(definition.image_id, {}))
+            agent = agent_argv(sb.processes[1])
+            if agent != sb.processes[1]:  # an agent in its tmux session is a process of its own
+                sb.processes[2] = agent
             self.sandboxes[sid] = sb
             return sb
 

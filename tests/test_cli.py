@@ -114,6 +114,9 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "checkpoint diff": ["checkpoint", "diff", "CK", "CK"],  # CK: a checkpoint of container_id
         "checkpoint restore": ["checkpoint", "restore", "CK", "--yes"],
         "checkpoint cleanup": ["checkpoint", "cleanup", "--yes"],
+        "session list": ["session", "list"],
+        "session attach": ["session", "attach", container_id],  # a terminal: tests/test_sessions.py
+        "session kill": ["session", "kill", container_id, "--yes"],  # tests/test_sessions.py
     }
 
 
@@ -136,6 +139,8 @@ def test_every_command_accepts_json_and_prints_one_envelope(parhelia_env):
             "containers watch",
             "task watch",
             "completion install",
+            "session attach",
+            "session kill",
         ):
             continue
         if path == "events replay":  # a stream of JSON lines, one per event
@@ -288,7 +293,8 @@ def test_the_checker_rejects_commands_that_do_not_exist():
     assert "no command 'lst'" in command_check.problem("parhelia containers lst", root)
     assert "no option --force" in command_check.problem("parhelia cleanup --force", root)
     assert "at most 1" in command_check.problem("parhelia task show A B", root)
-    assert "no command 'session'" in command_check.problem("parhelia session list", root)
+    assert "no command 'sesion'" in command_check.problem("parhelia sesion list", root)
+    assert command_check.problem("parhelia session attach ID", root) is None  # issue 19
 
 
 def test_every_catalogue_recovery_command_exists():

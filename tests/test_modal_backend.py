@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import ModalSettings
 from parhelia.workers.backends.base import Backend, SandboxSpec, is_parhelia
 from parhelia.workers.backends.modal import ModalBackend, parse_probe_output
+from parhelia.workers.sandbox_session import agent_argv
 from tests.fake_modal import FakeModalServer
 
 APP = "parhelia-test"
@@ -56,7 +58,10 @@ def test_create_passes_resources_tags_image_and_secrets(backend, fake_modal):
     sb = fake_modal.state.sandboxes[info.sandbox_id]
     assert info.backend == "modal" and info.running and info.container_id == "c-0001"
     assert sb.tags == {"parhelia": "1", "parhelia_container": "c-0001", "parhelia_task": "t-0001"}
-    assert list(sb.definition.entrypoint_args) == ["claude", "-p", "fix it"]
+    entry = list(sb.definition.entrypoint_args)
+    assert entry[:2] == ["sh", "-c"] and entry[-3:] == ["claude", "-p", "fix it"]
+    assert agent_argv(entry) == ["claude", "-p", "fix it"]  # in a tmux session (issue 19)
+    assert re.fullmatch(r"ph-t-0001-\d{8}T\d{6}", entry[4])
     assert sb.cpu == 2.0 and sb.memory_mib == 4096 and sb.gpu == ""
     assert sb.definition.timeout_secs == 1800 and sb.definition.idle_timeout_secs == 300
     assert list(sb.definition.scheduler_placement.regions) == ["us-east"]
@@ -66,6 +71,9 @@ def test_create_passes_resources_tags_image_and_secrets(backend, fake_modal):
     assert looked_up == {"anthropic", "github"}
     images = fake_modal.state.requests["ImageGetOrCreate"]
     assert any("python:3.11-slim" in " ".join(r.image.dockerfile_commands) for r in images)
+    assert any(
+        "apt-get install -y -q tmux" in " ".join(r.image.dockerfile_commands) for r in images
+    )
 
 
 def test_create_with_gpu_goes_through_the_v1_rpcs(backend, fake_modal):

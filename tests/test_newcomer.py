@@ -15,6 +15,7 @@ from textual.widgets import Input, Label
 
 from parhelia.state.settings import Settings
 from parhelia.workers.backends.base import LogChunk, ProbeSample, SandboxInfo, parhelia_tags
+from parhelia.workers.sessions import agent_processes
 from tests import dashboard_world as world
 from tests.test_cli import assert_coded_error, create_task
 from tests.test_dashboard import make_app, refreshed, table, text_of, until
@@ -112,7 +113,8 @@ def test_local_probe_tells_a_stopped_agent(parhelia_env, monkeypatch):
     backend = parhelia_env.backend()
     sid = parhelia_env.store().get_container(cid).sandbox_id
     deadline = time.monotonic() + 20
-    while not (agents := backend._leader(backend._load(sid)).children()):  # the agent has started
+    # the agent has started (in its tmux session: workers/sessions.py finds it under the host)
+    while not (agents := agent_processes(backend._leader(backend._load(sid)))):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert backend.probe(sid).agent_alive

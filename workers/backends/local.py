@@ -41,6 +41,7 @@ import psutil
 from parhelia.state.errors import ParheliaError
 from parhelia.state.private import DIR_MODE, open_private_append, private_dir
 from parhelia.state.timeutil import utcnow
+from parhelia.workers import sessions
 from parhelia.workers.agent_command import check_agent_binary
 from parhelia.workers.agent_env import agent_environment
 from parhelia.workers.backends.base import (
@@ -113,7 +114,9 @@ class LocalBackend:
         retention_seconds: float = 86400.0,
         agent_env: Iterable[str] = (),
         archive: Path | None = None,
+        tmux: bool | None = None,
     ) -> None:
+        self.tmux = sessions.tmux_available() if tmux is None else tmux  # agents in tmux sessions
         self.root = Path(root)
         self.archive = Path(archive) if archive else self.root.parent / "checkpoints"
         self.agent_env = tuple(agent_env)  # `[agent] env`: names passed on besides the allowlist
@@ -163,7 +166,7 @@ class LocalBackend:
             "--exit-file", str(self._exit_path(sandbox_id)),
             "--deadline", repr(deadline),
             "--grace", repr(self.terminate_grace),
-            "--", *spec.argv,
+            "--", *self._agent_argv(spec, sandbox_id, created),
         ]  # fmt: skip
         try:
             with open_private_append(log) as out:
@@ -207,6 +210,14 @@ class LocalBackend:
                 f"cannot record the sandbox in {self.registry}: {exc}"
             ) from exc
         return SandboxInfo(sandbox_id, self.name, dict(entry.tags), created, running=True)
+
+    def _agent_argv(self, spec: SandboxSpec, sandbox_id: str, created: datetime) -> list[str]:
+        """The agent, inside its own tmux session when tmux is installed (workers/sessions.py)."""
+        if not self.tmux:
+            return list(spec.argv)
+        name = sessions.session_name(spec.task_id or spec.container_id, created)
+        socket = sessions.socket_path(self.root, sandbox_id)
+        return sessions.host_argv(socket, name, list(spec.argv))
 
     @staticmethod
     def _dispatch_error(message: str) -> ParheliaError:
@@ -288,7 +299,7 @@ class LocalBackend:
         if leader is None:
             raise self._gone(sandbox_id)
         try:
-            agents = leader.children()
+            agents = sessions.agent_processes(leader)
             tree = [leader, *leader.children(recursive=True)]
         except psutil.NoSuchProcess as exc:
             raise self._gone(sandbox_id) from exc
@@ -397,6 +408,7 @@ class LocalBackend:
         # stragglers left in the group once the leader is gone (the pgid is not reusable while they live)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(entry.pgid, signal.SIGKILL)
+        sessions.kill_server(sessions.socket_path(self.root, sandbox_id))  # its tmux, if left
         entry.exit_code, entry.terminated = code, True
         entry.ended_at = entry.ended_at or utcnow().isoformat()
         self._save(entry)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from parhelia.state.errors import ParheliaError
 from parhelia.state.settings import ModalSettings
 from parhelia.state.timeutil import utcnow
+from parhelia.workers import sandbox_session
 from parhelia.workers.backends.base import (
     TAG_MARK,
     TAG_MARK_VALUE,
@@ -42,6 +43,7 @@ from parhelia.workers.backends.base import (
     WorkspaceSnapshot,
     is_parhelia,
 )
+from parhelia.workers.sessions import session_name
 
 if TYPE_CHECKING:
     import modal
@@ -301,8 +303,10 @@ class ModalBackend:
         attempted = f"create a Modal sandbox for {spec.container_id}"
         app = self.app()
         image_ref = spec.image or self.settings.image
-        if image is None:
+        if image is None:  # a restore brings its snapshot's image, tmux included
             image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
+            image = image.run_commands(sandbox_session.TMUX_INSTALL)  # the agent runs in tmux
+        session = session_name(spec.task_id or spec.container_id, utcnow())
         names = list(dict.fromkeys([*self.settings.secrets, *spec.secrets]))
         env_name = self.settings.environment or None
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
@@ -311,7 +315,7 @@ class ModalBackend:
         sb = self._call(
             attempted,
             modal.Sandbox.create,
-            *spec.argv,
+            *sandbox_session.sandbox_argv(session, list(spec.argv)),
             app=app,
             image=image,
             secrets=secrets,

@@ -1,0 +1,153 @@
+"""`parhelia session list | attach | kill`: the tmux sessions local agents run in (workers/sessions.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from parhelia.app import output
+from parhelia.app.cli_common import JsonOpt, runtime
+from parhelia.state.errors import ParheliaError
+
+app = typer.Typer(
+    help="Agent sessions: list (the default), attach, kill.",
+    invoke_without_command=True,
+)
+
+IdArg = Annotated[str, typer.Argument(help="Session id (ph-...), or its container or sandbox id.")]
+
+
+@app.callback()
+def default(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Bare `parhelia session` lists them."""
+    if ctx.invoked_subcommand is None:
+        list_(ctx, json_out=json_out)
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    return f"{s // 3600}h {s % 3600 // 60}m"
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Every running agent session: id, container, task, state, attached clients, age, activity."""
+    from parhelia.workers.sessions import SessionService, tmux_available
+
+    rt = runtime(ctx, json_out)
+    sessions = SessionService(rt.control).list()
+    rows = [
+        [
+            s.id,
+            s.container_id,
+            s.task_id or "-",
+            s.state,
+            str(s.attached_clients),
+            _age(s.age_seconds),
+            s.activity,
+        ]
+        for s in sessions
+    ]
+
+    def human() -> None:
+        if not sessions:
+            why = "" if tmux_available() else " (tmux is not installed: agents run without one)"
+            output.echo(f"No agent sessions{why}. Start one with: parhelia task create PROMPT")
+            return
+        output.echo(
+            output.table(
+                ["ID", "CONTAINER", "TASK", "STATE", "CLIENTS", "AGE", "ACTIVITY"],
+                rows,
+                right={4, 5},
+            )
+        )
+        for s in sessions:
+            if s.activity == "waiting":
+                output.echo(f"{s.id} is waiting for input: {s.attach_command}")
+
+    waiting = [s for s in sessions if s.activity == "waiting"]
+    actions = [(s.attach_command, f"answer {s.container_id}'s agent") for s in waiting]
+    if sessions and not waiting:
+        actions.append((sessions[0].attach_command, "watch an agent (detach: Ctrl-b d)"))
+    output.success(
+        [s.to_dict() for s in sessions],
+        json_out=rt.json_out,
+        human=human,
+        next_actions=actions,
+    )
+
+
+@app.command("attach")
+def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> None:
+    """Attach this terminal to an agent's session (tmux); detach with Ctrl-b d: the agent goes on."""
+    from parhelia.workers.sessions import SessionService
+
+    rt = runtime(ctx, json_out)
+    info, argv = SessionService(rt.control).attach_argv(session)
+    command = " ".join(argv)
+    if rt.json_out or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ParheliaError(
+            "E601",
+            f"attaching to {info.id} needs a terminal (stdin and stdout are not one)",
+            [f"parhelia session attach {info.id}", command, f"parhelia containers logs {info.container_id}"],
+            attempted=f"attach to session {info.id}",
+        )  # fmt: skip
+    sys.stdout.flush()
+    try:
+        code = subprocess.call(argv)
+    except OSError as exc:
+        code, reason = 127, str(exc)
+    else:
+        reason = f"tmux attach exited with {code}"
+    if code != 0:
+        raise ParheliaError(
+            "E601",
+            f"could not attach to {info.id}: {reason}",
+            ["parhelia session list", command, f"parhelia containers show {info.container_id}"],
+            attempted=f"attach to session {info.id}",
+        )
+    output.echo(
+        f"Detached from {info.id}; its agent goes on. Again: parhelia session attach {info.id}"
+    )
+
+
+@app.command("kill")
+def kill(
+    ctx: typer.Context,
+    session: IdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Kill an agent's session: the agent gets a hangup and its sandbox ends (asks first)."""
+    from parhelia.app.prompts import confirm_destructive
+    from parhelia.workers.sessions import SessionService
+
+    rt = runtime(ctx, json_out)
+    service = SessionService(rt.control)
+    info = service.get(session)
+    confirm_destructive(
+        rt,
+        yes=yes,
+        what=f"kill session {info.id}",
+        lines=[
+            f"{info.id}  container {info.container_id}  task {info.task_id or '-'}  "
+            f"{info.attached_clients} attached, up {_age(info.age_seconds)}",
+            "its agent stops and its sandbox ends",
+        ],
+        retry_cmd=f"parhelia session kill {info.id} --yes",
+        look_cmd="parhelia session list",
+    )
+    done = service.kill(info.id)
+    output.success(
+        done.to_dict(),
+        json_out=rt.json_out,
+        human=f"Killed session {done.id}; container {done.container_id} is ending.",
+        next_actions=[(f"parhelia containers show {done.container_id}", "how it ended")],
+    )
