@@ -117,7 +117,7 @@ def _register_groups() -> None:
         (cli_budget, "budget"),
         (cli_reconciler, "reconciler"),
         (cli_checkpoint, "checkpoint"),
-        cli_session,
+        (cli_session, "session"),
     ):
         app.add_typer(module.app, name=name)
     app.command("cleanup")(cli_cleanup.cleanup)

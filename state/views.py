@@ -200,6 +200,8 @@ class DashboardView:
     foreign: list[ForeignSandbox] = field(default_factory=list)
     # running sandboxes no row records yet, inside their orphan grace (the last cycle's sightings)
     in_grace: list[GraceSandbox] = field(default_factory=list)
+    # agents waiting for their user in a session (`state.agent_activity.attention_items`)
+    agents_waiting: list[Attention] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -243,6 +245,7 @@ class DashboardView:
             out.append(
                 Attention("view is stale (backend listing failing)", "parhelia reconciler status")
             )
+        out.extend(self.agents_waiting)
         return out
 
     @property

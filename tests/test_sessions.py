@@ -217,6 +217,11 @@ def test_session_list_shows_the_agent_and_what_it_is_doing(parhelia_env, monkeyp
         f"{cid}: agent waiting for input",
         f"parhelia session attach {s['id']}",
     )
+    # every front end's attention list carries it, with the command: status, tui --once, MCP
+    status = parhelia_env.run("status")
+    assert status.code == 1 and f"parhelia session attach {s['id']}" in status.out, status.out
+    once = parhelia_env.run("tui", "--once", "--no-refresh")
+    assert once.code == 1 and "agent waiting for input" in once.out, once.out
     service = sessions.SessionService(parhelia_env.control())
     sock = Path(service.get(s["id"]).socket)
     subprocess.run(["tmux", "-S", str(sock), "send-keys", "-t", s["id"], "y", "Enter"], check=True)

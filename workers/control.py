@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from parhelia.workers.backends.base import (
     ownership,
 )
 from parhelia.workers.dispatch import Dispatching
+
+AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -75,6 +79,7 @@ class ControlPlane(Dispatching):
         self._backends: dict[str, Backend] = dict(backends or {})
         self._loops = None
         self._runner = None
+        self._agents_read: tuple[float, list] | None = None  # (when, agents waiting for input)
 
     # -- backends and money ---------------------------------------------------------------
 
@@ -132,13 +137,32 @@ class ControlPlane(Dispatching):
         return amount, old
 
     def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
-        return self.store.dashboard(
+        view = self.store.dashboard(
             now=self.clock(),
             budget=self.budget_config(),
             event_limit=self.settings.tui.event_rows if event_limit is None else event_limit,
             reconcile_interval=self.settings.reconciler.interval_seconds,
             backend_label=self.default_backend,
         )
+        if any(c.is_active and c.backend == "local" for c in view.containers):
+            view = replace(view, agents_waiting=self._agents_waiting())
+        return view
+
+    def _agents_waiting(self) -> list:
+        """Local agents waiting for their user (read from their tmux panes), at most every
+        AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. A session that
+        cannot be read is no reason to fail the view."""
+        from parhelia.state.agent_activity import attention_items
+        from parhelia.workers.sessions import SessionService
+
+        now = time.monotonic()
+        if self._agents_read is None or now - self._agents_read[0] >= AGENT_READ_SECONDS:
+            try:
+                items = attention_items(SessionService(self).activities().values())
+            except Exception:
+                items = self._agents_read[1] if self._agents_read else []
+            self._agents_read = (now, items)
+        return self._agents_read[1]
 
     def container_detail(self, ref: str) -> ContainerDetail:
         return self.store.container_detail(ref, now=self.clock())
