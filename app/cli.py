@@ -81,6 +81,7 @@ def root(
     if backend:
         flags["backend"] = backend
     ctx.obj = Runtime(flags=flags, json_out=json_out)
+    ctx.call_on_close(ctx.obj.close)  # the store's connections end with the command
 
 
 @functools.cache

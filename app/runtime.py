@@ -69,3 +69,11 @@ class Runtime:
         return ControlPlane(
             self.store, self.settings, default_backend=self.backend_name, data_dir=data_dir()
         )
+
+    def close(self) -> None:
+        """Close the store if this invocation opened it (its pooled connections and files): a
+        process exits anyway, but `main()` called in-process (tests, the MCP server's tools) must
+        not keep one open per call."""
+        store = self.__dict__.get("store")
+        if store is not None:
+            store.close()
