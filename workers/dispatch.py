@@ -9,7 +9,7 @@ leaves a running sandbox without a row.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from parhelia.state.costs import estimate_task, hourly_rate
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
@@ -57,8 +57,13 @@ class Dispatching:
     """`ControlPlane.estimate`, `dispatch` and `retry_task` (mixed into `ControlPlane`, whose store,
     settings, backends and budget guard they use)."""
 
+    def _resolved(self, request: TaskRequest) -> TaskRequest:
+        """The request with its backend named (the default when none was), then validated: the
+        backend's own rules (no GPU on local) hold for the default exactly as for `--backend`."""
+        return validate(replace(request, backend=request.backend or self.default_backend))
+
     def estimate(self, request: TaskRequest) -> Estimate:
-        req = validate(request)
+        req = self._resolved(request)
         rate = hourly_rate(req.cpu, req.memory_mib, req.gpu, req.region, self.rates)
         cost = estimate_task(
             req.cpu, req.memory_mib, req.gpu, req.region, req.timeout_minutes, self.rates
@@ -75,8 +80,8 @@ class Dispatching:
         self, request: TaskRequest, *, actor: str = "user", restore_from: Checkpoint | None = None
     ) -> DispatchResult:
         """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`)."""
-        req = validate(request)
-        backend_name = req.backend or self.default_backend
+        req = self._resolved(request)
+        backend_name = req.backend
         est = self.estimate(req)
         self._check_budget(req, est)
         argv = build_argv(self.settings.agent.command, req.prompt, self.settings.agent.max_turns)
