@@ -106,7 +106,9 @@ def test_invalid_requests_are_refused_before_anything_is_written(
 def test_budget_refuses_an_estimate_over_the_remaining_budget(store, backend):
     control = make_control(store, backend, ceiling_usd=1.0)
     with pytest.raises(ParheliaError) as err:
-        control.dispatch(TaskRequest(prompt="train", gpu="H100", timeout_minutes=60))
+        control.dispatch(
+            TaskRequest(prompt="train", backend="modal", gpu="H100", timeout_minutes=60)
+        )
     assert err.value.code == "E300"
     assert store.containers() == []
 
