@@ -20,6 +20,7 @@ from parhelia.state.models import Checkpoint, Container, Task, new_container_id,
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends.base import SandboxSpec
+from parhelia.workers.progress import Progress, reporting
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,15 @@ class Dispatching:
     # -- dispatch -------------------------------------------------------------------------
 
     def dispatch(
-        self, request: TaskRequest, *, actor: str = "user", restore_from: Checkpoint | None = None
+        self,
+        request: TaskRequest,
+        *,
+        actor: str = "user",
+        restore_from: Checkpoint | None = None,
+        progress: Progress | None = None,
     ) -> DispatchResult:
-        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`)."""
+        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`).
+        `progress(stage)` hears each stage: `recording`, then the backend's own (`workers/progress.py`)."""
         req = self._resolved(request)
         backend_name = req.backend
         est = self.estimate(req)
@@ -146,6 +153,8 @@ class Dispatching:
             for w in est.warnings
             if "budget" in w or "ceiling" in w
         ]
+        if progress is not None:
+            progress("recording")
         self.store.add_container(container, task=task, events=events)
 
         spec = SandboxSpec(
@@ -164,7 +173,12 @@ class Dispatching:
             plane_id=self.store.plane_id,
         )
         try:
-            info = backend.restore(spec, restore_from.ref) if restore_from else backend.create(spec)
+            with reporting(progress):
+                info = (
+                    backend.restore(spec, restore_from.ref)
+                    if restore_from
+                    else backend.create(spec)
+                )
         except Exception as exc:
             self._dispatch_failed(container, task, exc, actor)
             raise self._as_dispatch_error(exc, task.id) from exc
