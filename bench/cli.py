@@ -1,6 +1,7 @@
 """Start-up and completion times of the CLI. Run: `python bench/cli.py [RUNS]`.
 
-Medians, as subprocesses, of `parhelia --help`, `containers list`, `status --no-refresh`,
+Medians, as subprocesses, of `parhelia --help`, `help E200`, `status` on an empty store (issue 14:
+under 0.5 s), `containers list`, `status --no-refresh`,
 `tui --once --no-refresh` and a container-id completion (`_PARHELIA_COMPLETE`), over a store of
 1,000 running containers, each beside the floor `python -c "import sqlmodel"` (the import every
 store-reading command pays). Targets (issue 16): read commands within 0.1 s of the floor,
@@ -68,6 +69,7 @@ def main(runs: int = 7) -> None:
         "PARHELIA_CACHE_DIR": str(tmp / "cache"),
     }
     fill(url)
+    empty_env = {**env, "PARHELIA_DB_URL": f"sqlite:///{tmp / 'empty.db'}"}
     cli = [sys.executable, "-m", "parhelia.app"]
     floor_argv = [sys.executable, "-c", "import sqlmodel"]
     complete_env = {
@@ -78,6 +80,8 @@ def main(runs: int = 7) -> None:
     }
     cases = [
         ("--help", [*cli, "--help"], env, 0.3),
+        ("help E200", [*cli, "help", "E200"], env, 0.3),
+        ("status, empty store", [*cli, "status"], empty_env, 0.5),
         ("containers list", [*cli, "containers", "list"], env, None),
         ("status --no-refresh", [*cli, "status", "--no-refresh"], env, None),
         ("tui --once --no-refresh", [*cli, "tui", "--once", "--no-refresh"], env, None),

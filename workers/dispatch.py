@@ -243,7 +243,9 @@ class Dispatching:
             [f"parhelia task retry {task_id}", "parhelia reconciler run", "parhelia config show"],
         )
 
-    def retry_task(self, task_id: str, *, actor: str = "user") -> DispatchResult:
+    def retry_task(
+        self, task_id: str, *, actor: str = "user", progress: Progress | None = None
+    ) -> DispatchResult:
         old = self.store.get_task(task_id)
         return self.dispatch(
             TaskRequest(
@@ -257,4 +259,5 @@ class Dispatching:
                 retry_of=old.id,
             ),
             actor=actor,
+            progress=progress,
         )
