@@ -60,9 +60,10 @@ def _help_with(param, shown: list[str]):
     return get_help_record
 
 
-def install(root) -> None:
-    """Add every alias to the Click tree under `root` and name it in its command's help."""
-    for path, table in ALIASES.items():
+def install(root, aliases: dict[tuple[str, ...], dict[str, str]] = ALIASES) -> None:
+    """Add every alias (or those of `aliases`, part of the table, for a tree holding one noun) to
+    the Click tree under `root` and name it in its command's help."""
+    for path, table in aliases.items():
         group = root
         for word in path:
             group = group.commands[word]

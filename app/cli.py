@@ -104,7 +104,6 @@ def _register_groups() -> None:
         cli_status,
         cli_tasks,
         cli_tui,
-        cli_watch,
     )
 
     app.command("help")(cli_help.help_)
@@ -126,8 +125,37 @@ def _register_groups() -> None:
     app.add_typer(cli_mcp.app, name="mcp")
     app.add_typer(cli_completion.app, name="completion")
     app.command("status")(cli_status.status)
+    _register_watches()
+
+
+@functools.cache
+def _register_watches() -> None:
+    from parhelia.app import cli_containers, cli_tasks, cli_watch
+
     cli_containers.app.command("watch")(cli_watch.containers_watch)
     cli_tasks.app.command("watch")(cli_watch.task_watch)
+
+
+# A noun's own tree (`click_command(only=noun)`): `parhelia containers list` imports and builds
+# the containers commands alone, not every other noun's (their imports are most of a read
+# command's cost above SQLModel's; bench/cli.py).
+_NOUN_MODULES = {
+    "task": "cli_tasks",
+    "containers": "cli_containers",
+    "events": "cli_events",
+    "budget": "cli_budget",
+    "reconciler": "cli_reconciler",
+    "checkpoint": "cli_checkpoint",
+}
+
+
+def _noun(args: list[str]) -> str | None:
+    """The noun `args` name (its short form resolved), when it has a tree of its own."""
+    from parhelia.app.aliases import ALIASES
+
+    verb = _verb(args)
+    noun = ALIASES[()].get(verb, verb) if verb else None
+    return noun if noun in _NOUN_MODULES else None
 
 
 # -- entry point ----------------------------------------------------------------------------
@@ -185,6 +213,27 @@ def click_command(only: str | None = None):
         return typer.main.get_command(small)
     from parhelia.app import aliases, completion
 
+    if only in _NOUN_MODULES:
+        import importlib
+
+        module = importlib.import_module(f"parhelia.app.{_NOUN_MODULES[only]}")
+        if only in ("containers", "task"):
+            _register_watches()
+        small = typer.Typer(
+            name="parhelia",
+            help=app.info.help,
+            pretty_exceptions_enable=False,
+            rich_markup_mode=None,
+            context_settings={"help_option_names": ["-h", "--help"]},
+        )
+        small.callback()(root)
+        small.add_typer(module.app, name=only)
+        tree = typer.main.get_command(small)
+        completion.attach(tree)
+        short = {a: n for a, n in aliases.ALIASES[()].items() if n == only}
+        aliases.install(tree, {(): short, (only,): aliases.ALIASES.get((only,), {})})
+        aliases.one_name_in_help(tree)
+        return tree
     _register_groups()
     tree = typer.main.get_command(app)
     completion.attach(tree)  # ids, topics and codes complete from the store and catalogue
@@ -244,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if (bad := _not_utf8(args)) is not None:
         return output.failure(bad, json_out=json_out) + 1
     try:
-        only = "status" if _verb(args) == "status" else None
+        only = "status" if _verb(args) == "status" else _noun(args)
         result = click_command(only)(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ParheliaError as exc:

@@ -161,6 +161,9 @@ def budget_history(
 def budget_estimate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The task's prompt (for its warnings).")] = "task",
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="local or modal (default: configured).")
+    ] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU type or none.")] = None,
     cpu: Annotated[float | None, typer.Option("--cpu", help="CPU cores.")] = None,
     memory: Annotated[int | None, typer.Option("--memory", help="Memory in MiB.")] = None,
@@ -177,6 +180,7 @@ def budget_estimate(
     defaults = task_defaults(rt.loaded, plane=rt.control.plane_id)
     request = TaskRequest(
         prompt=prompt,
+        backend=backend,
         gpu=gpu if gpu is not None else defaults.get("gpu"),
         cpu=cpu if cpu is not None else defaults["cpu"],
         memory_mib=memory if memory is not None else defaults["memory_mib"],

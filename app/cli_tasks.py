@@ -71,8 +71,9 @@ def create(
     )
     if interactive:
         show_estimate_and_confirm(rt, request, ask=not yes)
-    with working(f"Starting a {request.backend} sandbox", json_out=rt.json_out):
-        result = rt.control.dispatch(request, actor="user")
+    label = f"Dispatching to {request.backend or rt.control.default_backend}"
+    with working(label, json_out=rt.json_out) as step:
+        result = rt.control.dispatch(request, actor="user", progress=step.stage)
     save_last_used(
         {
             "backend": result.backend,
@@ -231,8 +232,11 @@ def retry(
     ctx: typer.Context, task: Annotated[str, typer.Argument()], json_out: JsonOpt = False
 ) -> None:
     """Dispatch a new attempt of a task, linked to the old one."""
+    from parhelia.app.feedback import working
+
     rt = runtime(ctx, json_out)
-    result = rt.control.retry_task(task, actor="user")
+    with working(f"Retrying {task}", json_out=rt.json_out) as step:
+        result = rt.control.retry_task(task, actor="user", progress=step.stage)
     output.success(
         result.to_dict(),
         json_out=rt.json_out,

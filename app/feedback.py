@@ -1,7 +1,8 @@
 """Feedback by duration (SPEC-20), on stderr with Rich: under 100 ms nothing; to 1 s an inline
 status; 1 to 4 s a spinner; 4 to 10 s progress; over 10 s progress with time remaining.
 
-One helper for every slow command (`with working("Terminating", total=3) as step: ... step()`).
+One helper for every slow command (`with working("Terminating", total=3) as step: ... step()`);
+`step.stage("building the image")` names what is under way now (dispatch's stages).
 Nothing is drawn unless both stdout and stderr are terminals, and never with `--json`,
 `NO_COLOR` or `TERM=dumb`: piped output stays exactly the command's output.
 """
@@ -56,12 +57,12 @@ class _Display:
         from rich.spinner import Spinner
         from rich.text import Text
 
-        self.label, self.total, self.clock = label, total, clock
+        self.base, self.label, self.total, self.clock = label, label, total, clock
         self.started = clock()
         self.done = 0
         self.console = Console(file=sys.stderr)
         self._text, self._spinner = Text, Spinner("dots", text=Text(label))
-        columns = [SpinnerColumn(), TextColumn(label)]
+        columns = [SpinnerColumn(), TextColumn("{task.description}")]
         if total:
             columns += [BarColumn(), MofNCompleteColumn()]
         self.progress = Progress(*columns, TimeElapsedColumn(), console=self.console)
@@ -79,11 +80,30 @@ class _Display:
             self._spinner.update(text=self._text(f"{self.label} ({elapsed:.0f} s)"))
             return self._spinner
         bar = self.progress if kind == "progress" else self.eta
-        bar.update(self.tasks[bar], completed=self.done)
+        bar.update(self.tasks[bar], completed=self.done, description=self.label)
         return bar
 
     def advance(self, n: int = 1) -> None:
         self.done += n
+
+    def stage(self, name: str) -> None:
+        self.label = f"{self.base}: {name}"
+
+
+class Step:
+    """What `working` yields: `step(n=1)` counts finished items, `step.stage(name)` names the stage
+    under way (both do nothing when nothing is drawn)."""
+
+    def __init__(self, display: _Display | None = None) -> None:
+        self._display = display
+
+    def __call__(self, n: int = 1) -> None:
+        if self._display is not None:
+            self._display.advance(n)
+
+    def stage(self, name: str) -> None:
+        if self._display is not None:
+            self._display.stage(name)
 
 
 @contextlib.contextmanager
@@ -93,10 +113,10 @@ def working(
     total: int | None = None,
     json_out: bool = False,
     clock: Callable[[], float] = time.monotonic,
-) -> Iterator[Callable[[int], None]]:
-    """Show feedback for the block's duration; yields `step(n=1)` to count finished items."""
+) -> Iterator[Step]:
+    """Show feedback for the block's duration; yields a `Step` (count items, name stages)."""
     if not enabled(json_out):
-        yield lambda n=1: None
+        yield Step()
         return
     display = _Display(label, total, clock)
     finished = threading.Event()
@@ -117,7 +137,7 @@ def working(
     thread = threading.Thread(target=show, name="parhelia-feedback", daemon=True)
     thread.start()
     try:
-        yield display.advance
+        yield Step(display)
     finally:
         finished.set()
         thread.join(2.0)

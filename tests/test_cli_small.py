@@ -79,3 +79,11 @@ def test_config_show_one_setting_or_a_section(parhelia_env):
     assert r.json["error"]["code"] == "E101" and "defaults.cpu" in " ".join(
         r.json["error"]["suggestions"]
     )
+
+
+def test_default_local_backend_refuses_a_gpu_too(parhelia_env):
+    """No `--backend`: the default (local here) gets the same refusal as `--backend local`."""
+    r = parhelia_env.run("task", "create", "train it", "--gpu", "T4", "--yes", "--json")
+    assert r.code != 0 and r.json["error"]["code"] == "E101"
+    assert "local backend has no GPU" in r.json["error"]["message"]
+    assert parhelia_env.store().list_tasks() == []

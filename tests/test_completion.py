@@ -94,3 +94,35 @@ def test_the_fast_path_answers_ids_as_the_general_path_does(parhelia_env, monkey
         argv = not_ids.split(" ")
         bash = {"_PARHELIA_COMPLETE": "complete_bash", "COMP_WORDS": not_ids}
         assert not completion_fast.answer({**bash, "COMP_CWORD": str(len(argv) - 1)})
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_the_fast_path_answers_zsh_and_fish_exactly_as_typer_does(
+    parhelia_env, monkeypatch, capsys, shell
+):
+    """zsh and fish ask through `_TYPER_COMPLETE_ARGS`; the fast path prints, byte for byte, what
+    Typer's own completion class prints for the same line (with ids, and with none)."""
+    from typer._completion_classes import FishComplete, ZshComplete
+
+    from parhelia.app import completion_fast
+    from parhelia.app.cli import click_command
+
+    made = [parhelia_env.ok("task", "create", f"task {i}") for i in range(2)]
+    cls = ZshComplete if shell == "zsh" else FishComplete
+    seen = {}
+    for line in ("parhelia c rm x c-", "parhelia containers show zz", "parhelia t show "):
+        env = {"_PARHELIA_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": line}
+        if shell == "fish":
+            env["_TYPER_COMPLETE_FISH_ACTION"] = "get-args"
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        general = cls(click_command(), {}, "parhelia", "_PARHELIA_COMPLETE").complete() + "\n"
+        capsys.readouterr()
+        assert completion_fast.answer(env)
+        assert capsys.readouterr().out == general, line
+        seen[line] = general
+    assert all(m["container_id"] in seen["parhelia c rm x c-"] for m in made)
+    assert all(m["task_id"] in seen["parhelia t show "] for m in made)
+    assert "c-" not in seen["parhelia containers show zz"]
+    not_ids = {"_PARHELIA_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": "parhelia help E"}
+    assert not completion_fast.answer(not_ids)

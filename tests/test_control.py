@@ -106,7 +106,9 @@ def test_invalid_requests_are_refused_before_anything_is_written(
 def test_budget_refuses_an_estimate_over_the_remaining_budget(store, backend):
     control = make_control(store, backend, ceiling_usd=1.0)
     with pytest.raises(ParheliaError) as err:
-        control.dispatch(TaskRequest(prompt="train", gpu="H100", timeout_minutes=60))
+        control.dispatch(
+            TaskRequest(prompt="train", backend="modal", gpu="H100", timeout_minutes=60)
+        )
     assert err.value.code == "E300"
     assert store.containers() == []
 
@@ -164,3 +166,19 @@ def test_cancel_terminates_and_retry_links_a_new_attempt(store, backend):
     again = control.retry_task(r.task_id)
     t = store.get_task(again.task_id)
     assert (t.retry_of, t.attempt, t.cpu) == (r.task_id, 2, 2.0)
+
+
+def test_a_gpu_on_the_default_local_backend_is_refused_like_a_named_one(store, backend):
+    """No `backend` in the request: the default (local) is resolved before validation, so the
+    estimate and dispatch refuse the GPU and no row is billed at a GPU rate."""
+    control = make_control(store, backend)
+    request = TaskRequest(prompt="train it", gpu="T4")
+    for call in (control.estimate, control.dispatch):
+        with pytest.raises(ParheliaError) as err:
+            call(request)
+        assert err.value.code == "E101" and "local backend has no GPU" in err.value.message
+    assert store.list_tasks() == [] and backend.specs == {}
+    result = control.dispatch(TaskRequest(prompt="train it"))
+    assert store.get_container(result.container_id).cost_rate_per_hour == pytest.approx(
+        control.estimate(TaskRequest(prompt="x", backend="local")).rate_per_hour
+    )

@@ -251,11 +251,15 @@ def test_budget_history_and_estimate_end_to_end(parhelia_env):
     assert {b["key"] for b in data["buckets"]} == {"c-b0d90001"}
     human = parhelia_env.run("budget", "history").out
     assert human.startswith("Spend per hour since") and "$1.50" in human
-    est = parhelia_env.ok("budget", "estimate", "train", "--gpu", "A10G", "--timeout", "30")
+    est = parhelia_env.ok(
+        "budget", "estimate", "train", "--backend", "modal", "--gpu", "A10G", "--timeout", "30"
+    )
     control = parhelia_env.control()
     from parhelia.state.requests import TaskRequest
 
-    same = control.estimate(TaskRequest(prompt="train", gpu="A10G", timeout_minutes=30))
+    same = control.estimate(
+        TaskRequest(prompt="train", backend="modal", gpu="A10G", timeout_minutes=30)
+    )
     assert est["cost_usd"] == pytest.approx(same.cost_usd) and est["rate_per_hour"] > 1
     r = parhelia_env.run("budget", "history", "--bucket", "week")
     assert r.code != 0 and "Error E101" in r.err

@@ -283,7 +283,9 @@ def test_budget_refusal_and_bad_input_are_coded_errors(parhelia_env, monkeypatch
 
     async def body():
         async with session(parhelia_env) as s:
-            err = await call_error(s, "task_create", prompt="too dear", gpu="H100", timeout=600)
+            err = await call_error(
+                s, "task_create", prompt="too dear", backend="modal", gpu="H100", timeout=600
+            )
             assert err["code"] == "E300"
             assert "parhelia budget set AMOUNT" in err["suggestions"]
             err = await call_error(s, "task_estimate", prompt="x", timeout=100000)

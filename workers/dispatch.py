@@ -9,7 +9,7 @@ leaves a running sandbox without a row.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from parhelia.state.costs import estimate_task, hourly_rate
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
@@ -20,6 +20,7 @@ from parhelia.state.models import Checkpoint, Container, Task, new_container_id,
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
 from parhelia.workers.agent_command import build_argv
 from parhelia.workers.backends.base import SandboxSpec
+from parhelia.workers.progress import Progress, reporting
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,13 @@ class Dispatching:
     """`ControlPlane.estimate`, `dispatch` and `retry_task` (mixed into `ControlPlane`, whose store,
     settings, backends and budget guard they use)."""
 
+    def _resolved(self, request: TaskRequest) -> TaskRequest:
+        """The request with its backend named (the default when none was), then validated: the
+        backend's own rules (no GPU on local) hold for the default exactly as for `--backend`."""
+        return validate(replace(request, backend=request.backend or self.default_backend))
+
     def estimate(self, request: TaskRequest) -> Estimate:
-        req = validate(request)
+        req = self._resolved(request)
         rate = hourly_rate(req.cpu, req.memory_mib, req.gpu, req.region, self.rates)
         cost = estimate_task(
             req.cpu, req.memory_mib, req.gpu, req.region, req.timeout_minutes, self.rates
@@ -72,11 +78,17 @@ class Dispatching:
     # -- dispatch -------------------------------------------------------------------------
 
     def dispatch(
-        self, request: TaskRequest, *, actor: str = "user", restore_from: Checkpoint | None = None
+        self,
+        request: TaskRequest,
+        *,
+        actor: str = "user",
+        restore_from: Checkpoint | None = None,
+        progress: Progress | None = None,
     ) -> DispatchResult:
-        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`)."""
-        req = validate(request)
-        backend_name = req.backend or self.default_backend
+        """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`).
+        `progress(stage)` hears each stage: `recording`, then the backend's own (`workers/progress.py`)."""
+        req = self._resolved(request)
+        backend_name = req.backend
         est = self.estimate(req)
         self._check_budget(req, est)
         argv = build_argv(self.settings.agent.command, req.prompt, self.settings.agent.max_turns)
@@ -141,6 +153,8 @@ class Dispatching:
             for w in est.warnings
             if "budget" in w or "ceiling" in w
         ]
+        if progress is not None:
+            progress("recording")
         self.store.add_container(container, task=task, events=events)
 
         spec = SandboxSpec(
@@ -159,7 +173,12 @@ class Dispatching:
             plane_id=self.store.plane_id,
         )
         try:
-            info = backend.restore(spec, restore_from.ref) if restore_from else backend.create(spec)
+            with reporting(progress):
+                info = (
+                    backend.restore(spec, restore_from.ref)
+                    if restore_from
+                    else backend.create(spec)
+                )
         except Exception as exc:
             self._dispatch_failed(container, task, exc, actor)
             raise self._as_dispatch_error(exc, task.id) from exc
@@ -224,7 +243,9 @@ class Dispatching:
             [f"parhelia task retry {task_id}", "parhelia reconciler run", "parhelia config show"],
         )
 
-    def retry_task(self, task_id: str, *, actor: str = "user") -> DispatchResult:
+    def retry_task(
+        self, task_id: str, *, actor: str = "user", progress: Progress | None = None
+    ) -> DispatchResult:
         old = self.store.get_task(task_id)
         return self.dispatch(
             TaskRequest(
@@ -238,4 +259,5 @@ class Dispatching:
                 retry_of=old.id,
             ),
             actor=actor,
+            progress=progress,
         )

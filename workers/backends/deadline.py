@@ -15,6 +15,7 @@ passed straight through: the heartbeat poller already abandons a probe after
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -109,7 +110,10 @@ class DeadlineBackend:
             finally:
                 done.set()
 
-        threading.Thread(target=run, name=f"parhelia-{self.name}-{op}", daemon=True).start()
+        context = contextvars.copy_context()  # the caller's, so a backend's progress reaches it
+        threading.Thread(
+            target=context.run, args=(run,), name=f"parhelia-{self.name}-{op}", daemon=True
+        ).start()
         if not done.wait(timeout):
             raise self._late(op, timeout, "abandoned; it may still finish on its own")
         if "error" in box:

@@ -61,6 +61,7 @@ from parhelia.workers.backends.local_supervisor import (
     process_status,
     write_json_atomic,
 )
+from parhelia.workers.progress import report
 
 ID_PREFIX = "lp-"
 LOG_NAME = "agent.log"
@@ -168,6 +169,7 @@ class LocalBackend:
             "--grace", repr(self.terminate_grace),
             "--", *self._agent_argv(spec, sandbox_id, created),
         ]  # fmt: skip
+        report("starting the process")
         try:
             with open_private_append(log) as out:
                 proc = subprocess.Popen(

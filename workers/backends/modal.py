@@ -43,6 +43,7 @@ from parhelia.workers.backends.base import (
     WorkspaceSnapshot,
     is_parhelia,
 )
+from parhelia.workers.progress import report
 from parhelia.workers.sessions import session_name
 
 if TYPE_CHECKING:
@@ -312,6 +313,9 @@ class ModalBackend:
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
         gpu = None if (spec.gpu or "").strip().lower() in NO_GPU else spec.gpu
         idle = spec.idle_timeout_seconds or self.settings.idle_timeout_seconds or None
+        report("building the image")
+        self._call(attempted, image.build, app)  # cached: a no-op once built
+        report("starting the sandbox")
         sb = self._call(
             attempted,
             modal.Sandbox.create,
