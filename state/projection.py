@@ -15,7 +15,10 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, String, func, or_, select, type_coerce
+from sqlalchemy import JSON, Boolean, String, func, or_, select, type_coerce
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
 from parhelia.state.budget import BudgetConfig, summarize
@@ -212,6 +215,43 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
     return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
 
 
+class _Rare(ColumnElement):
+    """A condition true for few rows: SQLite is told so (`likelihood(..., 0.01)`); others see
+    the bare condition. After an `ANALYZE`, SQLite knows only that `state` has a handful of values
+    over all the containers ever run, and would scan them all for the live ones."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, clause: Any) -> None:
+        self.clause = clause
+
+    def self_group(self, against: Any = None) -> Any:
+        return self  # a comparison already: no `= 1` around it in an OR
+
+
+@compiles(_Rare)
+def _rare_default(element: _Rare, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clause, **kw)
+
+
+@compiles(_Rare, "sqlite")
+def _rare_sqlite(element: _Rare, compiler: Any, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clause, **kw)}, 0.01)"
+
+
+def in_states(states: Sequence[str]) -> Any:
+    """`state IN states` as equalities each marked rare: the live rows through `ix_containers_state`
+    however many ended rows the store keeps (see `_Rare`)."""
+    return or_(*(_Rare(Container.state == s) for s in states))
+
+
+def live_or_ended_since(cutoff: datetime) -> Any:
+    """Live (and stopped) containers, and those ended since `cutoff`: what the dashboard shows."""
+    return or_(in_states((*ACTIVE, "stopped")), _Rare(Container.terminated_at >= cutoff))
+
+
 def spend_trend_query(now: datetime) -> Any:
     """The containers that ran in the trend's day (live, or ended since it began)."""
     from parhelia.state.spend import TREND_HOURS
@@ -224,7 +264,7 @@ def spend_trend_query(now: datetime) -> Any:
         Container.terminated_at,
         Container.cost_rate_per_hour,
         Container.cost_accrued_usd,
-    ).where(or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff))
+    ).where(live_or_ended_since(cutoff))
 
 
 def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
@@ -291,9 +331,7 @@ def _container_views(
     else:
         cutoff = now - timedelta(hours=recent_hours)
         # Stopped rows (the agent exited; the sandbox is winding down) are shown until terminated.
-        q = q.where(
-            or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff)
-        )
+        q = q.where(live_or_ended_since(cutoff))
     q = q.order_by(Container.created_at).limit(limit)
     rows = s.execute(q).all()
     if not rows:
@@ -319,11 +357,7 @@ def _container_views(
 
 
 def _snapshot_rows(s: Session, states: Sequence[str]) -> list[Any]:
-    q = (
-        select(*_SNAPSHOT_SELECT)
-        .where(Container.state.in_(list(states)))
-        .order_by(Container.created_at)
-    )
+    q = select(*_SNAPSHOT_SELECT).where(in_states(states)).order_by(Container.created_at)
     rows = s.execute(q).all()
     if not rows:
         return []
