@@ -1,4 +1,5 @@
-"""Benchmark the store against SPEC-21-sized data. Run: `python bench/store.py`; with
+"""Benchmark the store against SPEC-21-sized data. Run: `python bench/store.py` (1,000 containers
+with 1,000,000 events, then 10,000 with 5,000,000), `--containers N [--events E]`; with
 `--db postgresql+psycopg://...` it compares heartbeat ingest on that database with SQLite's
 (bench/ingest_compare.py); `--db auto` (or `--db` alone) starts its own PostgreSQL server for it.
 
@@ -14,6 +15,8 @@ the schema's own definitions), so the measured queries see exactly the migrated 
 
 from __future__ import annotations
 
+import argparse
+import os
 import random
 import statistics
 import sys
@@ -29,8 +32,9 @@ from parhelia.state.costs import hourly_rate
 from parhelia.state.models import Container, Task
 from parhelia.state.store import Store
 
-N_CONTAINERS = 1_000
-N_EVENTS = 1_000_000
+N_CONTAINERS = 1_000  # set per run by main()
+N_EVENTS = 1_000_000  # set per run by main()
+SIZES = ((1_000, 1_000_000), (10_000, 5_000_000))  # containers, events
 N_HEARTBEATS = 2_000_000
 INGEST_BATCH = 1_000
 INGEST_BATCHES = 100
@@ -47,15 +51,16 @@ def _sql_ts(dt: datetime) -> str:
 
 
 def seed_containers(store: Store) -> list[str]:
-    """1,000 containers: 800 running, 100 ended within the hour, 100 ended long ago, each with a task."""
+    """N containers: 80 % running, 10 % ended within the hour, 10 % ended long ago, each with a task."""
     tasks, rows = [], []
     for i in range(N_CONTAINERS):
         tid, cid = f"t-{i:08x}", f"c-{i:08x}"
         started = NOW - timedelta(hours=random.uniform(0.5, 20))
         state, ended = "running", None
-        if i >= 800:
+        if i >= N_CONTAINERS * 8 // 10:
             state = "terminated"
-            ended = NOW - timedelta(minutes=random.uniform(1, 50) if i < 900 else 600)
+            recent = i < N_CONTAINERS * 9 // 10
+            ended = NOW - timedelta(minutes=random.uniform(1, 50) if recent else 600)
         tasks.append({"id": tid, "prompt": f"task {i}", "backend": "modal", "created_at": started})
         rows.append(
             {
@@ -139,6 +144,35 @@ def heartbeat_rows(ids: list[str]):
             yield (cid, ts, 12.5, 512.0, 12.5, 40.0, k * step, 1)
 
 
+def dashboard_floor(store: Store) -> Callable[[], object]:
+    """The floor of `dashboard()`: the very statements it sends, run and fetched with plain
+    `sqlite3` (no SQLAlchemy, no conversion, no views)."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.dashboard(now=NOW)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    raw = sqlite3.connect(store.sqlite_path)
+
+    def run() -> None:
+        raw.execute("BEGIN")
+        for sql, params in seen:
+            raw.execute(sql, params).fetchall()
+        raw.execute("COMMIT")
+
+    return run
+
+
 def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     fn()  # warm caches
     samples = []
@@ -195,6 +229,24 @@ def report(name: str, figure: str, ratio: float, ok: bool) -> None:
 
 
 def main() -> int:
+    global N_CONTAINERS, N_EVENTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--containers", type=int, action="append", help="N (repeatable)")
+    parser.add_argument("--events", type=int, help="events seeded (default 100 per container)")
+    args = parser.parse_args()
+    sizes = (
+        [(n, args.events or 100 * n) for n in args.containers]
+        if args.containers
+        else [(n, args.events or e) for n, e in SIZES]
+    )
+    worst = 0
+    for n, events in sizes:
+        N_CONTAINERS, N_EVENTS = n, events
+        worst = max(worst, run_size())
+    return worst
+
+
+def run_size() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         ids = seed_containers(store)
@@ -206,7 +258,7 @@ def main() -> int:
             store,
             "events",
             ["ts", "type", "level", "container_id", "task_id", "message", "details", "source"],
-            event_rows(ids),
+            event_rows(ids, N_EVENTS),
         )
         bulk_load(
             store,
@@ -232,12 +284,14 @@ def main() -> int:
         rate_samples_only = ingest_bench(store, ids, with_updates=False)
 
         dash = store.dashboard(now=NOW)
-        assert len(dash.containers) == 900 and len(dash.events) == 200, (
+        shown = N_CONTAINERS * 9 // 10
+        assert len(dash.containers) == shown and len(dash.events) == 200, (
             len(dash.containers),
             len(dash.events),
         )
         assert all(c.cpu_percent is not None for c in dash.containers)
         d_med, d_p95 = timed(lambda: store.dashboard(now=NOW), 30)
+        f_med, f_p95 = timed(dashboard_floor(store), 30)
 
         picks = [
             (random.choice(ids), random.choice(["info", "warning", "error"])) for _ in range(200)
@@ -271,6 +325,12 @@ def main() -> int:
         rate_samples_only >= 50_000,
     )
     report("dashboard()", f"median {d_med:.1f} ms, p95 {d_p95:.1f} ms", 50 / d_p95, d_p95 < 50)
+    print(
+        f"  floor: its SQL alone in raw sqlite3, median {f_med:.1f} ms, p95 {f_p95:.1f} ms; "
+        f"dashboard() / floor {d_med / f_med:.1f}x  (load "
+        + "/".join(f"{x:.1f}" for x in os.getloadavg())
+        + ")"
+    )
     report(
         "events by container+level (limit 100)",
         f"median {e_med:.2f} ms, p95 {e_p95:.2f} ms",

@@ -9,12 +9,16 @@ read from; the SELECT and the dataclass construction both come from it."""
 from __future__ import annotations
 
 import json
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, String, func, or_, select, type_coerce
+from sqlalchemy import JSON, Boolean, String, func, or_, select, type_coerce
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
 from parhelia.state.budget import BudgetConfig, summarize
@@ -46,6 +50,10 @@ from parhelia.state.views import (
     ReconcilerView,
 )
 
+# A guard against a runaway table, not a page size: the dashboard shows every active container
+# (it was 5,000, which hid half of a 10,000 fleet).
+CONTAINER_VIEW_LIMIT = 50_000
+
 
 class Projection:
     """`Store`'s read side: the views every front end renders, each read in one transaction.
@@ -57,11 +65,18 @@ class Projection:
         now: datetime,
         recent_hours: float = 1.0,
         ids: Sequence[str] | None = None,
-        limit: int = 5000,
+        limit: int = CONTAINER_VIEW_LIMIT,
     ) -> list[ContainerView]:
         """Active containers, plus those that ended within `recent_hours`, each with its latest heartbeat."""
         with self.read() as s:
             return _container_views(s, now=now, recent_hours=recent_hours, ids=ids, limit=limit)
+
+    def reconcile_snapshot(self, states: Sequence[str]) -> list[Any]:
+        """Containers in `states` for a reconcile cycle: `Store.container_rows`' rows (every column
+        but `metadata`, attribute access) with each distinct timestamp and tag set converted once.
+        Per-value type processing was most of a 10,000-row cycle (bench/reconcile.py)."""
+        with self.read() as s:
+            return _snapshot_rows(s, states)
 
     def spent_since(self, start: datetime, now: datetime, active: Sequence[ContainerView]) -> float:
         """Spend in a budget period: ended containers' final cost plus active ones' cost so far.
@@ -200,6 +215,43 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
     return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
 
 
+class _Rare(ColumnElement):
+    """A condition true for few rows: SQLite is told so (`likelihood(..., 0.01)`); others see
+    the bare condition. After an `ANALYZE`, SQLite knows only that `state` has a handful of values
+    over all the containers ever run, and would scan them all for the live ones."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, clause: Any) -> None:
+        self.clause = clause
+
+    def self_group(self, against: Any = None) -> Any:
+        return self  # a comparison already: no `= 1` around it in an OR
+
+
+@compiles(_Rare)
+def _rare_default(element: _Rare, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clause, **kw)
+
+
+@compiles(_Rare, "sqlite")
+def _rare_sqlite(element: _Rare, compiler: Any, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clause, **kw)}, 0.01)"
+
+
+def in_states(states: Sequence[str]) -> Any:
+    """`state IN states` as equalities each marked rare: the live rows through `ix_containers_state`
+    however many ended rows the store keeps (see `_Rare`)."""
+    return or_(*(_Rare(Container.state == s) for s in states))
+
+
+def live_or_ended_since(cutoff: datetime) -> Any:
+    """Live (and stopped) containers, and those ended since `cutoff`: what the dashboard shows."""
+    return or_(in_states((*ACTIVE, "stopped")), _Rare(Container.terminated_at >= cutoff))
+
+
 def spend_trend_query(now: datetime) -> Any:
     """The containers that ran in the trend's day (live, or ended since it began)."""
     from parhelia.state.spend import TREND_HOURS
@@ -212,7 +264,7 @@ def spend_trend_query(now: datetime) -> Any:
         Container.terminated_at,
         Container.cost_rate_per_hour,
         Container.cost_accrued_usd,
-    ).where(or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff))
+    ).where(live_or_ended_since(cutoff))
 
 
 def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
@@ -266,7 +318,7 @@ def _container_views(
     now: datetime,
     recent_hours: float = 1.0,
     ids: Sequence[str] | None = None,
-    limit: int = 5000,
+    limit: int = CONTAINER_VIEW_LIMIT,
 ) -> list[ContainerView]:
     # The latest sample is on the container row (see `Store.record_heartbeats`): no search into
     # `heartbeats` per container. Plain column values, not ORM instances, converted column by
@@ -279,9 +331,7 @@ def _container_views(
     else:
         cutoff = now - timedelta(hours=recent_hours)
         # Stopped rows (the agent exited; the sandbox is winding down) are shown until terminated.
-        q = q.where(
-            or_(Container.state.in_((*ACTIVE, "stopped")), Container.terminated_at >= cutoff)
-        )
+        q = q.where(live_or_ended_since(cutoff))
     q = q.order_by(Container.created_at).limit(limit)
     rows = s.execute(q).all()
     if not rows:
@@ -304,6 +354,20 @@ def _container_views(
     for name, (source, fn) in _VIEW_DERIVED.items():
         col[name] = _convert_distinct(col[source], fn)
     return list(map(ContainerView, *(col[name] for name in _VIEW_FIELDS)))
+
+
+def _snapshot_rows(s: Session, states: Sequence[str]) -> list[Any]:
+    q = select(*_SNAPSHOT_SELECT).where(in_states(states)).order_by(Container.created_at)
+    rows = s.execute(q).all()
+    if not rows:
+        return []
+    cols = list(zip(*rows, strict=True))
+    for i, c in enumerate(_SNAPSHOT_COLUMNS):
+        if isinstance(c.type, UTCDateTime):
+            cols[i] = _convert_distinct(cols[i], _aware_utc)
+        elif isinstance(c.type, JSON):
+            cols[i] = _convert_distinct(cols[i], _json_value)
+    return list(map(_SnapshotRow._make, zip(*cols, strict=True)))
 
 
 def _recent_event_views(s: Session, limit: int) -> list[EventView]:
@@ -422,6 +486,14 @@ _VIEW_SELECT = tuple(
     _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSON)) else c for c in VIEW_SOURCES.values()
 )
 _VIEW_TIMESTAMPS = tuple(n for n, c in VIEW_SOURCES.items() if isinstance(c.type, UTCDateTime))
+
+
+# The reconciler's snapshot: every container column but `metadata`, as plain named tuples.
+_SNAPSHOT_COLUMNS = tuple(c for c in Container.__table__.columns if c.name != "metadata")
+_SNAPSHOT_SELECT = tuple(
+    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSON)) else c for c in _SNAPSHOT_COLUMNS
+)
+_SnapshotRow = namedtuple("_SnapshotRow", [c.key for c in _SNAPSHOT_COLUMNS])
 
 
 def _convert_distinct(values: Sequence[Any], fn: Callable[[Any], Any]) -> list[Any]:

@@ -168,7 +168,9 @@ class Reconciler:
         names = sorted(self.store.backends_in_use() | {self.configured_backend})
         report.backends = names
         snapshot_at = self.clock()
-        snapshot = self.store.container_rows(LIVE)  # before the listing: see the module docstring
+        snapshot = self.store.reconcile_snapshot(
+            LIVE
+        )  # before the listing: see the module docstring
         listings, failures = self._list(names, report)
         now = self.clock()
         rows = [r for r in snapshot if r.backend in listings]
