@@ -329,8 +329,10 @@ class ControlPlane(Dispatching):
         return self.store.get_container(ref)
 
     def container_views(
-        self, *, recent_hours: float, now: datetime | None = None, limit: int = 5000
+        self, *, recent_hours: float, now: datetime | None = None, limit: int | None = None
     ) -> list[ContainerView]:
+        if limit is None:
+            return self.store.container_views(now=now or self.clock(), recent_hours=recent_hours)
         return self.store.container_views(
             now=now or self.clock(), recent_hours=recent_hours, limit=limit
         )
