@@ -14,6 +14,7 @@ the schema's own definitions), so the measured queries see exactly the migrated 
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import heartbeat_floor  # bench/heartbeat_floor.py, beside this file
 from sqlalchemy import insert
 
 from parhelia.state.costs import hourly_rate
@@ -190,6 +192,11 @@ def ingest_bench(store: Store, ids: list[str], *, with_updates: bool = True) -> 
     return rows / (time.perf_counter() - t)
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load, printed beside each ingest figure: the machine is shared."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def report(name: str, figure: str, ratio: float, ok: bool) -> None:
     print(f"{name:<44} {figure:<28} ratio to target {ratio:6.2f}x  {'OK' if ok else 'MISSED'}")
 
@@ -229,7 +236,9 @@ def main() -> int:
 
         # steady state: 24 h of heartbeats already stored, as under the retention policy
         rate = ingest_bench(store, ids)
+        load_rate = load_average()
         rate_samples_only = ingest_bench(store, ids, with_updates=False)
+        load_samples_only = load_average()
 
         dash = store.dashboard(now=NOW)
         assert len(dash.containers) == 900 and len(dash.events) == 200, (
@@ -251,6 +260,10 @@ def main() -> int:
         e_med, e_p95 = timed(by_container_level, 199)
         store.close()
 
+    # the raw-sqlite3 floor of the same machine in the same run (bench/heartbeat_floor.py)
+    floor = heartbeat_floor.floors(heartbeat_floor.VARIANTS[:2], quiet=True)
+    load_floor = load_average()
+
     print(f"containers {N_CONTAINERS:,}, events {N_EVENTS:,}, heartbeats {N_HEARTBEATS:,}")
     report(
         "ingest: cycle (+1k updates), empty table",
@@ -270,6 +283,19 @@ def main() -> int:
         rate_samples_only / 50_000,
         rate_samples_only >= 50_000,
     )
+    direct, staged = floor["direct"], floor["staging, merge every 10"]
+    print(
+        f"raw sqlite3 floor, same run (load {load_floor}): direct {direct:,.0f} rows/s, "
+        f"staging merged every 10 cycles {staged:,.0f} rows/s"
+    )
+    for name, figure, load in (
+        ("ingest: cycle (+1k updates), 2M stored", rate, load_rate),
+        ("ingest: samples only, 2M stored", rate_samples_only, load_samples_only),
+    ):
+        print(
+            f"{name:<44} {figure:,.0f} rows/s (load {load}): {figure / direct:.2f} of the direct "
+            f"floor, {figure / staged:.2f} of the staging floor (target 0.90)"
+        )
     report("dashboard()", f"median {d_med:.1f} ms, p95 {d_p95:.1f} ms", 50 / d_p95, d_p95 < 50)
     report(
         "events by container+level (limit 100)",
