@@ -6,9 +6,10 @@ Each database gets 1,000 containers and 2,000,000 stored heartbeats (bulk-loaded
 after), then 100 poller-shaped cycles through `Store.record_heartbeats`: 1,000 samples plus the
 1,000 container updates in one transaction each. Target: >= 50,000 rows/s on PostgreSQL.
 
-The floor, on the same server in the same run: plain psycopg `COPY` of 1,000 rows per committed
-transaction into a copy of the heartbeats table (same indexes) holding the same 2,000,000 rows, with
-no container updates: what the server and the machine allow at all.
+The floors, on the same server in the same run, each measured twice beside the store: plain
+psycopg `COPY` of 1,000 rows per committed transaction into a copy of the heartbeats table holding
+the same 2,000,000 rows, with its indexes and with none (no index, no foreign key, no container
+updates: what the server and the machine allow at all). The load average is printed beside each.
 
 The PostgreSQL database must hold no Parhelia rows; the bench empties its tables again at the end.
 """

@@ -4,7 +4,9 @@
 
 - batched heartbeat ingest through `Store.record_heartbeats` (target >= 50,000 rows/s), in the
   poller's shape: cycles of 1,000 samples plus the 1,000 container updates in one transaction,
-  `health` set only when it changes; timed until the WAL they wrote is checkpointed;
+  `health` set only when it changes; timed until the WAL they wrote is checkpointed; printed
+  beside the raw-sqlite3 floor that bench/heartbeat_floor.py measures in the same run, with the
+  ratio (issue 18's target: 0.9 of the floor) and the load average beside each figure;
 - `Store.dashboard()` over 1,000 containers, 1,000,000 events, 2,000,000 heartbeats (target < 50 ms);
 - events filtered by container and level over those 1,000,000 events (target < 10 ms).
 
