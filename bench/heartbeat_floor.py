@@ -85,26 +85,34 @@ def ingest(path: Path, ids: list[str], merge_every: int | None) -> float:
     return rate
 
 
-def main() -> int:
+VARIANTS = (("direct", None), ("staging, merge every 10", 10), ("staging, merge every 30", 30))
+
+
+def floors(variants=VARIANTS, *, quiet: bool = False) -> dict[str, float]:
+    """Rows/s of each variant (name -> rate), on a fresh copy of one 2M-row database each;
+    bench/store.py calls it to print the store's figure beside the floor of the same run."""
     ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
+    rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base.db"
         t = time.perf_counter()
         build(base, ids)
-        print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
-        for name, merge_every in (
-            ("direct", None),
-            ("staging, merge every 10", 10),
-            ("staging, merge every 30", 30),
-        ):
+        if not quiet:
+            print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
+        for name, merge_every in variants:
             copy = Path(tmp) / "run.db"
             shutil.copy(base, copy)
-            rate = ingest(copy, ids, merge_every)
-            print(
-                f"raw sqlite3, {name:<26} {rate:>9,.0f} rows/s   ratio to {TARGET:,}: {rate / TARGET:.2f}x"
-            )
+            rates[name] = ingest(copy, ids, merge_every)
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{copy}{suffix}").unlink(missing_ok=True)
+    return rates
+
+
+def main() -> int:
+    for name, rate in floors().items():
+        print(
+            f"raw sqlite3, {name:<26} {rate:>9,.0f} rows/s   ratio to {TARGET:,}: {rate / TARGET:.2f}x"
+        )
     return 0
 
 

@@ -3,9 +3,11 @@ with 1,000,000 events, then 10,000 with 5,000,000), `--containers N [--events E]
 `--db postgresql+psycopg://...` it compares heartbeat ingest on that database with SQLite's
 (bench/ingest_compare.py); `--db auto` (or `--db` alone) starts its own PostgreSQL server for it.
 
-- batched heartbeat ingest through `Store.record_heartbeats` (target >= 50,000 rows/s), in the
-  poller's shape: cycles of 1,000 samples plus the 1,000 container updates in one transaction,
-  `health` set only when it changes; timed until the WAL they wrote is checkpointed;
+- batched heartbeat ingest through `Store.record_heartbeats` in the poller's shape: cycles of
+  1,000 samples plus the 1,000 container updates in one transaction, `health` set only when it
+  changes; timed until the WAL they wrote is checkpointed; printed beside the raw-sqlite3 floor
+  that bench/heartbeat_floor.py measures in the same run, with the ratio (target on SQLite: 0.9
+  of the floor, issue 18; with `--db`, PostgreSQL's 50,000 rows/s) and the load beside each;
 - `Store.dashboard()` over 1,000 containers, 1,000,000 events, 2,000,000 heartbeats (target < 50 ms);
 - events filtered by container and level over those 1,000,000 events (target < 10 ms).
 
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import heartbeat_floor  # bench/heartbeat_floor.py, beside this file
 from sqlalchemy import insert
 
 from parhelia.state.costs import hourly_rate
@@ -224,6 +227,11 @@ def ingest_bench(store: Store, ids: list[str], *, with_updates: bool = True) -> 
     return rows / (time.perf_counter() - t)
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load, printed beside each ingest figure: the machine is shared."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def report(name: str, figure: str, ratio: float, ok: bool) -> None:
     print(f"{name:<44} {figure:<28} ratio to target {ratio:6.2f}x  {'OK' if ok else 'MISSED'}")
 
@@ -281,7 +289,9 @@ def run_size() -> int:
 
         # steady state: 24 h of heartbeats already stored, as under the retention policy
         rate = ingest_bench(store, ids)
+        load_rate = load_average()
         rate_samples_only = ingest_bench(store, ids, with_updates=False)
+        load_samples_only = load_average()
 
         dash = store.dashboard(now=NOW)
         shown = N_CONTAINERS * 9 // 10
@@ -305,25 +315,32 @@ def run_size() -> int:
         e_med, e_p95 = timed(by_container_level, 199)
         store.close()
 
+    # the raw-sqlite3 floor of the same machine in the same run (bench/heartbeat_floor.py)
+    floor = heartbeat_floor.floors(heartbeat_floor.VARIANTS[:2], quiet=True)
+    load_floor = load_average()
+
     print(f"containers {N_CONTAINERS:,}, events {N_EVENTS:,}, heartbeats {N_HEARTBEATS:,}")
-    report(
-        "ingest: cycle (+1k updates), empty table",
-        f"{rate_empty:,.0f} rows/s",
-        rate_empty / 50_000,
-        rate_empty >= 50_000,
+    print(f"ingest: cycle (+1k updates), empty table      {rate_empty:,.0f} rows/s")
+    direct, staged = floor["direct"], floor["staging, merge every 10"]
+    print(
+        f"raw sqlite3 floor, same run (load {load_floor}): direct {direct:,.0f} rows/s, "
+        f"staging merged every 10 cycles {staged:,.0f} rows/s"
     )
-    report(
-        "ingest: cycle (+1k updates), 2M stored",
-        f"{rate:,.0f} rows/s",
-        rate / 50_000,
-        rate >= 50_000,
-    )
-    report(
-        "ingest: samples only, 2M stored",
-        f"{rate_samples_only:,.0f} rows/s",
-        rate_samples_only / 50_000,
-        rate_samples_only >= 50_000,
-    )
+    # issue 18: on SQLite the target is 0.9 of the floor of the same run, not 50,000 rows/s
+    for name, figure, load in (
+        ("ingest: cycle (+1k updates), 2M stored", rate, load_rate),
+        ("ingest: samples only, 2M stored", rate_samples_only, load_samples_only),
+    ):
+        report(
+            name,
+            f"{figure:,.0f} rows/s, {figure / direct:.2f} of floor",
+            figure / direct / 0.9,
+            figure / direct >= 0.9,
+        )
+        print(
+            f"    (load {load}; {figure / staged:.2f} of the staging floor, {figure / 50_000:.2f} "
+            "of 50,000 rows/s)"
+        )
     report("dashboard()", f"median {d_med:.1f} ms, p95 {d_p95:.1f} ms", 50 / d_p95, d_p95 < 50)
     print(
         f"  floor: its SQL alone in raw sqlite3, median {f_med:.1f} ms, p95 {f_p95:.1f} ms; "
@@ -337,7 +354,7 @@ def run_size() -> int:
         10 / e_p95,
         e_p95 < 10,
     )
-    return 0 if min(rate, rate_empty) >= 50_000 and d_p95 < 50 and e_p95 < 10 else 1
+    return 0 if rate / direct >= 0.9 and d_p95 < 50 and e_p95 < 10 else 1
 
 
 if __name__ == "__main__":
