@@ -46,14 +46,9 @@ class Filters:
 
     def store_filters(self, rt) -> dict[str, Any]:
         """The `Store.events` keywords, validated: a bad level or time is E101 with examples."""
-        from parhelia.state.enums import EventLevel
+        from parhelia.app.payloads import checked_level
 
-        if self.level and self.level not in [lv.value for lv in EventLevel]:
-            raise ParheliaError(
-                "E101",
-                f"unknown level {self.level!r}; valid: debug, info, warning, error",
-                ["parhelia events watch --level warning", "parhelia events list --help"],
-            )
+        checked_level(self.level, "watch")
         out: dict[str, Any] = {
             "container_id": rt.control.container(self.container).id if self.container else None,
             "task_id": rt.control.task(self.task).id if self.task else None,

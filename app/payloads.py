@@ -79,6 +79,19 @@ def health_data(groups: dict[str, list[str]]) -> dict:
 # -- events ---------------------------------------------------------------------------------
 
 
+def checked_level(level: str | None, verb: str) -> str | None:
+    """A minimum event level as given, or E101 naming the valid ones (an empty one too)."""
+    from parhelia.state.enums import EventLevel
+
+    if level is not None and level not in [lv.value for lv in EventLevel]:
+        raise ParheliaError(
+            "E101",
+            f"unknown level {level!r}; valid: debug, info, warning, error",
+            [f"parhelia events {verb} --level warning", f"parhelia events {verb} --help"],
+        )
+    return level
+
+
 def event_views(
     control: ControlPlane,
     *,
@@ -92,14 +105,7 @@ def event_views(
 ) -> list[EventView]:
     """`events list`: filtered by container, task, types (comma-separated), minimum level and
     time range (datetimes); newest last."""
-    from parhelia.state.enums import EventLevel
-
-    if level and level not in [lv.value for lv in EventLevel]:
-        raise ParheliaError(
-            "E101",
-            f"unknown level {level!r}; valid: debug, info, warning, error",
-            ["parhelia events list --level warning", "parhelia events list --help"],
-        )
+    checked_level(level, "list")
     cid = control.container(container).id if container else None
     return control.event_views(
         container_id=cid,

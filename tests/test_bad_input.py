@@ -160,3 +160,10 @@ def test_every_new_code_has_help_and_two_recovery_commands():
     for code in ("E701", "E703"):
         entry = CATALOGUE[code]
         assert entry.explanation and len(entry.recovery) >= 2
+
+
+def test_an_empty_event_level_is_e101_not_an_internal_error(parhelia_env):
+    """Found by the CLI fuzz: `--level ''` slipped past the check (empty is falsy) to EventLevel('')."""
+    for verb in ("list", "export"):
+        r = parhelia_env.run("events", verb, "--level", "")
+        assert r.code == 1 and "E101" in r.err and "unknown level ''" in r.err, (verb, r.err)

@@ -196,8 +196,8 @@ def check_answer(argv: list[str], json_out: bool, code: int, out: str, err: str)
         codes = ERROR_LINE.findall(err)
         if codes:
             assert all(c in CATALOGUE and c != "E900" for c in codes), where
-        else:  # `tui --once` exits 1 when something needs attention; that is an answer, not an error
-            assert code == 1 and "tui" in argv, where
+        else:  # `tui --once` and `status` exit 1 when something needs attention: an answer
+            assert code == 1 and ("tui" in argv or argv[:1] == ["status"]), where
 
 
 @pytest.fixture
