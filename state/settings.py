@@ -213,7 +213,7 @@ RANGES: dict[str, Range] = {
     "retention.events_days": Range(0, 3660, lo_open=True, unit="days"),
     "retention.runs_days": Range(0, 3660, lo_open=True, unit="days"),
     "policy.max_runtime_hours": Range(0, 24 * 366, unit="hours (0: no limit)"),
-    "budget.ceiling_usd": Range(0, 1_000_000, lo_open=True, hi_open=True, unit="USD"),
+    "budget.ceiling_usd": Range(0.01, 1_000_000, hi_open=True, unit="USD"),  # at least a cent
     "budget.warn_percent": Range(1, 1000, unit="percent"),
     "rates.cpu_core_hour": Range(0, 1000, unit="USD per core-hour (0: published rate)"),
     "rates.memory_gib_hour": Range(0, 1000, unit="USD per GiB-hour (0: published rate)"),

@@ -416,7 +416,8 @@ BAD_NUMBERS = [
     ("heartbeat", "probe_timeout_seconds", "0", "more than 0"),
     ("heartbeat", "retention_hours", "-inf", "more than 0"),
     ("retention", "events_days", "0", "more than 0"),
-    ("budget", "ceiling_usd", "nan", "more than 0 and less than 1e+06 USD"),
+    ("budget", "ceiling_usd", "nan", "at least 0.01 and less than 1e+06 USD"),
+    ("budget", "ceiling_usd", "1e-70", "at least 0.01 and less than 1e+06 USD"),
     ("heartbeat", "concurrency", "0", "1 to 256"),
 ]
 
