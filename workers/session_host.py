@@ -169,13 +169,18 @@ class Host:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
+    def _failed_start(self) -> int:
+        """A session that never started: 143 when a terminate (SIGTERM) stopped it on the way,
+        as the agent itself would have answered; else 127, as a shell says of a missing program."""
+        return 128 + signal.SIGTERM if self.stopping else 127
+
     def _run(self, server: subprocess.Popen, rfd: int, keep: int) -> int:
         deadline = time.monotonic() + START_SECONDS
         while not self.socket.exists():
             if server.poll() is not None or time.monotonic() > deadline:
                 self.say(f"tmux server did not start (socket {self.socket})")
                 os.close(keep)
-                return 127
+                return self._failed_start()
             time.sleep(0.01)
         started = self.tmux(
             "set-option", "-g", "remain-on-exit", "on", ";",  # its output is read to the end
@@ -189,7 +194,7 @@ class Host:
         if started.returncode != 0 or not started.stdout.strip().isdigit():
             self.say(f"cannot start the agent in tmux: {started.stderr.strip()}")
             os.close(keep)
-            return 127
+            return self._failed_start()
         self.pane_pid = int(started.stdout.split()[-1])
         if self.stopping:  # a SIGTERM that came while the session was starting
             self.on_term()

@@ -464,7 +464,8 @@ class LocalBackend:
 
         entry = self._load(sandbox_id)
         plane = entry.tags.get(TAG_PLANE)
-        return snapshot_workspace(Path(entry.workdir), self.archive, plane, exclude=[LOG_NAME])
+        own = [LOG_NAME, *(f"{sessions.SOCKET_NAME}{x}" for x in ("", ".out", ".exit"))]
+        return snapshot_workspace(Path(entry.workdir), self.archive, plane, exclude=own)
 
     def restore(self, spec: SandboxSpec, ref: str) -> SandboxInfo:
         from parhelia.workers.checkpoint_archive import seed_workspace
