@@ -279,6 +279,7 @@ class MainScreen(Screen[None]):
 
     @on(ContainersTable.RowHighlighted)
     def _row_highlighted(self) -> None:
+        self._refresh_action_states()  # onto an ended row, `t` dims at once, not at the next refresh
         # After the frame that moved the cursor: one frame redraws the bounding box of everything
         # changed in it, and the help pane and the cursor together span nearly the whole screen.
         self.call_after_refresh(self.update_help)
