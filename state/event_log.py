@@ -45,34 +45,9 @@ class EventLog:
     """`Store`'s events: writing one, reading them filtered, exporting them in batches.
     A mixin of `Store`, whose `read()` and `write()` sessions it uses."""
 
-    def add_event(
-        self,
-        type: str,
-        message: str,
-        *,
-        level: str = EventLevel.INFO,
-        source: str = EventSource.SYSTEM,
-        container_id: str | None = None,
-        task_id: str | None = None,
-        old_value: str | None = None,
-        new_value: str | None = None,
-        details: dict | None = None,
-        actor: str | None = None,
-        ts: datetime | None = None,
-    ) -> Event:
-        ev = make_event(
-            type,
-            message,
-            level=level,
-            source=source,
-            container_id=container_id,
-            task_id=task_id,
-            old_value=old_value,
-            new_value=new_value,
-            details=details,
-            actor=actor,
-            ts=ts,
-        )
+    def add_event(self, type: str, message: str, **fields) -> Event:
+        """Write one event now; `fields` are make_event's (level, source, container_id, ...)."""
+        ev = make_event(type, message, **fields)
         with self.write() as s:
             s.add(ev)
         return ev
@@ -202,7 +177,7 @@ def write_events(s: Session, events: Sequence[Event | dict]) -> None:
         s.execute(insert(Event), rows)
 
 
-def make_event(
+def event_fields(
     type: str,
     message: str,
     *,
@@ -215,20 +190,26 @@ def make_event(
     details: dict | None = None,
     actor: str | None = None,
     ts: datetime | None = None,
-) -> Event:
-    return Event(
-        ts=ts or utcnow(),
-        type=checked_type(type),
-        level=str(level),
-        source=str(source),
-        container_id=container_id,
-        task_id=task_id,
-        old_value=old_value,
-        new_value=new_value,
-        message=message,
-        details=details or {},
-        actor=actor,
-    )
+) -> dict[str, Any]:
+    """An event's columns as a plain dict: the one shape of an event, for an `Event` or a bulk insert."""
+    return {
+        "ts": ts or utcnow(),
+        "type": checked_type(type),
+        "level": str(level),
+        "source": str(source),
+        "container_id": container_id,
+        "task_id": task_id,
+        "old_value": None if old_value is None else str(old_value),
+        "new_value": None if new_value is None else str(new_value),
+        "message": message,
+        "details": details or {},
+        "actor": actor,
+    }
+
+
+def make_event(type: str, message: str, **fields: Any) -> Event:
+    """An unsaved `Event`; `fields` are `event_fields`'."""
+    return Event(**event_fields(type, message, **fields))
 
 
 def to_event_view(e: Event) -> EventView:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from parhelia.state.bulk import NewRow, RowChange
 from parhelia.state.costs import accrued_cost
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health, TaskStatus
+from parhelia.state.event_log import event_fields
 from parhelia.state.event_types import EventType
 from parhelia.state.exit_codes import exit_text
 from parhelia.state.keys import FOREIGN_PREFIX, IN_GRACE_PREFIX
@@ -497,22 +498,6 @@ class ReconcilePlan:
         report.orphans += len(inserted)
 
 
-def _event_row(type: str, message: str, *, ts: datetime, details: dict | None = None, **kw) -> dict:
-    """An event as a plain row for the bulk insert (see `Store.apply_changes`)."""
-    return {
-        "ts": ts,
-        "type": type,
-        "message": message,
-        "level": str(kw.pop("level", EventLevel.INFO)),
-        "source": str(kw.pop("source", SOURCE)),
-        "details": details or {},
-        "container_id": None,
-        "task_id": None,
-        "old_value": None,
-        "new_value": None,
-        "actor": None,
-        **{
-            k: (str(v) if v is not None and k in ("old_value", "new_value") else v)
-            for k, v in kw.items()
-        },
-    }
+def _event_row(type: str, message: str, *, ts: datetime, **fields) -> dict:
+    """An event as a plain row for the bulk insert (see `Store.apply_changes`), the reconciler's by default."""
+    return event_fields(type, message, ts=ts, **{"source": SOURCE, **fields})
