@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import JsonOpt, LimitOpt, runtime
 from parhelia.app.textfmt import age, money
 
 app = typer.Typer(
@@ -51,9 +51,7 @@ def list_(
         str | None, typer.Option("--container", "-c", help="Only this container's.")
     ] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", help="Only this task's.")] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
-    ] = 50,
+    limit: LimitOpt = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Checkpoints, newest first: id, container, task, trigger, age, size, files, note."""

@@ -23,6 +23,10 @@ JsonOpt = Annotated[
 # integers end at 2**63 (a bigger number was an OverflowError, E900).
 MAX_LIMIT = 1_000_000
 
+LimitOpt = Annotated[
+    int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
+]
+
 
 def runtime(ctx: typer.Context, json_out: bool = False) -> Runtime:
     """The invocation's runtime, created by the root callback; `--json` may come before or after the verb."""

@@ -18,11 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, parse_time, print_events, runtime
+from parhelia.app.cli_common import JsonOpt, LimitOpt, parse_time, print_events, runtime
 from parhelia.state.errors import ParheliaError
 
-ContainerOpt = Annotated[str | None, typer.Option("--container", "-c", help="One container.")]
-TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="One task.")]
+ContainerOpt = Annotated[
+    str | None, typer.Option("--container", "-c", help="Only this container's events.")
+]
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Only this task's events.")]
 TypeOpt = Annotated[
     str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
 ]
@@ -68,27 +70,13 @@ app = typer.Typer(
 @app.command("list")
 def events_list(
     ctx: typer.Context,
-    container: Annotated[
-        str | None, typer.Option("--container", "-c", help="Only this container's events.")
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option("--task", "-t", help="Only this task's events.")
-    ] = None,
-    type_: Annotated[
-        str | None, typer.Option("--type", "--events", help="Comma-separated event types.")
-    ] = None,
-    level: Annotated[
-        str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="From this time (ISO, or 10m, 2h, 3d ago).")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Up to this time (ISO, or 10m, 2h, 3d ago).")
-    ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
-    ] = 50,
+    container: ContainerOpt = None,
+    task: TaskOpt = None,
+    type_: TypeOpt = None,
+    level: LevelOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: LimitOpt = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Events filtered by container, task, type, level and time range; newest last."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from parhelia.app import output
-from parhelia.app.cli_common import MAX_LIMIT, JsonOpt, runtime
+from parhelia.app.cli_common import JsonOpt, LimitOpt, runtime
 from parhelia.app.textfmt import money
 from parhelia.state.enums import LIVE_TASK_STATUSES
 
@@ -121,9 +121,7 @@ def list_(
         str | None,
         typer.Option("--status", help="Only tasks in this status (pending, running...)."),
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help="At most this many (newest).")
-    ] = 50,
+    limit: LimitOpt = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Recent tasks, newest first."""
