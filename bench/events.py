@@ -48,7 +48,7 @@ store = Store(sys.argv[1])
 random.seed(3)
 for i in range(int(sys.argv[2])):
     time.sleep(random.uniform(0.02, 0.06))
-    store.add_event("bench.tick", f"tick {i}")
+    store.add_event("note", f"tick {i}")
     print(i, time.time(), flush=True)
 store.close()
 """
@@ -75,7 +75,7 @@ def delivery(tmp: Path) -> bool:
     marker = Store(url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        marker.add_event("bench.ready", "ready")
+        marker.add_event("user.action", "ready")
         try:
             arrived.get(timeout=1.5)
             break
@@ -100,7 +100,7 @@ def delivery(tmp: Path) -> bool:
             at, doc = arrived.get(timeout=1)
         except queue.Empty:
             continue
-        if doc["type"] == "bench.tick":
+        if doc["type"] == "note":
             got[int(doc["message"].split()[1])] = at
     watch.terminate()
     watch.wait(timeout=10)

@@ -104,7 +104,7 @@ def run_writer(url: str) -> None:
 
     store = Store(url)
     for n, _line in enumerate(sys.stdin):
-        store.add_event("bench.delivery", f"delivery {n}")
+        store.add_event("note", f"delivery {n}")
         sys.stdout.write(f"{time.time()}\n")
         sys.stdout.flush()
 

@@ -27,7 +27,7 @@ from parhelia.state.store import Store
 store = Store(sys.argv[1])
 for i in range(int(sys.argv[2])):
     time.sleep(0.2)
-    store.add_event("bench", f"write {i}")
+    store.add_event("note", f"write {i}")
     print(time.time(), flush=True)
 store.close()
 """

@@ -46,22 +46,6 @@ class EventType(StrEnum):
     USER_ACTION = "user.action"
     USER_TERMINATE = "user.terminate"
     NOTE = "note"
-    # written only by tests and bench/ scripts (through the same check as every other writer)
-    TEST_DISPATCH = "dispatch"  # the dashboard world's (tests/dashboard_world.py) older names
-    TEST_ORPHAN = "orphan"
-    TEST_X = "x"
-    TEST_Y = "y"
-    TEST_TICK = "test.tick"
-    TEST_OTHER = "test.other"
-    TEST_WRITE = "test.write"
-    TEST_MANY = "test.many"
-    TEST_HOSTILE = "test.hostile"
-    TEST_AFTER = "after"
-    TEST_MINE = "mine"
-    BENCH = "bench"
-    BENCH_TICK = "bench.tick"
-    BENCH_READY = "bench.ready"
-    BENCH_DELIVERY = "bench.delivery"
 
 
 _KNOWN = frozenset(t.value for t in EventType)

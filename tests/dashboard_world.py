@@ -196,7 +196,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
     store.record_heartbeats(samples)
     events = [
         (
-            "dispatch",
+            "container.state",
             "info",
             "dispatcher",
             "c-0000a001",
@@ -229,7 +229,7 @@ def seed(store: Store, now: datetime = NOW) -> MemoryBackend:
             2,
         ),
         (
-            "orphan",
+            "container.orphaned",
             "warning",
             "reconciler",
             "c-0000a005",

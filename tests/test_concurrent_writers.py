@@ -30,7 +30,7 @@ WRITER = textwrap.dedent(
     store.add_container(Container(id=cid, backend="local", sandbox_id=f"sb-{me}", state="running"))
     t0 = utcnow()
     for i in range(n):
-        store.add_event("test.write", f"{me}:{i}", container_id=cid, details={"i": i})
+        store.add_event("note", f"{me}:{i}", container_id=cid, details={"i": i})
         ts = t0 + timedelta(seconds=i)
         store.record_heartbeats(
             [{"container_id": cid, "ts": ts, "cpu_percent": float(i), "memory_mib": 1.0,
@@ -91,7 +91,7 @@ def test_concurrent_writers_lose_nothing_and_never_lock(database, tmp_path, requ
     store = Store(url)
     try:
         with store.read() as s:
-            msgs = set(s.scalars(select(Event.message).where(Event.type == "test.write")))
+            msgs = set(s.scalars(select(Event.message).where(Event.type == "note")))
             hb = dict(
                 s.execute(
                     select(Heartbeat.container_id, func.count()).group_by(Heartbeat.container_id)

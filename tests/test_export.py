@@ -55,7 +55,7 @@ def _hostile_store(store):
     """One event per hostile text; the first at a whole second (microseconds are still written)."""
     for i, message in enumerate(HOSTILE):
         store.add_event(
-            "test.hostile",
+            "note",
             message,
             level="warning" if i % 2 else "info",
             actor=HOSTILE[-1 - i] or None,
@@ -95,7 +95,7 @@ def test_jsonl_and_csv_round_trip_hostile_text(store):
 def test_batches_stream_every_match_in_order_with_filters(store):
     views = _hostile_store(store)
     for i in range(25):
-        store.add_event("test.many", f"m{i}", ts=T0 + timedelta(minutes=1, seconds=i))
+        store.add_event("note", f"m{i}", ts=T0 + timedelta(minutes=1, seconds=i))
     batches = list(store.event_batches(batch=7))
     assert [len(b) for b in batches] == [7, 7, 7, 7, 3]
     rows = [r for b in batches for r in b]

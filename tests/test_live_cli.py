@@ -29,8 +29,8 @@ import sys
 from parhelia.state.store import Store
 store = Store(sys.argv[1])
 for i in range(int(sys.argv[2])):
-    store.add_event("test.tick", f"tick {i}", container_id="c-feed0001")
-    store.add_event("test.other", f"other {i}", level="warning")
+    store.add_event("note", f"tick {i}", container_id="c-feed0001")
+    store.add_event("user.action", f"other {i}", level="warning")
 store.close()
 """
 
@@ -163,15 +163,15 @@ def test_bare_containers_and_c_list_like_containers_list(parhelia_env):
 def test_watch_delivers_another_process_commits_in_order_completely_with_filters(parhelia_env):
     env = parhelia_env
     store = env.store()
-    store.add_event("test.tick", "before", container_id="c-feed0001")
+    store.add_event("note", "before", container_id="c-feed0001")
     store.close()
-    proc, lines = start(env, "events", "watch", "--type", "test.tick", "--from-start", "--json")
+    proc, lines = start(env, "events", "watch", "--type", "note", "--from-start", "--json")
     try:
         assert json.loads(lines.take(1)[0])["message"] == "before"  # replayed, then following
         write_in_another_process(env, 60)
         got = [json.loads(line) for line in lines.take(60)]
         assert [e["message"] for e in got] == [f"tick {i}" for i in range(60)]
-        assert {e["type"] for e in got} == {"test.tick"}
+        assert {e["type"] for e in got} == {"note"}
         assert [e["id"] for e in got] == sorted(e["id"] for e in got)
     finally:
         code, err = interrupt(proc)
@@ -202,8 +202,8 @@ def test_watch_quiet_and_level_keep_only_what_matters(parhelia_env):
 def test_watch_ends_silently_when_its_reader_goes_away(parhelia_env):
     env = parhelia_env
     store = env.store()
-    store.add_event("test.tick", "first")
-    store.add_event("test.tick", "second")
+    store.add_event("note", "first")
+    store.add_event("note", "second")
     store.close()
     proc = subprocess.Popen(
         cli("events", "watch", "--from-start"),

@@ -100,7 +100,7 @@ def busy(pg):
         [
             Event(
                 ts=T0 - timedelta(seconds=k),
-                type="x" if k % 10 == 0 else "y",  # a tenth of the rows: an index pays
+                type="note" if k % 10 == 0 else "user.action",  # a tenth of the rows: an index pays
                 level=lv,
                 container_id=c,
                 task_id="t" if k % 10 == 0 else "u",
@@ -118,7 +118,7 @@ def busy(pg):
     [
         (lambda s: s.events(container_id="c-00000001", level="warning"), "ix_events_container"),
         (lambda s: s.events(task_id="t"), "ix_events_task_ts"),
-        (lambda s: s.events(types=["x"]), "ix_events_type_ts"),
+        (lambda s: s.events(types=["note"]), "ix_events_type_ts"),
         (lambda s: s.events(limit=50), "ix_events_ts"),
         (lambda s: s.heartbeat_history("c-00000001"), "ix_heartbeats_container_ts"),
         (lambda s: s.containers_by_state("running"), "ix_containers_state"),
@@ -357,7 +357,7 @@ def test_copy_sqlite_to_postgresql_and_back_keeps_every_row(tmp_path, pg_empty_d
     assert snapshot(back) == original
     # the sequences moved past the copied ids: new rows go on from there
     pg = Store(pg_empty_database)
-    ev = pg.add_event("after", "the copy")
+    ev = pg.add_event("note", "the copy")
     assert ev.id == max(e["id"] for e in original["events"]) + 1
     pg.close()
 
@@ -367,7 +367,7 @@ def test_copy_refuses_a_target_that_is_not_empty(tmp_path, pg):
     s = Store(src)
     seed(s)
     s.close()
-    pg.add_event("mine", "already here")
+    pg.add_event("note", "already here")
     before = snapshot(pg.url)
     with pytest.raises(ParheliaError) as err:
         copy_store(src, pg.url)

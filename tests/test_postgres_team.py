@@ -102,13 +102,13 @@ def test_two_engineers_see_each_others_containers_and_terminations_and_no_orphan
 
 # -- events watch on PostgreSQL -------------------------------------------------------------------
 
-WATCH = [sys.executable, "-m", "parhelia.app", "events", "watch", "--type", "test.tick"]
+WATCH = [sys.executable, "-m", "parhelia.app", "events", "watch", "--type", "note"]
 WRITER = """
 import sys
 from parhelia.state.store import Store
 store = Store(sys.argv[1])
 for i in range(int(sys.argv[3])):
-    store.add_event("test.tick", f"{sys.argv[2]} {i}")
+    store.add_event("note", f"{sys.argv[2]} {i}")
 store.close()
 """
 
@@ -116,7 +116,7 @@ store.close()
 def test_events_watch_on_postgresql_delivers_two_concurrent_writers_completely(pg_env):
     env, url = pg_env
     first = Store(url)
-    first.add_event("test.tick", "hello")
+    first.add_event("note", "hello")
     first.close()
     proc = subprocess.Popen(
         [*WATCH, "--from-start", "--json"],
@@ -155,9 +155,9 @@ def test_the_tail_delivers_an_event_committed_after_a_later_id(pg):
 
     tail = EventTail(pg)
     with Session(pg.engine) as slow:
-        slow.add(Event(type="test.tick", message="slow"))
+        slow.add(Event(type="note", message="slow"))
         slow.flush()  # its id is taken now; the commit comes later
-        pg.add_event("test.tick", "fast")
+        pg.add_event("note", "fast")
         assert [e.message for e in tail.read()] == ["fast"]
         slow.commit()
     assert [e.message for e in tail.read()] == ["slow"]
@@ -177,7 +177,7 @@ def test_events_watch_is_woken_by_listen_notify_not_polling(pg):
         woke = False
         while not woke and time.monotonic() < deadline:  # until its LISTEN is armed
             other = Store(pg.url)
-            other.add_event("test.tick", "elsewhere")
+            other.add_event("note", "elsewhere")
             other.close()
             woke = changes.wait(stop)
         assert woke
@@ -246,7 +246,7 @@ def test_mcp_push_on_postgresql_hears_another_process(pg_env):
 
 def _add_event(url: str) -> None:
     store = Store(url)
-    store.add_event("test.tick", "elsewhere")
+    store.add_event("note", "elsewhere")
     store.close()
 
 

@@ -138,7 +138,7 @@ def test_timestamps_round_trip_as_aware_utc(store):
     assert got.started_at.tzinfo is not None and got.started_at.utcoffset() == timedelta(0)
     assert got.started_at.hour == 12
     assert got.created_at.tzinfo is not None and got.updated_at.utcoffset() == timedelta(0)
-    store.add_event("x", "m", ts=started)
+    store.add_event("note", "m", ts=started)
     assert store.events()[0].ts.utcoffset() == timedelta(0)
 
 
@@ -469,7 +469,9 @@ def busy(fleet):
     )
     fleet.add_events(
         [
-            Event(ts=T0 - timedelta(seconds=k), type="x", level=lv, container_id=cid, task_id="t")
+            Event(
+                ts=T0 - timedelta(seconds=k), type="note", level=lv, container_id=cid, task_id="t"
+            )
             for k in range(50)
             for cid in ids_
             for lv in ("info", "warning")
@@ -498,7 +500,7 @@ def test_events_by_task_and_by_container_use_an_index(busy):
     for kwargs, index in (
         ({"task_id": "t"}, "ix_events_task_ts"),
         ({"container_id": "c-00000002"}, "ix_events_container"),
-        ({"types": ["x"]}, "ix_events_type_ts"),
+        ({"types": ["note"]}, "ix_events_type_ts"),
     ):
         [(_sql, plan)] = plans_of(busy, lambda kw=kwargs: busy.events(**kw))
         assert f"SEARCH events USING INDEX {index}" in plan, (kwargs, plan)
@@ -622,7 +624,7 @@ def test_read_only_session_sees_committed_rows(store):
 
 
 def _history(store: Store, n: int, start: datetime) -> None:
-    store.add_events([Event(ts=start + timedelta(minutes=k), type="x") for k in range(n)])
+    store.add_events([Event(ts=start + timedelta(minutes=k), type="note") for k in range(n)])
     for k in range(n):
         store.record_run(ReconcilerRun(started_at=start + timedelta(minutes=k), holder="h"))
 

@@ -19,7 +19,7 @@ def test_a_store_at_head_is_opened_with_one_revision_read(tmp_path, monkeypatch)
     try:
         assert reads == []  # the bare read before the engines saw head
         assert db.check_not_newer(url) == db.HEAD_REVISION
-        store.add_event("x", "still writable")
+        store.add_event("note", "still writable")
         assert store.events()[0].message == "still writable"
     finally:
         store.close()
