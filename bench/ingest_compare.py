@@ -11,11 +11,17 @@ psycopg `COPY` of 1,000 rows per committed transaction into a copy of the heartb
 the same 2,000,000 rows, with its indexes and with none (no index, no foreign key, no container
 updates: what the server and the machine allow at all). The load average is printed beside each.
 
+Beside each figure, the CPU time one 1,000-row cycle cost: the server's (all its processes, read
+from /proc when the server runs on this machine, as `--db auto`'s does) and this process's. On a
+shared machine rows/s follow the load; CPU per cycle does not, and says what rate one free core
+would allow: 1,000 rows per (server + client) ms.
+
 The PostgreSQL database must hold no Parhelia rows; the bench empties its tables again at the end.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +45,54 @@ HEARTBEAT_COLUMNS = [
     "uptime_seconds",
     "agent_alive",
 ]
+
+
+class CpuMeter:
+    """CPU time between `start()` and `stop()`, per cycle: this process's, and the PostgreSQL
+    server's (the sum over the processes `pg_stat_activity` lists, read from /proc/<pid>/stat;
+    None when they are not readable here, as for a server on another machine)."""
+
+    TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, store: Store, cycles: int = 0) -> None:
+        self.store, self.cycles = store, cycles or sb.INGEST_BATCHES
+        self.server_ms: float | None = None
+        self.client_ms = 0.0
+
+    def _server_s(self) -> float | None:
+        if self.store.engine.dialect.name != "postgresql":
+            return None  # SQLite runs in this process: its CPU is the client's
+        with self.store.engine.connect() as conn:
+            pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity").scalars().all()
+        total = 0.0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                if pid == pids[0]:
+                    return None  # not this machine's processes
+                continue  # ended meanwhile
+            total += (int(fields[11]) + int(fields[12])) * self.TICK_S  # utime + stime
+        return total
+
+    def start(self) -> None:
+        self._server0, self._client0 = self._server_s(), time.process_time()
+
+    def stop(self) -> None:
+        client, server = time.process_time(), self._server_s()
+        self.client_ms = (client - self._client0) * 1000 / self.cycles
+        if server is not None and self._server0 is not None:
+            self.server_ms = (server - self._server0) * 1000 / self.cycles
+
+    def __str__(self) -> str:
+        server = "n/a" if self.server_ms is None else f"{self.server_ms:.1f} ms"
+        if self.store.engine.dialect.name != "postgresql":
+            server = "in this process"
+        line = f"CPU per 1,000-row cycle: server {server}, client {self.client_ms:.1f} ms"
+        cpu_ms = self.client_ms + (self.server_ms or 0.0)
+        if server != "n/a" and cpu_ms:  # a cycle runs its steps one after another
+            line += f" (one free core: {1e6 / cpu_ms:,.0f} rows/s)"
+        return line
 
 
 def pg_bulk_heartbeats(store: Store, rows) -> None:
@@ -69,7 +123,9 @@ def pg_bulk_heartbeats(store: Store, rows) -> None:
         raw.close()
 
 
-def pg_floor(store: Store, ids: list[str], *, indexed: bool) -> float:
+def pg_floor(
+    store: Store, ids: list[str], *, indexed: bool, meter: CpuMeter | None = None
+) -> float:
     """rows/s of plain COPY, 1,000 rows per commit, into a copy of the heartbeats table holding
     its 2M rows: with its indexes (`indexed`) or with none (the server's and machine's bare
     floor: no index, no foreign key, no container update, no Python around the store)."""
@@ -83,6 +139,8 @@ def pg_floor(store: Store, ids: list[str], *, indexed: bool) -> float:
         conn.execute("ANALYZE bench_floor")
         conn.commit()
         cols = ",".join(HEARTBEAT_COLUMNS)
+        if meter is not None:
+            meter.start()
         t = time.perf_counter()
         for b in range(sb.INGEST_BATCHES):
             ts = sb.NOW + sb.timedelta(seconds=30 * (b + 1))
@@ -91,6 +149,8 @@ def pg_floor(store: Store, ids: list[str], *, indexed: bool) -> float:
                     copy.write_row((cid, ts, 10.0, 300.0, 7.0, 20.0, 60.0 * b, True))
             conn.commit()
         rate = sb.INGEST_BATCHES * sb.INGEST_BATCH / (time.perf_counter() - t)
+        if meter is not None:
+            meter.stop()
         conn.execute("DROP TABLE bench_floor")
         conn.commit()
         return rate
@@ -98,9 +158,10 @@ def pg_floor(store: Store, ids: list[str], *, indexed: bool) -> float:
         raw.close()
 
 
-def pg_rate(url: str) -> dict[str, tuple[float, str]]:
-    """Name -> (rows/s, load average just after) on PostgreSQL: the store on an empty table and
-    with 2M stored (twice), and the indexed and index-less COPY floors, all in this run."""
+def pg_rate(url: str) -> dict[str, tuple[float, str, CpuMeter]]:
+    """Name -> (rows/s, load average just after, CPU per cycle) on PostgreSQL: the store on an
+    empty table and with 2M stored (twice), and the indexed and index-less COPY floors, all in
+    this run."""
     store = Store(url)
     try:
         counts = row_counts(store.engine)
@@ -108,7 +169,12 @@ def pg_rate(url: str) -> dict[str, tuple[float, str]]:
         if any(counts.values()):
             raise SystemExit(f"{store.label} holds Parhelia rows; give the bench an empty database")
         ids = sb.seed_containers(store)
-        out = {"empty": (sb.ingest_bench(store, ids), sb.load_average())}
+
+        def measured(run) -> tuple[float, str, CpuMeter]:
+            meter = CpuMeter(store)
+            return run(meter), sb.load_average(), meter
+
+        out = {"empty": measured(lambda m: sb.ingest_bench(store, ids, meter=m))}
         t = time.perf_counter()
         pg_bulk_heartbeats(
             store,
@@ -118,9 +184,11 @@ def pg_rate(url: str) -> dict[str, tuple[float, str]]:
             f"postgresql setup: {sb.N_HEARTBEATS:,} heartbeats in {time.perf_counter() - t:.1f} s"
         )
         for run in (1, 2):
-            out[f"stored {run}"] = (sb.ingest_bench(store, ids), sb.load_average())
-            out[f"floor {run}"] = (pg_floor(store, ids, indexed=True), sb.load_average())
-            out[f"bare floor {run}"] = (pg_floor(store, ids, indexed=False), sb.load_average())
+            out[f"stored {run}"] = measured(lambda m: sb.ingest_bench(store, ids, meter=m))
+            out[f"floor {run}"] = measured(lambda m: pg_floor(store, ids, indexed=True, meter=m))
+            out[f"bare floor {run}"] = measured(
+                lambda m: pg_floor(store, ids, indexed=False, meter=m)
+            )
         return out
     finally:
         with store.write() as s:
@@ -136,20 +204,20 @@ def _heartbeats(ids):
         yield (row[0], datetime.fromisoformat(row[1]), *row[2:])
 
 
-def sqlite_rate() -> tuple[float, float]:
+def sqlite_rate() -> tuple[float, float, CpuMeter]:
+    """(rows/s on an empty table, rows/s with 2M stored, CPU per cycle of the latter)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         ids = sb.seed_containers(store)
         empty = sb.ingest_bench(store, ids)
         sb.bulk_load(store, "heartbeats", HEARTBEAT_COLUMNS, sb.heartbeat_rows(ids))
-        stored = sb.ingest_bench(store, ids)
+        meter = CpuMeter(store)
+        stored = sb.ingest_bench(store, ids, meter=meter)
         store.close()
-    return empty, stored
+    return empty, stored, meter
 
 
 def main(url: str | None) -> int:
-    import os
-
     cluster = None
     if url in (None, "auto"):
         from tests.pg_server import PgCluster
@@ -164,19 +232,19 @@ def main(url: str | None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
-    lite_empty, lite_stored = sqlite_rate()
+    lite_empty, lite_stored, lite_meter = sqlite_rate()
     load_lite = sb.load_average()
     print(f"heartbeat ingest, cycles of {sb.INGEST_BATCH:,} samples + {sb.INGEST_BATCH:,} updates")
     rows = [
-        ("sqlite, empty table", lite_empty, load_lite),
-        ("sqlite, 2M stored", lite_stored, load_lite),
+        ("sqlite, empty table", lite_empty, load_lite, None),
+        ("sqlite, 2M stored", lite_stored, load_lite, lite_meter),
         (f"postgresql, empty table ({label})", *pg["empty"]),
     ]
     for run in (1, 2):
         rows.append((f"postgresql, 2M stored, run {run}", *pg[f"stored {run}"]))
-    for name, rate, load in rows:
+    for name, rate, load, meter in rows:
         sb.report(f"ingest: {name}", f"{rate:,.0f} rows/s", rate / 50_000, rate >= 50_000)
-        print(f"    (load {load})")
+        print(f"    (load {load})" + (f"; {meter}" if meter else ""))
     for run in (1, 2):
         stored, floor, bare = (pg[f"{k} {run}"][0] for k in ("stored", "floor", "bare floor"))
         print(
@@ -187,5 +255,7 @@ def main(url: str | None) -> int:
             f"postgresql/index-less floor {stored / bare:.2f}, postgresql/sqlite "
             f"{stored / lite_stored:.2f}"
         )
+        print(f"    indexed floor {pg[f'floor {run}'][2]}")
+        print(f"    index-less floor {pg[f'bare floor {run}'][2]}")
     best = max(pg["stored 1"][0], pg["stored 2"][0])
     return 0 if best >= 50_000 else 1
