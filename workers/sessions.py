@@ -186,7 +186,7 @@ class SessionInfo:
     task_id: str | None
     backend: str
     sandbox_id: str
-    state: str  # running | attached | ended
+    state: str  # running | attached | ended | unknown (its sandbox did not answer: `error`)
     container_state: str
     attached_clients: int
     created_at: datetime
@@ -195,6 +195,7 @@ class SessionInfo:
     activity_detail: str
     attach_command: str
     socket: str = field(repr=False, default="")
+    error: str | None = None  # why the session could not be read (state "unknown"), code first
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "socket"}
@@ -217,15 +218,14 @@ class SessionService:
         return Path(root) if root is not None else None
 
     def list(self, *, with_activity: bool = True) -> list[SessionInfo]:
-        root = self._local_root()
-        if root is None or not tmux_available():
-            return []
+        from parhelia.workers import modal_sessions
+
+        active = self.control.store.active_containers()
         now = self.control.clock()
-        found = [
-            s
-            for c in self.control.store.active_containers()
-            for s in self._sessions_of(c, root, now, with_activity)
-        ]
+        found = modal_sessions.sessions_of(self.control, active, now, with_activity=with_activity)
+        root = self._local_root() if any(c.backend == "local" for c in active) else None
+        if root is not None and tmux_available():
+            found += [s for c in active for s in self._sessions_of(c, root, now, with_activity)]
         return sorted(found, key=lambda s: s.created_at)
 
     def activities(self) -> dict[str, AgentState]:
@@ -242,6 +242,11 @@ class SessionService:
 
     def of_container(self, c, *, with_activity: bool = False) -> list[SessionInfo]:
         """One container's sessions: a single tmux call, for the dashboard's `a`."""
+        if c.backend == "modal":
+            from parhelia.workers import modal_sessions
+
+            now = self.control.clock()
+            return modal_sessions.sessions_of(self.control, [c], now, with_activity=with_activity)
         root = self._local_root()
         if root is None or not tmux_available():
             return []
@@ -302,7 +307,7 @@ class SessionService:
 
     def attach_argv(self, ref: str) -> tuple[SessionInfo, list[str]]:
         s = self.get(ref)
-        return s, attach_argv(Path(s.socket), s.id)
+        return s, session_argv(s)
 
     def kill(self, ref: str, *, actor: str = "user") -> SessionInfo:
         """Hang up the session's agent, as closing its terminal would (SIGHUP to the pane's
@@ -310,6 +315,12 @@ class SessionService:
         stops the session and the sandbox ends. `tmux kill-session` alone would signal only that
         shell, which waits for the agent."""
         s = self.get(ref)
+        if s.backend == "modal":
+            from parhelia.workers import modal_sessions
+
+            modal_sessions.kill(self.control, s)
+            self._record_kill(s, actor)
+            return s
         socket = Path(s.socket)
         shown = tmux(socket, "display-message", "-p", "-t", f"={s.id}:", "#{pane_pid}")
         pid = shown.stdout.strip()
@@ -326,6 +337,10 @@ class SessionService:
                     [f"parhelia containers terminate {s.container_id}", "parhelia session list"],
                     attempted=f"kill session {s.id}",
                 ) from exc
+        self._record_kill(s, actor)
+        return s
+
+    def _record_kill(self, s: SessionInfo, actor: str) -> None:
         with contextlib.suppress(ParheliaError):  # the kill happened; a busy store must not hide it
             self.control.store.add_event(
                 EventType.SESSION_KILLED,
@@ -335,7 +350,24 @@ class SessionService:
                 container_id=s.container_id,
                 task_id=s.task_id,
             )
-        return s
+
+
+def session_argv(s: SessionInfo) -> list[str]:
+    """The argv that attaches this terminal to the session: tmux here, `modal shell` on Modal."""
+    if s.backend == "modal":
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.attach_argv(s)
+    return attach_argv(Path(s.socket), s.id)
+
+
+def command_text(s: SessionInfo, argv: list[str]) -> str:
+    """The attach command as a person would type it (`modal shell …` rather than python -m)."""
+    if s.backend == "modal":
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.command_text(s)
+    return " ".join(argv)
 
 
 def attach_or_shell_argv(control, ref: str) -> list[str]:
@@ -344,7 +376,7 @@ def attach_or_shell_argv(control, ref: str) -> list[str]:
     if c.state in ACTIVE_STATES and c.sandbox_id:
         for s in SessionService(control).of_container(c):
             if s.state != "ended":
-                return attach_argv(Path(s.socket), s.id)
+                return session_argv(s)
     return control.shell_argv(ref)
 
 
