@@ -291,11 +291,13 @@ def command_text(s: SessionInfo) -> str:
 
 def attach_argv(s: SessionInfo) -> list[str]:
     """`modal shell` through this interpreter's SDK (the one Parhelia talks to Modal with), so it
-    works without the venv's bin on PATH. E601 when the sandbox did not answer the listing."""
-    if s.state == UNKNOWN:
+    works without the venv's bin on PATH. E601 when the sandbox did not answer the listing or
+    has ended."""
+    if s.state in (UNKNOWN, "ended"):
+        why = "has ended" if s.state == "ended" else "did not answer"
         raise ParheliaError(
             "E601",
-            f"could not attach to {s.id}: its sandbox {s.sandbox_id} did not answer ({s.error})",
+            f"could not attach to {s.id}: its sandbox {s.sandbox_id} {why} ({s.error or 'its agent exited'})",
             [
                 f"parhelia containers show {s.container_id}",
                 "parhelia reconciler run",
