@@ -19,6 +19,7 @@ import sys
 import termios
 import time
 
+import anyio
 import pytest
 
 from parhelia.state.agent_activity import activity_cell, attention_items
@@ -27,6 +28,7 @@ from parhelia.workers.sandbox_session import TAG_SESSION
 from tests.fake_modal import FakeModalServer
 from tests.test_cli import assert_coded_error
 from tests.test_incident_modal import modal_cli_env  # noqa: F401 - the fixture
+from tests.test_mcp import ACTOR, call, session  # (stdio_client binds stderr at import)
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -233,3 +235,48 @@ def test_attach_when_modal_shell_fails_is_e601_with_recovery_commands(
     assert "modal shell exited with" in text and "Traceback" not in text
     assert f"parhelia containers show {created['container_id']}" in text
     assert "parhelia session list" in text
+
+
+async def test_dashboard_a_on_a_modal_container_attaches_to_its_session(
+    world, fake_modal, monkeypatch
+):
+    from tests.test_dashboard import make_app, refreshed, table
+
+    created = dispatch(world, monkeypatch, SLEEP)
+    cid, sid = created["container_id"], created["sandbox_id"]
+    [s] = poll(lambda: listed(world))
+    ran = []
+    app = make_app(world.control(), attach_runner=lambda argv: ran.append(argv) or 0)
+    async with app.run_test(size=(150, 45)) as pilot:
+        await refreshed(pilot, app)
+        app.suspend = contextlib.nullcontext  # the headless driver cannot hand over a terminal
+        table(app).select(cid)
+        await pilot.press("a")
+    assert ran == [
+        [PY, "-m", "modal", "shell", sid, "--cmd", f"tmux -L parhelia attach -t ={s['id']}"]
+    ]
+
+
+def test_mcp_session_tools_on_modal(world, fake_modal, monkeypatch):
+    created = dispatch(world, monkeypatch, SLEEP)
+    cid, sid = created["container_id"], created["sandbox_id"]
+    [s] = poll(lambda: listed(world))
+
+    async def body():
+        async with session(world) as mcp:
+            [row] = await call(mcp, "session_list", fields=["id", "backend", "sandbox_id"])
+            assert row == {"id": s["id"], "backend": "modal", "sandbox_id": sid}
+            info = await call(mcp, "session_attach_info", session_id=cid)
+            assert info["command"] == f"parhelia session attach {s['id']}"
+            assert info["tmux_command"] == (
+                f"modal shell {sid} --cmd 'tmux -L parhelia attach -t ={s['id']}'"
+            )
+            done = await call(mcp, "session_kill", session_id=s["id"], confirm=True)
+            assert done["id"] == s["id"]
+
+    anyio.run(body)
+    sb = fake_modal.state.sandboxes[sid]
+    poll(lambda: not sb.running)
+    assert sb.result.exitcode == 129
+    events = world.store().events(container_id=cid)
+    assert any(e.type == "session.killed" and e.actor == ACTOR for e in events)

@@ -306,7 +306,21 @@ def attach_argv(s: SessionInfo) -> list[str]:
             ],
             attempted=f"attach to session {s.id}",
         )
-    return [sys.executable, "-m", "modal", *attach_command(s.sandbox_id, s.id)[1:]]
+    return _modal_shell(s.sandbox_id, s.id)
+
+
+def _modal_shell(sandbox_id: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "modal", *attach_command(sandbox_id, name)[1:]]
+
+
+def container_attach_argv(c) -> list[str] | None:
+    """For the dashboard's `a`: the session the container's tags name, attached as `session
+    attach` does, without reading the sandbox first (the dashboard's thread must not wait on
+    Modal); None when no session is known (a bare shell then)."""
+    name = (c.tags or {}).get(TAG_SESSION)
+    if not name or not c.sandbox_id:
+        return None
+    return _modal_shell(c.sandbox_id, name)
 
 
 def kill(control, s: SessionInfo) -> None:

@@ -373,6 +373,10 @@ def command_text(s: SessionInfo, argv: list[str]) -> str:
 def attach_or_shell_argv(control, ref: str) -> list[str]:
     """For the dashboard's `a`: the container's agent session when it has one, else a shell."""
     c = control.store.get_container(ref)
+    if c.backend == "modal" and c.state in ACTIVE_STATES:
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.container_attach_argv(c) or control.shell_argv(ref)
     if c.state in ACTIVE_STATES and c.sandbox_id:
         for s in SessionService(control).of_container(c):
             if s.state != "ended":
