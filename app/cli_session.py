@@ -1,4 +1,5 @@
-"""`parhelia session list | attach | kill`: the tmux sessions local agents run in (workers/sessions.py)."""
+"""`parhelia session list | attach | kill`: the tmux sessions agents run in, on this machine
+(workers/sessions.py) or in their Modal sandboxes (workers/modal_sessions.py)."""
 
 from __future__ import annotations
 

@@ -134,8 +134,13 @@ def test_a_sandbox_that_does_not_answer_lists_its_session_unknown_in_time(
         assert (hung["id"], hung["container_id"]) == (s["id"], created["container_id"])
         assert hung["state"] == "unknown" and hung["activity"] == "unknown"
         assert hung["error"].startswith("E501") and "did not answer within" in hung["error"]
-        human = world.run("session", "list")
+        execs = len(fake_modal.state.requests["TaskExecStart"])
+        t0 = time.monotonic()
+        human = world.run("session", "list")  # the hung read is not started again: E501 at once
+        assert time.monotonic() - t0 < MARGIN
         assert human.code == 0 and f"{s['id']} could not be read: E501" in human.out
+        assert "an earlier read has not returned yet" in human.out
+        assert len(fake_modal.state.requests["TaskExecStart"]) == execs
         t0 = time.monotonic()
         status = world.run("status", "--no-refresh")  # the view reads sessions: never frozen
         assert time.monotonic() - t0 < 1 + MARGIN and "Traceback" not in status.err

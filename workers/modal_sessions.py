@@ -152,8 +152,8 @@ def _late(sandbox_id: str, timeout: float, why: str) -> ParheliaError:
 def read_sandboxes(
     control, sandbox_ids: list[str], *, with_activity: bool
 ) -> dict[str, SandboxRead | ParheliaError]:
-    """Each sandbox's sessions, or the error that kept them from being read, within the deadline
-    (`READ_CONCURRENCY` sandboxes at a time)."""
+    """Each sandbox's sessions, or the error that kept them from being read, within one deadline
+    for all (`READ_CONCURRENCY` sandboxes at a time; those not read by then are E501)."""
     if not sandbox_ids:
         return {}
     backend, timeout = _modal(control), _timeout(control)
@@ -190,12 +190,12 @@ def read_sandboxes(
             target=read, args=(sid, done), name=f"parhelia-modal-session-{sid}", daemon=True
         ).start()
         started.append((sid, done))
-    waves = -(-len(started) // READ_CONCURRENCY)
-    limit = timeout * max(1, waves)
-    end = time.monotonic() + limit
+    end = time.monotonic() + timeout
     for sid, done in started:
         if not done.wait(max(0.0, end - time.monotonic())):
-            results.setdefault(sid, _late(sid, limit, "abandoned; it may still finish on its own"))
+            results.setdefault(
+                sid, _late(sid, timeout, "abandoned; it may still finish on its own")
+            )
     return {sid: results[sid] for sid in dict.fromkeys(sandbox_ids) if sid in results}
 
 

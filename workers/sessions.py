@@ -9,6 +9,8 @@ Why it looks like this:
   their screen. `SessionService.list` joins the two; the session name is asked of tmux.
 - What an agent is doing is read from its pane (`capture-pane`) and the pane's last output time
   and judged by the pure `state.agent_activity.classify`.
+- Modal agents' sessions are read in their sandboxes (`modal_sessions.py`); `SessionInfo` is the
+  same for both, and attach and kill go by the session's backend.
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ class SessionService:
         return sorted(found, key=lambda s: s.created_at)
 
     def activities(self) -> dict[str, AgentState]:
-        """What each local agent is doing, by container id: for the dashboard's AGENT column and
+        """What each agent (local or Modal) is doing, by container id: for the dashboard's AGENT column and
         its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
         calls per container: run it in a worker thread, every few seconds, not per frame."""
         return {
