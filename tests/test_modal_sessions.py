@@ -120,6 +120,22 @@ def test_kill_asks_first_then_the_agent_and_its_sandbox_end(world, fake_modal, m
     assert_coded_error(r, "E601", f"parhelia containers show {cid}", "modal shell")
 
 
+def test_kill_refuses_a_session_in_another_control_planes_sandbox(world, fake_modal, monkeypatch):
+    created = dispatch(world, monkeypatch, SLEEP)
+    cid, sid = created["container_id"], created["sandbox_id"]
+    [s] = poll(lambda: listed(world))
+    store = world.store()
+    theirs = {**store.get_container(cid).tags, "parhelia_plane": "cp-someone-else"}
+    store.update_container(cid, tags=theirs)
+    r = world.run("session", "kill", s["id"], "--yes")
+    assert_coded_error(r, "E401")
+    assert fake_modal.state.sandboxes[sid].running and listed(world)[0]["state"] == "running"
+    assert not any(
+        "display-message" in " ".join(x.command_args)
+        for x in fake_modal.state.requests["TaskExecStart"]
+    )
+
+
 def test_a_sandbox_that_does_not_answer_lists_its_session_unknown_in_time(
     world, fake_modal, monkeypatch
 ):

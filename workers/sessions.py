@@ -320,6 +320,7 @@ class SessionService:
         if s.backend == "modal":
             from parhelia.workers import modal_sessions
 
+            self.control.owned_container(s.container_id)  # E401: never another plane's sandbox
             modal_sessions.kill(self.control, s)
             self._record_kill(s, actor)
             return s

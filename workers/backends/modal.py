@@ -583,7 +583,7 @@ class ModalBackend:
         try:
             output, code = self._call(attempted, run)
         except ParheliaError:
-            self._forget(sandbox_id)
+            self._handles.pop(sandbox_id, None)  # the next call asks Modal afresh
             raise
         if code == -1:  # the SDK's way of saying the exec missed its deadline
             raise ParheliaError(
