@@ -174,6 +174,7 @@ class FakeModalState:
             self.generation = getattr(self, "generation", 0) + 1  # ends any hung call
             self.run_entrypoints = False
             self.entrypoints: dict[str, subprocess.Popen] = {}
+            self.exec_groups: dict[str, set[int]] = {}  # sandbox id -> its execs' process groups
             self.apps: dict[tuple[str, str], str] = {}
             self.sandboxes: dict[str, FakeSandbox] = {}
             self.images: dict[str, str] = {}
@@ -328,13 +329,37 @@ class FakeModalState:
 
         threading.Thread(target=waiter, name=f"fake-entrypoint-{sid}", daemon=True).start()
 
+    def exec_started(self, sandbox_id: str, pid: int) -> None:
+        """An exec's process (a group of its own): the container's end ends it too. A sandbox
+        that ended meanwhile kills it at once."""
+        with self.lock:
+            sb = self.sandboxes.get(sandbox_id)
+            if sb is not None and sb.running:
+                self.exec_groups.setdefault(sandbox_id, set()).add(pid)
+                return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+    def exec_ended(self, sandbox_id: str, pid: int) -> None:
+        """Its leader is reaped: the group is forgotten unless something it started lives on (a
+        group id is not reused while it has members; the container's end stops them)."""
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            with self.lock:
+                self.exec_groups.get(sandbox_id, set()).discard(pid)
+
     def teardown(self, sandbox_id: str) -> None:
-        """The container is gone: its entrypoint (and everything in its group) and its tmux server."""
+        """The container is gone: its entrypoint, its execs (each with its process group) and its
+        tmux server."""
         with self.lock:
             proc = self.entrypoints.pop(sandbox_id, None) if hasattr(self, "entrypoints") else None
+            groups = self.exec_groups.pop(sandbox_id, set()) if hasattr(self, "exec_groups") else ()
         if proc is not None and proc.poll() is None:
+            groups = {*groups, proc.pid}
+        for group in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
         tmux_dir = os.path.join(self.root, sandbox_id)
         if os.path.isdir(os.path.join(tmux_dir, f"tmux-{os.getuid()}")):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -787,9 +812,12 @@ class _Router:
                     stdin=asyncio.subprocess.DEVNULL,
                     env=env,
                     cwd=os.path.dirname(proc_root),
+                    start_new_session=True,
                 )
+                self.s.exec_started(sb.sandbox_id, p.pid)
                 ex.stdout, ex.stderr = await p.communicate()
                 ex.code = p.returncode
+                self.s.exec_ended(sb.sandbox_id, p.pid)
             except OSError as exc:
                 ex.stderr, ex.code = str(exc).encode(), 127
             ex.done.set()
@@ -821,6 +849,7 @@ class _Router:
             ex.done.set()
             return
         os.close(slave)
+        self.s.exec_started(ex.sandbox_id, p.pid)
         ex.master = master
         loop = asyncio.get_running_loop()
         closed = asyncio.Event()
@@ -839,6 +868,7 @@ class _Router:
         loop.add_reader(master, readable)
         try:
             ex.code = await p.wait()
+            self.s.exec_ended(ex.sandbox_id, p.pid)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed.wait(), 2.0)
         finally:

@@ -61,22 +61,15 @@ done
 exit 0
 """
 
-# $1: the session. Exit 3: no such session; 4: it outlived the hangup and kill-session.
+# $1: the session. Exit 3: no such session. The hangup ends the agent, the entrypoint then ends
+# the sandbox, and this exec with it: so the script answers at once, and the last resort for an
+# agent that ignores the hangup (`kill-session`) waits in the background.
 KILL_SCRIPT = rf"""
 pid=$(tmux -L {SOCKET_NAME} display-message -p -t "=$1:" '#{{pane_pid}}' 2>/dev/null)
 case "$pid" in ''|*[!0-9]*) echo "no session $1" >&2; exit 3;; esac
-kill -HUP -"$pid" 2>/dev/null; kill -CONT -"$pid" 2>/dev/null
-i=0
-while tmux -L {SOCKET_NAME} has-session -t "=$1" 2>/dev/null; do
-  i=$((i+1))
-  if [ $i -gt {KILL_WAIT_SECONDS * 10} ]; then
-    tmux -L {SOCKET_NAME} kill-session -t "=$1" 2>/dev/null
-    sleep 1
-    tmux -L {SOCKET_NAME} has-session -t "=$1" 2>/dev/null && exit 4
-    exit 0
-  fi
-  sleep 0.1 2>/dev/null || sleep 1
-done
+kill -HUP -"$pid" || exit 4
+kill -CONT -"$pid" 2>/dev/null
+( sleep {KILL_WAIT_SECONDS}; tmux -L {SOCKET_NAME} kill-session -t "=$1" ) </dev/null >/dev/null 2>&1 &
 exit 0
 """
 
@@ -324,10 +317,11 @@ def container_attach_argv(c) -> list[str] | None:
 
 
 def kill(control, s: SessionInfo) -> None:
-    """Hang up the agent of the session (SIGHUP to the pane's process group, then `tmux
-    kill-session` if it is still there after KILL_WAIT_SECONDS); the entrypoint then ends and the
-    sandbox with it. E200 when the session is gone, E604 when it survived, E501 past the deadline."""
-    backend, timeout = _modal(control), _timeout(control) + KILL_WAIT_SECONDS + 2
+    """Hang up the agent of the session (SIGHUP to the pane's process group; `tmux kill-session`
+    KILL_WAIT_SECONDS later if it is still there); the entrypoint then ends and the sandbox with
+    it. E200 when the session is gone, E604 when the hangup could not be sent, E501 past the
+    deadline."""
+    backend, timeout = _modal(control), _timeout(control)
     attempted = f"kill session {s.id} in the Modal sandbox {s.sandbox_id}"
     box: dict = {}
     done = threading.Event()
@@ -356,7 +350,7 @@ def kill(control, s: SessionInfo) -> None:
     if code != 0:
         raise ParheliaError(
             "E604",
-            f"the agent of session {s.id} did not stop (kill script exited {code})",
+            f"could not hang up the agent of session {s.id} (kill script exited {code})",
             [f"parhelia containers terminate {s.container_id}", "parhelia session list"],
             attempted=attempted,
         )
