@@ -231,8 +231,8 @@ class SessionService:
         return sorted(found, key=lambda s: s.created_at)
 
     def activities(self) -> dict[str, AgentState]:
-        """What each agent (local or Modal) is doing, by container id: for the dashboard's AGENT column and
-        its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
+        """What each agent (local or Modal) is doing, by container id: for the dashboard's AGENT
+        column and its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
         calls per container: run it in a worker thread, every few seconds, not per frame."""
         return {
             s.container_id: AgentState(
