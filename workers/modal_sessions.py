@@ -149,7 +149,10 @@ def read_sandboxes(
     for all (`READ_CONCURRENCY` sandboxes at a time; those not read by then are E501)."""
     if not sandbox_ids:
         return {}
-    backend, timeout = _modal(control), _timeout(control)
+    try:
+        backend, timeout = _modal(control), _timeout(control)
+    except ParheliaError as exc:  # no Modal to ask: every session is unknown, for this reason
+        return dict.fromkeys(sandbox_ids, exc)
     results: dict[str, SandboxRead | ParheliaError] = {}
     gate = threading.Semaphore(READ_CONCURRENCY)
     started: list[tuple[str, threading.Event]] = []
