@@ -301,3 +301,22 @@ def test_mcp_session_tools_on_modal(world, fake_modal, monkeypatch):
     assert sb.result.exitcode == 129
     events = world.store().events(container_id=cid)
     assert any(e.type == "session.killed" and e.actor == ACTOR for e in events)
+
+
+def test_read_script_output_is_parsed_by_session_with_its_screen():
+    from parhelia.workers.modal_sessions import parse_read
+
+    text = (
+        "now 1764480000\n"
+        "S\tph-t-1-20251130T050000\t1\t1764479000\t1764479990\t0\n"
+        "|line one\n|S\tnot a session line\n|\n"
+        "S\tsomeone-elses\t0\t1764479000\t1764479000\t0\n"
+        "S\tph-t-2-20251130T050100\t0\t1764479100\t\t1\n"
+    )
+    read = parse_read(text)
+    assert [p.name for p in read.panes] == ["ph-t-1-20251130T050000", "ph-t-2-20251130T050100"]
+    first, second = read.panes
+    assert first.attached == 1 and not first.dead and second.dead and second.last_output is None
+    assert read.screens["ph-t-1-20251130T050000"] == "line one\nS\tnot a session line\n\n"
+    assert read.now is not None and (read.now - first.created).total_seconds() == 1000
+    assert parse_read("notmux\n").has_tmux is False and parse_read("notmux\n").panes == []
