@@ -1,4 +1,5 @@
-"""`parhelia session list | attach | kill`: the tmux sessions local agents run in (workers/sessions.py)."""
+"""`parhelia session list | attach | kill`: the tmux sessions agents run in, on this machine
+(workers/sessions.py) or in their Modal sandboxes (workers/modal_sessions.py)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         for s in sessions:
             if s.activity == "waiting":
                 output.echo(f"{s.id} is waiting for input: {s.attach_command}")
+            if s.error:
+                output.echo(f"{s.id} could not be read: {s.error}")
 
     waiting = [s for s in sessions if s.activity == "waiting"]
     actions = [(s.attach_command, f"answer {s.container_id}'s agent") for s in waiting]
@@ -87,11 +90,11 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 @app.command("attach")
 def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> None:
     """Attach this terminal to an agent's session (tmux); detach with Ctrl-b d: the agent goes on."""
-    from parhelia.workers.sessions import SessionService
+    from parhelia.workers.sessions import SessionService, command_text
 
     rt = runtime(ctx, json_out)
     info, argv = SessionService(rt.control).attach_argv(session)
-    command = " ".join(argv)
+    command = command_text(info, argv)
     if rt.json_out or not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ParheliaError(
             "E601",
@@ -105,7 +108,7 @@ def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> Non
     except OSError as exc:
         code, reason = 127, str(exc)
     else:
-        reason = f"tmux attach exited with {code}"
+        reason = f"{'modal shell' if info.backend == 'modal' else 'tmux attach'} exited with {code}"
     if code != 0:
         raise ParheliaError(
             "E601",

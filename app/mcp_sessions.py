@@ -18,7 +18,7 @@ SessionId = Annotated[
 
 def register(tool, call, control) -> None:
     """Add the session tools to a server being built (`tool` and `call` are `build`'s helpers)."""
-    from parhelia.workers.sessions import SessionService
+    from parhelia.workers.sessions import SessionService, command_text
 
     sessions = SessionService(control)
 
@@ -44,7 +44,7 @@ def register(tool, call, control) -> None:
                 "session_id": info.id,
                 "container_id": info.container_id,
                 "command": info.attach_command,
-                "tmux_command": " ".join(argv),
+                "tmux_command": command_text(info, argv),
                 "detach": "Ctrl-b d (the agent goes on)",
                 "activity": info.activity,
             }

@@ -237,7 +237,8 @@ CATALOGUE: dict[str, ErrorEntry] = {
             "E601",
             "Attach failed",
             "A terminal could not be attached to the agent's session or the container: attaching "
-            "needs an interactive terminal, and the session must still be running.",
+            "needs an interactive terminal, and the session must still be running (on Modal its "
+            "sandbox must answer too: `modal shell` opens the terminal there).",
             "parhelia session list",
             "parhelia containers show ID",
             "parhelia containers logs ID",

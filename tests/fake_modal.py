@@ -16,13 +16,22 @@ forever; `after_effect=True` fails only after the RPC has had its effect, e.g. a
 exists though its create "failed"). `exec_hang` makes exec output never arrive. RPCs without a
 handler fail loudly with UNIMPLEMENTED and are recorded in `state.unimplemented`.
 
-Sandbox output: the entrypoint is not run; a test writes what it "prints" with `write_output`
-(stdout or stderr). It is served as Modal serves it: V2 sandboxes through the command router's
+Sandbox output: the entrypoint is not run (unless `run_entrypoints` is set, below); a test writes
+what it "prints" with `write_output` (stdout or stderr). It is served as Modal serves it: V2 sandboxes through the command router's
 `SandboxStdioReadV2` (a byte-offset stream per descriptor that stays open while the sandbox runs,
 ends after the last byte once it has ended, and keeps only the last `output_retained` bytes, as
 Modal does), V1 (GPU) sandboxes through the API's `SandboxGetLogs` (batches with an entry id;
 a long poll of `log_poll_seconds` at most, after which the SDK reconnects with `last_entry_id`;
 a batch with `eof` once the sandbox has ended and everything was sent).
+
+Sessions (issue 19): every exec runs with `TMUX_TMPDIR` set to the sandbox's own directory, so
+`tmux -L parhelia ...` in one sandbox reaches that sandbox's tmux server and no other (nor the
+user's). With `run_entrypoints = True`, a sandbox created from then on runs its entrypoint for real
+in that directory (Parhelia's entrypoint starts the agent in a real tmux session); what it prints
+is its output, its exit ends the sandbox with its code, and terminate (or the end of the test)
+stops it and its tmux server, as the container's end would. An exec with a PTY (`modal shell`,
+`exec(pty=True)`) runs on a real pseudo-terminal of the size the client asked for: its output
+streams while it runs and `TaskExecStdinWrite` types into it.
 """
 
 from __future__ import annotations
@@ -30,14 +39,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import inspect
 import itertools
 import json
 import os
+import pty
 import secrets
 import shutil
+import signal
 import string
+import struct
+import subprocess
 import tempfile
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -135,6 +150,9 @@ class FakeExec:
     stderr: bytes = b""
     code: int | None = None
     done: asyncio.Event | None = None
+    pty: bool = False  # on a terminal: output streams as it comes, input goes in (`master`)
+    master: int | None = None
+    stdin_offset: int = 0  # bytes of input written so far (a retried write is not written twice)
 
 
 class FakeModalState:
@@ -150,8 +168,13 @@ class FakeModalState:
         self.reset()
 
     def reset(self) -> None:
+        for sid in list(getattr(self, "sandboxes", {})):
+            self.teardown(sid)
         with self.lock:
             self.generation = getattr(self, "generation", 0) + 1  # ends any hung call
+            self.run_entrypoints = False
+            self.entrypoints: dict[str, subprocess.Popen] = {}
+            self.exec_groups: dict[str, set[int]] = {}  # sandbox id -> its execs' process groups
             self.apps: dict[tuple[str, str], str] = {}
             self.sandboxes: dict[str, FakeSandbox] = {}
             self.images: dict[str, str] = {}
@@ -249,7 +272,103 @@ class FakeModalState:
             if agent != sb.processes[1]:  # an agent in its tmux session is a process of its own
                 sb.processes[2] = agent
             self.sandboxes[sid] = sb
+            if self.run_entrypoints:
+                self._start_entrypoint(sb)
             return sb
+
+    # -- the sandbox's own machine: its directory, its tmux, its entrypoint ---------------------
+
+    def sandbox_dir(self, sandbox_id: str) -> str:
+        path = os.path.join(self.root, sandbox_id)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def sandbox_env(self, sandbox_id: str) -> dict[str, str]:
+        """What a process in the sandbox sees: PATH, and its own tmux directory."""
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "TMUX_TMPDIR": self.sandbox_dir(sandbox_id),
+            "LANG": "C.UTF-8",
+        }
+
+    def _start_entrypoint(self, sb: FakeSandbox) -> None:
+        sid = sb.sandbox_id
+        proc = subprocess.Popen(
+            list(sb.definition.entrypoint_args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.sandbox_env(sid),
+            cwd=self.sandbox_dir(sid),
+            start_new_session=True,
+        )
+        self.entrypoints[sid] = proc
+
+        def pump(stream, stderr: bool) -> None:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                with self.lock:
+                    if self.sandboxes.get(sid) is sb:
+                        self.write_output(sid, chunk, stderr=stderr)
+
+        readers = [
+            threading.Thread(target=pump, args=(proc.stdout, False), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, True), daemon=True),
+        ]
+
+        def waiter() -> None:
+            for r in readers:
+                r.start()
+            code = proc.wait()
+            for r in readers:
+                r.join(5)
+            code = 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+            with self.lock:
+                if self.sandboxes.get(sid) is sb and sb.running:
+                    self.finish(sid, code=code)
+            self.teardown(sid)
+
+        threading.Thread(target=waiter, name=f"fake-entrypoint-{sid}", daemon=True).start()
+
+    def exec_started(self, sandbox_id: str, pid: int) -> None:
+        """An exec's process (a group of its own): the container's end ends it too. A sandbox
+        that ended meanwhile kills it at once."""
+        with self.lock:
+            sb = self.sandboxes.get(sandbox_id)
+            if sb is not None and sb.running:
+                self.exec_groups.setdefault(sandbox_id, set()).add(pid)
+                return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+    def exec_ended(self, sandbox_id: str, pid: int) -> None:
+        """Its leader is reaped: the group is forgotten unless something it started lives on (a
+        group id is not reused while it has members; the container's end stops them)."""
+        try:
+            os.killpg(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            with self.lock:
+                self.exec_groups.get(sandbox_id, set()).discard(pid)
+
+    def teardown(self, sandbox_id: str) -> None:
+        """The container is gone: its entrypoint, its execs (each with its process group) and its
+        tmux server."""
+        with self.lock:
+            proc = self.entrypoints.pop(sandbox_id, None) if hasattr(self, "entrypoints") else None
+            groups = self.exec_groups.pop(sandbox_id, set()) if hasattr(self, "exec_groups") else ()
+        if proc is not None and proc.poll() is None:
+            groups = {*groups, proc.pid}
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+        tmux_dir = os.path.join(self.root, sandbox_id)
+        if os.path.isdir(os.path.join(tmux_dir, f"tmux-{os.getuid()}")):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["tmux", "-L", "parhelia", "kill-server"],
+                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMUX_TMPDIR": tmux_dir},
+                    capture_output=True,
+                    timeout=5,
+                )
 
     def start_behind_back(
         self,
@@ -300,6 +419,8 @@ class FakeModalState:
         )
         with self.lock:
             self.sandboxes[sandbox_id].result = _RESULT(status=status, exitcode=code)
+        if threading.current_thread().name != f"fake-entrypoint-{sandbox_id}":
+            self.teardown(sandbox_id)
 
     def write_output(self, sandbox_id: str, text: str | bytes, *, stderr: bool = False) -> None:
         """The sandbox's entrypoint prints `text` (to stderr when asked)."""
@@ -312,6 +433,7 @@ class FakeModalState:
         """Modal no longer knows the sandbox at all (NOT_FOUND from then on)."""
         with self.lock:
             self.sandboxes.pop(sandbox_id, None)
+        self.teardown(sandbox_id)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -607,6 +729,7 @@ class _Api:
             existing = sb.result
             if sb.running:
                 sb.result = _RESULT(status=_RESULT.GENERIC_STATUS_TERMINATED)
+        self.s.teardown(sb.sandbox_id)
         return api_pb2.SandboxTerminateResponse(existing_result=existing)
 
     rpc_SandboxTerminate = rpc_SandboxTerminateV2
@@ -671,11 +794,14 @@ class _Router:
         sb = self.s.by_task(req.task_id)
         if not sb.running:
             raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} has finished")
-        ex = FakeExec(sb.sandbox_id, done=asyncio.Event())
+        ex = FakeExec(sb.sandbox_id, done=asyncio.Event(), pty=req.pty_info.enabled)
         with self.s.lock:
             self.s.execs[req.exec_id] = ex
         proc_root = self.s.write_proc(sb)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PARHELIA_PROC_ROOT": proc_root}
+        env = {**self.s.sandbox_env(sb.sandbox_id), "PARHELIA_PROC_ROOT": proc_root}
+        if req.pty_info.enabled:
+            self.s._tasks.add(asyncio.ensure_future(self._run_pty(req, ex, env)))
+            return sr_pb2.TaskExecStartResponse()
 
         async def run() -> None:
             try:
@@ -686,15 +812,94 @@ class _Router:
                     stdin=asyncio.subprocess.DEVNULL,
                     env=env,
                     cwd=os.path.dirname(proc_root),
+                    start_new_session=True,
                 )
+                self.s.exec_started(sb.sandbox_id, p.pid)
                 ex.stdout, ex.stderr = await p.communicate()
                 ex.code = p.returncode
+                self.s.exec_ended(sb.sandbox_id, p.pid)
             except OSError as exc:
                 ex.stderr, ex.code = str(exc).encode(), 127
             ex.done.set()
 
         self.s._tasks.add(asyncio.ensure_future(run()))
         return sr_pb2.TaskExecStartResponse()
+
+    async def _run_pty(self, req, ex: FakeExec, env: dict[str, str]) -> None:
+        """The command on a real pseudo-terminal of the asked size; output kept as it arrives."""
+        info = req.pty_info
+        master, slave = pty.openpty()
+        size = struct.pack("HHHH", info.winsz_rows or 24, info.winsz_cols or 80, 0, 0)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+        env = {**env, "TERM": info.env_term or "xterm"}
+        try:
+            p = await asyncio.create_subprocess_exec(
+                *req.command_args,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=env,
+                cwd=env["TMUX_TMPDIR"],
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(slave)
+            os.close(master)
+            ex.stdout, ex.code = str(exc).encode(), 127
+            ex.done.set()
+            return
+        os.close(slave)
+        self.s.exec_started(ex.sandbox_id, p.pid)
+        ex.master = master
+        loop = asyncio.get_running_loop()
+        closed = asyncio.Event()
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal has closed it
+                data = b""
+            if data:
+                ex.stdout += data
+            else:
+                loop.remove_reader(master)
+                closed.set()
+
+        loop.add_reader(master, readable)
+        try:
+            ex.code = await p.wait()
+            self.s.exec_ended(ex.sandbox_id, p.pid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), 2.0)
+        finally:
+            loop.remove_reader(master)
+            ex.master = None
+            os.close(master)
+            ex.done.set()
+
+    async def rpc_TaskExecStdinWrite(self, req, md):
+        """Typing into a pty exec: bytes from `offset` on (a retried write is not typed twice)."""
+        ex = self.s.execs.get(req.exec_id)
+        if ex is None:
+            raise GRPCError(Status.NOT_FOUND, f"exec {req.exec_id} not found")
+        data = req.data[max(0, ex.stdin_offset - req.offset) :]
+        if data and ex.master is not None:
+            with contextlib.suppress(OSError):
+                os.write(ex.master, data)
+        ex.stdin_offset = max(ex.stdin_offset, req.offset + len(req.data))
+        return sr_pb2.TaskExecStdinWriteResponse()
+
+    async def _streamed(self, ex: FakeExec, fd: int, offset: int):
+        """A pty exec's output from `offset`, as it arrives, until the command has ended."""
+        while True:
+            done = ex.done.is_set()
+            data = ex.stdout if fd == sr_pb2.TASK_EXEC_STDIO_FILE_DESCRIPTOR_STDOUT else b""
+            for i in range(offset, len(data), 16384):
+                yield sr_pb2.TaskExecStdioReadResponse(data=data[i : i + 16384])
+            offset = max(offset, len(data))
+            if done or self.s._stopping:
+                return
+            await asyncio.sleep(0.01)  # the fake's own loop waiting for output
 
     async def _finished(self, exec_id: str) -> FakeExec:
         ex = self.s.execs.get(exec_id)
@@ -706,6 +911,9 @@ class _Router:
         return ex
 
     async def rpc_TaskExecStdioRead(self, req, md):
+        ex = self.s.execs.get(req.exec_id)
+        if ex is not None and ex.pty:
+            return self._streamed(ex, req.file_descriptor, req.offset)
         ex = await self._finished(req.exec_id)
         data = (
             ex.stdout
@@ -811,6 +1019,8 @@ class FakeModalServer:
         if self._loop is None or self._server is None:
             return
         self.state._stopping = True
+        for sid in list(self.state.sandboxes):
+            self.state.teardown(sid)
 
         async def shutdown() -> None:
             for task in list(self.state._tasks):

@@ -57,8 +57,14 @@ def test_create_passes_resources_tags_image_and_secrets(backend, fake_modal):
     )
     sb = fake_modal.state.sandboxes[info.sandbox_id]
     assert info.backend == "modal" and info.running and info.container_id == "c-0001"
-    assert sb.tags == {"parhelia": "1", "parhelia_container": "c-0001", "parhelia_task": "t-0001"}
     entry = list(sb.definition.entrypoint_args)
+    assert sb.tags == {  # the agent's session is named in a tag too (issue 19)
+        "parhelia": "1",
+        "parhelia_container": "c-0001",
+        "parhelia_task": "t-0001",
+        "parhelia_session": entry[4],
+    }
+    assert info.tags == sb.tags
     assert entry[:2] == ["sh", "-c"] and entry[-3:] == ["claude", "-p", "fix it"]
     assert agent_argv(entry) == ["claude", "-p", "fix it"]  # in a tmux session (issue 19)
     assert re.fullmatch(r"ph-t-0001-\d{8}T\d{6}", entry[4])

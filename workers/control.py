@@ -144,12 +144,13 @@ class ControlPlane(Dispatching):
             reconcile_interval=self.settings.reconciler.interval_seconds,
             backend_label=self.default_backend,
         )
-        if any(c.is_active and c.backend == "local" for c in view.containers):
+        if any(c.is_active and c.backend in ("local", "modal") for c in view.containers):
             view = replace(view, agents_waiting=self._agents_waiting())
         return view
 
     def _agents_waiting(self) -> list:
-        """Local agents waiting for their user (read from their tmux panes), at most every
+        """Agents waiting for their user (read from their tmux panes, here or in their Modal
+        sandboxes, each Modal read within the deadline), at most every
         AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. A session that
         cannot be read is no reason to fail the view."""
         from parhelia.state.agent_activity import attention_items

@@ -18,6 +18,9 @@ from __future__ import annotations
 import shlex
 
 SOCKET_NAME = "parhelia"
+# The sandbox's tag naming its agent's session: the store keeps it with the container's tags, so a
+# session whose sandbox does not answer is still listed (`workers/modal_sessions.py`).
+TAG_SESSION = "parhelia_session"
 MARK = "parhelia-session"  # the entrypoint's $0
 # An image step: Debian-based images get tmux; any other image builds unchanged (no session).
 TMUX_INSTALL = (

@@ -9,6 +9,8 @@ Why it looks like this:
   their screen. `SessionService.list` joins the two; the session name is asked of tmux.
 - What an agent is doing is read from its pane (`capture-pane`) and the pane's last output time
   and judged by the pure `state.agent_activity.classify`.
+- Modal agents' sessions are read in their sandboxes (`modal_sessions.py`); `SessionInfo` is the
+  same for both, and attach and kill go by the session's backend.
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ class SessionInfo:
     task_id: str | None
     backend: str
     sandbox_id: str
-    state: str  # running | attached | ended
+    state: str  # running | attached | ended | unknown (its sandbox did not answer: `error`)
     container_state: str
     attached_clients: int
     created_at: datetime
@@ -195,6 +197,7 @@ class SessionInfo:
     activity_detail: str
     attach_command: str
     socket: str = field(repr=False, default="")
+    error: str | None = None  # why the session could not be read (state "unknown"), code first
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "socket"}
@@ -217,20 +220,19 @@ class SessionService:
         return Path(root) if root is not None else None
 
     def list(self, *, with_activity: bool = True) -> list[SessionInfo]:
-        root = self._local_root()
-        if root is None or not tmux_available():
-            return []
+        from parhelia.workers import modal_sessions
+
+        active = self.control.store.active_containers()
         now = self.control.clock()
-        found = [
-            s
-            for c in self.control.store.active_containers()
-            for s in self._sessions_of(c, root, now, with_activity)
-        ]
+        found = modal_sessions.sessions_of(self.control, active, now, with_activity=with_activity)
+        root = self._local_root() if any(c.backend == "local" for c in active) else None
+        if root is not None and tmux_available():
+            found += [s for c in active for s in self._sessions_of(c, root, now, with_activity)]
         return sorted(found, key=lambda s: s.created_at)
 
     def activities(self) -> dict[str, AgentState]:
-        """What each local agent is doing, by container id: for the dashboard's AGENT column and
-        its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
+        """What each agent (local or Modal) is doing, by container id: for the dashboard's AGENT
+        column and its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
         calls per container: run it in a worker thread, every few seconds, not per frame."""
         return {
             s.container_id: AgentState(
@@ -242,6 +244,11 @@ class SessionService:
 
     def of_container(self, c, *, with_activity: bool = False) -> list[SessionInfo]:
         """One container's sessions: a single tmux call, for the dashboard's `a`."""
+        if c.backend == "modal":
+            from parhelia.workers import modal_sessions
+
+            now = self.control.clock()
+            return modal_sessions.sessions_of(self.control, [c], now, with_activity=with_activity)
         root = self._local_root()
         if root is None or not tmux_available():
             return []
@@ -302,7 +309,7 @@ class SessionService:
 
     def attach_argv(self, ref: str) -> tuple[SessionInfo, list[str]]:
         s = self.get(ref)
-        return s, attach_argv(Path(s.socket), s.id)
+        return s, session_argv(s)
 
     def kill(self, ref: str, *, actor: str = "user") -> SessionInfo:
         """Hang up the session's agent, as closing its terminal would (SIGHUP to the pane's
@@ -310,6 +317,13 @@ class SessionService:
         stops the session and the sandbox ends. `tmux kill-session` alone would signal only that
         shell, which waits for the agent."""
         s = self.get(ref)
+        if s.backend == "modal":
+            from parhelia.workers import modal_sessions
+
+            self.control.owned_container(s.container_id)  # E401: never another plane's sandbox
+            modal_sessions.kill(self.control, s)
+            self._record_kill(s, actor)
+            return s
         socket = Path(s.socket)
         shown = tmux(socket, "display-message", "-p", "-t", f"={s.id}:", "#{pane_pid}")
         pid = shown.stdout.strip()
@@ -326,6 +340,10 @@ class SessionService:
                     [f"parhelia containers terminate {s.container_id}", "parhelia session list"],
                     attempted=f"kill session {s.id}",
                 ) from exc
+        self._record_kill(s, actor)
+        return s
+
+    def _record_kill(self, s: SessionInfo, actor: str) -> None:
         with contextlib.suppress(ParheliaError):  # the kill happened; a busy store must not hide it
             self.control.store.add_event(
                 EventType.SESSION_KILLED,
@@ -335,16 +353,37 @@ class SessionService:
                 container_id=s.container_id,
                 task_id=s.task_id,
             )
-        return s
+
+
+def session_argv(s: SessionInfo) -> list[str]:
+    """The argv that attaches this terminal to the session: tmux here, `modal shell` on Modal."""
+    if s.backend == "modal":
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.attach_argv(s)
+    return attach_argv(Path(s.socket), s.id)
+
+
+def command_text(s: SessionInfo, argv: list[str]) -> str:
+    """The attach command as a person would type it (`modal shell …` rather than python -m)."""
+    if s.backend == "modal":
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.command_text(s)
+    return " ".join(argv)
 
 
 def attach_or_shell_argv(control, ref: str) -> list[str]:
     """For the dashboard's `a`: the container's agent session when it has one, else a shell."""
     c = control.store.get_container(ref)
+    if c.backend == "modal" and c.state in ACTIVE_STATES:
+        from parhelia.workers import modal_sessions
+
+        return modal_sessions.container_attach_argv(c) or control.shell_argv(ref)
     if c.state in ACTIVE_STATES and c.sandbox_id:
         for s in SessionService(control).of_container(c):
             if s.state != "ended":
-                return attach_argv(Path(s.socket), s.id)
+                return session_argv(s)
     return control.shell_argv(ref)
 
 

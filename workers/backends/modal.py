@@ -308,6 +308,7 @@ class ModalBackend:
             image = modal.Image.from_registry(image_ref) if image_ref else modal.Image.debian_slim()
             image = image.run_commands(sandbox_session.TMUX_INSTALL)  # the agent runs in tmux
         session = session_name(spec.task_id or spec.container_id, utcnow())
+        tags = {**spec.tags, sandbox_session.TAG_SESSION: session}
         names = list(dict.fromkeys([*self.settings.secrets, *spec.secrets]))
         env_name = self.settings.environment or None
         secrets = [modal.Secret.from_name(n, environment_name=env_name) for n in names]
@@ -330,11 +331,11 @@ class ModalBackend:
             region=spec.region or None,
             timeout=spec.timeout_seconds,
             idle_timeout=idle,
-            tags=spec.tags,
+            tags=tags,
             client=self.client(),
         )
         return SandboxInfo(
-            sandbox_id=sb.object_id, backend=self.name, tags=dict(spec.tags), created_at=utcnow()
+            sandbox_id=sb.object_id, backend=self.name, tags=tags, created_at=utcnow()
         )
 
     def snapshot_workspace(self, sandbox_id: str) -> WorkspaceSnapshot:
@@ -556,6 +557,42 @@ class ModalBackend:
             if isinstance(exc, ParheliaError):
                 raise
             raise map_modal_error(exc, attempted) from exc
+
+    def exec_script(
+        self, sandbox_id: str, script: str, *args: str, attempted: str
+    ) -> tuple[str, int]:
+        """Run a POSIX sh `script` with `args` in the running sandbox: its stdout and exit code.
+        E205 when the sandbox has ended or Modal does not know it; E501 when the exec misses
+        `exec_timeout_seconds` (the caller bounds the calls before it: `modal_sessions`)."""
+        sb = self._probe_handle(sandbox_id, attempted)
+        if sb.returncode is not None:
+            self._forget(sandbox_id)
+            raise ParheliaError(
+                "E205",
+                f"{sandbox_id} has ended (exit code {sb.returncode})",
+                ["parhelia reconciler run", "parhelia containers list"],
+                attempted=attempted,
+            )
+
+        def run() -> tuple[str, int]:
+            proc = sb.exec(
+                "sh", "-c", script, "parhelia-session", *args, timeout=self.exec_timeout_seconds
+            )
+            return proc.stdout.read(), proc.wait()
+
+        try:
+            output, code = self._call(attempted, run)
+        except ParheliaError:
+            self._handles.pop(sandbox_id, None)  # the next call asks Modal afresh
+            raise
+        if code == -1:  # the SDK's way of saying the exec missed its deadline
+            raise ParheliaError(
+                "E501",
+                f"{attempted}: no answer within {self.exec_timeout_seconds} s",
+                ["parhelia session list", f"modal shell {sandbox_id}"],
+                attempted=attempted,
+            )
+        return output, code
 
     def shell_argv(self, sandbox_id: str) -> list[str]:
         """`modal shell sb-…` execs a shell in a running sandbox (modal 1.6 accepts sandbox ids)."""
