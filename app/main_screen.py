@@ -156,7 +156,7 @@ class MainScreen(Screen[None]):
         now = view.generated_at
         with self.app.batch_update():
             table = self.query_one(ContainersTable)
-            table.show(containers, now, rows)
+            table.show(containers, now, rows, view.agents)
             if self._select_after_refresh and table.select(self._select_after_refresh):
                 self._select_after_refresh = None
             self.query_one(EventsLog).show(view.events, now)

@@ -26,6 +26,7 @@ import pytest
 
 from parhelia.state.agent_activity import activity_cell, attention_items
 from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.widgets.containers_table import ContainersTable
 from parhelia.workers import sessions
 from parhelia.workers.backends.base import SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
@@ -229,6 +230,28 @@ def test_session_list_shows_the_agent_and_what_it_is_doing(parhelia_env, monkeyp
     backend = parhelia_env.backend()
     [info] = backend.list()
     assert "answered y" in backend.read_log(info.sandbox_id).text
+
+
+async def test_the_containers_pane_shows_what_the_agent_is_doing(parhelia_env, monkeypatch):
+    """The AGENT column (dashboard and `tui --once`) reads the same sessions `session list` does:
+    an agent asking a question is `waiting!`, and other rows without a session show `-`."""
+    from tests.test_dashboard import SIZE, cell, make_app, refreshed
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, ASK)["container_id"]
+    poll(lambda: [s for s in listed(parhelia_env) if s["activity"] == "waiting"])
+    control = parhelia_env.control()
+    view = control.dashboard()
+    assert activity_cell(view.agents[cid]) == "waiting!"
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        assert cell(app, cid, "agent") == "waiting!"
+        assert "yellow" in str(app.query_one(ContainersTable).get_cell(cid, "agent").style)
+    once = parhelia_env.run("tui", "--once", "--no-refresh", "--width", "120")
+    header = next(line for line in once.out.splitlines() if line.startswith("ID "))
+    row = next(line for line in once.out.splitlines() if line.startswith(cid))
+    assert "AGENT" in header and "waiting!" in row, once.out
 
 
 def test_unknown_session_is_e200_with_recovery_commands(parhelia_env):
