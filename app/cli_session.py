@@ -113,9 +113,20 @@ def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> Non
             ["parhelia session list", command, f"parhelia containers show {info.container_id}"],
             attempted=f"attach to session {info.id}",
         )
+    if not SessionService.still_running(info):
+        output.echo(f"Session {info.id} has ended (its agent finished while attached).")
+        return
     output.echo(
         f"Detached from {info.id}; its agent goes on. Again: parhelia session attach {info.id}"
     )
+    from parhelia.workers.checkpoints import checkpoint_on_detach
+
+    taken = checkpoint_on_detach(rt.control, info.container_id, info.id)  # E600 on failure
+    if taken is not None:
+        output.echo(
+            f"Checkpoint {taken.id} of {info.container_id} taken on detach "
+            f"({taken.files} files). See: parhelia checkpoint list --container {info.container_id}"
+        )
 
 
 @app.command("kill")

@@ -313,6 +313,109 @@ def test_attach_through_a_terminal_and_detach_leaves_the_agent_running(parhelia_
     assert after["id"] == s["id"] and after["attached_clients"] == 0 and after["state"] == "running"
 
 
+WRITE_NOTES = (
+    "import os, pathlib, time; pathlib.Path('notes.txt').write_text('kept on detach\\n');"
+    "print('pid', os.getpid(), flush=True); time.sleep(60)"
+)
+
+
+def attach_then_detach(env, session_id: str, socket: str) -> tuple[int, str]:
+    """`parhelia session attach` in a pty; once its client is on, tmux detaches it from outside
+    (`detach-client -s`, as another terminal would); (its exit code, what it printed)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [PY, "-m", "parhelia.app", "session", "attach", session_id],
+        stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+        env={**env.env, "TERM": "xterm"}, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def read_some() -> None:
+        nonlocal seen
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen += chunk
+
+    try:
+        poll(lambda: read_some() or listed(env)[0]["attached_clients"] == 1)
+        subprocess.run(
+            ["tmux", "-S", socket, "detach-client", "-s", session_id], check=True, timeout=10
+        )
+        poll(lambda: read_some() or proc.poll() is not None, seconds=60)
+        read_some()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_detach_takes_a_checkpoint_when_configured(parhelia_env, monkeypatch):
+    """`[checkpoint] on_detach = true`: detaching from `session attach` keeps the workspace (a
+    file the agent wrote is in it), trigger "detach"; the agent goes on."""
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    created = dispatch(parhelia_env, WRITE_NOTES)
+    cid = created["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    poll(lambda: (parhelia_env.sandbox_root / created["sandbox_id"] / "notes.txt").exists())
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 0, seen
+    assert f"Detached from {s['id']}" in seen and "taken on detach" in seen, seen
+    [ck] = list_checkpoints(parhelia_env.store(), container=cid)
+    assert ck.trigger == "detach" and s["id"] in ck.note and ck.files == 1
+    assert ck.id in seen
+    [after] = listed(parhelia_env)  # the agent goes on
+    assert after["id"] == s["id"] and after["state"] == "running"
+    restored = parhelia_env.ok("checkpoint", "restore", ck.id, "--yes")
+    notes = parhelia_env.sandbox_root / restored["sandbox_id"] / "notes.txt"
+    assert poll(lambda: notes.exists() and notes.read_text()) == "kept on detach\n"
+
+
+def test_a_failed_checkpoint_on_detach_is_e600_and_the_agent_goes_on(parhelia_env, monkeypatch):
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    (parhelia_env.sandbox_root.parent / "checkpoints").write_text("not a directory")
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 1 and f"Detached from {s['id']}" in seen
+    assert "Error E600" in seen and "on detach" in seen, seen
+    assert f"parhelia checkpoint create {cid}" in seen
+    assert f"parhelia session attach {s['id']}" in seen
+    assert list_checkpoints(parhelia_env.store()) == []
+    [ev] = parhelia_env.store().events(types=["checkpoint.failed"])
+    assert ev.container_id == cid and ev.level == "error"
+    [after] = listed(parhelia_env)  # never kills the session
+    assert after["id"] == s["id"] and after["state"] == "running"
+
+
+def test_detach_takes_no_checkpoint_by_default(parhelia_env, monkeypatch):
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    dispatch(parhelia_env, SLEEP)
+    [s] = poll(lambda: listed(parhelia_env))
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 0 and f"Detached from {s['id']}" in seen and "checkpoint" not in seen.lower()
+    assert list_checkpoints(parhelia_env.store()) == []
+
+
 def test_kill_asks_first_then_ends_the_agent_and_its_sandbox(parhelia_env, monkeypatch):
     monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
     created = dispatch(parhelia_env, SLEEP)

@@ -165,11 +165,48 @@ def checkpoint_before_terminate(
     return None
 
 
-def _record_quietly(control: ControlPlane, container_id: str, actor: str, why: str) -> None:
+def checkpoint_on_detach(
+    control: ControlPlane, container_id: str, session_id: str, *, actor: str = "user"
+) -> Checkpoint | None:
+    """A checkpoint when a user detaches from an agent's session (the agent goes on), when
+    `[checkpoint] on_detach`. A failure is E600 (with its event), naming the commands to take it
+    by hand or look again; it touches nothing of the session."""
+    if not control.settings.checkpoint.on_detach:
+        return None
+    try:
+        return create_checkpoint(
+            control,
+            container_id,
+            trigger="detach",
+            actor=actor,
+            note=f"on detach from {session_id}",
+        )
+    except Exception as exc:
+        if not isinstance(exc, ParheliaError) or exc.code != "E600":
+            why = exc.message if isinstance(exc, ParheliaError) else f"{type(exc).__name__}: {exc}"
+            _record_quietly(control, container_id, actor, why, when="on detach")
+            message = f"checkpoint of {container_id} on detach failed: {why}"
+        else:
+            message = f"{exc.message} (on detach; the agent goes on)"
+        raise ParheliaError(
+            "E600",
+            message,
+            [
+                f"parhelia checkpoint create {container_id}",
+                f"parhelia session attach {session_id}",
+                f"parhelia events list --container {container_id} --type checkpoint.failed",
+            ],
+            attempted=f"checkpoint {container_id} on detach from {session_id}",
+        ) from exc
+
+
+def _record_quietly(
+    control: ControlPlane, container_id: str, actor: str, why: str, when: str = "before terminate"
+) -> None:
     with contextlib.suppress(Exception):  # never raises: the terminate must go ahead
         control.store.add_event(
             EventType.CHECKPOINT_FAILED,
-            f"E600 checkpoint of {container_id} before terminate failed: {why}",
+            f"E600 checkpoint of {container_id} {when} failed: {why}",
             level=EventLevel.ERROR,
             source=SOURCES.get(actor, EventSource.USER),
             actor=actor,

@@ -301,6 +301,12 @@ class SessionService:
             attempted=f"find session {ref}",
         )
 
+    @staticmethod
+    def still_running(s: SessionInfo) -> bool:
+        """Whether the session is there with its agent alive: after `tmux attach` returns, this
+        tells a detach (the agent goes on) from the agent's end."""
+        return any(p.name == s.id and not p.dead for p in read_sessions(Path(s.socket)))
+
     def attach_argv(self, ref: str) -> tuple[SessionInfo, list[str]]:
         s = self.get(ref)
         return s, attach_argv(Path(s.socket), s.id)
