@@ -136,7 +136,10 @@ or the session.
 
   parhelia checkpoint create ID --note "before the refactor"
   parhelia checkpoint list --container ID | diff A B --patch | restore CK
-  parhelia checkpoint cleanup       past [checkpoint] keep (10) per container""",
+  parhelia checkpoint cleanup --dry-run    what retention would delete, and the bytes freed
+Each container keeps its newest [checkpoint] keep (10); a new checkpoint past that deletes the
+oldest (never the newest, never one a live container was restored from) and the archive files
+no kept checkpoint shares. `checkpoint cleanup` (alias prune) applies it to every container.""",
     "mcp": """\
 `parhelia mcp serve` is an MCP server: Claude Code (or any MCP client) sees and controls the fleet
 through the same control plane as this CLI, with the same data as --json. Register it once:
