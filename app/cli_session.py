@@ -162,3 +162,85 @@ def kill(
         human=f"Killed session {done.id}; container {done.container_id} is ending.",
         next_actions=[(f"parhelia containers show {done.container_id}", "how it ended")],
     )
+
+
+@app.command("hook")
+def hook(
+    ctx: typer.Context,
+    event: Annotated[
+        str | None,
+        typer.Argument(
+            help="The Claude Code hook event (Notification, Stop, UserPromptSubmit, PreToolUse...); "
+            "default: the hook_event_name of the JSON on stdin."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What Claude Code's hooks call: record what the agent of this session is doing.
+
+    Silent (a hook's output can reach the agent's context) and a no-op outside a Parhelia
+    session (no PARHELIA_CONTAINER_ID). `parhelia session hooks-config` prints the settings."""
+    import json
+    import os
+
+    from parhelia.state.timeutil import utcnow
+    from parhelia.workers.agent_hooks import CONTAINER_ENV, SESSION_ENV, activity_of, record_hook
+
+    rt = runtime(ctx, json_out)
+    payload: dict = {}
+    if not sys.stdin.isatty():
+        try:
+            payload = json.loads(sys.stdin.read() or "{}")
+        except (OSError, ValueError):  # no readable stdin, or not JSON: the argument decides
+            payload = {}
+        payload = payload if isinstance(payload, dict) else {}
+    name = event or payload.get("hook_event_name")
+    if not name:
+        raise ParheliaError(
+            "E102",
+            "which hook event? Give it (parhelia session hook Notification) or pipe Claude "
+            "Code's hook JSON with hook_event_name",
+            ["parhelia session hook Notification", "parhelia session hooks-config"],
+        )
+    activity_of(str(name))  # E101 for an event Parhelia does not read
+    container = os.environ.get(CONTAINER_ENV)
+    recorded = None
+    if container:
+        message = payload.get("message")
+        recorded = record_hook(
+            rt.store,
+            container,
+            str(name),
+            session_id=os.environ.get(SESSION_ENV),
+            message=message if isinstance(message, str) else None,
+            now=utcnow(),
+        )
+    if rt.json_out:
+        output.success(
+            {
+                "container_id": container,
+                "event": name,
+                "recorded": recorded is not None,
+                "activity": recorded.new_value if recorded is not None else None,
+            },
+            json_out=True,
+        )
+
+
+@app.command("hooks-config")
+def hooks_config(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The Claude Code settings (.claude/settings.json) whose hooks tell Parhelia what each agent
+    is doing: waiting for input (Notification), idle (Stop), working (UserPromptSubmit,
+    PreToolUse). Merge its "hooks" into your project's or user's settings."""
+    import json
+
+    from parhelia.workers.agent_hooks import hooks_config as config
+
+    rt = runtime(ctx, json_out)
+    doc = config()
+    output.success(
+        doc,
+        json_out=rt.json_out,
+        human=json.dumps(doc, indent=2),
+        next_actions=[("parhelia session list", "see each agent's activity (source: hook)")],
+    )

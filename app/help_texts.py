@@ -125,7 +125,12 @@ agent waiting for you is an attention reason, with the command that attaches.
 
   parhelia session list             id, container, task, state, clients, age, activity
   parhelia session attach ID        this terminal on the agent's session; Ctrl-b d detaches
-  parhelia session kill ID          the agent gets a hangup and its sandbox ends (asks first)""",
+  parhelia session kill ID          the agent gets a hangup and its sandbox ends (asks first)
+  parhelia session hooks-config     Claude Code hooks that report the activity without the pane
+Merge the printed "hooks" into .claude/settings.json: Claude Code then calls
+`parhelia session hook EVENT` (Notification: waiting, Stop: idle, UserPromptSubmit and
+PreToolUse: working) inside the session, which records it for its container
+(PARHELIA_CONTAINER_ID); a hook's word younger than 5 minutes wins over the pane's.""",
     "checkpoints": """\
 A checkpoint keeps an agent's workspace: locally a content-addressed archive under the data dir
 (each distinct file stored once), on Modal a filesystem snapshot image. Taken on demand (`d` in

@@ -118,6 +118,8 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "session list": ["session", "list"],
         "session attach": ["session", "attach", container_id],  # a terminal: tests/test_sessions.py
         "session kill": ["session", "kill", container_id, "--yes"],  # tests/test_sessions.py
+        "session hook": ["session", "hook", "Stop"],  # outside a session: a no-op
+        "session hooks-config": ["session", "hooks-config"],
     }
 
 

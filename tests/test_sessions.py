@@ -254,6 +254,93 @@ async def test_the_containers_pane_shows_what_the_agent_is_doing(parhelia_env, m
     assert "AGENT" in header and "waiting!" in row, once.out
 
 
+def run_hook(env, event: str | None, container: str | None, payload: dict | None = None):
+    """`parhelia session hook EVENT` as Claude Code runs it: a subprocess in the agent's
+    environment (its container id set by the session), the hook's JSON on stdin."""
+    import json
+
+    child = {**env.env}
+    child.pop("PARHELIA_CONTAINER_ID", None)
+    if container:
+        child["PARHELIA_CONTAINER_ID"] = container
+    return subprocess.run(
+        [PY, "-m", "parhelia.app", "session", "hook", *([event] if event else [])],
+        input=json.dumps(payload or {}), capture_output=True, text=True, env=child, timeout=60,
+    )  # fmt: skip
+
+
+def test_claude_code_hooks_say_what_the_agent_does(parhelia_env, monkeypatch):
+    """A Notification hook makes the agent `waiting` at once (session list, the AGENT column,
+    the attention list), a Stop hook `idle`; the pane's heuristic would say otherwise."""
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    assert s["activity"] != "waiting" and s["activity_source"] == "pane"
+    said = run_hook(
+        parhelia_env,
+        None,  # the event from the hook's JSON, as Claude Code sends it
+        cid,
+        {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"},
+    )
+    assert (said.returncode, said.stdout) == (0, ""), said.stderr  # silent: stdout reaches Claude
+    [s] = listed(parhelia_env)
+    assert (s["activity"], s["activity_source"]) == ("waiting", "hook")
+    assert "permission to use Bash" in s["activity_detail"]
+    control = parhelia_env.control()
+    view = control.dashboard()
+    assert activity_cell(view.agents[cid]) == "waiting!"
+    assert any(a.command == f"parhelia session attach {s['id']}" for a in view.attention())
+    # the same word again soon writes nothing; a new word is read at once (no 3 s cache)
+    assert run_hook(parhelia_env, "Notification", cid).returncode == 0
+    assert len(parhelia_env.store().events(types=["agent.activity"])) == 1
+    assert run_hook(parhelia_env, "Stop", cid).returncode == 0
+    assert activity_cell(control.dashboard().agents[cid]) == "idle"
+    [ev, _] = parhelia_env.store().events(types=["agent.activity"])
+    assert (ev.old_value, ev.new_value, ev.details["hook"]) == ("waiting", "idle", "Stop")
+    assert run_hook(parhelia_env, "PreToolUse", cid).returncode == 0
+    assert listed(parhelia_env)[0]["activity"] == "working"
+
+
+def test_a_hook_outside_a_session_does_nothing_and_a_wrong_event_is_e101(parhelia_env):
+    quiet = run_hook(parhelia_env, "Stop", None)
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert parhelia_env.store().events(types=["agent.activity"]) == []
+    wrong = run_hook(parhelia_env, "Notifcation", "c-12345678")
+    assert wrong.returncode == 1 and "E101" in wrong.stderr and "Notification" in wrong.stderr
+    unknown = run_hook(parhelia_env, "Stop", "c-00000000")
+    assert unknown.returncode == 1 and "E204" in unknown.stderr
+
+
+def test_a_stale_hook_gives_way_to_the_pane(parhelia_env, monkeypatch):
+    from datetime import timedelta
+
+    from parhelia.state.agent_activity import HOOK_FRESH_SECONDS
+    from parhelia.state.timeutil import utcnow
+    from parhelia.workers.agent_hooks import record_hook
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    poll(lambda: listed(parhelia_env))
+    long_ago = utcnow() - timedelta(seconds=HOOK_FRESH_SECONDS + 5)
+    record_hook(parhelia_env.store(), cid, "Notification", now=long_ago)
+    [s] = listed(parhelia_env)
+    assert s["activity_source"] == "pane" and s["activity"] != "waiting"
+
+
+def test_hooks_config_is_claude_codes_settings_shape(parhelia_env):
+    import json
+
+    doc = parhelia_env.ok("session", "hooks-config")
+    hooks = doc["hooks"]
+    assert set(hooks) == {"Notification", "Stop", "UserPromptSubmit", "PreToolUse"}
+    assert hooks["PreToolUse"][0]["matcher"] == "*"
+    for event, [entry] in hooks.items():
+        [h] = entry["hooks"]
+        assert h["type"] == "command" and h["command"].endswith(f"session hook {event}")
+    human = parhelia_env.run("session", "hooks-config").out
+    assert json.loads(human) == doc  # pasteable as it is
+
+
 def test_unknown_session_is_e200_with_recovery_commands(parhelia_env):
     for verb in ("attach", "kill"):
         r = parhelia_env.run("session", verb, "ph-nope")

@@ -79,7 +79,8 @@ class ControlPlane(Dispatching):
         self._backends: dict[str, Backend] = dict(backends or {})
         self._loops = None
         self._runner = None
-        self._agents_read: tuple[float, dict] | None = None  # (when, agents by container id)
+        # (when, agents by container id, newest hook event id): see `_agents`
+        self._agents_read: tuple[float, dict, int | None] | None = None
 
     # -- backends and money ---------------------------------------------------------------
 
@@ -149,24 +150,26 @@ class ControlPlane(Dispatching):
             from parhelia.state.agent_activity import attention_items
 
             ids = {c.id for c in local}
-            agents = {k: a for k, a in self._agents(local).items() if k in ids}
+            # a hook's new word (an agent.activity event in this view) is read at once
+            said = max((e.id for e in view.events if e.type == "agent.activity"), default=None)
+            agents = {k: a for k, a in self._agents(local, said).items() if k in ids}
             view = replace(view, agents=agents, agents_waiting=attention_items(agents.values()))
         return view
 
-    def _agents(self, containers: list[ContainerView]) -> dict:
+    def _agents(self, containers: list[ContainerView], said: int | None = None) -> dict:
         """What the local agents are doing (read from their tmux panes), by container id, at most
         every AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. The
         view's own containers are passed, so the store is not asked again. A session that cannot
         be read is no reason to fail the view: the last reading stays."""
         from parhelia.workers.sessions import SessionService
 
-        now = time.monotonic()
-        if self._agents_read is None or now - self._agents_read[0] >= AGENT_READ_SECONDS:
+        now, last = time.monotonic(), self._agents_read
+        if last is None or now - last[0] >= AGENT_READ_SECONDS or said != last[2]:
             try:
                 agents = SessionService(self).activities(containers)
             except Exception:
-                agents = self._agents_read[1] if self._agents_read else {}
-            self._agents_read = (now, agents)
+                agents = last[1] if last else {}
+            self._agents_read = (now, agents, said)
         return self._agents_read[1]
 
     def container_detail(self, ref: str) -> ContainerDetail:

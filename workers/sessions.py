@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from parhelia.state.agent_activity import Activity, AgentState, classify
+from parhelia.state.agent_activity import Activity, AgentState, classify, merged
 from parhelia.state.enums import ACTIVE_STATES, EventSource
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_types import EventType
@@ -194,6 +194,7 @@ class SessionInfo:
     activity: str
     activity_detail: str
     attach_command: str
+    activity_source: str = "pane"  # pane | hook (Claude Code's hooks, when fresh)
     socket: str = field(repr=False, default="")
 
     def to_dict(self) -> dict:
@@ -227,7 +228,23 @@ class SessionService:
         if containers is None:
             containers = self.control.store.active_containers()
         found = [s for c in containers for s in self._sessions_of(c, root, now, with_activity)]
+        if with_activity and found:
+            self._prefer_hooks(found, now)
         return sorted(found, key=lambda s: s.created_at)
+
+    def _prefer_hooks(self, found: list[SessionInfo], now: datetime) -> None:
+        """Where Claude Code's hooks report (`workers/agent_hooks.py`), their fresh word wins
+        over the pane's heuristic: one store query for the whole listing."""
+        from parhelia.workers.agent_hooks import latest_activities
+
+        hooks = latest_activities(self.control.store, {s.container_id for s in found}, now)
+        for s in found:
+            if s.container_id not in hooks:
+                continue
+            hook, age = hooks[s.container_id]
+            chosen = merged(Activity(s.activity, s.activity_detail), hook, age)
+            if chosen is hook:
+                s.activity, s.activity_detail, s.activity_source = hook.kind, hook.detail, "hook"
 
     def activities(self, containers=None) -> dict[str, AgentState]:
         """What each local agent is doing, by container id: for the dashboard's AGENT column and
