@@ -135,9 +135,9 @@ PreToolUse: working) inside the session, which records it for its container
 A checkpoint keeps an agent's workspace: locally a content-addressed archive under the data dir
 (each distinct file stored once), on Modal a filesystem snapshot image. Taken on demand (`d` in
 the dashboard, `checkpoint create`), before the budget guard or orphan policy terminates
-([checkpoint] on_terminate = true), and when you detach from `session attach`
-([checkpoint] on_detach = true; off by default). A failure is E600 and never stops a terminate
-or the session.
+([checkpoint] on_terminate = true), and when you detach from `session attach` or the
+dashboard's `a` ([checkpoint] on_detach = true; off by default). A failure is E600 and never
+stops a terminate or the session.
 
   parhelia checkpoint create ID --note "before the refactor"
   parhelia checkpoint list --container ID | diff A B --patch | restore CK

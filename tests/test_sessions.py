@@ -491,6 +491,33 @@ def test_a_failed_checkpoint_on_detach_is_e600_and_the_agent_goes_on(parhelia_en
     assert after["id"] == s["id"] and after["state"] == "running"
 
 
+async def test_detach_from_the_dashboards_a_takes_a_checkpoint_when_configured(
+    parhelia_env, monkeypatch
+):
+    """`a` hands the terminal to `tmux attach`; once it returns (the user detached) with the
+    agent still running, `[checkpoint] on_detach` takes a checkpoint, off the main thread."""
+    from parhelia.state.checkpoint_store import list_checkpoints
+    from tests.test_dashboard import SIZE, make_app, refreshed, until
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    ran = []
+    # the headless driver has no terminal to hand over: the runner stands in for attach + detach
+    app = make_app(parhelia_env.control(), attach_runner=lambda argv: ran.append(argv) or 0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        app.suspend = contextlib.nullcontext
+        assert app.query_one(ContainersTable).select(cid)
+        await pilot.press("a")
+        assert "attach-session" in ran[0] and f"={s['id']}" in ran[0]
+        store = parhelia_env.store()
+        await until(pilot, lambda: list_checkpoints(store, container=cid))
+    [ck] = list_checkpoints(parhelia_env.store(), container=cid)
+    assert ck.trigger == "detach" and s["id"] in ck.note
+
+
 def test_detach_takes_no_checkpoint_by_default(parhelia_env, monkeypatch):
     from parhelia.state.checkpoint_store import list_checkpoints
 
