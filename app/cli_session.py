@@ -183,8 +183,7 @@ def hook(
     import json
     import os
 
-    from parhelia.state.timeutil import utcnow
-    from parhelia.workers.agent_hooks import CONTAINER_ENV, SESSION_ENV, activity_of, record_hook
+    from parhelia.state.agent_activity import activity_of
 
     rt = runtime(ctx, json_out)
     payload: dict = {}
@@ -203,9 +202,12 @@ def hook(
             ["parhelia session hook Notification", "parhelia session hooks-config"],
         )
     activity_of(str(name))  # E101 for an event Parhelia does not read
-    container = os.environ.get(CONTAINER_ENV)
+    container = os.environ.get("PARHELIA_CONTAINER_ID")  # set in the agent's session
     recorded = None
-    if container:
+    if container:  # (the store and its libraries are loaded only here: a hook runs often)
+        from parhelia.state.timeutil import utcnow
+        from parhelia.workers.agent_hooks import SESSION_ENV, record_hook
+
         message = payload.get("message")
         recorded = record_hook(
             rt.store,

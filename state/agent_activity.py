@@ -98,6 +98,21 @@ HOOK_EVENTS = {
 HOOK_FRESH_SECONDS = 300.0  # a hook's word this recent wins over the pane's heuristic
 
 
+def activity_of(event: str) -> str:
+    """The activity a hook event names; E101 for an event Parhelia does not read."""
+    from parhelia.state.errors import ParheliaError
+
+    kind = HOOK_EVENTS.get(event)
+    if kind is None:
+        raise ParheliaError(
+            "E101",
+            f"{event!r} is not a Claude Code hook event Parhelia reads; "
+            f"known: {', '.join(HOOK_EVENTS)}",
+            ["parhelia session hooks-config", "parhelia help sessions"],
+        )
+    return kind
+
+
 def merged(pane: Activity, hook: Activity | None, hook_age: float | None) -> Activity:
     """What the agent does: the hook's word while it is fresh, else the pane's reading. An
     ended agent (dead pane) is exited whatever a hook said before it ended."""

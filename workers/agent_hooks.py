@@ -20,31 +20,16 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from parhelia.state.agent_activity import HOOK_EVENTS, HOOK_FRESH_SECONDS, WAITING, Activity
+from parhelia.state.agent_activity import HOOK_FRESH_SECONDS, WAITING, Activity, activity_of
 from parhelia.state.enums import EventLevel, EventSource
-from parhelia.state.errors import ParheliaError
 from parhelia.state.event_types import EventType
 from parhelia.state.models import Event
 from parhelia.state.safe_text import escape_controls
 from parhelia.state.store import Store
 
-CONTAINER_ENV = "PARHELIA_CONTAINER_ID"
 SESSION_ENV = "PARHELIA_SESSION_ID"
 REFRESH_SECONDS = HOOK_FRESH_SECONDS / 2  # an unchanged activity is written again after this
 READ_LIMIT = 1000  # the newest activity events read per listing (they are few: see above)
-
-
-def activity_of(event: str) -> str:
-    """The activity a hook event names; E101 for an event Parhelia does not read."""
-    kind = HOOK_EVENTS.get(event)
-    if kind is None:
-        raise ParheliaError(
-            "E101",
-            f"{event!r} is not a Claude Code hook event Parhelia reads; "
-            f"known: {', '.join(HOOK_EVENTS)}",
-            ["parhelia session hooks-config", "parhelia help sessions"],
-        )
-    return kind
 
 
 def record_hook(
