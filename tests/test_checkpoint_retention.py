@@ -220,3 +220,24 @@ def _manifest_of(digest: str):
     from parhelia.state.checkpoints import Manifest, ManifestEntry
 
     return Manifest((ManifestEntry("in-flight.txt", 1, 0o644, digest),))
+
+
+def test_keep_never_waits_for_another_checkpoint_being_taken(agent_env, monkeypatch):
+    """Enforcing `keep` after a checkpoint (maybe the guard's, before its terminate) does not
+    wait for the archive's lock: with another snapshot in flight it leaves the pruning for later."""
+    from parhelia.workers.checkpoints import create_checkpoint
+
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_KEEP", "1")
+    env = agent_env
+    cp = control(env)
+    task, wd = start_agent(env)
+    cid = task["container_id"]
+    first = create_checkpoint(cp, cid)
+    content = ContentStore(cp.backend_for("local").archive, cp.store.plane_id)
+    with content.lock(exclusive=False):  # another process's snapshot, still being written
+        (wd / "version.txt").write_text("second\n")
+        second = create_checkpoint(cp, cid)  # returns: it does not wait to prune
+        assert [r.id for r in list_checkpoints(cp.store)] == [second.id, first.id]
+    (wd / "version.txt").write_text("third\n")
+    third = create_checkpoint(cp, cid)
+    assert [r.id for r in list_checkpoints(cp.store)] == [third.id]

@@ -128,14 +128,16 @@ class ContentStore:
     # -- garbage collection ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, *, exclusive: bool) -> Iterator[None]:
+    def lock(self, *, exclusive: bool, wait: bool = True) -> Iterator[None]:
         """The archive's lock (`flock`, across processes): a checkpoint holds it shared from its
         first object until its row is recorded, a collection holds it alone. So a collection
-        never removes the objects of a checkpoint being taken, whatever their age."""
+        never removes the objects of a checkpoint being taken, whatever their age. Without
+        `wait`, a lock held elsewhere is BlockingIOError at once."""
         self._dir(self.root)
         fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
             yield
         finally:
             os.close(fd)  # closing releases the lock

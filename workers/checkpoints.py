@@ -464,11 +464,14 @@ def _freed(control: ControlPlane, delete: list[Checkpoint], *, dry_run: bool) ->
     return content.collect(kept, grace=0, dry_run=dry_run)
 
 
-def apply_cleanup(control: ControlPlane, plan: CleanupPlan, *, actor: str = "user") -> CleanupPlan:
+def apply_cleanup(
+    control: ControlPlane, plan: CleanupPlan, *, actor: str = "user", wait: bool = True
+) -> CleanupPlan:
     """Delete the planned rows (with one event each), then the archive objects no remaining
     checkpoint reaches. Under the archive's lock held alone: no checkpoint is being written,
-    and which checkpoints live containers were restored from is read again here."""
-    with local_archive(control).lock(exclusive=True):
+    and which checkpoints live containers were restored from is read again here. Without
+    `wait`, a lock held elsewhere (a checkpoint being taken) is BlockingIOError at once."""
+    with local_archive(control).lock(exclusive=True, wait=wait):
         sources = restore_sources(control.store)
         delete = [r for r in plan.delete if r.id not in sources]
         held = plan.held + [r for r in plan.delete if r.id in sources]
@@ -492,9 +495,10 @@ def apply_cleanup(control: ControlPlane, plan: CleanupPlan, *, actor: str = "use
 
 def enforce_keep(control: ControlPlane, container_id: str, *, actor: str = "user") -> None:
     """`[checkpoint] keep` after each new checkpoint of a container: its oldest past the newest
-    `keep` go, with their archive files. A failure here never fails the checkpoint just taken:
-    `parhelia checkpoint cleanup` does the same later."""
+    `keep` go, with their archive files. It never waits for another checkpoint being taken (a
+    guard's terminate may be behind this one), and a failure never fails the checkpoint just
+    taken: the next one, or `parhelia checkpoint cleanup`, does it later."""
     with contextlib.suppress(ParheliaError, OSError):
         plan = plan_cleanup(control, container=container_id, measure=False)
         if plan.delete:
-            apply_cleanup(control, plan, actor=actor)
+            apply_cleanup(control, plan, actor=actor, wait=False)
