@@ -175,34 +175,70 @@ def cleanup(
         int | None,
         typer.Option("--keep", help="Keep this many per container (default: [checkpoint] keep)."),
     ] = None,
+    container: Annotated[
+        str | None, typer.Option("--container", "-c", help="Only this container's.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what would go (and the bytes freed); delete nothing."),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Delete each container's checkpoints past the newest KEEP, and archived files nothing uses."""
+    """Delete each container's checkpoints past the newest KEEP (oldest first, never the newest
+    nor one a live container was restored from) and the archived files no other one uses."""
     from parhelia.app.prompts import confirm_destructive
+    from parhelia.state.checkpoints import size_text
     from parhelia.workers.checkpoints import apply_cleanup, plan_cleanup
 
     rt = runtime(ctx, json_out)
-    plan = plan_cleanup(rt.control, keep)
-    if plan.delete:
-        confirm_destructive(
-            rt,
-            yes=yes,
-            what=f"delete {len(plan.delete)} checkpoint(s), keeping the newest {plan.keep} of each container",
-            lines=[
-                f"{r.id}  {r.container_id}  {r.trigger}  {r.created_at:%Y-%m-%d %H:%M}"
-                for r in plan.delete
-            ],
-            retry_cmd=f"parhelia checkpoint cleanup --keep {plan.keep} --yes",
-            look_cmd="parhelia checkpoint list",
-        )
-    done = apply_cleanup(rt.control, plan, actor="user")
+    plan = plan_cleanup(rt.control, keep, container=container)
+    lines = [
+        f"{r.id}  {r.container_id}  {r.trigger}  {r.created_at:%Y-%m-%d %H:%M}  "
+        f"{size_text(r.size_bytes)}"
+        for r in plan.delete
+    ]
+    scope = f" --container {container}" if container else ""
+    again = f"parhelia checkpoint cleanup --keep {plan.keep}{scope}"
+    if dry_run:
+        done = plan
+    else:
+        if plan.delete:
+            confirm_destructive(
+                rt,
+                yes=yes,
+                what=f"delete {len(plan.delete)} checkpoint(s), keeping the newest {plan.keep} "
+                f"of each container (frees {size_text(plan.freed_bytes)} of archive)",
+                lines=lines,
+                retry_cmd=f"{again} --yes",
+                look_cmd=f"{again} --dry-run",
+            )
+        done = apply_cleanup(rt.control, plan, actor="user")
+    verb = "Would delete" if dry_run else "Deleted"
+    held = [f"{r.id} (kept: a live container was restored from it)" for r in done.held]
+
+    def human() -> None:
+        if dry_run and lines:
+            output.echo("\n".join(f"  {line}" for line in lines))
+        for line in held:
+            output.echo(f"  {line}")
+        freed = f"{'frees' if dry_run else 'freed'} {size_text(done.freed_bytes)} of archive"
+        output.echo(f"{verb} {len(done.delete)} checkpoint(s); {freed}")
+
     output.success(
         {
             "keep": done.keep,
-            "deleted": [r.id for r in done.delete],
-            "freed_bytes": done.freed_bytes,
+            "dry_run": dry_run,
+            "deleted": [] if dry_run else [r.id for r in done.delete],
+            "would_delete": [r.id for r in done.delete] if dry_run else [],
+            "held": [r.id for r in done.held],
+            "freed_bytes": 0 if dry_run else done.freed_bytes,
+            "would_free_bytes": done.freed_bytes if dry_run else 0,
         },
         json_out=rt.json_out,
-        human=f"Deleted {len(done.delete)} checkpoint(s); freed {done.freed_bytes} bytes of archive",
+        human=human,
+        next_actions=[(f"{again} --yes", "delete them")] if dry_run and done.delete else [],
     )
+
+
+app.command("prune", help="Same as `checkpoint cleanup`.")(cleanup)

@@ -116,9 +116,20 @@ def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> Non
             ["parhelia session list", command, f"parhelia containers show {info.container_id}"],
             attempted=f"attach to session {info.id}",
         )
+    if not SessionService.still_running(info):
+        output.echo(f"Session {info.id} has ended (its agent finished while attached).")
+        return
     output.echo(
         f"Detached from {info.id}; its agent goes on. Again: parhelia session attach {info.id}"
     )
+    from parhelia.workers.checkpoints import checkpoint_on_detach
+
+    taken = checkpoint_on_detach(rt.control, info.container_id, info.id)  # E600 on failure
+    if taken is not None:
+        output.echo(
+            f"Checkpoint {taken.id} of {info.container_id} taken on detach "
+            f"({taken.files} files). See: parhelia checkpoint list --container {info.container_id}"
+        )
 
 
 @app.command("kill")
@@ -153,4 +164,88 @@ def kill(
         json_out=rt.json_out,
         human=f"Killed session {done.id}; container {done.container_id} is ending.",
         next_actions=[(f"parhelia containers show {done.container_id}", "how it ended")],
+    )
+
+
+@app.command("hook")
+def hook(
+    ctx: typer.Context,
+    event: Annotated[
+        str | None,
+        typer.Argument(
+            help="The Claude Code hook event (Notification, Stop, UserPromptSubmit, PreToolUse...); "
+            "default: the hook_event_name of the JSON on stdin."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What Claude Code's hooks call: record what the agent of this session is doing.
+
+    Silent (a hook's output can reach the agent's context) and a no-op outside a Parhelia
+    session (no PARHELIA_CONTAINER_ID). `parhelia session hooks-config` prints the settings."""
+    import json
+    import os
+
+    from parhelia.state.agent_activity import activity_of
+
+    rt = runtime(ctx, json_out)
+    payload: dict = {}
+    if not sys.stdin.isatty():
+        try:
+            payload = json.loads(sys.stdin.read() or "{}")
+        except (OSError, ValueError):  # no readable stdin, or not JSON: the argument decides
+            payload = {}
+        payload = payload if isinstance(payload, dict) else {}
+    name = event or payload.get("hook_event_name")
+    if not name:
+        raise ParheliaError(
+            "E102",
+            "which hook event? Give it (parhelia session hook Notification) or pipe Claude "
+            "Code's hook JSON with hook_event_name",
+            ["parhelia session hook Notification", "parhelia session hooks-config"],
+        )
+    activity_of(str(name))  # E101 for an event Parhelia does not read
+    container = os.environ.get("PARHELIA_CONTAINER_ID")  # set in the agent's session
+    recorded = None
+    if container:  # (the store and its libraries are loaded only here: a hook runs often)
+        from parhelia.state.timeutil import utcnow
+        from parhelia.workers.agent_hooks import SESSION_ENV, record_hook
+
+        message = payload.get("message")
+        recorded = record_hook(
+            rt.store,
+            container,
+            str(name),
+            session_id=os.environ.get(SESSION_ENV),
+            message=message if isinstance(message, str) else None,
+            now=utcnow(),
+        )
+    if rt.json_out:
+        output.success(
+            {
+                "container_id": container,
+                "event": name,
+                "recorded": recorded is not None,
+                "activity": recorded.new_value if recorded is not None else None,
+            },
+            json_out=True,
+        )
+
+
+@app.command("hooks-config")
+def hooks_config(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """The Claude Code settings (.claude/settings.json) whose hooks tell Parhelia what each agent
+    is doing: waiting for input (Notification), idle (Stop), working (UserPromptSubmit,
+    PreToolUse). Merge its "hooks" into your project's or user's settings."""
+    import json
+
+    from parhelia.workers.agent_hooks import hooks_config as config
+
+    rt = runtime(ctx, json_out)
+    doc = config()
+    output.success(
+        doc,
+        json_out=rt.json_out,
+        human=json.dumps(doc, indent=2),
+        next_actions=[("parhelia session list", "see each agent's activity (source: hook)")],
     )

@@ -183,7 +183,7 @@ class ParheliaApp(App):
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
         stays on screen."""
         view = self.control.dashboard()
-        rows = prepare_rows(view.containers, view.generated_at)
+        rows = prepare_rows(view.containers, view.generated_at, view.agents)
         detail = None
         if self._detail is not None:
             detail = self.control.container_detail(self._detail.container.id)

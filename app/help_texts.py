@@ -117,6 +117,34 @@ refused and left untouched.
 GPU types, in Modal's spelling and any case: T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100,
 H200, B200; aliases A10 = A10G and A100 = A100-40GB; H100! and B200+ as Modal reads them, priced
 as H100 and B200. A count with `:` (1-8, 1-4 for A10G, e.g. H100:2). `--gpu none` for CPU-only work. Region pinning costs 1.5x (broad) or 1.75x (narrow).""",
+    "sessions": """\
+Each local agent runs in its own tmux session, ph-<task>-<time> (Modal agents in tmux inside the
+sandbox); its output still goes to its log. What the agent does (working, idle, waiting for your
+input) is read from its pane and shown by `session list` and the dashboard's AGENT column; an
+agent waiting for you is an attention reason, with the command that attaches.
+
+  parhelia session list             id, container, task, state, clients, age, activity
+  parhelia session attach ID        this terminal on the agent's session; Ctrl-b d detaches
+  parhelia session kill ID          the agent gets a hangup and its sandbox ends (asks first)
+  parhelia session hooks-config     Claude Code hooks that report the activity without the pane
+Merge the printed "hooks" into .claude/settings.json: Claude Code then calls
+`parhelia session hook EVENT` (Notification: waiting, Stop: idle, UserPromptSubmit and
+PreToolUse: working) inside the session, which records it for its container
+(PARHELIA_CONTAINER_ID); a hook's word younger than 5 minutes wins over the pane's.""",
+    "checkpoints": """\
+A checkpoint keeps an agent's workspace: locally a content-addressed archive under the data dir
+(each distinct file stored once), on Modal a filesystem snapshot image. Taken on demand (`d` in
+the dashboard, `checkpoint create`), before the budget guard or orphan policy terminates
+([checkpoint] on_terminate = true), and when you detach from `session attach` or the
+dashboard's `a` ([checkpoint] on_detach = true; off by default). A failure is E600 and never
+stops a terminate or the session.
+
+  parhelia checkpoint create ID --note "before the refactor"
+  parhelia checkpoint list --container ID | diff A B --patch | restore CK
+  parhelia checkpoint cleanup --dry-run    what retention would delete, and the bytes freed
+Each container keeps its newest [checkpoint] keep (10); a new checkpoint past that deletes the
+oldest (never the newest, never one a live container was restored from) and the archive files
+no kept checkpoint shares. `checkpoint cleanup` (alias prune) applies it to every container.""",
     "mcp": """\
 `parhelia mcp serve` is an MCP server: Claude Code (or any MCP client) sees and controls the fleet
 through the same control plane as this CLI, with the same data as --json. Register it once:

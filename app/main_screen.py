@@ -13,7 +13,7 @@ import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -156,7 +156,7 @@ class MainScreen(Screen[None]):
         now = view.generated_at
         with self.app.batch_update():
             table = self.query_one(ContainersTable)
-            table.show(containers, now, rows)
+            table.show(containers, now, rows, view.agents)
             if self._select_after_refresh and table.select(self._select_after_refresh):
                 self._select_after_refresh = None
             self.query_one(EventsLog).show(view.events, now)
@@ -486,7 +486,34 @@ class MainScreen(Screen[None]):
             )
             return
         self.notify(f"Shell in {c.id} exited ({code}).", title="Attach", timeout=4)
+        if "attach-session" in argv and app.control.settings.checkpoint.on_detach:
+            self._checkpoint_on_detach(c.id, argv[-1].removeprefix("="))
         app.request_refresh()
+
+    @work(thread=True, group="checkpoint", exit_on_error=False)
+    def _checkpoint_on_detach(self, container_id: str, session_id: str) -> None:
+        """`[checkpoint] on_detach`: after `a` on an agent's session returns with the agent still
+        running, a checkpoint (in a thread: a big workspace takes a while). E600 is shown."""
+        from parhelia.workers.checkpoints import checkpoint_on_detach
+        from parhelia.workers.sessions import SessionService
+
+        app, control = self.app, self.app.control
+        try:
+            c = control.store.get_container(container_id)
+            live = SessionService(control).of_container(c)
+            if not any(s.id == session_id and s.state != "ended" for s in live):
+                return  # the agent ended while attached: nothing was detached from
+            row = checkpoint_on_detach(control, container_id, session_id)
+        except ParheliaError as exc:
+            app.call_from_thread(app.report_error, exc)
+            return
+        if row is not None:
+            app.call_from_thread(
+                self.notify,
+                f"Checkpoint {row.id} of {container_id} taken on detach ({row.files} files).",
+                title="Checkpoint",
+                timeout=4,
+            )
 
     def action_logs(self) -> None:
         from parhelia.widgets.logs_screen import LogsScreen

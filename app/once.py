@@ -84,8 +84,9 @@ def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     return Group(*parts)
 
 
-# What gives way on a narrow terminal, first to last: never the id, state, health, age or money.
-DROP_ORDER = ("sandbox", "gpu", "memory", "cpu", "heartbeat")
+# What gives way on a narrow terminal, first to last: never the id, state, health, age or cost.
+# The rate goes before the agent's activity, as in the dashboard's pane (`GIVE_WAY`).
+DROP_ORDER = ("sandbox", "gpu", "memory", "cpu", "heartbeat", "rate", "agent")
 
 
 def fitting_columns(width: int) -> list[Column]:
@@ -116,10 +117,12 @@ def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Gr
     out.append("\n")
     # The dashboard's default order: youngest first.
     for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
-        cells = container_cells(c, now)
+        agent = view.agents.get(c.id)
+        cells = container_cells(c, now, agent)
         base = row_style(c)
         for col, w, i in zip(columns, widths, keep, strict=True):
-            out.append(_fit(cells[i], w, col.justify), style=cell_style(c, col.key, base) or None)
+            style = cell_style(c, col.key, base, agent) or None
+            out.append(_fit(cells[i], w, col.justify), style=style)
             out.append(" ")
         out.append("\n")
     if not view.containers:

@@ -84,6 +84,43 @@ def _is_menu(lines: list[str]) -> bool:
     return any(_MENU.search(line) for line in lines)
 
 
+# Claude Code's hooks, where configured (`parhelia session hooks-config`), say what the agent
+# does without reading its screen: each hook event names an activity.
+HOOK_EVENTS = {
+    "Notification": WAITING,  # a permission prompt, or its input idle for 60 s
+    "Stop": IDLE,  # it finished answering
+    "SessionStart": IDLE,
+    "UserPromptSubmit": WORKING,
+    "PreToolUse": WORKING,
+    "PostToolUse": WORKING,
+    "SubagentStop": WORKING,  # a subagent ended; the main agent goes on
+}
+HOOK_FRESH_SECONDS = 300.0  # a hook's word this recent wins over the pane's heuristic
+
+
+def activity_of(event: str) -> str:
+    """The activity a hook event names; E101 for an event Parhelia does not read."""
+    from parhelia.state.errors import ParheliaError
+
+    kind = HOOK_EVENTS.get(event)
+    if kind is None:
+        raise ParheliaError(
+            "E101",
+            f"{event!r} is not a Claude Code hook event Parhelia reads; "
+            f"known: {', '.join(HOOK_EVENTS)}",
+            ["parhelia session hooks-config", "parhelia help sessions"],
+        )
+    return kind
+
+
+def merged(pane: Activity, hook: Activity | None, hook_age: float | None) -> Activity:
+    """What the agent does: the hook's word while it is fresh, else the pane's reading. An
+    ended agent (dead pane) is exited whatever a hook said before it ended."""
+    if pane.kind == EXITED or hook is None or hook_age is None or hook_age > HOOK_FRESH_SECONDS:
+        return pane
+    return hook
+
+
 @dataclass(frozen=True)
 class AgentState:
     """One container's agent session and what it is doing (from `SessionService.activities`)."""

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from sqlmodel import col, delete, select
 
+from parhelia.state.enums import ACTIVE_STATES
 from parhelia.state.errors import ParheliaError
-from parhelia.state.models import Checkpoint, Event
+from parhelia.state.models import Checkpoint, Container, Event
 from parhelia.state.store import Store
 
 SHOWN = 5  # candidates named when a prefix is ambiguous
@@ -81,3 +82,14 @@ def delete_checkpoints(store: Store, ids: Sequence[str], events: Sequence[Event]
 def refs_in_use(store: Store, backend: str) -> set[str]:
     with store.read() as s:
         return set(s.scalars(select(Checkpoint.ref).where(Checkpoint.backend == backend)))
+
+
+def restore_sources(store: Store) -> set[str]:
+    """The checkpoints live containers were restored from: a restore in flight (its row is
+    written before its sandbox, which then reads the archive) or the baseline of a running
+    agent's diff view. Retention never deletes these."""
+    with store.read() as s:
+        metas = list(
+            s.scalars(select(Container.meta).where(col(Container.state).in_(ACTIVE_STATES)))
+        )
+    return {m["restored_from"] for m in metas if isinstance(m, dict) and m.get("restored_from")}

@@ -38,6 +38,7 @@ class EventType(StrEnum):
     CHECKPOINT_DELETED = "checkpoint.deleted"
     # an agent's terminal session (`workers/sessions.py`)
     SESSION_KILLED = "session.killed"
+    AGENT_ACTIVITY = "agent.activity"  # what a Claude Code hook said the agent does
     # money, the reconciler, people
     BUDGET = "budget"
     BUDGET_CEILING = "budget.ceiling"

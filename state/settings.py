@@ -125,6 +125,7 @@ class CheckpointSettings:
 
     on_terminate: bool = True  # snapshot before the budget guard or orphan policy terminates
     keep: int = 10  # per container; `parhelia checkpoint cleanup` deletes older ones
+    on_detach: bool = False  # snapshot when a user detaches from `parhelia session attach`
 
 
 @dataclass

@@ -202,6 +202,9 @@ class DashboardView:
     in_grace: list[GraceSandbox] = field(default_factory=list)
     # agents waiting for their user in a session (`state.agent_activity.attention_items`)
     agents_waiting: list[Attention] = field(default_factory=list)
+    # what each local agent is doing, by container id (`state.agent_activity.AgentState`): the
+    # containers pane's AGENT column, merged in when rows are formatted (`container_cells`)
+    agents: dict = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -133,3 +133,25 @@ def test_dashboard_pieces_column_and_attention_items():
     assert [activity_cell(a) for a in (waiting, working, None)] == ["waiting!", "working", "-"]
     [item] = attention_items([working, waiting])
     assert str(item) == "c-2: agent waiting for input: parhelia session attach ph-t-2-x"
+
+
+def test_a_fresh_hook_wins_over_the_pane_a_stale_one_or_an_ended_agent_does_not():
+    from parhelia.state.agent_activity import (
+        EXITED,
+        HOOK_EVENTS,
+        HOOK_FRESH_SECONDS,
+        IDLE,
+        WAITING,
+        WORKING,
+        Activity,
+        merged,
+    )
+
+    pane, hook = Activity(WORKING, "esc to interrupt"), Activity(WAITING, "Notification hook")
+    assert merged(pane, hook, 1.0) is hook
+    assert merged(pane, hook, HOOK_FRESH_SECONDS + 1) is pane
+    assert merged(pane, None, None) is pane
+    dead = Activity(EXITED, "the agent's process has ended")
+    assert merged(dead, hook, 0.0) is dead
+    assert (HOOK_EVENTS["Notification"], HOOK_EVENTS["Stop"]) == (WAITING, IDLE)
+    assert HOOK_EVENTS["UserPromptSubmit"] == HOOK_EVENTS["PreToolUse"] == WORKING

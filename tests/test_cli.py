@@ -114,9 +114,12 @@ def _minimal_args(task_id: str, container_id: str, copy_to: str) -> dict[str, li
         "checkpoint diff": ["checkpoint", "diff", "CK", "CK"],  # CK: a checkpoint of container_id
         "checkpoint restore": ["checkpoint", "restore", "CK", "--yes"],
         "checkpoint cleanup": ["checkpoint", "cleanup", "--yes"],
+        "checkpoint prune": ["checkpoint", "prune", "--dry-run"],
         "session list": ["session", "list"],
         "session attach": ["session", "attach", container_id],  # a terminal: tests/test_sessions.py
         "session kill": ["session", "kill", container_id, "--yes"],  # tests/test_sessions.py
+        "session hook": ["session", "hook", "Stop"],  # outside a session: a no-op
+        "session hooks-config": ["session", "hooks-config"],
     }
 
 

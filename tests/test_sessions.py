@@ -26,6 +26,7 @@ import pytest
 
 from parhelia.state.agent_activity import activity_cell, attention_items
 from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.widgets.containers_table import ContainersTable
 from parhelia.workers import sessions
 from parhelia.workers.backends.base import SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
@@ -231,6 +232,115 @@ def test_session_list_shows_the_agent_and_what_it_is_doing(parhelia_env, monkeyp
     assert "answered y" in backend.read_log(info.sandbox_id).text
 
 
+async def test_the_containers_pane_shows_what_the_agent_is_doing(parhelia_env, monkeypatch):
+    """The AGENT column (dashboard and `tui --once`) reads the same sessions `session list` does:
+    an agent asking a question is `waiting!`, and other rows without a session show `-`."""
+    from tests.test_dashboard import SIZE, cell, make_app, refreshed
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, ASK)["container_id"]
+    poll(lambda: [s for s in listed(parhelia_env) if s["activity"] == "waiting"])
+    control = parhelia_env.control()
+    view = control.dashboard()
+    assert activity_cell(view.agents[cid]) == "waiting!"
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        assert cell(app, cid, "agent") == "waiting!"
+        assert "yellow" in str(app.query_one(ContainersTable).get_cell(cid, "agent").style)
+    once = parhelia_env.run("tui", "--once", "--no-refresh", "--width", "120")
+    header = next(line for line in once.out.splitlines() if line.startswith("ID "))
+    row = next(line for line in once.out.splitlines() if line.startswith(cid))
+    assert "AGENT" in header and "waiting!" in row, once.out
+
+
+def run_hook(env, event: str | None, container: str | None, payload: dict | None = None):
+    """`parhelia session hook EVENT` as Claude Code runs it: a subprocess in the agent's
+    environment (its container id set by the session), the hook's JSON on stdin."""
+    import json
+
+    child = {**env.env}
+    child.pop("PARHELIA_CONTAINER_ID", None)
+    if container:
+        child["PARHELIA_CONTAINER_ID"] = container
+    return subprocess.run(
+        [PY, "-m", "parhelia.app", "session", "hook", *([event] if event else [])],
+        input=json.dumps(payload or {}), capture_output=True, text=True, env=child, timeout=60,
+    )  # fmt: skip
+
+
+def test_claude_code_hooks_say_what_the_agent_does(parhelia_env, monkeypatch):
+    """A Notification hook makes the agent `waiting` at once (session list, the AGENT column,
+    the attention list), a Stop hook `idle`; the pane's heuristic would say otherwise."""
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    assert s["activity"] != "waiting" and s["activity_source"] == "pane"
+    said = run_hook(
+        parhelia_env,
+        None,  # the event from the hook's JSON, as Claude Code sends it
+        cid,
+        {"hook_event_name": "Notification", "message": "Claude needs your permission to use Bash"},
+    )
+    assert (said.returncode, said.stdout) == (0, ""), said.stderr  # silent: stdout reaches Claude
+    [s] = listed(parhelia_env)
+    assert (s["activity"], s["activity_source"]) == ("waiting", "hook")
+    assert "permission to use Bash" in s["activity_detail"]
+    control = parhelia_env.control()
+    view = control.dashboard()
+    assert activity_cell(view.agents[cid]) == "waiting!"
+    assert any(a.command == f"parhelia session attach {s['id']}" for a in view.attention())
+    # the same word again soon writes nothing; a new word is read at once (no 3 s cache)
+    assert run_hook(parhelia_env, "Notification", cid).returncode == 0
+    assert len(parhelia_env.store().events(types=["agent.activity"])) == 1
+    assert run_hook(parhelia_env, "Stop", cid).returncode == 0
+    assert activity_cell(control.dashboard().agents[cid]) == "idle"
+    [ev, _] = parhelia_env.store().events(types=["agent.activity"])
+    assert (ev.old_value, ev.new_value, ev.details["hook"]) == ("waiting", "idle", "Stop")
+    assert run_hook(parhelia_env, "PreToolUse", cid).returncode == 0
+    assert listed(parhelia_env)[0]["activity"] == "working"
+
+
+def test_a_hook_outside_a_session_does_nothing_and_a_wrong_event_is_e101(parhelia_env):
+    quiet = run_hook(parhelia_env, "Stop", None)
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert parhelia_env.store().events(types=["agent.activity"]) == []
+    wrong = run_hook(parhelia_env, "Notifcation", "c-12345678")
+    assert wrong.returncode == 1 and "E101" in wrong.stderr and "Notification" in wrong.stderr
+    unknown = run_hook(parhelia_env, "Stop", "c-00000000")
+    assert unknown.returncode == 1 and "E204" in unknown.stderr
+
+
+def test_a_stale_hook_gives_way_to_the_pane(parhelia_env, monkeypatch):
+    from datetime import timedelta
+
+    from parhelia.state.agent_activity import HOOK_FRESH_SECONDS
+    from parhelia.state.timeutil import utcnow
+    from parhelia.workers.agent_hooks import record_hook
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    poll(lambda: listed(parhelia_env))
+    long_ago = utcnow() - timedelta(seconds=HOOK_FRESH_SECONDS + 5)
+    record_hook(parhelia_env.store(), cid, "Notification", now=long_ago)
+    [s] = listed(parhelia_env)
+    assert s["activity_source"] == "pane" and s["activity"] != "waiting"
+
+
+def test_hooks_config_is_claude_codes_settings_shape(parhelia_env):
+    import json
+
+    doc = parhelia_env.ok("session", "hooks-config")
+    hooks = doc["hooks"]
+    assert set(hooks) == {"Notification", "Stop", "UserPromptSubmit", "PreToolUse"}
+    assert hooks["PreToolUse"][0]["matcher"] == "*"
+    for event, [entry] in hooks.items():
+        [h] = entry["hooks"]
+        assert h["type"] == "command" and h["command"].endswith(f"session hook {event}")
+    human = parhelia_env.run("session", "hooks-config").out
+    assert json.loads(human) == doc  # pasteable as it is
+
+
 def test_unknown_session_is_e200_with_recovery_commands(parhelia_env):
     for verb in ("attach", "kill"):
         r = parhelia_env.run("session", verb, "ph-nope")
@@ -288,6 +398,136 @@ def test_attach_through_a_terminal_and_detach_leaves_the_agent_running(parhelia_
     assert b"Detached from" in seen
     [after] = listed(parhelia_env)
     assert after["id"] == s["id"] and after["attached_clients"] == 0 and after["state"] == "running"
+
+
+WRITE_NOTES = (
+    "import os, pathlib, time; pathlib.Path('notes.txt').write_text('kept on detach\\n');"
+    "print('pid', os.getpid(), flush=True); time.sleep(60)"
+)
+
+
+def attach_then_detach(env, session_id: str, socket: str) -> tuple[int, str]:
+    """`parhelia session attach` in a pty; once its client is on, tmux detaches it from outside
+    (`detach-client -s`, as another terminal would); (its exit code, what it printed)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [PY, "-m", "parhelia.app", "session", "attach", session_id],
+        stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+        env={**env.env, "TERM": "xterm"}, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def read_some() -> None:
+        nonlocal seen
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen += chunk
+
+    try:
+        poll(lambda: read_some() or listed(env)[0]["attached_clients"] == 1)
+        subprocess.run(
+            ["tmux", "-S", socket, "detach-client", "-s", session_id], check=True, timeout=10
+        )
+        poll(lambda: read_some() or proc.poll() is not None, seconds=60)
+        read_some()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_detach_takes_a_checkpoint_when_configured(parhelia_env, monkeypatch):
+    """`[checkpoint] on_detach = true`: detaching from `session attach` keeps the workspace (a
+    file the agent wrote is in it), trigger "detach"; the agent goes on."""
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    created = dispatch(parhelia_env, WRITE_NOTES)
+    cid = created["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    poll(lambda: (parhelia_env.sandbox_root / created["sandbox_id"] / "notes.txt").exists())
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 0, seen
+    assert f"Detached from {s['id']}" in seen and "taken on detach" in seen, seen
+    [ck] = list_checkpoints(parhelia_env.store(), container=cid)
+    assert ck.trigger == "detach" and s["id"] in ck.note and ck.files == 1
+    assert ck.id in seen
+    [after] = listed(parhelia_env)  # the agent goes on
+    assert after["id"] == s["id"] and after["state"] == "running"
+    restored = parhelia_env.ok("checkpoint", "restore", ck.id, "--yes")
+    notes = parhelia_env.sandbox_root / restored["sandbox_id"] / "notes.txt"
+    assert poll(lambda: notes.exists() and notes.read_text()) == "kept on detach\n"
+
+
+def test_a_failed_checkpoint_on_detach_is_e600_and_the_agent_goes_on(parhelia_env, monkeypatch):
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    (parhelia_env.sandbox_root.parent / "checkpoints").write_text("not a directory")
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 1 and f"Detached from {s['id']}" in seen
+    assert "Error E600" in seen and "on detach" in seen, seen
+    assert f"parhelia checkpoint create {cid}" in seen
+    assert f"parhelia session attach {s['id']}" in seen
+    assert list_checkpoints(parhelia_env.store()) == []
+    [ev] = parhelia_env.store().events(types=["checkpoint.failed"])
+    assert ev.container_id == cid and ev.level == "error"
+    [after] = listed(parhelia_env)  # never kills the session
+    assert after["id"] == s["id"] and after["state"] == "running"
+
+
+async def test_detach_from_the_dashboards_a_takes_a_checkpoint_when_configured(
+    parhelia_env, monkeypatch
+):
+    """`a` hands the terminal to `tmux attach`; once it returns (the user detached) with the
+    agent still running, `[checkpoint] on_detach` takes a checkpoint, off the main thread."""
+    from parhelia.state.checkpoint_store import list_checkpoints
+    from tests.test_dashboard import SIZE, make_app, refreshed, until
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
+    cid = dispatch(parhelia_env, SLEEP)["container_id"]
+    [s] = poll(lambda: listed(parhelia_env))
+    ran = []
+    # the headless driver has no terminal to hand over: the runner stands in for attach + detach
+    app = make_app(parhelia_env.control(), attach_runner=lambda argv: ran.append(argv) or 0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        app.suspend = contextlib.nullcontext
+        assert app.query_one(ContainersTable).select(cid)
+        await pilot.press("a")
+        assert "attach-session" in ran[0] and f"={s['id']}" in ran[0]
+        store = parhelia_env.store()
+        await until(pilot, lambda: list_checkpoints(store, container=cid))
+    [ck] = list_checkpoints(parhelia_env.store(), container=cid)
+    assert ck.trigger == "detach" and s["id"] in ck.note
+
+
+def test_detach_takes_no_checkpoint_by_default(parhelia_env, monkeypatch):
+    from parhelia.state.checkpoint_store import list_checkpoints
+
+    monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
+    dispatch(parhelia_env, SLEEP)
+    [s] = poll(lambda: listed(parhelia_env))
+    socket = sessions.SessionService(parhelia_env.control()).get(s["id"]).socket
+    code, seen = attach_then_detach(parhelia_env, s["id"], socket)
+    assert code == 0 and f"Detached from {s['id']}" in seen and "checkpoint" not in seen.lower()
+    assert list_checkpoints(parhelia_env.store()) == []
 
 
 def test_kill_asks_first_then_ends_the_agent_and_its_sandbox(parhelia_env, monkeypatch):

@@ -9,6 +9,7 @@ cursor follows its container, not its row number.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 
+from parhelia.state.agent_activity import AgentState
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.formatting import (
@@ -38,7 +40,7 @@ MIN_TASK = 12
 # Which columns give way first when the pane is narrow: the task shrinks to MIN_TASK, then the
 # columns are hidden from the last of this list backwards, so ID, state, health, age and cost stay
 # on screen down to an 80-column terminal (the pane's subtitle names what is hidden).
-GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "task")
+GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "agent", "task")
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,20 @@ class PreparedRow:
     sort_keys: tuple
 
 
-def prepare_rows(views: list[ContainerView], now: datetime) -> dict[str, PreparedRow]:
+def prepare_rows(
+    views: list[ContainerView], now: datetime, agents: Mapping[str, AgentState] | None = None
+) -> dict[str, PreparedRow]:
     """Every row's content, pure: the dashboard runs it in its refresh thread, so formatting 1,000
-    rows (~20 ms) never holds up a key press on the main thread."""
+    rows (~20 ms) never holds up a key press on the main thread. `agents` is the view's side map
+    of what each agent does (`DashboardView.agents`), merged into the AGENT cell."""
+    agents = agents or {}
     out = {}
     for c in views:
-        cells, style = container_cells(c, now), row_style(c)
-        out[c.id] = PreparedRow(cells, style, _row(c, cells, style), sort_keys(c, now))
+        agent = agents.get(c.id)
+        cells, style = container_cells(c, now, agent), row_style(c)
+        out[c.id] = PreparedRow(
+            cells, style, _row(c, cells, style, agent), sort_keys(c, now, agent)
+        )
     return out
 
 
@@ -98,6 +107,7 @@ class ContainersTable(LineTable):
         self._task_width = TASK_WIDTH + 1
         self.hidden_columns: tuple[str, ...] = ()  # given way to a narrow pane
         self._prepared: dict[str, PreparedRow] = {}
+        self._agents: Mapping[str, AgentState] = {}
 
     def on_mount(self) -> None:
         self._set_columns()
@@ -148,12 +158,15 @@ class ContainersTable(LineTable):
         views: list[ContainerView],
         now: datetime,
         prepared: dict[str, PreparedRow] | None = None,
+        agents: Mapping[str, AgentState] | None = None,
     ) -> None:
         """Bring the table in line with `views`: replace changed rows, add and drop rows only.
-        `prepared` (from `prepare_rows` for these views and `now`) saves formatting them here."""
+        `prepared` (from `prepare_rows` for these views, `now` and `agents`) saves formatting
+        them here; `agents` (`DashboardView.agents`) fills the AGENT column of rows not prepared."""
         self._all = views
         self.now = now
         self._prepared = prepared or {}
+        self._agents = agents or {}
         wanted = self.filter.apply(views)
         self.matched = len(wanted)
         sort_index = COLUMN_KEYS.index(self.sort_column)
@@ -162,14 +175,17 @@ class ContainersTable(LineTable):
         fresh: dict[str, tuple[tuple[str, ...], str]] = {}
         for c in wanted:
             ready = self._prepared.get(c.id)
+            agent = self._agents.get(c.id)
             if ready is None:
-                cells, style = container_cells(c, now), row_style(c)
+                cells, style = container_cells(c, now, agent), row_style(c)
             else:
                 cells, style = ready.cells, ready.style
             old = shown.get(c.id)
             fresh[c.id] = (cells, style)
             if old is None or old[0] != cells or old[1] != style:
-                self.put_row(c.id, ready.shown if ready is not None else _row(c, cells, style))
+                self.put_row(
+                    c.id, ready.shown if ready is not None else _row(c, cells, style, agent)
+                )
                 if old is None or old[0][sort_index] != cells[sort_index]:
                     resort = True
         self._shown = fresh
@@ -187,7 +203,7 @@ class ContainersTable(LineTable):
     def set_filter(self, text: str) -> None:
         self.filter = ContainerFilter.parse(text)
         if self.now is not None:
-            self.show(self._all, self.now, self._prepared)
+            self.show(self._all, self.now, self._prepared, self._agents)
 
     def action_clear_filter(self) -> None:
         if self.filter:
@@ -219,12 +235,14 @@ class ContainersTable(LineTable):
     def _sorted(self) -> list[str]:
         if self.now is None:
             return list(self._views)
-        now, prepared = self.now, self._prepared
+        now, prepared, agents = self.now, self._prepared, self._agents
         column = COLUMN_KEYS.index(self.sort_column)
 
         def key(c: ContainerView) -> Any:
             ready = prepared.get(c.id)
-            return (ready.sort_keys if ready is not None else sort_keys(c, now))[column]
+            if ready is not None:
+                return ready.sort_keys[column]
+            return sort_keys(c, now, agents.get(c.id))[column]
 
         keyed = [(c.id, key(c)) for c in self._views.values()]
         return sorted_ids(keyed, reverse=self.sort_reverse)
@@ -265,9 +283,11 @@ def fit_columns(avail: int) -> tuple[int, tuple[str, ...]]:
     return task, tuple(hidden)
 
 
-def _row(c: ContainerView, cells: tuple[str, ...], base: str) -> list[tuple[str, str]]:
+def _row(
+    c: ContainerView, cells: tuple[str, ...], base: str, agent: AgentState | None = None
+) -> list[tuple[str, str]]:
     """The row's cells with their styles; each starts with the space that keeps columns apart."""
     return [
-        (" " + value, cell_style(c, key, base))
+        (" " + value, cell_style(c, key, base, agent))
         for key, value in zip(COLUMN_KEYS, cells, strict=True)
     ]

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from parhelia.state.agent_activity import AgentState, activity_cell
 from parhelia.state.health import NO_LIVE_HEALTH
 from parhelia.state.safe_text import escape_controls
 from parhelia.state.spend import sparkline
@@ -138,6 +139,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("id", "ID", width=10),
     Column("state", "STATE", width=11),
     Column("health", "HEALTH", width=11),
+    Column("agent", "AGENT", width=8),
     Column("task", "TASK", width=TASK_WIDTH),
     Column("age", "AGE", "right", 7),
     Column("heartbeat", "HB", "right", 7),
@@ -157,14 +159,23 @@ def short_sandbox(sandbox_id: str | None) -> str:
     return sandbox_id if len(sandbox_id) <= 14 else sandbox_id[:13] + "…"
 
 
-def container_cells(c: ContainerView, now: datetime) -> tuple[str, ...]:
-    """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these)."""
+# The AGENT column's order: an agent waiting for its user first, then busy ones.
+AGENT_ORDER = {k: i for i, k in enumerate(("waiting", "working", "idle", "exited", "unknown"))}
+AGENT_STYLE = {"waiting": "bold yellow", "working": "green", "exited": "dim"}
+
+
+def container_cells(
+    c: ContainerView, now: datetime, agent: AgentState | None = None
+) -> tuple[str, ...]:
+    """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these).
+    `agent` is what its agent's session shows (`DashboardView.agents`): not a stored column."""
     active = c.is_active
     mark = ESTIMATE_MARK if c.rate_estimated else ""
     cells = {
         "id": c.id,
         "state": c.state,
         "health": "-" if c.health == NO_LIVE_HEALTH else health_label(c.health),
+        "agent": activity_cell(agent) if active else "-",
         "task": excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
         "age": age(c.started_at or c.created_at, now),
         "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
@@ -191,8 +202,11 @@ def row_style(c: ContainerView) -> str:
     return ""
 
 
-def cell_style(c: ContainerView, column: str, base: str) -> str:
-    """A cell's style: the row's emphasis (`base`), with state and health in their own colours."""
+def cell_style(c: ContainerView, column: str, base: str, agent: AgentState | None = None) -> str:
+    """A cell's style: the row's emphasis (`base`), with state, health and the agent's activity
+    in their own colours."""
+    if column == "agent" and base == "" and agent is not None:
+        return AGENT_STYLE.get(agent.activity.kind, "")
     if column == "health" and base in ("", "dim"):
         return HEALTH_STYLE.get(c.health, "") if c.is_active else base
     if column == "state" and base in ("", "dim"):
@@ -203,7 +217,7 @@ def cell_style(c: ContainerView, column: str, base: str) -> str:
 HEALTH_ORDER = {h: i for i, h in enumerate(("healthy", "unknown", "degraded", "unhealthy", "dead"))}
 
 
-def sort_keys(c: ContainerView, now: datetime) -> tuple:
+def sort_keys(c: ContainerView, now: datetime, agent: AgentState | None = None) -> tuple:
     """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value): each
     `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
     rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
@@ -215,6 +229,7 @@ def sort_keys(c: ContainerView, now: datetime) -> tuple:
         c.id,
         c.state,
         HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
+        AGENT_ORDER.get(agent.activity.kind) if agent is not None and active else None,
         (c.task_prompt or c.task_id or "").lower() or None,
         age_seconds(c.started_at or c.created_at, now) or 0.0,
         heartbeat,

@@ -12,13 +12,14 @@ Symlinks are recorded, never followed: a link to /etc/passwd is archived as its 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import stat
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from parhelia.state.checkpoints import Manifest, ManifestEntry, check_path
@@ -31,6 +32,7 @@ REF_PREFIX = "sha256:"
 # Objects newer than this are never collected: a checkpoint being written has objects on disk
 # before its row exists.
 GC_GRACE_SECONDS = 3600.0
+LOCK_NAME = ".lock"
 
 
 def archive_root(data_dir: Path) -> Path:
@@ -125,8 +127,30 @@ class ContentStore:
 
     # -- garbage collection ---------------------------------------------------------------
 
-    def collect(self, keep_refs: Iterable[str], *, grace: float = GC_GRACE_SECONDS) -> int:
-        """Delete objects no kept manifest reaches (older than `grace`); bytes freed."""
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool, wait: bool = True) -> Iterator[None]:
+        """The archive's lock (`flock`, across processes): a checkpoint holds it shared from its
+        first object until its row is recorded, a collection holds it alone. So a collection
+        never removes the objects of a checkpoint being taken, whatever their age. Without
+        `wait`, a lock held elsewhere is BlockingIOError at once."""
+        self._dir(self.root)
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def collect(
+        self,
+        keep_refs: Iterable[str],
+        *,
+        grace: float = GC_GRACE_SECONDS,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete objects no kept manifest reaches (older than `grace`); bytes freed (or, with
+        `dry_run`, that would be). Under `lock(exclusive=True)` a grace of 0 is safe."""
         keep: set[str] = set()
         for ref in keep_refs:
             keep.add(ref.removeprefix(REF_PREFIX))
@@ -143,7 +167,8 @@ class ContentStore:
                 with contextlib.suppress(FileNotFoundError):
                     st = obj.stat()
                     if digest not in keep and st.st_mtime < cutoff:
-                        obj.unlink()
+                        if not dry_run:
+                            obj.unlink()
                         freed += st.st_size
         return freed
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from parhelia.state.checkpoint_store import (
@@ -24,7 +25,7 @@ from parhelia.state.checkpoint_store import (
     delete_checkpoints,
     get_checkpoint,
     list_checkpoints,
-    refs_in_use,
+    restore_sources,
 )
 from parhelia.state.checkpoints import (
     Manifest,
@@ -75,9 +76,33 @@ def create_checkpoint(
 ) -> Checkpoint:
     """Snapshot the container's workspace and record it; E600 (with an error event) on failure."""
     c = control.owned_container(container_ref)
-    source = SOURCES.get(actor, EventSource.USER)
     if not c.sandbox_id:
         raise _failed(control, c, f"{c.id} never got a sandbox (state {c.state})", None, actor)
+    # a local snapshot holds the archive's lock (shared) until its row is in: a cleanup running
+    # meanwhile cannot collect its objects
+    archive = getattr(control.backend_for(c.backend), "archive", None)
+    held = (
+        ContentStore(archive, control.store.plane_id).lock(exclusive=False)
+        if c.backend == "local" and archive is not None
+        else nullcontext()
+    )
+    try:
+        with held:
+            row = _snapshot(control, c, note=note, trigger=trigger, actor=actor)
+    except ParheliaError as exc:
+        if exc.code == "E600":
+            raise
+        raise _failed(control, c, exc.message, exc, actor) from exc
+    except OSError as exc:  # the archive's lock could not be taken
+        raise _failed(control, c, f"{type(exc).__name__}: {exc}", exc, actor) from exc
+    enforce_keep(control, c.id, actor=actor)
+    return row
+
+
+def _snapshot(
+    control: ControlPlane, c: Container, *, note: str | None, trigger: str, actor: str
+) -> Checkpoint:
+    source = SOURCES.get(actor, EventSource.USER)
     try:
         snap = control.backend_for(c.backend).snapshot_workspace(c.sandbox_id)
     except Exception as exc:
@@ -165,11 +190,48 @@ def checkpoint_before_terminate(
     return None
 
 
-def _record_quietly(control: ControlPlane, container_id: str, actor: str, why: str) -> None:
+def checkpoint_on_detach(
+    control: ControlPlane, container_id: str, session_id: str, *, actor: str = "user"
+) -> Checkpoint | None:
+    """A checkpoint when a user detaches from an agent's session (the agent goes on), when
+    `[checkpoint] on_detach`. A failure is E600 (with its event), naming the commands to take it
+    by hand or look again; it touches nothing of the session."""
+    if not control.settings.checkpoint.on_detach:
+        return None
+    try:
+        return create_checkpoint(
+            control,
+            container_id,
+            trigger="detach",
+            actor=actor,
+            note=f"on detach from {session_id}",
+        )
+    except Exception as exc:
+        if not isinstance(exc, ParheliaError) or exc.code != "E600":
+            why = exc.message if isinstance(exc, ParheliaError) else f"{type(exc).__name__}: {exc}"
+            _record_quietly(control, container_id, actor, why, when="on detach")
+            message = f"checkpoint of {container_id} on detach failed: {why}"
+        else:
+            message = f"{exc.message} (on detach; the agent goes on)"
+        raise ParheliaError(
+            "E600",
+            message,
+            [
+                f"parhelia checkpoint create {container_id}",
+                f"parhelia session attach {session_id}",
+                f"parhelia events list --container {container_id} --type checkpoint.failed",
+            ],
+            attempted=f"checkpoint {container_id} on detach from {session_id}",
+        ) from exc
+
+
+def _record_quietly(
+    control: ControlPlane, container_id: str, actor: str, why: str, when: str = "before terminate"
+) -> None:
     with contextlib.suppress(Exception):  # never raises: the terminate must go ahead
         control.store.add_event(
             EventType.CHECKPOINT_FAILED,
-            f"E600 checkpoint of {container_id} before terminate failed: {why}",
+            f"E600 checkpoint of {container_id} {when} failed: {why}",
             level=EventLevel.ERROR,
             source=SOURCES.get(actor, EventSource.USER),
             actor=actor,
@@ -351,13 +413,25 @@ def restored_dict(row: Checkpoint, result: DispatchResult) -> dict:
 
 @dataclass(frozen=True)
 class CleanupPlan:
+    """What retention deletes: each container's checkpoints past its newest `keep`, oldest
+    first, never its newest; `held` are past `keep` but kept, as live containers were restored
+    from them (a restore in flight, or a running agent's diff baseline)."""
+
     keep: int
     delete: list[Checkpoint]
-    freed_bytes: int = 0
+    freed_bytes: int = 0  # archive bytes removed (or, planned, that would be)
+    held: list[Checkpoint] = field(default_factory=list)
 
 
-def plan_cleanup(control: ControlPlane, keep: int | None = None) -> CleanupPlan:
-    """The checkpoints past the newest `keep` of each container (`[checkpoint] keep`)."""
+def plan_cleanup(
+    control: ControlPlane,
+    keep: int | None = None,
+    *,
+    container: str | None = None,
+    measure: bool = True,
+) -> CleanupPlan:
+    """The checkpoints past the newest `keep` of each container (`[checkpoint] keep`), with the
+    archive bytes deleting them would free (`measure`: one walk of the archive)."""
     from parhelia.state.settings import RANGES
 
     keep = control.settings.checkpoint.keep if keep is None else keep
@@ -367,26 +441,64 @@ def plan_cleanup(control: ControlPlane, keep: int | None = None) -> CleanupPlan:
             f"--keep {keep} is out of range; allowed: {RANGES['checkpoint.keep']}",
             ["parhelia checkpoint cleanup --keep 10", "parhelia config show checkpoint"],
         )
+    if container:
+        container = control.store.get_container(container).id
     per: dict[str, list[Checkpoint]] = defaultdict(list)
-    for row in list_checkpoints(control.store, limit=10**9):  # newest first
+    for row in list_checkpoints(control.store, container=container, limit=10**9):  # newest first
         per[row.container_id].append(row)
-    return CleanupPlan(keep, [r for rows in per.values() for r in rows[keep:]])
+    sources = restore_sources(control.store)
+    delete, held = [], []
+    for rows in per.values():
+        for r in reversed(rows[max(1, keep) :]):  # oldest first; rows[0], the newest, stays
+            (held if r.id in sources else delete).append(r)
+    freed = _freed(control, delete, dry_run=True) if measure and delete else 0
+    return CleanupPlan(keep, delete, freed, held)
 
 
-def apply_cleanup(control: ControlPlane, plan: CleanupPlan, *, actor: str = "user") -> CleanupPlan:
-    """Delete the planned rows (with one event each), then the archive objects nothing uses."""
-    events = [
-        make_event(
-            EventType.CHECKPOINT_DELETED,
-            f"checkpoint {r.id} of {r.container_id} deleted (retention: newest {plan.keep} kept)",
-            source=EventSource.USER if actor == "user" else EventSource.SYSTEM,
-            actor=actor,
-            container_id=r.container_id,
-            task_id=r.task_id,
-            old_value=r.id,
-        )
-        for r in plan.delete
-    ]
-    delete_checkpoints(control.store, [r.id for r in plan.delete], events)
-    freed = local_archive(control).collect(refs_in_use(control.store, "local"))
-    return CleanupPlan(plan.keep, plan.delete, freed)
+def _freed(control: ControlPlane, delete: list[Checkpoint], *, dry_run: bool) -> int:
+    """Archive bytes no checkpoint but those in `delete` reaches: counted, or removed."""
+    gone = {r.id for r in delete}
+    kept = [r.ref for r in list_checkpoints(control.store, limit=10**9) if r.id not in gone]
+    kept = [ref for ref in kept if ref.startswith(REF_PREFIX)]
+    content = local_archive(control)
+    return content.collect(kept, grace=0, dry_run=dry_run)
+
+
+def apply_cleanup(
+    control: ControlPlane, plan: CleanupPlan, *, actor: str = "user", wait: bool = True
+) -> CleanupPlan:
+    """Delete the planned rows (with one event each), then the archive objects no remaining
+    checkpoint reaches. Under the archive's lock held alone: no checkpoint is being written,
+    and which checkpoints live containers were restored from is read again here. Without
+    `wait`, a lock held elsewhere (a checkpoint being taken) is BlockingIOError at once."""
+    with local_archive(control).lock(exclusive=True, wait=wait):
+        sources = restore_sources(control.store)
+        delete = [r for r in plan.delete if r.id not in sources]
+        held = plan.held + [r for r in plan.delete if r.id in sources]
+        events = [
+            make_event(
+                EventType.CHECKPOINT_DELETED,
+                f"checkpoint {r.id} of {r.container_id} deleted "
+                f"(retention: newest {plan.keep} kept)",
+                source=EventSource.USER if actor == "user" else EventSource.SYSTEM,
+                actor=actor,
+                container_id=r.container_id,
+                task_id=r.task_id,
+                old_value=r.id,
+            )
+            for r in delete
+        ]
+        delete_checkpoints(control.store, [r.id for r in delete], events)
+        freed = _freed(control, delete, dry_run=False)
+    return CleanupPlan(plan.keep, delete, freed, held)
+
+
+def enforce_keep(control: ControlPlane, container_id: str, *, actor: str = "user") -> None:
+    """`[checkpoint] keep` after each new checkpoint of a container: its oldest past the newest
+    `keep` go, with their archive files. It never waits for another checkpoint being taken (a
+    guard's terminate may be behind this one), and a failure never fails the checkpoint just
+    taken: the next one, or `parhelia checkpoint cleanup`, does it later."""
+    with contextlib.suppress(ParheliaError, OSError):
+        plan = plan_cleanup(control, container=container_id, measure=False)
+        if plan.delete:
+            apply_cleanup(control, plan, actor=actor, wait=False)

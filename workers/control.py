@@ -79,7 +79,8 @@ class ControlPlane(Dispatching):
         self._backends: dict[str, Backend] = dict(backends or {})
         self._loops = None
         self._runner = None
-        self._agents_read: tuple[float, list] | None = None  # (when, agents waiting for input)
+        # (when, agents by container id, newest hook event id): see `_agents`
+        self._agents_read: tuple[float, dict, int | None] | None = None
 
     # -- backends and money ---------------------------------------------------------------
 
@@ -144,25 +145,32 @@ class ControlPlane(Dispatching):
             reconcile_interval=self.settings.reconciler.interval_seconds,
             backend_label=self.default_backend,
         )
-        if any(c.is_active and c.backend in ("local", "modal") for c in view.containers):
-            view = replace(view, agents_waiting=self._agents_waiting())
+        hosted = [c for c in view.containers if c.is_active and c.backend in ("local", "modal")]
+        if hosted:
+            from parhelia.state.agent_activity import attention_items
+
+            ids = {c.id for c in hosted}
+            # a hook's new word (an agent.activity event in this view) is read at once
+            said = max((e.id for e in view.events if e.type == "agent.activity"), default=None)
+            agents = {k: a for k, a in self._agents(hosted, said).items() if k in ids}
+            view = replace(view, agents=agents, agents_waiting=attention_items(agents.values()))
         return view
 
-    def _agents_waiting(self) -> list:
-        """Agents waiting for their user (read from their tmux panes, here or in their Modal
-        sandboxes, each Modal read within the deadline), at most every
-        AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. A session that
-        cannot be read is no reason to fail the view."""
-        from parhelia.state.agent_activity import attention_items
+    def _agents(self, containers: list[ContainerView], said: int | None = None) -> dict:
+        """What the agents are doing (read from their tmux panes, here or in their Modal sandboxes,
+        each Modal read within the deadline), by container id, at most
+        every AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. The
+        view's own containers are passed, so the store is not asked again. A session that cannot
+        be read is no reason to fail the view: the last reading stays."""
         from parhelia.workers.sessions import SessionService
 
-        now = time.monotonic()
-        if self._agents_read is None or now - self._agents_read[0] >= AGENT_READ_SECONDS:
+        now, last = time.monotonic(), self._agents_read
+        if last is None or now - last[0] >= AGENT_READ_SECONDS or said != last[2]:
             try:
-                items = attention_items(SessionService(self).activities().values())
+                agents = SessionService(self).activities(containers)
             except Exception:
-                items = self._agents_read[1] if self._agents_read else []
-            self._agents_read = (now, items)
+                agents = last[1] if last else {}
+            self._agents_read = (now, agents, said)
         return self._agents_read[1]
 
     def container_detail(self, ref: str) -> ContainerDetail:

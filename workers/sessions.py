@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from parhelia.state.agent_activity import Activity, AgentState, classify
+from parhelia.state.agent_activity import Activity, AgentState, classify, merged
 from parhelia.state.enums import ACTIVE_STATES, EventSource
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_types import EventType
@@ -196,6 +196,7 @@ class SessionInfo:
     activity: str
     activity_detail: str
     attach_command: str
+    activity_source: str = "pane"  # pane | hook (Claude Code's hooks, when fresh)
     socket: str = field(repr=False, default="")
     error: str | None = None  # why the session could not be read (state "unknown"), code first
 
@@ -219,18 +220,40 @@ class SessionService:
         root = getattr(backend, "root", None)
         return Path(root) if root is not None else None
 
-    def list(self, *, with_activity: bool = True) -> list[SessionInfo]:
+    def list(self, containers=None, *, with_activity: bool = True) -> list[SessionInfo]:
+        """Every agent's sessions, local and Modal. `containers` (rows or `ContainerView`s:
+        anything with id, backend, sandbox_id, task_id, state, tags and created_at) saves asking
+        the store again: the dashboard passes its view's active containers."""
         from parhelia.workers import modal_sessions
 
-        active = self.control.store.active_containers()
+        if containers is None:
+            containers = self.control.store.active_containers()
         now = self.control.clock()
-        found = modal_sessions.sessions_of(self.control, active, now, with_activity=with_activity)
-        root = self._local_root() if any(c.backend == "local" for c in active) else None
+        found = modal_sessions.sessions_of(
+            self.control, containers, now, with_activity=with_activity
+        )
+        root = self._local_root() if any(c.backend == "local" for c in containers) else None
         if root is not None and tmux_available():
-            found += [s for c in active for s in self._sessions_of(c, root, now, with_activity)]
+            found += [s for c in containers for s in self._sessions_of(c, root, now, with_activity)]
+        if with_activity and found:
+            self._prefer_hooks(found, now)
         return sorted(found, key=lambda s: s.created_at)
 
-    def activities(self) -> dict[str, AgentState]:
+    def _prefer_hooks(self, found: list[SessionInfo], now: datetime) -> None:
+        """Where Claude Code's hooks report (`workers/agent_hooks.py`), their fresh word wins
+        over the pane's heuristic: one store query for the whole listing."""
+        from parhelia.workers.agent_hooks import latest_activities
+
+        hooks = latest_activities(self.control.store, {s.container_id for s in found}, now)
+        for s in found:
+            if s.container_id not in hooks:
+                continue
+            hook, age = hooks[s.container_id]
+            chosen = merged(Activity(s.activity, s.activity_detail), hook, age)
+            if chosen is hook:
+                s.activity, s.activity_detail, s.activity_source = hook.kind, hook.detail, "hook"
+
+    def activities(self, containers=None) -> dict[str, AgentState]:
         """What each agent (local or Modal) is doing, by container id: for the dashboard's AGENT
         column and its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
         calls per container: run it in a worker thread, every few seconds, not per frame."""
@@ -238,7 +261,7 @@ class SessionService:
             s.container_id: AgentState(
                 s.container_id, s.id, Activity(s.activity, s.activity_detail)
             )
-            for s in self.list()
+            for s in self.list(containers)
             if s.state != "ended"
         }
 
@@ -306,6 +329,12 @@ class SessionService:
             ["parhelia session list", "parhelia containers list", "parhelia containers logs ID"],
             attempted=f"find session {ref}",
         )
+
+    @staticmethod
+    def still_running(s: SessionInfo) -> bool:
+        """Whether the session is there with its agent alive: after `tmux attach` returns, this
+        tells a detach (the agent goes on) from the agent's end."""
+        return any(p.name == s.id and not p.dead for p in read_sessions(Path(s.socket)))
 
     def attach_argv(self, ref: str) -> tuple[SessionInfo, list[str]]:
         s = self.get(ref)
