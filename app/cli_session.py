@@ -116,7 +116,7 @@ def attach(ctx: typer.Context, session: IdArg, json_out: JsonOpt = False) -> Non
             ["parhelia session list", command, f"parhelia containers show {info.container_id}"],
             attempted=f"attach to session {info.id}",
         )
-    if not SessionService.still_running(info):
+    if not SessionService(rt.control).still_running(info):
         output.echo(f"Session {info.id} has ended (its agent finished while attached).")
         return
     output.echo(

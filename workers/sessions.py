@@ -330,11 +330,14 @@ class SessionService:
             attempted=f"find session {ref}",
         )
 
-    @staticmethod
-    def still_running(s: SessionInfo) -> bool:
+    def still_running(self, s: SessionInfo) -> bool:
         """Whether the session is there with its agent alive: after `tmux attach` returns, this
-        tells a detach (the agent goes on) from the agent's end."""
-        return any(p.name == s.id and not p.dead for p in read_sessions(Path(s.socket)))
+        tells a detach (the agent goes on) from the agent's end. A Modal sandbox is asked again
+        (one exec, within the deadline); one that cannot tell counts as still running."""
+        if s.backend != "modal":
+            return any(p.name == s.id and not p.dead for p in read_sessions(Path(s.socket)))
+        again = self.of_container(self.control.store.get_container(s.container_id))
+        return any(x.id == s.id and x.state != "ended" for x in again)
 
     def attach_argv(self, ref: str) -> tuple[SessionInfo, list[str]]:
         s = self.get(ref)
