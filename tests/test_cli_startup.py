@@ -100,3 +100,34 @@ def test_the_json_columns_are_jsonb_on_postgresql_without_importing_it_on_sqlite
     lite = str(CreateTable(Container.__table__).compile(dialect=sqlite.dialect()))
     assert "tags JSONB NOT NULL" in pg and "metadata JSONB NOT NULL" in pg
     assert "tags JSON NOT NULL" in lite and "metadata JSON NOT NULL" in lite
+
+
+def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env, monkeypatch):
+    """`containers list` (and health, orphans, budget) show no attention list, so they skip the
+    look at every local agent's tmux session; `status` and `tui --once` still take it."""
+    from parhelia.state.models import Container
+    from parhelia.workers import sessions
+
+    store = parhelia_env.store()
+    plane = store.plane_id
+    for i in range(3):
+        cid = f"c-{i:08x}"
+        tags = {"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane}
+        store.add_container(
+            Container(id=cid, backend="local", sandbox_id=f"sb-{i}", state="running", tags=tags)
+        )
+    store.close()
+    reads = []
+    monkeypatch.setattr(sessions.SessionService, "activities", lambda self: reads.append(1) or {})
+    for args in (
+        ["containers", "list"],
+        ["containers", "health"],
+        ["containers", "orphans"],
+        ["budget", "show"],
+    ):
+        r = parhelia_env.run(*args)
+        assert r.code == 0, (args, r.err)
+    assert "c-00000002" in parhelia_env.run("containers", "list").out
+    assert reads == []
+    assert parhelia_env.run("status", "--no-refresh").code in (0, 1)
+    assert reads == [1]

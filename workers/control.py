@@ -136,7 +136,10 @@ class ControlPlane(Dispatching):
         )
         return amount, old
 
-    def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
+    def dashboard(self, *, event_limit: int | None = None, agents: bool = True) -> DashboardView:
+        """The one view. `agents=False` leaves out the local agents waiting for their user (a look
+        at every active local container's tmux socket) for a caller that shows no attention list:
+        `containers list` over 1,000 containers spent more on it than on the query (bench/cli.py)."""
         view = self.store.dashboard(
             now=self.clock(),
             budget=self.budget_config(),
@@ -144,7 +147,7 @@ class ControlPlane(Dispatching):
             reconcile_interval=self.settings.reconciler.interval_seconds,
             backend_label=self.default_backend,
         )
-        if any(c.is_active and c.backend == "local" for c in view.containers):
+        if agents and any(c.is_active and c.backend == "local" for c in view.containers):
             view = replace(view, agents_waiting=self._agents_waiting())
         return view
 
