@@ -118,7 +118,9 @@ def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env
         )
     store.close()
     reads = []
-    monkeypatch.setattr(sessions.SessionService, "activities", lambda self: reads.append(1) or {})
+    monkeypatch.setattr(
+        sessions.SessionService, "activities", lambda self, *a: reads.append(1) or {}
+    )
     for args in (
         ["containers", "list"],
         ["containers", "health"],

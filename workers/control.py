@@ -148,20 +148,25 @@ class ControlPlane(Dispatching):
             backend_label=self.default_backend,
         )
         if agents and any(c.is_active and c.backend == "local" for c in view.containers):
-            view = replace(view, agents_waiting=self._agents_waiting())
+            view = replace(view, agents_waiting=self._agents_waiting(view))
         return view
 
-    def _agents_waiting(self) -> list:
+    def _agents_waiting(self, view: DashboardView) -> list:
         """Local agents waiting for their user (read from their tmux panes), at most every
         AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. A session that
-        cannot be read is no reason to fail the view."""
+        cannot be read is no reason to fail the view. The active containers are the view's (read
+        again only when the view was cut at its row limit): a second load of 1,000 rows cost
+        more than the look at their sessions (bench/cli.py)."""
         from parhelia.state.agent_activity import attention_items
+        from parhelia.state.projection import CONTAINER_VIEW_LIMIT
         from parhelia.workers.sessions import SessionService
 
         now = time.monotonic()
         if self._agents_read is None or now - self._agents_read[0] >= AGENT_READ_SECONDS:
+            whole = len(view.containers) < CONTAINER_VIEW_LIMIT
+            active = [c for c in view.containers if c.is_active] if whole else None
             try:
-                items = attention_items(SessionService(self).activities().values())
+                items = attention_items(SessionService(self).activities(active).values())
             except Exception:
                 items = self._agents_read[1] if self._agents_read else []
             self._agents_read = (now, items)

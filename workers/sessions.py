@@ -216,19 +216,19 @@ class SessionService:
         root = getattr(backend, "root", None)
         return Path(root) if root is not None else None
 
-    def list(self, *, with_activity: bool = True) -> list[SessionInfo]:
+    def list(self, *, with_activity: bool = True, containers=None) -> list[SessionInfo]:
+        """The sessions of the active containers (`containers` when the caller already read them:
+        anything with id, backend, sandbox_id, task_id and state, such as `ContainerView`)."""
         root = self._local_root()
         if root is None or not tmux_available():
             return []
         now = self.control.clock()
-        found = [
-            s
-            for c in self.control.store.active_containers()
-            for s in self._sessions_of(c, root, now, with_activity)
-        ]
+        if containers is None:
+            containers = self.control.store.active_containers()
+        found = [s for c in containers for s in self._sessions_of(c, root, now, with_activity)]
         return sorted(found, key=lambda s: s.created_at)
 
-    def activities(self) -> dict[str, AgentState]:
+    def activities(self, containers=None) -> dict[str, AgentState]:
         """What each local agent is doing, by container id: for the dashboard's AGENT column and
         its attention list (`state.agent_activity.activity_cell`, `attention_items`). Two tmux
         calls per container: run it in a worker thread, every few seconds, not per frame."""
@@ -236,7 +236,7 @@ class SessionService:
             s.container_id: AgentState(
                 s.container_id, s.id, Activity(s.activity, s.activity_detail)
             )
-            for s in self.list()
+            for s in self.list(containers=containers)
             if s.state != "ended"
         }
 
