@@ -149,6 +149,12 @@ _NOUN_MODULES = {
 }
 
 
+# A root command's own tree (`click_command(only=name)`): the root options and that command alone.
+# Neither has a parameter that completes ids or an option with two long names, so neither needs
+# `completion.attach` or `aliases`.
+_SINGLE_COMMANDS = {"status": "cli_status", "tui": "cli_tui"}
+
+
 def _noun(args: list[str]) -> str | None:
     """The noun `args` name (its short form resolved), when it has a tree of its own."""
     from parhelia.app.aliases import ALIASES
@@ -194,13 +200,14 @@ def _usage_error(exc) -> ParheliaError:
 def click_command(only: str | None = None):
     """The Click command tree Typer builds from `app`, built once per process: building it reads
     every command's signature (a third of a second), which an in-process caller (the MCP server,
-    the tests) would otherwise pay on every call. `only="status"` is the tree of the root options
-    and `status` alone: the at-a-glance command pays for no other command's imports."""
+    the tests) would otherwise pay on every call. `only="status"` (or `"tui"`) is the tree of the
+    root options and that command alone: it pays for no other command's imports."""
     import typer.main
 
-    if only == "status":
-        from parhelia.app.cli_status import status
+    if only in _SINGLE_COMMANDS:
+        import importlib
 
+        module = importlib.import_module(f"parhelia.app.{_SINGLE_COMMANDS[only]}")
         small = typer.Typer(
             name="parhelia",
             help=app.info.help,
@@ -209,7 +216,7 @@ def click_command(only: str | None = None):
             context_settings={"help_option_names": ["-h", "--help"]},
         )
         small.callback()(root)
-        small.command("status")(status)
+        small.command(only)(getattr(module, only))
         return typer.main.get_command(small)
     from parhelia.app import aliases, completion
 
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if (bad := _not_utf8(args)) is not None:
         return output.failure(bad, json_out=json_out) + 1
     try:
-        only = "status" if _verb(args) == "status" else _noun(args)
+        only = verb if (verb := _verb(args)) in _SINGLE_COMMANDS else _noun(args)
         result = click_command(only)(args=args, prog_name="parhelia", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except ParheliaError as exc:

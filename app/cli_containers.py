@@ -47,7 +47,7 @@ def list_(
 
     rt = runtime(ctx, json_out)
     view, rows = select_containers(rt.control, all_=all_, state=state)
-    data = [asdict(c) for c in rows]
+    data = [asdict(c) for c in rows] if rt.json_out else None  # only the envelope reads it
 
     def human() -> None:
         if not rows:
@@ -145,7 +145,7 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import orphan_rows
 
     rt = runtime(ctx, json_out)
-    view = rt.control.dashboard(event_limit=0)
+    view = rt.control.dashboard(event_limit=0, agents=False)
     rows = orphan_rows(view)
     from parhelia.widgets.formatting import foreign_line
 
@@ -213,7 +213,7 @@ def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import health_data, health_groups
 
     rt = runtime(ctx, json_out)
-    groups = health_groups(rt.control.dashboard(event_limit=0))
+    groups = health_groups(rt.control.dashboard(event_limit=0, agents=False))
 
     def human() -> None:
         for h, ids in groups.items():

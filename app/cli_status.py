@@ -1,9 +1,9 @@
 """`parhelia status`: the dashboard's verdict in a few lines a person reads in one look.
 
 The same one-shot path and view as `parhelia tui --once` (`cli_tui.one_shot`), the same words
-(`widgets.formatting`), and with `--json` the very same envelope (`once.render_json`), so status,
-the snapshot, the dashboard and the MCP status tool never disagree. Exit 0 all well, 1 attention,
-2 error.
+(`widgets.formatting`), and with `--json` the very same envelope (`snapshot.render_json`), so
+status, the snapshot, the dashboard and the MCP status tool never disagree. Exit 0 all well,
+1 attention, 2 error.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def status(
     """At a glance: counts by state and health, orphans, burn and budget, the reconciler, what
     needs attention and the command that fixes it (exit 0 ok, 1 attention, 2 error)."""
     from parhelia.app.cli_tui import one_shot
-    from parhelia.app.once import render_json
+    from parhelia.app.snapshot import render_json
     from parhelia.app.status_text import render_status
 
     rt = runtime(ctx, json_out)

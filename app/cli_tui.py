@@ -137,7 +137,7 @@ def one_shot(
     """The view rendered to stdout; exit 0 all well, 1 attention, 2 any failure (shared by
     `tui --once` and `parhelia status`, so they answer alike)."""
     from parhelia.app import output
-    from parhelia.app.once import exit_code
+    from parhelia.app.snapshot import exit_code
 
     try:
         if check is not None:

@@ -8,14 +8,14 @@ or SVG. The exit code says whether anyone needs to look: 0 all well, 1 attention
 from __future__ import annotations
 
 import io
-import json
-import time
 from datetime import datetime
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.text import Text
 
+from parhelia.app.snapshot import exit_code as exit_code  # re-exported: tests import it here
+from parhelia.app.snapshot import render_json
 from parhelia.state.views import DashboardView
 from parhelia.widgets.formatting import (
     BUDGET_STYLE,
@@ -38,10 +38,6 @@ from parhelia.widgets.formatting import (
 
 EVENT_TAIL = 10
 MIN_TASK = 16
-
-
-def exit_code(view: DashboardView) -> int:
-    return 1 if view.needs_attention else 0
 
 
 def render_once(
@@ -171,24 +167,3 @@ def events_panel(view: DashboardView) -> RenderableType:
     tail = view.events[-EVENT_TAIL:]
     lines = [event_text(e) for e in tail] or [Text("no events yet", style="dim")]
     return Group(Text(f"Events (last {len(tail)})", style="bold"), *lines)
-
-
-def render_json(view: DashboardView) -> str:
-    """The `--json` envelope around the same view, with the verdict scripts branch on."""
-    from parhelia.app.output import STARTED, dumps, trim
-    from parhelia.app.payloads import status_data
-
-    data = trim(status_data(view))
-    doc = {
-        "success": True,
-        "data": data,
-        "metadata": {
-            "timestamp": view.generated_at.isoformat(),
-            "duration_ms": round((time.perf_counter() - STARTED) * 1000, 1),
-        },
-        "next_actions": [
-            {"command": a.command, "description": a.text, "priority": "high"}
-            for a in view.attention()
-        ],
-    }
-    return dumps(json.loads(dumps(doc))) + "\n"

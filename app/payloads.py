@@ -49,8 +49,9 @@ def status_data(view: DashboardView) -> dict:
 def select_containers(
     control: ControlPlane, *, all_: bool = False, state: str | None = None
 ) -> tuple[DashboardView, list[ContainerView]]:
-    """The containers `containers list` shows: active and recent, or every one with `all_`."""
-    view = control.dashboard(event_limit=0)
+    """The containers `containers list` shows: active and recent, or every one with `all_` (the
+    view without its attention list's agents: nothing here shows it)."""
+    view = control.dashboard(event_limit=0, agents=False)
     rows = view.containers
     if all_:
         rows = control.container_views(now=view.generated_at, recent_hours=24 * 365 * 10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,19 +44,32 @@ def fill(url: str) -> None:
         )
 
 
-def _once(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run. CPU (user + system of the child) moves far less than wall
+    time when other work shares the machine, so the two together tell load from a regression."""
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
 def medians(argv: list[str], env: dict[str, str], floor: list[str], runs: int):
-    """(command's median, floor's median), their runs interleaved so load hits both alike."""
+    """Medians of (command wall, floor wall, command CPU, floor CPU), the runs interleaved so load
+    hits both alike."""
     a, b = [], []
     for _ in range(runs):
         b.append(_once(floor, env))
         a.append(_once(argv, env))
-    return statistics.median(a), statistics.median(b)
+    return (
+        statistics.median(w for w, _ in a),
+        statistics.median(w for w, _ in b),
+        statistics.median(c for _, c in a),
+        statistics.median(c for _, c in b),
+    )
 
 
 def main(runs: int = 7) -> None:
@@ -100,15 +114,27 @@ def main(runs: int = 7) -> None:
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"load: {load}")
     print(f"{N_CONTAINERS} containers; median of {runs} runs each")
-    print(f"{'command':<34} {'median':>8} {'floor':>8} {'over floor':>11} {'ratio':>6}  target")
+    print(
+        f"{'command':<34} {'median':>8} {'floor':>8} {'over floor':>11} {'ratio':>6} "
+        f"{'cpu over floor':>15}  target"
+    )
+    floors = []
     for name, argv, run_env, target in cases:
-        m, floor = medians(argv, run_env, floor_argv, runs)
+        m, floor, cpu, floor_cpu = medians(argv, run_env, floor_argv, runs)
+        floors.append(floor)
         goal = f"< {target:.1f} s" if target else "floor + 0.1 s"
         ok = m < target if target else m - floor < 0.1
         print(
-            f"{name:<34} {m:>7.3f}s {floor:>7.3f}s {m - floor:>+10.3f}s {m / floor:>6.2f}  {goal} "
-            f"{'ok' if ok else 'MISSED'}"
+            f"{name:<34} {m:>7.3f}s {floor:>7.3f}s {m - floor:>+10.3f}s {m / floor:>6.2f} "
+            f"{cpu - floor_cpu:>+14.3f}s  {goal} {'ok' if ok else 'MISSED'}"
         )
+    # Issue 14's 0.5 s for `status` on an empty store is absolute; the floor it stands on is not.
+    floor = statistics.median(floors)
+    print(
+        f"floor (`python -c 'import sqlmodel'`, median over all rows): {floor:.3f}s, leaving "
+        f"{0.5 - floor:+.3f}s for `status` above it under the 0.5 s goal"
+        + (" (out of reach at this load: the floor alone takes it)" if floor >= 0.45 else "")
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+from sqlmodel.main import SQLModelConfig
 
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health, TaskStatus
 from parhelia.state.timeutil import as_utc, utcnow
@@ -44,9 +44,30 @@ class UTCDateTime(TypeDecorator):
         return as_utc(value)
 
 
-# JSON documents: `JSONB` on PostgreSQL (binary, indexable), SQLite's JSON text elsewhere. The
-# migrations use the same type, so both databases get the same schema from one chain.
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+class JSONDocumentType(TypeDecorator):
+    """JSON documents: `JSONB` on PostgreSQL (binary, indexable), SQLite's JSON text elsewhere. The
+    migrations use the same type, so both databases get the same schema from one chain.
+
+    A decorator rather than `JSON().with_variant(JSONB(), "postgresql")`: JSONB is imported only
+    when a PostgreSQL dialect asks for it, so a command on SQLite never imports SQLAlchemy's
+    PostgreSQL dialect (a tenth of a second of every read command's start-up; bench/cli.py)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        # `col["key"]` is a JSON path, not a document to encode (SQLAlchemy's TypeDecorator notes)
+        return self.impl_instance.coerce_compared_value(op, value)
+
+
+JSONDocument = JSONDocumentType()
 
 
 def new_id(prefix: str) -> str:
@@ -75,11 +96,18 @@ def new_task_id() -> str:
     return new_id("t")
 
 
+# Pydantic builds a table's validator and serializer on first use, not at import: SQLModel fills a
+# table's rows without validating, and the 8 schemas were a seventh of every command's import of
+# this module (bench/cli.py). `model_dump`, `model_validate` build theirs when first called.
+LAZY_SCHEMA = SQLModelConfig(defer_build=True)
+
+
 def _ts(nullable: bool = True, **kw: Any) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable, **kw)
 
 
 class Task(SQLModel, table=True):
+    model_config = LAZY_SCHEMA
     __tablename__ = "tasks"
     __table_args__ = (Index("ix_tasks_status_created", "status", "created_at"),)
 
@@ -103,6 +131,7 @@ class Task(SQLModel, table=True):
 
 
 class Container(SQLModel, table=True):
+    model_config = LAZY_SCHEMA
     __tablename__ = "containers"
     __table_args__ = (
         UniqueConstraint("backend", "sandbox_id", name="uq_containers_backend_sandbox"),
@@ -153,6 +182,7 @@ class Container(SQLModel, table=True):
 
 
 class Heartbeat(SQLModel, table=True):
+    model_config = LAZY_SCHEMA
     __tablename__ = "heartbeats"
     __table_args__ = (
         Index("ix_heartbeats_container_ts", "container_id", "ts"),
@@ -171,6 +201,7 @@ class Heartbeat(SQLModel, table=True):
 
 
 class Event(SQLModel, table=True):
+    model_config = LAZY_SCHEMA
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_ts", "ts"),
@@ -196,6 +227,7 @@ class Event(SQLModel, table=True):
 
 
 class ReconcilerRun(SQLModel, table=True):
+    model_config = LAZY_SCHEMA
     __tablename__ = "reconciler_runs"
     __table_args__ = (Index("ix_reconciler_runs_started", "started_at"),)
 
@@ -219,6 +251,7 @@ class ReconcilerRun(SQLModel, table=True):
 class Lease(SQLModel, table=True):
     """One row per loop ("reconciler"): who runs it, until when, and when it runs next."""
 
+    model_config = LAZY_SCHEMA
     __tablename__ = "leases"
 
     name: str = Field(primary_key=True, max_length=32)
@@ -238,6 +271,7 @@ class Lease(SQLModel, table=True):
 class Setting(SQLModel, table=True):
     """Settings that persist in the store (budget ceiling, policies set from the CLI)."""
 
+    model_config = LAZY_SCHEMA
     __tablename__ = "settings"
 
     key: str = Field(primary_key=True, max_length=64)
@@ -257,6 +291,7 @@ class Checkpoint(SQLModel, table=True):
     id. No foreign keys: a checkpoint outlives nothing it names, and its row is written only once
     the snapshot exists."""
 
+    model_config = LAZY_SCHEMA
     __tablename__ = "checkpoints"
     __table_args__ = (
         Index("ix_checkpoints_container_created", "container_id", "created_at"),

@@ -12,8 +12,8 @@ import os
 import socket
 from dataclasses import dataclass
 
-import psutil
-
+# psutil loads where a process is asked about: a read command that meets no lease holder on this
+# host never imports it (bench/cli.py).
 START_TOLERANCE = 1.0  # seconds; psutil's start time is derived from boot time and clock ticks
 
 
@@ -25,6 +25,8 @@ class ProcessOwner:
 
 
 def this_process() -> ProcessOwner:
+    import psutil
+
     pid = os.getpid()
     return ProcessOwner(socket.gethostname(), pid, psutil.Process(pid).create_time())
 
@@ -33,6 +35,8 @@ def is_gone(host: str | None, pid: int | None, started: float | None) -> bool:
     """True only when `host` is this host and that process no longer runs."""
     if not host or pid is None or started is None or host != socket.gethostname():
         return False
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent

@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, String, func, or_, select, type_coerce
+from sqlalchemy import Boolean, String, func, or_, select, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -29,6 +29,7 @@ from parhelia.state.models import (
     Container,
     Event,
     Heartbeat,
+    JSONDocumentType,
     Lease,
     ReconcilerRun,
     Setting,
@@ -365,7 +366,7 @@ def _snapshot_rows(s: Session, states: Sequence[str]) -> list[Any]:
     for i, c in enumerate(_SNAPSHOT_COLUMNS):
         if isinstance(c.type, UTCDateTime):
             cols[i] = _convert_distinct(cols[i], _aware_utc)
-        elif isinstance(c.type, JSON):
+        elif isinstance(c.type, JSONDocumentType):
             cols[i] = _convert_distinct(cols[i], _json_value)
     return list(map(_SnapshotRow._make, zip(*cols, strict=True)))
 
@@ -483,7 +484,8 @@ if set(_VIEW_FIELDS) != {*VIEW_SOURCES, *_VIEW_DERIVED}:  # a field without a so
 _VIEW_READ = tuple(VIEW_SOURCES)
 # Timestamps and JSON are selected as the driver returns them, for `_convert_distinct`.
 _VIEW_SELECT = tuple(
-    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSON)) else c for c in VIEW_SOURCES.values()
+    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSONDocumentType)) else c
+    for c in VIEW_SOURCES.values()
 )
 _VIEW_TIMESTAMPS = tuple(n for n, c in VIEW_SOURCES.items() if isinstance(c.type, UTCDateTime))
 
@@ -491,7 +493,8 @@ _VIEW_TIMESTAMPS = tuple(n for n, c in VIEW_SOURCES.items() if isinstance(c.type
 # The reconciler's snapshot: every container column but `metadata`, as plain named tuples.
 _SNAPSHOT_COLUMNS = tuple(c for c in Container.__table__.columns if c.name != "metadata")
 _SNAPSHOT_SELECT = tuple(
-    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSON)) else c for c in _SNAPSHOT_COLUMNS
+    _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSONDocumentType)) else c
+    for c in _SNAPSHOT_COLUMNS
 )
 _SnapshotRow = namedtuple("_SnapshotRow", [c.key for c in _SNAPSHOT_COLUMNS])
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from parhelia.state.agent_activity import AgentState, activity_cell
 from parhelia.state.health import NO_LIVE_HEALTH
@@ -26,6 +25,9 @@ from parhelia.state.views import (
     ReconcilerView,
     plural,
 )
+
+if TYPE_CHECKING:  # Rich loads in the functions that style text: plain-text commands
+    from rich.text import Text  # (`status`, `containers list`) never import it (bench/cli.py)
 
 HEALTH_SYMBOL = {
     "healthy": "●",
@@ -114,10 +116,14 @@ def health_label(health: str) -> str:
 
 
 def health_text(health: str) -> Text:
+    from rich.text import Text
+
     return Text(health_label(health), style=HEALTH_STYLE.get(health, ""))
 
 
 def state_text(state: str) -> Text:
+    from rich.text import Text
+
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
@@ -283,6 +289,8 @@ def rate_text(c: ContainerView) -> str:
 
 def event_text(e: EventView) -> Text:
     """One log line: time, level, source, container, message (with old -> new when it is a change)."""
+    from rich.text import Text
+
     said = "→" in e.message  # the message already tells the change
     change = (
         f" ({e.old_value or '-'} → {e.new_value or '-'})"
@@ -315,6 +323,8 @@ def bar(fraction: float, width: int) -> str:
 
 def budget_lines(b: BudgetView, now: datetime, width: int = 40) -> list[Text]:
     """Spent against the ceiling (bar and %), burn, when the ceiling is reached, GPUs, policy."""
+    from rich.text import Text
+
     style = BUDGET_STYLE.get(b.level, "")
     pct = b.percent
     head = Text()
@@ -405,6 +415,8 @@ def status_text(
     """The header line: backend, database (left out when empty, as on a narrow screen) and its
     control plane's short id, the reconciler, whether this process acts or reads, and the budget
     when its pane is hidden."""
+    from rich.text import Text
+
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(" parhelia ", style="bold reverse")
     line.append(f" backend {backend}", style="bold")

@@ -137,7 +137,10 @@ class ControlPlane(Dispatching):
         )
         return amount, old
 
-    def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
+    def dashboard(self, *, event_limit: int | None = None, agents: bool = True) -> DashboardView:
+        """The one view. `agents=False` leaves out the local agents waiting for their user (a look
+        at every active local container's tmux socket) for a caller that shows no attention list:
+        `containers list` over 1,000 containers spent more on it than on the query (bench/cli.py)."""
         view = self.store.dashboard(
             now=self.clock(),
             budget=self.budget_config(),
@@ -146,22 +149,30 @@ class ControlPlane(Dispatching):
             backend_label=self.default_backend,
         )
         hosted = [c for c in view.containers if c.is_active and c.backend in ("local", "modal")]
-        if hosted:
+        if agents and hosted:
             from parhelia.state.agent_activity import attention_items
+            from parhelia.state.projection import CONTAINER_VIEW_LIMIT
 
-            ids = {c.id for c in hosted}
+            # the view's own containers, unless it was cut at its row limit (then the store's)
+            whole = len(view.containers) < CONTAINER_VIEW_LIMIT
             # a hook's new word (an agent.activity event in this view) is read at once
             said = max((e.id for e in view.events if e.type == "agent.activity"), default=None)
-            agents = {k: a for k, a in self._agents(hosted, said).items() if k in ids}
-            view = replace(view, agents=agents, agents_waiting=attention_items(agents.values()))
+            agents_now = self._agents(hosted if whole else None, said)
+            if whole:  # a cached reading may still hold agents that have ended since
+                ids = {c.id for c in hosted}
+                agents_now = {k: a for k, a in agents_now.items() if k in ids}
+            view = replace(
+                view, agents=agents_now, agents_waiting=attention_items(agents_now.values())
+            )
         return view
 
-    def _agents(self, containers: list[ContainerView], said: int | None = None) -> dict:
+    def _agents(self, containers: list[ContainerView] | None, said: int | None = None) -> dict:
         """What the agents are doing (read from their tmux panes, here or in their Modal sandboxes,
-        each Modal read within the deadline), by container id, at most
-        every AGENT_READ_SECONDS: two tmux calls per agent is too much for every refresh. The
-        view's own containers are passed, so the store is not asked again. A session that cannot
-        be read is no reason to fail the view: the last reading stays."""
+        each Modal read within the deadline), by container id, at most every AGENT_READ_SECONDS:
+        two tmux calls per agent is too much for every refresh. The view's own containers are
+        passed, so the store is not asked again (a second load of 1,000 rows cost more than the
+        look at their sessions: bench/cli.py). A session that cannot be read is no reason to fail
+        the view: the last reading stays."""
         from parhelia.workers.sessions import SessionService
 
         now, last = time.monotonic(), self._agents_read
