@@ -37,6 +37,7 @@ from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import TOPICS
 from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, MainScreen
 from parhelia.state.errors import CATALOGUE, ParheliaError
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.views import (
     ContainerDetail,
     DashboardView,
@@ -108,6 +109,7 @@ class ParheliaApp(App):
         self._refresh_pending = False
         self._collected_at = 0.0
         self._detail: ContainerDetail | None = None  # the detail on screen, refreshed with the view
+        self._live = LiveContainers()  # the containers between refreshes: only changes are built
         if settings.tui.theme:
             self.theme = settings.tui.theme
 
@@ -182,7 +184,7 @@ class ParheliaApp(App):
     def _collect(self) -> None:
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
         stays on screen."""
-        view = self.control.dashboard()
+        view = self.control.dashboard(live=self._live)
         rows = prepare_rows(view.containers, view.generated_at)
         detail = None
         if self._detail is not None:

@@ -21,6 +21,7 @@ from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskSt
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Event, Task
 from parhelia.state.settings import STORED_SETTINGS, Settings
 from parhelia.state.store import Store
@@ -136,8 +137,13 @@ class ControlPlane(Dispatching):
         )
         return amount, old
 
-    def dashboard(self, *, event_limit: int | None = None) -> DashboardView:
+    def dashboard(
+        self, *, event_limit: int | None = None, live: LiveContainers | None = None
+    ) -> DashboardView:
+        """The dashboard view; `live` (kept by a dashboard between its refreshes) rebuilds only
+        the containers that changed since its last read."""
         view = self.store.dashboard(
+            live=live,
             now=self.clock(),
             budget=self.budget_config(),
             event_limit=self.settings.tui.event_rows if event_limit is None else event_limit,
