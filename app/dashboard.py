@@ -43,7 +43,12 @@ from parhelia.state.views import (
     DashboardView,
     still_running_note,
 )
-from parhelia.widgets.containers_table import PreparedRow, prepare_rows
+from parhelia.widgets.containers_table import (
+    ContainersTable,
+    PreparedRows,
+    Settings,
+    prepare_rows,
+)
 from parhelia.widgets.formatting import money
 
 if TYPE_CHECKING:
@@ -110,6 +115,8 @@ class ParheliaApp(App):
         self._collected_at = 0.0
         self._detail: ContainerDetail | None = None  # the detail on screen, refreshed with the view
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
+        self._prepared: PreparedRows | None = None  # the containers pane's last order
+        self._order_for: Settings = ("age", False, "")
         if settings.tui.theme:
             self.theme = settings.tui.theme
 
@@ -178,14 +185,19 @@ class ParheliaApp(App):
             self._refresh_pending = True
             return
         self._refreshing = True
-        self._collect()
+        with contextlib.suppress(NoMatches):  # before the panes exist: the default order
+            self._order_for = self.main_screen.query_one(ContainersTable).settings
+        self._collect(self._order_for)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _collect(self) -> None:
+    def _collect(self, order_for: Settings) -> None:
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
-        stays on screen."""
+        stays on screen. The containers pane's order is made here too, for its sort and filter
+        as they were asked for, from the rows that changed."""
+        previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         view = self.control.dashboard(live=self._live)
-        rows = prepare_rows(view.containers, view.generated_at)
+        rows = prepare_rows(view.containers, order_for, self._live.changed, previous)
+        self._prepared = rows
         detail = None
         if self._detail is not None:
             detail = self.control.container_detail(self._detail.container.id)
@@ -196,7 +208,7 @@ class ParheliaApp(App):
         view: DashboardView | None,
         detail: ContainerDetail | None,
         error: BaseException | None,
-        rows: dict[str, PreparedRow] | None = None,
+        rows: PreparedRows | None = None,
     ) -> None:
         self._refreshing = False
         self._collected_at = time.monotonic()
@@ -213,7 +225,7 @@ class ParheliaApp(App):
         self,
         view: DashboardView,
         detail: ContainerDetail | None = None,
-        rows: dict[str, PreparedRow] | None = None,
+        rows: PreparedRows | None = None,
     ) -> None:
         """Hand a view to every pane (with its container rows formatted ahead, when given). Rows
         being terminated show so at once."""
@@ -230,8 +242,6 @@ class ParheliaApp(App):
                 dataclasses.replace(c, state="terminating") if c.id in self.terminating else c
                 for c in containers
             ]
-            if rows is not None:
-                rows = {k: v for k, v in rows.items() if k not in self.terminating}
         self.main_screen.show_view(view, containers, rows)
         if detail is not None and self._detail is not None:
             self._detail = detail

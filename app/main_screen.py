@@ -25,7 +25,7 @@ from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerView, DashboardView, plural
 from parhelia.widgets.budget_pane import BudgetPane
-from parhelia.widgets.containers_table import ContainersTable, PreparedRow
+from parhelia.widgets.containers_table import ContainersTable, PreparedRows
 from parhelia.widgets.events_log import EventFilter, EventsLog
 from parhelia.widgets.filter_bar import FilterBar
 from parhelia.widgets.formatting import (
@@ -149,7 +149,7 @@ class MainScreen(Screen[None]):
         self,
         view: DashboardView,
         containers: list[ContainerView],
-        rows: dict[str, PreparedRow] | None,
+        rows: PreparedRows | None,
     ) -> None:
         """Hand a view to every pane; `containers` are the view's, with rows being terminated
         marked so by the App."""
@@ -301,7 +301,7 @@ class MainScreen(Screen[None]):
             if action == "terminate":
                 return True if selected is not None and selected.is_active else None
             if action == "terminate_filtered":
-                return True if any(c.is_active for c in table.shown_rows) else None
+                return True if table.any_active_shown else None
             if action in ("detail", "attach", "logs", "diff"):
                 return True if selected is not None else None
         return True

@@ -207,25 +207,41 @@ def sort_keys(c: ContainerView, now: datetime) -> tuple:
     """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value): each
     `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
     rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
-    orders them. All at once: the dashboard works them out in its refresh thread so that a sort
-    key press only sorts."""
+    orders them."""
     active = c.is_active
     heartbeat = age_seconds(c.last_heartbeat_at, now) if active else None
-    values = (
-        c.id,
-        c.state,
-        HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
-        (c.task_prompt or c.task_id or "").lower() or None,
-        age_seconds(c.started_at or c.created_at, now) or 0.0,
-        heartbeat,
-        c.cpu_percent if active else None,
-        c.memory_used_mib if active else None,
-        c.cost_rate_per_hour if active else None,
-        c.cost_accrued_usd,
-        c.gpu or None,
-        c.sandbox_id or None,
-    )
+    timed = {"age": age_seconds(c.started_at or c.created_at, now) or 0.0, "heartbeat": heartbeat}
+    values = (timed[k] if k in timed else _SORT_VALUE[k](c, active) for k in COLUMN_KEYS)
     return tuple((v is None, 0 if v is None else v, c.id) for v in values)
+
+
+# Each column's sort value but the two that depend on `now` (see `sort_keys`, `order_key`).
+_SORT_VALUE = {
+    "id": lambda c, active: c.id,
+    "state": lambda c, active: c.state,
+    "health": lambda c, active: HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
+    "task": lambda c, active: (c.task_prompt or c.task_id or "").lower() or None,
+    "cpu": lambda c, active: c.cpu_percent if active else None,
+    "memory": lambda c, active: c.memory_used_mib if active else None,
+    "rate": lambda c, active: c.cost_rate_per_hour if active else None,
+    "cost": lambda c, active: c.cost_accrued_usd,
+    "gpu": lambda c, active: c.gpu or None,
+    "sandbox": lambda c, active: c.sandbox_id or None,
+}
+
+
+def order_key(c: ContainerView, column: str) -> tuple:
+    """The key of one column in `sort_keys`' form and order, without `now`: ages sort by their
+    start (the older, the larger: the negated time), so a key stays good while the row does not
+    change and the dashboard works out only the changed rows' keys each refresh."""
+    if column == "age":
+        start = c.started_at or c.created_at
+        return (False, -start.timestamp() if start is not None else 0.0, c.id)
+    if column == "heartbeat":
+        seen = c.last_heartbeat_at if c.is_active else None
+        return (seen is None, 0 if seen is None else -seen.timestamp(), c.id)
+    v = _SORT_VALUE[column](c, c.is_active)
+    return (v is None, 0 if v is None else v, c.id)
 
 
 def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:

@@ -1,0 +1,133 @@
+"""The dashboard at scale, driven with Pilot: a refresh touches only the rows that changed, rows
+that end, leave the window or are deleted leave the pane, and only rows on screen are formatted."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, insert
+
+from parhelia.app.dashboard import ParheliaApp
+from parhelia.state.models import Container, Task
+from parhelia.state.settings import Settings
+from parhelia.state.store import Store
+from parhelia.state.timeutil import utcnow
+from parhelia.widgets.containers_table import ContainersTable, PreparedRows, prepare_rows
+from parhelia.workers.control import ControlPlane
+
+SIZE = (150, 45)
+N = 300
+T0 = utcnow().replace(microsecond=0)
+
+
+@pytest.fixture
+def seeded(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'scale.db'}")
+    tasks, rows = [], []
+    for i in range(N):
+        tasks.append(
+            {"id": f"t-{i:08x}", "prompt": f"task {i}", "backend": "local", "created_at": T0}
+        )
+        rows.append(
+            {
+                "id": f"c-{i:08x}",
+                "backend": "local",
+                "sandbox_id": f"sb-{i}",
+                "task_id": f"t-{i:08x}",
+                "state": "running",
+                "health": "healthy",
+                "created_at": T0 - timedelta(minutes=i),
+                "started_at": T0 - timedelta(minutes=i),
+                "last_heartbeat_at": T0,
+                "cost_rate_per_hour": 0.25,
+                "tags": {},
+                "meta": {},
+                "updated_at": T0,
+            }
+        )
+    with store.write() as s:
+        s.execute(insert(Task), tasks)
+        s.execute(insert(Container), rows)
+    clock = [T0 + timedelta(seconds=5)]
+    control = ControlPlane(
+        store, Settings(), default_backend="local", backends={}, clock=lambda: clock[0]
+    )
+    yield store, control, clock
+    store.close()
+
+
+async def refresh(pilot, app: ParheliaApp) -> None:
+    n = app.refreshes
+    app.request_refresh()
+    deadline = time.monotonic() + 20
+    while app.refreshes <= n:
+        assert time.monotonic() < deadline, app.last_error
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+async def test_a_refresh_touches_changed_rows_and_ended_or_deleted_rows_leave(seeded):
+    store, control, clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        t = app.query_one(ContainersTable)
+        assert t.row_count == N and t.ordered_keys[0] == "c-00000000"  # youngest first
+        # only the rows on screen were formatted, not all of them
+        assert 0 < len(t._drawn) <= SIZE[1]
+        versions = {k: t.row_version(k) for k in t.ordered_keys}
+
+        store.record_heartbeats(
+            [],
+            [
+                {
+                    "id": "c-00000002",
+                    "last_heartbeat_at": clock[0],
+                    "missed_heartbeats": 3,
+                    "health": "degraded",
+                }
+            ],
+        )
+        store.transition("c-00000003", "terminated", source="user", now=clock[0])
+        with store.write() as s:
+            s.execute(delete(Container).where(Container.id == "c-00000004"))
+        await refresh(pilot, app)
+        assert t.get_cell("c-00000002", "health").plain.endswith("degraded")
+        assert t.get_cell("c-00000003", "state").plain.strip() == "terminated"
+        assert "c-00000004" not in t.ordered_keys and t.row_count == N - 1
+        moved = {k for k, v in versions.items() if k in t.ordered_keys and t.row_version(k) != v}
+        assert moved == {"c-00000002", "c-00000003"}
+
+        # an hour on, the ended row has left the window
+        clock[0] += timedelta(hours=1, minutes=1)
+        await refresh(pilot, app)
+        assert "c-00000003" not in t.ordered_keys and t.row_count == N - 2
+        assert t.selected is not None
+
+
+def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
+    _, control, _ = seeded
+    views = control.dashboard().containers
+    first = prepare_rows(views, ("cost", True, ""))
+    assert len(first.order) == N
+    # a row that did not change keeps the key it had, even if handed a different one
+    fake = {**first.keys, "c-00000005": (False, 1e9, "c-00000005")}
+    kept = prepare_rows(
+        views,
+        ("cost", True, ""),
+        set(),
+        PreparedRows(first.settings, first.views, fake, first.order),
+    )
+    assert kept.order[0] == "c-00000005"
+    # changed rows, or another sort column, are keyed again
+    again = prepare_rows(
+        views,
+        ("cost", True, ""),
+        {"c-00000005"},
+        PreparedRows(first.settings, first.views, fake, first.order),
+    )
+    assert again.order == first.order
+    by_age = prepare_rows(views, ("age", False, "state:running"), set(), kept)
+    assert by_age.order[0] == "c-00000000"
