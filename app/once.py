@@ -10,10 +10,15 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.panel import Panel
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from parhelia.state.views import DashboardView
@@ -105,28 +110,69 @@ def _table_width(columns: list[Column]) -> int:
 
 def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Group:
     """The containers as fixed-width lines, laid out here rather than by a Rich `Table`: widths
-    are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py)."""
+    are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py). Each line
+    goes to the console as its own segments (`StyledLines`): one Rich `Text` of 10,000 lines
+    was split, wrapped and cropped by Rich again, most of a 2.5 s snapshot."""
     columns = fitting_columns(width)
     task_width = max(MIN_TASK, min(TASK_WIDTH, width - _table_width(columns) + MIN_TASK - 1))
     widths = [task_width if col.key == "task" else col.width for col in columns]
     keep = [i for i, col in enumerate(COLUMNS) if col in columns]
-    out = Text(no_wrap=True, overflow="crop")
-    out.append(f"Containers ({len(view.containers)})\n")
-    out.append(_line([col.label for col in columns], columns, widths), style="bold")
-    out.append("\n")
+    lines: list[list[tuple[str, str | None]]] = [
+        [(f"Containers ({len(view.containers)})", None)],
+        [(_line([col.label for col in columns], columns, widths), "bold")],
+    ]
     # The dashboard's default order: youngest first.
     for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
         cells = container_cells(c, now)
         base = row_style(c)
+        line: list[tuple[str, str | None]] = []
         for col, w, i in zip(columns, widths, keep, strict=True):
-            out.append(_fit(cells[i], w, col.justify), style=cell_style(c, col.key, base) or None)
-            out.append(" ")
-        out.append("\n")
+            _add(line, _fit(cells[i], w, col.justify), cell_style(c, col.key, base) or None)
+            _add(line, " ", None)
+        lines.append(line)
     if not view.containers:
-        out.append("-\n")
-    out.rstrip()
+        lines.append([("-", None)])
     theirs = foreign_line(view)
-    return Group(out, Text(totals_line(view.containers)), *([Text(theirs)] if theirs else []))
+    return Group(
+        StyledLines(lines, width),
+        Text(totals_line(view.containers)),
+        *([Text(theirs)] if theirs else []),
+    )
+
+
+def _add(line: list[tuple[str, str | None]], text: str, style: str | None) -> None:
+    """`text` at the end of `line`, joined to the piece before when their style is the same (a
+    console takes a dozen pieces a line much faster than two dozen)."""
+    if line and line[-1][1] == style:
+        line[-1] = (line[-1][0] + text, style)
+    else:
+        line.append((text, style))
+
+
+class StyledLines:
+    """Lines of (text, style) pieces already cut to fit, given to the console as they are: no
+    wrapping, no measuring. A line's trailing blanks are dropped, as `Text.rstrip` did."""
+
+    def __init__(self, lines: list[list[tuple[str, str | None]]], width: int) -> None:
+        self.lines, self.width = lines, width
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Segment]:
+        parse = Style.parse
+        newline = Segment.line()
+        last = len(self.lines) - 1
+        for n, line in enumerate(self.lines):
+            pieces = line
+            if n == last:  # the block's trailing blanks go, as `Text.rstrip` did
+                while pieces and not pieces[-1][0].strip():
+                    pieces = pieces[:-1]
+                if pieces:
+                    pieces = [*pieces[:-1], (pieces[-1][0].rstrip(), pieces[-1][1])]
+            for text, style in pieces:
+                yield Segment(text, parse(style) if style else None)
+            yield newline
+
+    def __rich_measure__(self, console: Console, options: Any) -> Measurement:
+        return Measurement(self.width, self.width)
 
 
 def _fit(value: str, width: int, justify: str) -> str:

@@ -208,11 +208,7 @@ def sort_keys(c: ContainerView, now: datetime) -> tuple:
     `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
     rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
     orders them."""
-    active = c.is_active
-    heartbeat = age_seconds(c.last_heartbeat_at, now) if active else None
-    timed = {"age": age_seconds(c.started_at or c.created_at, now) or 0.0, "heartbeat": heartbeat}
-    values = (timed[k] if k in timed else _SORT_VALUE[k](c, active) for k in COLUMN_KEYS)
-    return tuple((v is None, 0 if v is None else v, c.id) for v in values)
+    return tuple(sort_value(c, k, now) for k in COLUMN_KEYS)
 
 
 # Each column's sort value but the two that depend on `now` (see `sort_keys`, `order_key`).
@@ -252,8 +248,14 @@ def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:
 
 
 def sort_value(c: ContainerView, column: str, now: datetime) -> tuple:
-    """The key of one column (see `sort_keys`)."""
-    return sort_keys(c, now)[COLUMN_KEYS.index(column)]
+    """The key of one column (see `sort_keys`), worked out alone."""
+    if column == "age":
+        v = age_seconds(c.started_at or c.created_at, now) or 0.0
+    elif column == "heartbeat":
+        v = age_seconds(c.last_heartbeat_at, now) if c.is_active else None
+    else:
+        v = _SORT_VALUE[column](c, c.is_active)
+    return (v is None, 0 if v is None else v, c.id)
 
 
 def totals_line(rows: list[ContainerView]) -> str:
