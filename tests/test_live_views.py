@@ -3,6 +3,7 @@ refresh shows exactly what a full read shows, and builds again only the rows tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -129,3 +130,43 @@ def test_costs_of_unchanged_rows_are_priced_again_once_they_moved(store):
     assert a.budget.spent_usd == pytest.approx(full.budget.spent_usd, abs=1e-9)
     # a minute on, every active row has moved more than that: all priced at the new moment
     same(*both(store, live, T0 + timedelta(minutes=1)))
+
+
+def test_the_narrow_read_and_the_whole_rows_by_id_use_their_indexes(store):
+    """EXPLAIN QUERY PLAN of the two statements a refresh adds: the narrow read goes through the
+    state and terminated_at indexes (never a scan of every container ever run), the rows read
+    whole through the primary key."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM containers" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.dashboard(now=T0, live=LiveContainers())
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    raw = sqlite3.connect(store.sqlite_path)
+    try:
+        plans = {
+            sql: " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params))
+            for sql, params in seen
+        }
+    finally:
+        raw.close()
+    narrow = [p for sql, p in plans.items() if "containers.updated_at" in sql and "JOIN" not in sql]
+    whole = [p for sql, p in plans.items() if "containers.id IN" in sql]
+    assert narrow and whole, plans
+    for plan in narrow:
+        assert "USING INDEX ix_containers_state" in plan and "ix_containers_terminated" in plan
+        assert "SCAN containers" not in plan, plan
+    for plan in whole:
+        assert re.search(
+            r"SEARCH containers USING (INTEGER PRIMARY KEY|INDEX sqlite_autoindex_containers_1)",
+            plan,
+        ), plan
