@@ -42,6 +42,9 @@ from parhelia.widgets.formatting import (
 )
 
 EVENT_TAIL = 10
+# Container rows in a text or SVG snapshot unless `--all`: 10,000 lines are no snapshot, and
+# rendering them was most of its time; `--format json` always carries every container.
+ROW_LIMIT = 1_000
 MIN_TASK = 16
 
 
@@ -50,7 +53,12 @@ def exit_code(view: DashboardView) -> int:
 
 
 def render_once(
-    view: DashboardView, *, fmt: str = "text", width: int = 120, color: bool = False
+    view: DashboardView,
+    *,
+    fmt: str = "text",
+    width: int = 120,
+    color: bool = False,
+    all_rows: bool = False,
 ) -> str:
     if fmt == "json":
         return render_json(view)
@@ -65,14 +73,16 @@ def render_once(
         highlight=False,
         emoji=False,
     )
-    console.print(dashboard_renderable(view, width))
+    console.print(dashboard_renderable(view, width, None if all_rows else ROW_LIMIT))
     if fmt == "svg":
         return console.export_svg(title="parhelia tui --once")
     text = console.file.getvalue()
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
+def dashboard_renderable(
+    view: DashboardView, width: int, limit: int | None = None
+) -> RenderableType:
     now = view.generated_at
     parts: list[RenderableType] = [
         status_text(
@@ -82,7 +92,7 @@ def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     banner = stale_banner(view)
     if banner:
         parts.append(Text(f"⚠ {banner}", style="bold red"))
-    parts.append(containers_table(view, now, width))
+    parts.append(containers_table(view, now, width, limit))
     side = [budget_panel(view, now, width), attention_panel(view)]
     parts.append(Group(*side))
     parts.append(events_panel(view))
@@ -108,7 +118,9 @@ def _table_width(columns: list[Column]) -> int:
     return sum((MIN_TASK if c.key == "task" else c.width) + 1 for c in columns)
 
 
-def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Group:
+def containers_table(
+    view: DashboardView, now: datetime, width: int = 120, limit: int | None = None
+) -> Group:
     """The containers as fixed-width lines, laid out here rather than by a Rich `Table`: widths
     are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py). Each line
     goes to the console as its own segments (`StyledLines`): one Rich `Text` of 10,000 lines
@@ -121,8 +133,10 @@ def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Gr
         [(f"Containers ({len(view.containers)})", None)],
         [(_line([col.label for col in columns], columns, widths), "bold")],
     ]
-    # The dashboard's default order: youngest first.
-    for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
+    # The dashboard's default order: youngest first; past `limit` rows a line says how many more.
+    rows = sorted(view.containers, key=lambda c: sort_value(c, "age", now))
+    more = len(rows) - limit if limit is not None and len(rows) > limit else 0
+    for c in rows[: len(rows) - more]:
         cells = container_cells(c, now)
         base = row_style(c)
         line: list[tuple[str, str | None]] = []
@@ -130,6 +144,10 @@ def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Gr
             _add(line, _fit(cells[i], w, col.justify), cell_style(c, col.key, base) or None)
             _add(line, " ", None)
         lines.append(line)
+    if more:
+        lines.append(
+            [(f"… {more:,} more (the oldest): parhelia tui --once --all, or --format json", "dim")]
+        )
     if not view.containers:
         lines.append([("-", None)])
     theirs = foreign_line(view)

@@ -131,3 +131,19 @@ def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
     assert again.order == first.order
     by_age = prepare_rows(views, ("age", False, "state:running"), set(), kept)
     assert by_age.order[0] == "c-00000000"
+
+
+def test_once_shows_the_youngest_rows_up_to_its_limit_and_all_with_all_rows(seeded, monkeypatch):
+    from parhelia.app import once
+
+    _, control, _ = seeded
+    view = control.dashboard()
+    monkeypatch.setattr(once, "ROW_LIMIT", 100)
+    text = once.render_once(view, fmt="text", width=120)
+    shown = [ln.split()[0] for ln in text.splitlines() if ln.startswith("c-")]
+    assert shown == [f"c-{i:08x}" for i in range(100)]  # youngest first
+    assert "… 200 more (the oldest): parhelia tui --once --all" in text
+    assert f"Containers ({N})" in text and f"Total: {N} containers" in text
+    every = once.render_once(view, fmt="text", width=120, all_rows=True)
+    assert len([ln for ln in every.splitlines() if ln.startswith("c-")]) == N
+    assert "more (the oldest)" not in every
