@@ -7,14 +7,15 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 
 from parhelia.app.dashboard import ParheliaApp
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Task
 from parhelia.state.settings import Settings
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
-from parhelia.widgets.containers_table import ContainersTable, PreparedRows, prepare_rows
+from parhelia.widgets.containers_table import ContainersTable, prepare_rows
 from parhelia.workers.control import ControlPlane
 
 SIZE = (150, 45)
@@ -108,29 +109,28 @@ async def test_a_refresh_touches_changed_rows_and_ended_or_deleted_rows_leave(se
 
 
 def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
-    _, control, _ = seeded
-    views = control.dashboard().containers
-    first = prepare_rows(views, ("cost", True, ""))
-    assert len(first.order) == N
-    # a row that did not change keeps the key it had, even if handed a different one
-    fake = {**first.keys, "c-00000005": (False, 1e9, "c-00000005")}
-    kept = prepare_rows(
-        views,
-        ("cost", True, ""),
-        set(),
-        PreparedRows(first.settings, first.views, fake, first.order),
-    )
-    assert kept.order[0] == "c-00000005"
-    # changed rows, or another sort column, are keyed again
-    again = prepare_rows(
-        views,
-        ("cost", True, ""),
-        {"c-00000005"},
-        PreparedRows(first.settings, first.views, fake, first.order),
-    )
-    assert again.order == first.order
-    by_age = prepare_rows(views, ("age", False, "state:running"), set(), kept)
-    assert by_age.order[0] == "c-00000000"
+    store, control, clock = seeded
+    live = LiveContainers()
+    views = control.dashboard(live=live).containers
+    first = prepare_rows(views, ("cost", True, ""), live.changed)
+    assert len(first.order) == N and first.order[0] == f"c-{N - 1:08x}"  # the oldest cost most
+    # a refresh where nothing moved: the same keys and the order as it was, not sorted again
+    views = control.dashboard(live=live).containers
+    again = prepare_rows(views, ("cost", True, ""), live.changed, first)
+    assert live.changed == set() and again.order is first.order and again.keys == first.keys
+    # a row whose key moved is keyed again and the order made again
+    with store.write() as s:
+        s.execute(
+            update(Container)
+            .where(Container.id == "c-00000005")
+            .values(cost_accrued_usd=1000.0, updated_at=clock[0])
+        )
+    views = control.dashboard(live=live).containers
+    moved = prepare_rows(views, ("cost", True, ""), live.changed, again)
+    assert live.changed == {"c-00000005"} and moved.order[0] == "c-00000005"
+    # another sort column or a filter: every key made for it
+    by_age = prepare_rows(views, ("age", False, "state:running"), set(), moved)
+    assert by_age.order[0] == "c-00000000" and len(by_age.keys) == N
 
 
 def test_once_shows_the_youngest_rows_up_to_its_limit_and_all_with_all_rows(seeded, monkeypatch):

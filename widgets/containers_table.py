@@ -68,9 +68,16 @@ def prepare_rows(
     old = previous.keys if previous is not None and previous.settings[0] == column else {}
     same = changed is not None and previous is not None
     keys = {}
+    moved = not same or len(views) != len(old)  # whether the order must be made again
     for c in views:
         key = old.get(c.id) if same and c.id not in changed else None
-        keys[c.id] = key if key is not None else order_key(c, column)
+        if key is None:
+            key = order_key(c, column)
+            moved = moved or old.get(c.id) != key
+        keys[c.id] = key
+    if not moved and previous is not None and previous.settings == settings and not text:
+        # the same rows with the same keys (a heartbeat moves no row sorted by age): same order
+        return PreparedRows(settings, {c.id: c for c in views}, keys, previous.order)
     wanted = ContainerFilter.parse(text).apply(views) if text else views
     order = sorted_ids([(c.id, keys[c.id]) for c in wanted], reverse=reverse)
     return PreparedRows(settings, {c.id: c for c in views}, keys, order)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 
 from rich.text import Text
 
@@ -242,9 +243,14 @@ def order_key(c: ContainerView, column: str) -> tuple:
 
 def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:
     """Ids by their sort key (`sort_keys`' form), rows without a value last whichever way."""
-    have = sorted((k for k in keyed if not k[1][0]), key=lambda k: k[1], reverse=reverse)
-    missing = sorted((k for k in keyed if k[1][0]), key=lambda k: k[1])
-    return [cid for cid, _ in have + missing]
+    have = [k for k in keyed if not k[1][0]]
+    missing = [k for k in keyed if k[1][0]]
+    have.sort(key=_second, reverse=reverse)
+    missing.sort(key=_second)
+    return [cid for cid, _ in have] + [cid for cid, _ in missing]
+
+
+_second = itemgetter(1)
 
 
 def sort_value(c: ContainerView, column: str, now: datetime) -> tuple:
