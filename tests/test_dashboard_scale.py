@@ -147,3 +147,24 @@ def test_once_shows_the_youngest_rows_up_to_its_limit_and_all_with_all_rows(seed
     every = once.render_once(view, fmt="text", width=120, all_rows=True)
     assert len([ln for ln in every.splitlines() if ln.startswith("c-")]) == N
     assert "more (the oldest)" not in every
+
+
+async def test_reverse_is_the_sorted_order_reversed_with_blank_rows_last(seeded):
+    store, control, _ = seeded
+    store.record_heartbeats(
+        [],
+        [{"id": f"c-{i:08x}", "last_heartbeat_at": None, "missed_heartbeats": 0} for i in (7, 9)],
+    )
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        t = app.query_one(ContainersTable)
+        for column in ("heartbeat", "cost", "id"):
+            t.sort_by(column, reverse=False)
+            t.sort_by(column, reverse=True)  # flipped in place
+            flipped = list(t.ordered_keys)
+            t._keyed_for = None  # the same, sorted from scratch
+            t.sort_by(column, reverse=True)
+            assert flipped == t.ordered_keys, column
+            if column == "heartbeat":  # never seen: last either way
+                assert t.ordered_keys[-2:] == ["c-00000007", "c-00000009"]

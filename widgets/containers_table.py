@@ -270,12 +270,22 @@ class ContainersTable(LineTable):
             return
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
+        flipped = column == self.sort_column and reverse != self.sort_reverse
         self.sort_column, self.sort_reverse = column, reverse
         self.set_header(self._header_cells())
-        self._reorder()
+        self._reorder(self._flipped() if flipped and self._keyed_for == column else None)
 
-    def _reorder(self) -> None:
-        order = self._sorted()
+    def _flipped(self) -> list[str]:
+        """The order shown, reversed but for the rows without a value (last either way): every
+        key ends with the id, so no two are equal and this is the order a sort would make."""
+        order, keys = self.ordered_keys, self._keys
+        have = len(order)
+        while have and keys[order[have - 1]][0]:
+            have -= 1
+        return order[have - 1 :: -1] + order[have:] if have else list(order)
+
+    def _reorder(self, order: list[str] | None = None) -> None:
+        order = self._sorted() if order is None else order
         self.matched = len(order)
         self.set_order(order)
         self.post_message(self.Changed())
