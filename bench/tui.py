@@ -13,6 +13,9 @@ process (the real heartbeat poller against an instant fake backend, like a daemo
   the real `parhelia tui --read-only` in a pseudo-terminal, measured with psutil;
 - `parhelia tui --once --no-refresh` over 1,000 containers and 1,000,000 events, end to end as a
   subprocess (target < 1.5 s).
+
+Each size's store is seeded once and kept (bench/fixtures.py: the user cache dir, or
+`PARHELIA_BENCH_CACHE`; `=off` seeds afresh); a run works on a copy, its times moved to now.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """The containers pane: one row per container, updated by key on every refresh.
 
-Each refresh diffs the new views against the cells on screen: only rows whose cells changed are
-replaced, new rows added and gone rows dropped; nothing is cleared, so the cursor and the scroll
-position survive (k9s' model), and a row is redrawn only when it changed and is on screen
-(`LineTable`). Sort and filter are the table's own state and so stay put across refreshes; the
-cursor follows its container, not its row number.
+Each refresh compares the new views with the last by identity (the store hands back the very
+same object for a container that did not change, `state/live_views.py`): rows whose container
+changed get a new version, new rows come and gone rows go; nothing is cleared, so the cursor and
+the scroll position survive (k9s' model). A row's cells are made only when it is drawn, and a row
+is drawn only when it changed and is on screen (`LineTable`): 40 rows a refresh, not 10,000. The
+order (sort and filter) is made in the refresh thread from the changed rows' keys
+(`prepare_rows`). Sort and filter are the table's own state and so stay put across refreshes;
+the cursor follows its container, not its row number.
 """
 
 from __future__ import annotations
@@ -240,6 +243,8 @@ class ContainersTable(LineTable):
         for key in [k for k in self._row_versions if k not in fresh]:
             del self._row_versions[key]
             self._drawn.pop(key, None)
+        if len(keys) > 2 * len(fresh) + 100:  # keys of rows long gone
+            keys = {k: keys[k] for k in fresh if k in keys}
         self._views, self._keys, self._keyed_for = fresh, keys, column
         order = self._sorted() if ready is None or resort else ready.order
         self.matched = len(order)
