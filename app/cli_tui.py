@@ -70,8 +70,9 @@ def tui(
         from parhelia.app.demo import prepare_demo
 
         prepare_demo(rt, start=False)
-    from parhelia.app.dashboard import run_dashboard
+    from parhelia.app.dashboard import DASHBOARD_WRITE_CACHE_KIB, run_dashboard
 
+    rt.write_cache_kib = DASHBOARD_WRITE_CACHE_KIB  # before the store opens (the demo's is small)
     run_dashboard(rt, demo=demo, run_loops=not read_only)
 
 

@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
+# The writer's page cache while the dashboard runs the loops itself: a heartbeat cycle of 10,000
+# containers touches ~40 MB of index pages, which a 64 MiB cache keeps resident for good (the
+# resident-memory target is 150 MB); a daemon keeps the large one for ingest speed.
+DASHBOARD_WRITE_CACHE_KIB = 8_192
 _APP_ACTIONS = {"help", "quit"}  # the App's own keys that belong to the dashboard screen
 
 

@@ -168,3 +168,26 @@ async def test_reverse_is_the_sorted_order_reversed_with_blank_rows_last(seeded)
             assert flipped == t.ordered_keys, column
             if column == "heartbeat":  # never seen: last either way
                 assert t.ordered_keys[-2:] == ["c-00000007", "c-00000009"]
+
+
+def test_readers_keep_a_small_page_cache_and_the_dashboard_a_small_writer_one(tmp_path):
+    from sqlalchemy import text
+
+    from parhelia.app.dashboard import DASHBOARD_WRITE_CACHE_KIB
+    from parhelia.state import db
+
+    def caches(store: Store) -> tuple[int, int]:
+        with store.read() as s:
+            read = s.execute(text("PRAGMA cache_size")).scalar()
+        with store.write() as s:
+            write = s.execute(text("PRAGMA cache_size")).scalar()
+        return read, write
+
+    daemon = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    dashboard = Store(f"sqlite:///{tmp_path / 'a.db'}", write_cache_kib=DASHBOARD_WRITE_CACHE_KIB)
+    try:
+        assert caches(daemon) == (-db.READ_CACHE_SIZE_KIB, -db.CACHE_SIZE_KIB)
+        assert caches(dashboard) == (-db.READ_CACHE_SIZE_KIB, -DASHBOARD_WRITE_CACHE_KIB)
+    finally:
+        daemon.close()
+        dashboard.close()
