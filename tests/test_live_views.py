@@ -18,9 +18,14 @@ from parhelia.state.timeutil import utcnow
 T0 = utcnow().replace(microsecond=0)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'live.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = (
+        f"sqlite:///{tmp_path / 'live.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_database")
+    )
+    s = Store(url)
     rows, tasks = [], []
     for i in range(30):
         tasks.append({"id": f"t-{i:08x}", "prompt": f"p{i}", "backend": "local", "created_at": T0})
@@ -133,6 +138,8 @@ def test_costs_of_unchanged_rows_are_priced_again_once_they_moved(store):
 
 
 def test_the_narrow_read_and_the_whole_rows_by_id_use_their_indexes(store):
+    if store.sqlite_path is None:
+        pytest.skip("SQLite's plans (PostgreSQL's: tests/test_query_plans.py)")
     """EXPLAIN QUERY PLAN of the two statements a refresh adds: the narrow read goes through the
     state and terminated_at indexes (never a scan of every container ever run), the rows read
     whole through the primary key."""
