@@ -87,6 +87,7 @@ class LiveContainers:
         self._price: dict[str, tuple[float, float, datetime | None, float | None]] = {}
         self._due: dict[str, float] = {}
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
+        self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
 
     def read(
@@ -104,15 +105,20 @@ class LiveContainers:
         first = not self._views
         whole: list[tuple] = []
         beats: list[tuple] = []
-        narrow: dict[str, tuple] = {}
+        narrow = {row[0]: row for row in rows}
+        known = self._narrow
         for row in rows:
-            narrow[row[0]] = row
-            old = self._narrow.get(row[0])
+            old = known.get(row[0])
+            if old == row:  # most rows: one comparison in C
+                continue
             if old is None or old[:_W] != row[:_W]:
                 whole.append(row)
-            elif old[_W:] != row[_W:]:
+            else:
                 beats.append(row)
-        views = {k: v for k, v in self._views.items() if k in narrow}
+        gone = self._views.keys() - narrow.keys()
+        views = dict(self._views)
+        for key in gone:
+            del views[key]
         changed: set[str] = set()
         ids = [r[0] for r in whole]
         for i in range(0, len(ids), ID_CHUNK):
@@ -146,19 +152,36 @@ class LiveContainers:
             stored, rate, start, _ = self._price[key]
             cost = round(current_cost(stored, rate, start, now), 6)
             if cost != views[key].cost_accrued_usd:
-                views[key] = _with(views[key], {"cost_accrued_usd": cost})
+                views[key] = _with(views[key], {"cost_accrued_usd": cost}, health=False)
                 changed.add(key)
             self._due[key] = _due(now_s, rate)
         # a row whose whole read found nothing (deleted since the narrow read) is not shown
-        self._narrow = {k: r for k, r in narrow.items() if k in views}
+        missing = narrow.keys() - views.keys()
+        self._narrow = {k: r for k, r in narrow.items() if k in views} if missing else narrow
         # shown in the order of their creation, as a full read orders them
-        order = [k for k in self._order if k in views]
+        order = [k for k in self._order if k in views] if gone or missing else self._order
         if len(order) != len(views):
             order = sorted(views, key=lambda k: views[k].created_at)
         self._order = order
+        if first or whole or gone or missing:
+            self._totals = None  # who is active, at what rate, with which GPU: read whole rows only
         self._views = views
         self.changed = None if first else changed
         return [views[k] for k in order]
+
+    def totals(self) -> tuple[float, int]:
+        """The active rows' burn rate and GPUs, as a full read sums them; worked out again only
+        after a refresh that read rows whole (a heartbeat or a price changes neither)."""
+        if self._totals is None:
+            from parhelia.state.costs import burn_rate
+            from parhelia.state.requests import gpu_count
+
+            running = [v for v in self._views.values() if v.is_active]
+            self._totals = (
+                burn_rate(v.cost_rate_per_hour for v in running),
+                sum(gpu_count(v.gpu) for v in running),
+            )
+        return self._totals
 
     def active_cost(self, now: datetime) -> float:
         """The active rows' cost at `now`, each priced by `current_cost`'s rule (in epoch seconds,
@@ -183,12 +206,14 @@ def _due(now_s: float, rate: float) -> float:
     return now_s + REPRICE_USD * 3600.0 / rate if rate > 0 else float("inf")
 
 
-def _with(view: ContainerView, values: dict[str, Any]) -> ContainerView:
-    """`view` with `values` replaced, its health worked out again as its constructor does: a
-    copy of its attributes, at a fraction of `dataclasses.replace`'s cost (10,000 a second)."""
+def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:
+    """`view` with `values` replaced, its health worked out again as its constructor does (unless
+    nothing it depends on is among them): a copy of its attributes, at a fraction of
+    `dataclasses.replace`'s cost (10,000 a second)."""
     new = object.__new__(ContainerView)
     d = new.__dict__
     d.update(view.__dict__)
     d.update(values)
-    new.__post_init__()
+    if health:
+        new.__post_init__()
     return new

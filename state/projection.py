@@ -120,20 +120,21 @@ class Projection:
                     s, now=now, recent_hours=recent_hours, limit=CONTAINER_VIEW_LIMIT
                 )
             events = _recent_event_views(s, event_limit)
-            running = [c for c in containers if c.is_active]
             start = period_start(now, budget.period)
             if live is None:
+                running = [c for c in containers if c.is_active]
                 spent = _spent_since(s, start, running)
                 trend = _spend_trend(s, now)
+                burn = burn_rate(c.cost_rate_per_hour for c in running)
+                gpus = sum(gpu_count(c.gpu) for c in running)
             else:
                 spent = _ended_spend_since(s, start) + live.active_cost(now)
                 trend = live.trend(lambda: _spend_trend(s, now))
+                burn, gpus = live.totals()
             reconciler = _reconciler_view(s, reconcile_interval, now)
             plane = setting_value(s, PLANE_KEY) or ""
             foreign = _foreign_sandboxes(s)
             in_grace = _in_grace(s)
-        burn = burn_rate(c.cost_rate_per_hour for c in running)
-        gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
             generated_at=now,
             containers=containers,
