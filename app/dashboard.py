@@ -49,7 +49,7 @@ from parhelia.widgets.containers_table import (
     Settings,
     prepare_rows,
 )
-from parhelia.widgets.formatting import money
+from parhelia.widgets.formatting import KEYS_KEPT_BY_HEARTBEATS, money
 
 if TYPE_CHECKING:
     from parhelia.app.config import LoadedSettings
@@ -200,7 +200,10 @@ class ParheliaApp(App):
         as they were asked for, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         view = self.control.dashboard(live=self._live)
-        rows = prepare_rows(view.containers, order_for, self._live.changed, previous)
+        live = self._live
+        # sorted by age (or another column no heartbeat moves), a heartbeat re-keys no row
+        moved = live.reread if order_for[0] in KEYS_KEPT_BY_HEARTBEATS else live.changed
+        rows = prepare_rows(view.containers, order_for, moved, previous)
         self._prepared = rows
         detail = None
         if self._detail is not None:

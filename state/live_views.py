@@ -89,6 +89,8 @@ class LiveContainers:
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
+        # of those, the ids read whole (the others changed only in heartbeat columns or price)
+        self.reread: set[str] | None = None
 
     def read(
         self, s: Session, *, now: datetime, recent_hours: float, limit: int
@@ -167,6 +169,7 @@ class LiveContainers:
             self._totals = None  # who is active, at what rate, with which GPU: read whole rows only
         self._views = views
         self.changed = None if first else changed
+        self.reread = None if first else {r[0] for r in whole}
         return [views[k] for k in order]
 
     def totals(self) -> tuple[float, int]:

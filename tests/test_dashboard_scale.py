@@ -191,3 +191,32 @@ def test_readers_keep_a_small_page_cache_and_the_dashboard_a_small_writer_one(tm
     finally:
         daemon.close()
         dashboard.close()
+
+
+def test_no_heartbeat_or_price_moves_a_key_of_the_columns_said_to_keep_theirs(seeded):
+    from parhelia.widgets.formatting import KEYS_KEPT_BY_HEARTBEATS, order_key
+
+    store, control, clock = seeded
+    live = LiveContainers()
+    before = {c.id: c for c in control.dashboard(live=live).containers}
+    store.record_heartbeats(
+        [
+            {
+                "container_id": "c-00000001",
+                "ts": clock[0],
+                "cpu_percent": 50.0,
+                "memory_mib": 100.0,
+                "memory_percent": 5.0,
+                "disk_percent": 1.0,
+                "uptime_seconds": 1.0,
+                "agent_alive": False,
+            }
+        ],
+        [{"id": "c-00000002", "last_heartbeat_at": None, "missed_heartbeats": 9, "health": "dead"}],
+    )
+    clock[0] += timedelta(minutes=5)  # every active row's cost has moved: all priced again
+    after = control.dashboard(live=live).containers
+    assert live.reread == set() and len(live.changed) == N
+    for c in after:
+        for column in KEYS_KEPT_BY_HEARTBEATS:
+            assert order_key(c, column) == order_key(before[c.id], column), (c.id, column)

@@ -227,6 +227,10 @@ _SORT_VALUE = {
 }
 
 
+# Columns whose key no heartbeat and no re-pricing moves: only a change to the rest of the row.
+KEYS_KEPT_BY_HEARTBEATS = frozenset({"id", "state", "task", "age", "rate", "gpu", "sandbox"})
+
+
 def order_key(c: ContainerView, column: str) -> tuple:
     """The key of one column in `sort_keys`' form and order, without `now`: ages sort by their
     start (the older, the larger: the negated time), so a key stays good while the row does not
