@@ -146,7 +146,7 @@ def containers_table(
         lines.append(line)
     if more:
         lines.append(
-            [(f"… {more:,} more (the oldest): parhelia tui --once --all, or --format json", "dim")]
+            [(f"… {more:,} more (the oldest); every row: parhelia tui --once --all", "dim")]
         )
     if not view.containers:
         lines.append([("-", None)])

@@ -142,7 +142,7 @@ def test_once_shows_the_youngest_rows_up_to_its_limit_and_all_with_all_rows(seed
     text = once.render_once(view, fmt="text", width=120)
     shown = [ln.split()[0] for ln in text.splitlines() if ln.startswith("c-")]
     assert shown == [f"c-{i:08x}" for i in range(100)]  # youngest first
-    assert "… 200 more (the oldest): parhelia tui --once --all" in text
+    assert "… 200 more (the oldest); every row: parhelia tui --once --all" in text
     assert f"Containers ({N})" in text and f"Total: {N} containers" in text
     every = once.render_once(view, fmt="text", width=120, all_rows=True)
     assert len([ln for ln in every.splitlines() if ln.startswith("c-")]) == N
