@@ -45,6 +45,12 @@ def tui(
             help="Only watch: run no reconciler or heartbeats here (a daemon or another dashboard does).",
         ),
     ] = False,
+    all_rows: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="With --once: every container, not the youngest 1,000 (text and svg)."
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", hidden=True)] = False,
 ) -> None:
     """The full-screen dashboard: containers, events, budget and help, live."""
@@ -52,7 +58,9 @@ def tui(
     if rt.json_out:  # `parhelia --json tui --once` as well as `tui --once --json`
         fmt = "json"
     if once:
-        raise typer.Exit(_once(rt, fmt, width, demo=demo, refresh=not no_refresh))
+        raise typer.Exit(
+            _once(rt, fmt, width, demo=demo, refresh=not no_refresh, all_rows=all_rows)
+        )
     if (err := _full_screen_refusal(ctx)) is not None:  # a script must never hang on the app
         from parhelia.app import output
 
@@ -62,12 +70,18 @@ def tui(
         from parhelia.app.demo import prepare_demo
 
         prepare_demo(rt, start=False)
-    from parhelia.app.dashboard import run_dashboard
+    from parhelia.app.dashboard import DASHBOARD_WRITE_CACHE_KIB, run_dashboard
 
+    rt.write_cache_kib = DASHBOARD_WRITE_CACHE_KIB  # before the store opens (the demo's is small)
     run_dashboard(rt, demo=demo, run_loops=not read_only)
 
 
-ONCE_ONLY = {"fmt": "--format", "width": "--width", "no_refresh": "--no-refresh"}
+ONCE_ONLY = {
+    "fmt": "--format",
+    "width": "--width",
+    "no_refresh": "--no-refresh",
+    "all_rows": "--all",
+}
 
 
 def _full_screen_refusal(ctx: typer.Context) -> ParheliaError | None:
@@ -101,7 +115,9 @@ def _check_format(fmt: str) -> None:
         )
 
 
-def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
+def _once(
+    rt, fmt: str, width: int | None, *, demo: bool, refresh: bool, all_rows: bool = False
+) -> int:
     """One snapshot. Every failure is exit 2 (1 means "look at this", and scripts branch on it)."""
     from parhelia.app.once import render_once
 
@@ -117,7 +133,9 @@ def _once(rt, fmt: str, width: int | None, *, demo: bool, refresh: bool) -> int:
     color = sys.stdout.isatty() and fmt == "text"
     return one_shot(
         rt,
-        lambda view: render_once(view, fmt=fmt, width=width or _terminal_width(), color=color),
+        lambda view: render_once(
+            view, fmt=fmt, width=width or _terminal_width(), color=color, all_rows=all_rows
+        ),
         json_out=fmt == "json",
         demo=demo,
         refresh=refresh,

@@ -25,7 +25,7 @@ from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerView, DashboardView, plural
 from parhelia.widgets.budget_pane import BudgetPane
-from parhelia.widgets.containers_table import ContainersTable, PreparedRow
+from parhelia.widgets.containers_table import ContainersTable, PreparedRows
 from parhelia.widgets.events_log import EventFilter, EventsLog
 from parhelia.widgets.filter_bar import FilterBar
 from parhelia.widgets.formatting import (
@@ -99,6 +99,7 @@ class MainScreen(Screen[None]):
         self._sidebar: bool | None = None  # None: shown when the terminal is wide enough
         self._select_after_refresh: str | None = None
         self._can_act: tuple[bool, ...] = ()  # what check_action said last (footer refreshes)
+        self._about_view: tuple[DashboardView, tuple[int, list]] | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ class MainScreen(Screen[None]):
         self,
         view: DashboardView,
         containers: list[ContainerView],
-        rows: dict[str, PreparedRow] | None,
+        rows: PreparedRows | None,
     ) -> None:
         """Hand a view to every pane; `containers` are the view's, with rows being terminated
         marked so by the App."""
@@ -216,7 +217,7 @@ class MainScreen(Screen[None]):
 
     def _update_titles(self, view: DashboardView) -> None:
         table = self.query_one(ContainersTable)
-        active = sum(1 for c in view.containers if c.is_active)
+        active = self._about(view)[0]
         burn = view.budget.burn_rate_per_hour
         shown = (
             f"filter {table.filter.text!r}: {table.matched} of {len(view.containers)} shown · "
@@ -233,6 +234,14 @@ class MainScreen(Screen[None]):
             f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}{hidden}"
         )
         table.border_title = f"Containers ({len(view.containers)})"
+
+    def _about(self, view: DashboardView) -> tuple[int, list]:
+        """The view's active count and attention reasons, worked out once per view: each goes
+        over every container, and the titles and help are redrawn on each refresh and key."""
+        if self._about_view is None or self._about_view[0] is not view:
+            active = sum(1 for c in view.containers if c.is_active)
+            self._about_view = (view, (active, view.attention()))
+        return self._about_view[1]
 
     def _budget_toast(self, view: DashboardView) -> None:
         level = view.budget.level
@@ -264,7 +273,7 @@ class MainScreen(Screen[None]):
         about: list[tuple[str, str]] = []
         view = self.app.view
         if view is not None:
-            about += [("Attention", a.text, a.command) for a in view.attention()[:2]]
+            about += [("Attention", a.text, a.command) for a in self._about(view)[1][:2]]
         selected = self.query_one(ContainersTable).selected
         if selected is not None and help.selection:
             about.append((f"{selected.id} {selected.state}", STATE_HELP.get(selected.state, "")))
@@ -301,7 +310,7 @@ class MainScreen(Screen[None]):
             if action == "terminate":
                 return True if selected is not None and selected.is_active else None
             if action == "terminate_filtered":
-                return True if any(c.is_active for c in table.shown_rows) else None
+                return True if table.any_active_shown else None
             if action in ("detail", "attach", "logs", "diff"):
                 return True if selected is not None else None
         return True

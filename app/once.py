@@ -8,10 +8,15 @@ or SVG. The exit code says whether anyone needs to look: 0 all well, 1 attention
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
 from rich.panel import Panel
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from parhelia.app.snapshot import exit_code as exit_code  # re-exported: tests import it here
@@ -37,11 +42,19 @@ from parhelia.widgets.formatting import (
 )
 
 EVENT_TAIL = 10
+# Container rows in a text or SVG snapshot unless `--all`: 10,000 lines are no snapshot, and
+# rendering them was most of its time; `--format json` always carries every container.
+ROW_LIMIT = 1_000
 MIN_TASK = 16
 
 
 def render_once(
-    view: DashboardView, *, fmt: str = "text", width: int = 120, color: bool = False
+    view: DashboardView,
+    *,
+    fmt: str = "text",
+    width: int = 120,
+    color: bool = False,
+    all_rows: bool = False,
 ) -> str:
     if fmt == "json":
         return render_json(view)
@@ -56,14 +69,16 @@ def render_once(
         highlight=False,
         emoji=False,
     )
-    console.print(dashboard_renderable(view, width))
+    console.print(dashboard_renderable(view, width, None if all_rows else ROW_LIMIT))
     if fmt == "svg":
         return console.export_svg(title="parhelia tui --once")
     text = console.file.getvalue()
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
+def dashboard_renderable(
+    view: DashboardView, width: int, limit: int | None = None
+) -> RenderableType:
     now = view.generated_at
     parts: list[RenderableType] = [
         status_text(
@@ -73,7 +88,7 @@ def dashboard_renderable(view: DashboardView, width: int) -> RenderableType:
     banner = stale_banner(view)
     if banner:
         parts.append(Text(f"⚠ {banner}", style="bold red"))
-    parts.append(containers_table(view, now, width))
+    parts.append(containers_table(view, now, width, limit))
     side = [budget_panel(view, now, width), attention_panel(view)]
     parts.append(Group(*side))
     parts.append(events_panel(view))
@@ -100,32 +115,80 @@ def _table_width(columns: list[Column]) -> int:
     return sum((MIN_TASK if c.key == "task" else c.width) + 1 for c in columns)
 
 
-def containers_table(view: DashboardView, now: datetime, width: int = 120) -> Group:
+def containers_table(
+    view: DashboardView, now: datetime, width: int = 120, limit: int | None = None
+) -> Group:
     """The containers as fixed-width lines, laid out here rather than by a Rich `Table`: widths
-    are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py)."""
+    are known, and measuring a thousand rows cell by cell took seconds (bench/tui.py). Each line
+    goes to the console as its own segments (`StyledLines`): one Rich `Text` of 10,000 lines
+    was split, wrapped and cropped by Rich again, most of a 2.5 s snapshot."""
     columns = fitting_columns(width)
     task_width = max(MIN_TASK, min(TASK_WIDTH, width - _table_width(columns) + MIN_TASK - 1))
     widths = [task_width if col.key == "task" else col.width for col in columns]
     keep = [i for i, col in enumerate(COLUMNS) if col in columns]
-    out = Text(no_wrap=True, overflow="crop")
-    out.append(f"Containers ({len(view.containers)})\n")
-    out.append(_line([col.label for col in columns], columns, widths), style="bold")
-    out.append("\n")
-    # The dashboard's default order: youngest first.
-    for c in sorted(view.containers, key=lambda c: sort_value(c, "age", now)):
+    lines: list[list[tuple[str, str | None]]] = [
+        [(f"Containers ({len(view.containers)})", None)],
+        [(_line([col.label for col in columns], columns, widths), "bold")],
+    ]
+    # The dashboard's default order: youngest first; past `limit` rows a line says how many more.
+    rows = sorted(view.containers, key=lambda c: sort_value(c, "age", now))
+    more = len(rows) - limit if limit is not None and len(rows) > limit else 0
+    for c in rows[: len(rows) - more]:
         agent = view.agents.get(c.id)
         cells = container_cells(c, now, agent)
         base = row_style(c)
+        line: list[tuple[str, str | None]] = []
         for col, w, i in zip(columns, widths, keep, strict=True):
-            style = cell_style(c, col.key, base, agent) or None
-            out.append(_fit(cells[i], w, col.justify), style=style)
-            out.append(" ")
-        out.append("\n")
+            _add(line, _fit(cells[i], w, col.justify), cell_style(c, col.key, base, agent) or None)
+            _add(line, " ", None)
+        lines.append(line)
+    if more:
+        lines.append(
+            [(f"… {more:,} more (the oldest); every row: parhelia tui --once --all", "dim")]
+        )
     if not view.containers:
-        out.append("-\n")
-    out.rstrip()
+        lines.append([("-", None)])
     theirs = foreign_line(view)
-    return Group(out, Text(totals_line(view.containers)), *([Text(theirs)] if theirs else []))
+    return Group(
+        StyledLines(lines, width),
+        Text(totals_line(view.containers)),
+        *([Text(theirs)] if theirs else []),
+    )
+
+
+def _add(line: list[tuple[str, str | None]], text: str, style: str | None) -> None:
+    """`text` at the end of `line`, joined to the piece before when their style is the same (a
+    console takes a dozen pieces a line much faster than two dozen)."""
+    if line and line[-1][1] == style:
+        line[-1] = (line[-1][0] + text, style)
+    else:
+        line.append((text, style))
+
+
+class StyledLines:
+    """Lines of (text, style) pieces already cut to fit, given to the console as they are: no
+    wrapping, no measuring. A line's trailing blanks are dropped, as `Text.rstrip` did."""
+
+    def __init__(self, lines: list[list[tuple[str, str | None]]], width: int) -> None:
+        self.lines, self.width = lines, width
+
+    def __rich_console__(self, console: Console, options: Any) -> Iterator[Segment]:
+        parse = Style.parse
+        newline = Segment.line()
+        last = len(self.lines) - 1
+        for n, line in enumerate(self.lines):
+            pieces = line
+            if n == last:  # the block's trailing blanks go, as `Text.rstrip` did
+                while pieces and not pieces[-1][0].strip():
+                    pieces = pieces[:-1]
+                if pieces:
+                    pieces = [*pieces[:-1], (pieces[-1][0].rstrip(), pieces[-1][1])]
+            for text, style in pieces:
+                yield Segment(text, parse(style) if style else None)
+            yield newline
+
+    def __rich_measure__(self, console: Console, options: Any) -> Measurement:
+        return Measurement(self.width, self.width)
 
 
 def _fit(value: str, width: int, justify: str) -> str:

@@ -20,6 +20,9 @@ class Runtime:
     # Configuration warnings (an untrusted project file, an unknown PARHELIA_* variable) go to
     # stderr once; `config show` lists them itself.
     warn_on_stderr: bool = True
+    # SQLite's page cache of the store's writer (None: the store's default): the dashboard keeps
+    # a small one, its heartbeat loop's pages otherwise stay resident (app/cli_tui.py).
+    write_cache_kib: int | None = None
 
     @cached_property
     def loaded(self) -> LoadedSettings:
@@ -53,7 +56,7 @@ class Runtime:
     def store(self) -> Store:
         from parhelia.state.store import Store
 
-        return Store(self.db_url)
+        return Store(self.db_url, write_cache_kib=self.write_cache_kib)
 
     @cached_property
     def backend_name(self) -> str:

@@ -13,6 +13,9 @@ process (the real heartbeat poller against an instant fake backend, like a daemo
   the real `parhelia tui --read-only` in a pseudo-terminal, measured with psutil;
 - `parhelia tui --once --no-refresh` over 1,000 containers and 1,000,000 events, end to end as a
   subprocess (target < 1.5 s).
+
+Each size's store is seeded once and kept (bench/fixtures.py: the user cache dir, or
+`PARHELIA_BENCH_CACHE`; `=off` seeds afresh); a run works on a copy, its times moved to now.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import psutil
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
 sys.path.insert(0, str(Path(__file__).parent))
 import store as store_bench
+from fixtures import seeded_db
 
 from parhelia.state.costs import hourly_rate
 from parhelia.state.models import Container, Task
@@ -111,6 +115,36 @@ def seed(url: str, events: int) -> Store:
             store_bench.event_rows(ids, events),
         )
     return store
+
+
+def seeded(tmp: str, events: int) -> str:
+    """The N-container store for this run: built once (bench/fixtures.py), then copied and its
+    containers' times moved to now, as if just seeded."""
+    url, reused = seeded_db(
+        f"tui-{N}-{events}", Path(tmp) / "bench.db", lambda u: seed(u, events).close()
+    )
+    if reused:
+        store = Store(url)
+        with store.write() as s:
+            rows = s.execute(
+                select(Container.id, Container.created_at, Container.last_heartbeat_at)
+            ).all()
+            shift = utcnow() - max(r.last_heartbeat_at for r in rows)
+            s.execute(
+                update(Container),
+                [
+                    {
+                        "id": r.id,
+                        "created_at": r.created_at + shift,
+                        "started_at": r.created_at + shift,
+                        "last_heartbeat_at": r.last_heartbeat_at + shift,
+                        "updated_at": r.last_heartbeat_at + shift,
+                    }
+                    for r in rows
+                ],
+            )
+        store.close()
+    return url
 
 
 def run_writer(url: str) -> None:
@@ -279,8 +313,7 @@ def once_bench(url: str, runs: int = 5) -> list[float]:
 def keys_only() -> int:
     """`--keys`: only the key-to-screen figures (10,000 events seeded: the panes read the newest)."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        seed(url, events=10_000).close()
+        url = seeded(tmp, 10_000)
         idle_keys, _, _ = asyncio.run(pilot_bench(url))
         writer = start_writer(url)
         try:
@@ -310,10 +343,8 @@ def run_size(n: int, events: int) -> bool:
     N = n
     print(f"== {n:,} containers, {events:,} events", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         t = time.perf_counter()
-        store = seed(url, events=events)
-        store.close()
+        url = seeded(tmp, events)
         print(f"setup: {n:,} containers, {events:,} events in {time.perf_counter() - t:.1f} s")
         once = once_bench(url)
         idle_cpu, idle_rss = idle_bench(url, seconds=20.0)

@@ -25,6 +25,7 @@ from parhelia.state.budget import BudgetConfig, summarize
 from parhelia.state.costs import burn_rate, current_cost
 from parhelia.state.event_log import to_event_view
 from parhelia.state.keys import ACTIVE, FOREIGN_PREFIX, IN_GRACE_PREFIX, PLANE_KEY, RECONCILER_LEASE
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import (
     Container,
     Event,
@@ -101,26 +102,40 @@ class Projection:
         recent_hours: float = 1.0,
         reconcile_interval: float = 60.0,
         backend_label: str = "",
+        live: LiveContainers | None = None,
     ) -> DashboardView:
         """The one view query: containers with their latest heartbeat, recent events, budget, reconciler.
 
-        One read transaction, so every part of the view is from the same moment."""
+        One read transaction, so every part of the view is from the same moment. With `live` (a
+        dashboard that refreshes), only the containers that changed since its last read are
+        built again (`state/live_views.py`) and the spend trend is kept for half a minute."""
         from parhelia.state.budget import period_start
 
         now = now or utcnow()
         with self.read() as s:
             budget = budget or _stored_budget(s)
-            containers = _container_views(s, now=now, recent_hours=recent_hours)
+            if live is None:
+                containers = _container_views(s, now=now, recent_hours=recent_hours)
+            else:
+                containers = live.read(
+                    s, now=now, recent_hours=recent_hours, limit=CONTAINER_VIEW_LIMIT
+                )
             events = _recent_event_views(s, event_limit)
-            running = [c for c in containers if c.is_active]
-            spent = _spent_since(s, period_start(now, budget.period), running)
-            trend = _spend_trend(s, now)
+            start = period_start(now, budget.period)
+            if live is None:
+                running = [c for c in containers if c.is_active]
+                spent = _spent_since(s, start, running)
+                trend = _spend_trend(s, now)
+                burn = burn_rate(c.cost_rate_per_hour for c in running)
+                gpus = sum(gpu_count(c.gpu) for c in running)
+            else:
+                spent = _ended_spend_since(s, start) + live.active_cost(now)
+                trend = live.trend(lambda: _spend_trend(s, now))
+                burn, gpus = live.totals()
             reconciler = _reconciler_view(s, reconcile_interval, now)
             plane = setting_value(s, PLANE_KEY) or ""
             foreign = _foreign_sandboxes(s)
             in_grace = _in_grace(s)
-        burn = burn_rate(c.cost_rate_per_hour for c in running)
-        gpus = sum(gpu_count(c.gpu) for c in running)
         return DashboardView(
             generated_at=now,
             containers=containers,
@@ -205,7 +220,12 @@ def _stale_since(s: Session) -> datetime | None:
 
 
 def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -> float:
-    ended = (
+    return _ended_spend_since(s, start) + sum(c.cost_accrued_usd for c in active if c.is_active)
+
+
+def _ended_spend_since(s: Session, start: datetime) -> float:
+    """The final cost of the containers that ended since `start`."""
+    return (
         s.scalar(
             select(func.coalesce(func.sum(Container.cost_accrued_usd), 0.0)).where(
                 Container.state.not_in(ACTIVE), Container.terminated_at >= start
@@ -213,7 +233,6 @@ def _spent_since(s: Session, start: datetime, active: Sequence[ContainerView]) -
         )
         or 0.0
     )
-    return ended + sum(c.cost_accrued_usd for c in active if c.is_active)
 
 
 class _Rare(ColumnElement):

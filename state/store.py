@@ -54,7 +54,9 @@ from parhelia.state.timeutil import as_utc, utcnow
 class Store(EventLog, BulkWrites, Projection):
     """Open (and upgrade) the database at `url`; SQLite gets WAL, busy timeout and foreign keys."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, write_cache_kib: int | None = None
+    ) -> None:
         self.url = url
         self._notify = db.is_postgresql(url)
         revision = None
@@ -63,7 +65,9 @@ class Store(EventLog, BulkWrites, Projection):
                 revision = db.check_not_newer(url)
             self.engine = db.make_engine(url)
             self._write_engine = (
-                db.make_engine(url, immediate=True) if db.is_sqlite(url) else self.engine
+                db.make_engine(url, immediate=True, cache_kib=write_cache_kib)
+                if db.is_sqlite(url)
+                else self.engine
             )
             path = self._write_engine.url.database if db.is_sqlite(url) else None
             self._checkpointer = (

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event, insert
 
 from parhelia.state.keys import ACTIVE
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Event, Task
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
@@ -78,6 +79,14 @@ def _history(store: Store) -> None:
 
 def _views(store: Store) -> None:
     store.dashboard(now=NOW)
+    # a refreshing dashboard: its first read (the narrow read, then the rows whole by id), then
+    # a refresh after a heartbeat cycle (the narrow read alone)
+    live = LiveContainers()
+    store.dashboard(now=NOW, live=live)
+    store.record_heartbeats(
+        [], [{"id": "c-00000001", "last_heartbeat_at": NOW, "missed_heartbeats": 1}]
+    )
+    store.dashboard(now=NOW, live=live)
     store.container_detail("c-00000001", now=NOW)
     store.reconcile_snapshot(sorted({*ACTIVE, "stopped"}))
 
@@ -151,7 +160,9 @@ def test_sqlite_live_containers_read_through_the_state_index_even_after_analyze(
             raw.execute("ANALYZE")
             raw.commit()
             raw.close()
-        seen = _captured(store, lambda s: s.dashboard(now=NOW))
+        seen = _captured(
+            store, lambda s: (s.dashboard(now=NOW), s.dashboard(now=NOW, live=LiveContainers()))
+        )
         raw = sqlite3.connect(store.sqlite_path)
         try:
             plans = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from parhelia.state.agent_activity import AgentState, activity_cell
@@ -227,38 +228,73 @@ def sort_keys(c: ContainerView, now: datetime, agent: AgentState | None = None) 
     """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value): each
     `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
     rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
-    orders them. All at once: the dashboard works them out in its refresh thread so that a sort
-    key press only sorts."""
-    active = c.is_active
-    heartbeat = age_seconds(c.last_heartbeat_at, now) if active else None
-    values = (
-        c.id,
-        c.state,
-        HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
-        AGENT_ORDER.get(agent.activity.kind) if agent is not None and active else None,
-        (c.task_prompt or c.task_id or "").lower() or None,
-        age_seconds(c.started_at or c.created_at, now) or 0.0,
-        heartbeat,
-        c.cpu_percent if active else None,
-        c.memory_used_mib if active else None,
-        c.cost_rate_per_hour if active else None,
-        c.cost_accrued_usd,
-        c.gpu or None,
-        c.sandbox_id or None,
-    )
-    return tuple((v is None, 0 if v is None else v, c.id) for v in values)
+    orders them."""
+    return tuple(sort_value(c, k, now, agent) for k in COLUMN_KEYS)
+
+
+# Each column's sort value but the two that depend on `now` (see `sort_keys`, `order_key`).
+_SORT_VALUE = {
+    "id": lambda c, active: c.id,
+    "state": lambda c, active: c.state,
+    "health": lambda c, active: HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
+    "task": lambda c, active: (c.task_prompt or c.task_id or "").lower() or None,
+    "cpu": lambda c, active: c.cpu_percent if active else None,
+    "memory": lambda c, active: c.memory_used_mib if active else None,
+    "rate": lambda c, active: c.cost_rate_per_hour if active else None,
+    "cost": lambda c, active: c.cost_accrued_usd,
+    "gpu": lambda c, active: c.gpu or None,
+    "sandbox": lambda c, active: c.sandbox_id or None,
+}
+
+
+# Columns whose key no heartbeat and no re-pricing moves: only a change to the rest of the row.
+KEYS_KEPT_BY_HEARTBEATS = frozenset({"id", "state", "task", "age", "rate", "gpu", "sandbox"})
+
+
+def _agent_order(c: ContainerView, agent: AgentState | None) -> int | None:
+    """The AGENT column's value: from the view's side map, not the row (`DashboardView.agents`)."""
+    return AGENT_ORDER.get(agent.activity.kind) if agent is not None and c.is_active else None
+
+
+def order_key(c: ContainerView, column: str, agent: AgentState | None = None) -> tuple:
+    """The key of one column in `sort_keys`' form and order, without `now`: ages sort by their
+    start (the older, the larger: the negated time), so a key stays good while the row (and its
+    agent) does not change and the dashboard works out only the changed rows' keys each refresh."""
+    if column == "age":
+        start = c.started_at or c.created_at
+        return (False, -start.timestamp() if start is not None else 0.0, c.id)
+    if column == "heartbeat":
+        seen = c.last_heartbeat_at if c.is_active else None
+        return (seen is None, 0 if seen is None else -seen.timestamp(), c.id)
+    v = _agent_order(c, agent) if column == "agent" else _SORT_VALUE[column](c, c.is_active)
+    return (v is None, 0 if v is None else v, c.id)
 
 
 def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:
     """Ids by their sort key (`sort_keys`' form), rows without a value last whichever way."""
-    have = sorted((k for k in keyed if not k[1][0]), key=lambda k: k[1], reverse=reverse)
-    missing = sorted((k for k in keyed if k[1][0]), key=lambda k: k[1])
-    return [cid for cid, _ in have + missing]
+    have = [k for k in keyed if not k[1][0]]
+    missing = [k for k in keyed if k[1][0]]
+    have.sort(key=_second, reverse=reverse)
+    missing.sort(key=_second)
+    return [cid for cid, _ in have] + [cid for cid, _ in missing]
 
 
-def sort_value(c: ContainerView, column: str, now: datetime) -> tuple:
-    """The key of one column (see `sort_keys`)."""
-    return sort_keys(c, now)[COLUMN_KEYS.index(column)]
+_second = itemgetter(1)
+
+
+def sort_value(
+    c: ContainerView, column: str, now: datetime, agent: AgentState | None = None
+) -> tuple:
+    """The key of one column (see `sort_keys`), worked out alone."""
+    if column == "agent":
+        v = _agent_order(c, agent)
+    elif column == "age":
+        v = age_seconds(c.started_at or c.created_at, now) or 0.0
+    elif column == "heartbeat":
+        v = age_seconds(c.last_heartbeat_at, now) if c.is_active else None
+    else:
+        v = _SORT_VALUE[column](c, c.is_active)
+    return (v is None, 0 if v is None else v, c.id)
 
 
 def totals_line(rows: list[ContainerView]) -> str:

@@ -172,7 +172,13 @@ class LineTable(ScrollView, can_focus=True):
         return self._versions.get(key)
 
     def row_cells(self, key: str) -> Sequence[Cell]:
+        """A row's cells (KeyError when it is not shown). A subclass may make them only when a
+        row is drawn (`ContainersTable`: the rows on screen, not all 10,000)."""
         return self._cells[key]
+
+    def line_version(self, key: str) -> object:
+        """What a drawn line of the row is cached by: it is drawn again when this changes."""
+        return self._versions[key]
 
     @property
     def columns(self) -> list[TableColumn]:
@@ -318,7 +324,7 @@ class LineTable(ScrollView, can_focus=True):
             return Strip.blank(width, self._style())
         key = self._order[row]
         cursor = row == self.cursor_row
-        sig = (key, self._versions[key], cursor, row % 2, scroll_x, width)
+        sig = (key, self.line_version(key), cursor, row % 2, scroll_x, width)
         cached = self._lines.get(y)
         if cached is not None and cached[0] == sig:
             return cached[1]
@@ -328,7 +334,7 @@ class LineTable(ScrollView, can_focus=True):
             base = self._style("line-table--even-row")
         else:
             base = self._style()
-        strip = self._draw(self._cells[key], base, scroll_x, width)
+        strip = self._draw(self.row_cells(key), base, scroll_x, width)
         self._lines[y] = (sig, strip)  # by screen line: a screenful of strips, not one per row
         return strip
 

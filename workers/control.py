@@ -21,6 +21,7 @@ from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskSt
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
+from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Event, Task
 from parhelia.state.settings import STORED_SETTINGS, Settings
 from parhelia.state.store import Store
@@ -137,11 +138,20 @@ class ControlPlane(Dispatching):
         )
         return amount, old
 
-    def dashboard(self, *, event_limit: int | None = None, agents: bool = True) -> DashboardView:
-        """The one view. `agents=False` leaves out the local agents waiting for their user (a look
-        at every active local container's tmux socket) for a caller that shows no attention list:
-        `containers list` over 1,000 containers spent more on it than on the query (bench/cli.py)."""
+    def dashboard(
+        self,
+        *,
+        event_limit: int | None = None,
+        agents: bool = True,
+        live: LiveContainers | None = None,
+    ) -> DashboardView:
+        """The one view. `live` (kept by a dashboard between its refreshes) rebuilds only the
+        containers that changed since its last read. `agents=False` leaves out what the agents
+        are doing (a look at every active agent's tmux session) for a caller that shows neither
+        the AGENT column nor the attention list: `containers list` over 1,000 containers spent
+        more on it than on the query (bench/cli.py)."""
         view = self.store.dashboard(
+            live=live,
             now=self.clock(),
             budget=self.budget_config(),
             event_limit=self.settings.tui.event_rows if event_limit is None else event_limit,

@@ -363,7 +363,8 @@ class SessionService:
             if not pid.isdigit():
                 raise ProcessLookupError(shown.stderr.strip() or "no pane")
             os.killpg(int(pid), signal.SIGHUP)
-            os.killpg(int(pid), signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):  # the hang-up may have ended them all
+                os.killpg(int(pid), signal.SIGCONT)  # a stopped agent acts on it once resumed
         except (ProcessLookupError, PermissionError) as exc:
             if read_sessions(socket):
                 raise ParheliaError(

@@ -1,0 +1,179 @@
+"""The dashboard's containers kept between refreshes (`state/live_views.py`): after any write a
+refresh shows exactly what a full read shows, and builds again only the rows that changed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete, insert, update
+
+from parhelia.state.live_views import LiveContainers
+from parhelia.state.models import Container, Task
+from parhelia.state.store import Store
+from parhelia.state.timeutil import utcnow
+
+T0 = utcnow().replace(microsecond=0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    url = (
+        f"sqlite:///{tmp_path / 'live.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_database")
+    )
+    s = Store(url)
+    rows, tasks = [], []
+    for i in range(30):
+        tasks.append({"id": f"t-{i:08x}", "prompt": f"p{i}", "backend": "local", "created_at": T0})
+        rows.append(
+            {
+                "id": f"c-{i:08x}",
+                "backend": "local",
+                "sandbox_id": f"sb-{i}",
+                "task_id": f"t-{i:08x}",
+                "state": "running" if i < 25 else "terminated",
+                "health": "healthy",
+                "created_at": T0 - timedelta(minutes=60 - i),
+                "started_at": T0 - timedelta(minutes=60 - i),
+                "terminated_at": None if i < 25 else T0 - timedelta(minutes=100 - 3 * i),
+                "last_heartbeat_at": T0,
+                "cost_rate_per_hour": 0.5 + i,
+                "cost_accrued_usd": 0.0 if i < 25 else 1.5,
+                "tags": {"n": str(i)},
+                "meta": {},
+                "updated_at": T0,
+            }
+        )
+    with s.write() as w:
+        w.execute(insert(Task), tasks)
+        w.execute(insert(Container), rows)
+    yield s
+    s.close()
+
+
+def both(store: Store, live: LiveContainers, now):
+    """The view through `live` and a full read at the same moment."""
+    return store.dashboard(now=now, live=live), store.dashboard(now=now)
+
+
+def same(a, b) -> None:
+    assert [asdict(c) for c in a.containers] == [asdict(c) for c in b.containers]
+    assert a.budget.spent_usd == pytest.approx(b.budget.spent_usd, abs=1e-9)
+    assert a.budget.burn_rate_per_hour == pytest.approx(b.budget.burn_rate_per_hour)
+
+
+def test_a_refresh_after_each_kind_of_write_shows_what_a_full_read_shows(store):
+    live = LiveContainers()
+    now = T0 + timedelta(seconds=5)
+    same(*both(store, live, now))
+    assert live.changed is None  # the first read builds everything
+    ids = [c.id for c in store.dashboard(now=now).containers]
+
+    # nothing written: nothing built again, the very same view objects
+    before = store.dashboard(now=now, live=live).containers
+    after = store.dashboard(now=now, live=live).containers
+    assert live.changed == set() and all(a is b for a, b in zip(before, after, strict=True))
+
+    # a heartbeat cycle (no updated_at stamp): health and samples of two rows
+    store.record_heartbeats(
+        [
+            {
+                "container_id": ids[1],
+                "ts": now,
+                "cpu_percent": 42.0,
+                "memory_mib": 512.0,
+                "memory_percent": 9.0,
+                "disk_percent": 1.0,
+                "uptime_seconds": 5.0,
+                "agent_alive": False,
+            }
+        ],
+        [{"id": ids[2], "last_heartbeat_at": now, "missed_heartbeats": 3, "health": "degraded"}],
+    )
+    a, b = both(store, live, now)
+    same(a, b)
+    assert live.changed == {ids[1], ids[2]}
+    assert a.containers[2].health == "degraded" and a.containers[1].cpu_percent == 42.0
+
+    # a transition (ends a row: stamps updated_at), a new row, a field written with an old clock
+    store.transition(ids[3], "terminated", source="user", now=now)
+    store.add_container(
+        Container(id="c-new00001", backend="local", state="running", created_at=now)
+    )
+    with store.write() as w:
+        w.execute(
+            update(Container)
+            .where(Container.id == ids[4])
+            .values(gpu="A10G", updated_at=T0 - timedelta(days=1))
+        )
+    a, b = both(store, live, now)
+    same(a, b)
+    assert {ids[3], ids[4], "c-new00001"} <= live.changed
+
+    # a deleted row and an ended row past the window both leave the view
+    with store.write() as w:
+        w.execute(delete(Container).where(Container.id == ids[5]))
+    later = now + timedelta(minutes=40)  # c-...19 ended 25 min before T0: out of the hour window
+    a, b = both(store, live, later)
+    same(a, b)
+    shown = {c.id for c in a.containers}
+    assert ids[5] not in shown and "c-00000019" not in shown and "c-0000001d" in shown
+
+
+def test_costs_of_unchanged_rows_are_priced_again_once_they_moved(store):
+    live = LiveContainers()
+    store.dashboard(now=T0, live=live)
+    a = store.dashboard(now=T0 + timedelta(seconds=1), live=live)
+    full = store.dashboard(now=T0 + timedelta(seconds=1))
+    # within a tenth of a cent of a full read's price, and the budget's sum exact
+    for x, y in zip(a.containers, full.containers, strict=True):
+        assert x.cost_accrued_usd == pytest.approx(y.cost_accrued_usd, abs=0.001)
+    assert a.budget.spent_usd == pytest.approx(full.budget.spent_usd, abs=1e-9)
+    # a minute on, every active row has moved more than that: all priced at the new moment
+    same(*both(store, live, T0 + timedelta(minutes=1)))
+
+
+def test_the_narrow_read_and_the_whole_rows_by_id_use_their_indexes(store):
+    if store.sqlite_path is None:
+        pytest.skip("SQLite's plans (PostgreSQL's: tests/test_query_plans.py)")
+    """EXPLAIN QUERY PLAN of the two statements a refresh adds: the narrow read goes through the
+    state and terminated_at indexes (never a scan of every container ever run), the rows read
+    whole through the primary key."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM containers" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.dashboard(now=T0, live=LiveContainers())
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    raw = sqlite3.connect(store.sqlite_path)
+    try:
+        plans = {
+            sql: " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params))
+            for sql, params in seen
+        }
+    finally:
+        raw.close()
+    narrow = [p for sql, p in plans.items() if "containers.updated_at" in sql and "JOIN" not in sql]
+    whole = [p for sql, p in plans.items() if "containers.id IN" in sql]
+    assert narrow and whole, plans
+    for plan in narrow:
+        assert "USING INDEX ix_containers_state" in plan and "ix_containers_terminated" in plan
+        assert "SCAN containers" not in plan, plan
+    for plan in whole:
+        assert re.search(
+            r"SEARCH containers USING (INTEGER PRIMARY KEY|INDEX sqlite_autoindex_containers_1)",
+            plan,
+        ), plan
