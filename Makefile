@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/parhelia tui --demo
 
+# Two workers (pytest-xdist), each with its own PostgreSQL server and fake Modal servers; a
+# worker that is done takes queued tests from the other (worksteal): a few tests take 30-60 s.
+# `make test WORKERS=0` runs in one process.
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

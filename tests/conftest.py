@@ -2,7 +2,9 @@
 
 The store, reconciler, lease, concurrency and dashboard tests (`BOTH_DATABASES`) run twice: on
 SQLite and on a real PostgreSQL server the tests start themselves (tests/pg_server.py). A test of
-something only SQLite has (its files, WAL, query planner) is marked `sqlite_only`.
+something only SQLite has (its files, WAL, query planner) is marked `sqlite_only`; a dashboard test
+of keys and widgets over the loaded fleet, where the database plays no part past the first refresh
+(which the other PostgreSQL dashboard tests cover), is marked `one_database`.
 """
 
 import pytest
@@ -28,6 +30,9 @@ BOTH_DATABASES = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: a test of SQLite itself (files, WAL, plans)")
+    config.addinivalue_line(
+        "markers", "one_database: the database plays no part past the first load; SQLite only"
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -35,7 +40,8 @@ def pytest_generate_tests(metafunc):
     if "database" not in metafunc.fixturenames:
         return
     kinds = ["sqlite"]
-    if module in BOTH_DATABASES and not metafunc.definition.get_closest_marker("sqlite_only"):
+    marked = any(metafunc.definition.get_closest_marker(m) for m in ("sqlite_only", "one_database"))
+    if module in BOTH_DATABASES and not marked:
         kinds.append("postgresql")
     if module == "test_postgres":
         kinds = ["postgresql"]

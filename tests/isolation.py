@@ -38,6 +38,12 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    # The CLI's plain output wraps to the terminal (`shutil.get_terminal_size`, 120 columns when
+    # stdout is not one) and Rich sizes its consoles by these variables: a COLUMNS inherited from
+    # the shell, or set in pytest-xdist's workers (80), would make a phrase a test looks for wrap
+    # across lines. Without them every test sees the same widths, in one process or in workers.
+    for var in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(var, raising=False)
     return root
 
 

@@ -193,6 +193,7 @@ async def test_sort_and_filter_stay_put_across_refreshes(fleet):
         assert len(t.shown_rows) > 4
 
 
+@pytest.mark.one_database
 async def test_a_header_click_sorts_by_its_column_and_a_second_reverses(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -208,6 +209,7 @@ async def test_a_header_click_sorts_by_its_column_and_a_second_reverses(fleet):
         assert (t.sort_column, t.sort_reverse) == ("cost", True)
 
 
+@pytest.mark.one_database
 async def test_s_cycles_the_sort_column_and_S_reverses(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -417,6 +419,7 @@ async def test_enter_opens_the_detail_with_sparklines(fleet):
         assert app._detail is None
 
 
+@pytest.mark.one_database
 async def test_question_mark_lists_every_binding(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -463,6 +466,7 @@ async def test_r_reconciles_now(fleet, store):
         await until(pilot, lambda: "reconciler last" in text_of(app.query_one("#status")))
 
 
+@pytest.mark.one_database
 async def test_command_palette_lists_the_actions(fleet):
     from parhelia.app.commands import ActionsProvider
 
@@ -531,6 +535,7 @@ async def test_changes_from_another_process_appear_through_the_database_watcher(
         assert latency < 2.0  # the target (500 ms) is measured in bench/tui.py
 
 
+@pytest.mark.one_database
 async def test_a_terminal_too_small_shows_a_message(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -699,6 +704,7 @@ def test_event_type_terms_match_words_anywhere_in_the_type():
 # -- filters behave like k9s's -------------------------------------------------------------------
 
 
+@pytest.mark.one_database
 async def test_slash_reopens_the_filter_to_edit_and_esc_clears_it(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -717,6 +723,7 @@ async def test_slash_reopens_the_filter_to_edit_and_esc_clears_it(fleet):
         assert isinstance(app.focused, ContainersTable)
 
 
+@pytest.mark.one_database
 async def test_esc_on_the_table_clears_its_filter(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -729,6 +736,7 @@ async def test_esc_on_the_table_clears_its_filter(fleet):
         assert not app.query_one("#filter", Input).display
 
 
+@pytest.mark.one_database
 async def test_a_filter_matching_nothing_keeps_the_keys_on_the_table(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -741,6 +749,7 @@ async def test_a_filter_matching_nothing_keeps_the_keys_on_the_table(fleet):
         assert len(shown_ids(app)) == 7
 
 
+@pytest.mark.one_database
 async def test_unknown_filter_fields_and_values_say_so_with_the_valid_ones(fleet):
     control, _ = fleet
     app = make_app(control)
@@ -757,6 +766,7 @@ async def test_unknown_filter_fields_and_values_say_so_with_the_valid_ones(fleet
         assert not note.display  # a prefix of a valid value is fine
 
 
+@pytest.mark.one_database
 async def test_esc_in_the_events_filter_clears_it_and_restores_the_level(fleet):
     control, _ = fleet
     app = make_app(control)

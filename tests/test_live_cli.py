@@ -55,8 +55,8 @@ class Lines:
             pass
         self.q.put(None)
 
-    def take(self, n: int) -> list[str]:
-        out, end = [], time.monotonic() + DEADLINE
+    def take(self, n: int, within: float = DEADLINE) -> list[str]:
+        out, end = [], time.monotonic() + within
         while len(out) < n:
             line = self.q.get(timeout=max(0.1, end - time.monotonic()))
             assert line is not None, f"stdout ended after {out}; stderr: {self.proc.stderr.read()}"
@@ -184,13 +184,15 @@ def test_watch_quiet_and_level_keep_only_what_matters(parhelia_env):
     env = parhelia_env
     proc, lines = start(env, "events", "watch", "--quiet")
     try:
-        time.sleep(0)  # the watch starts reading before the writer: --from-start is not given
+        # Without --from-start the watch shows only what is written after it started reading,
+        # and nothing says when that is: write again every few seconds until lines arrive (a
+        # write missed by a slow start would otherwise cost the whole DEADLINE).
         lines_seen: list[str] = []
         deadline = time.monotonic() + DEADLINE
         while not lines_seen and time.monotonic() < deadline:
             write_in_another_process(env, 3)
             try:
-                lines_seen = lines.take(3)
+                lines_seen = lines.take(3, within=3.0)
             except queue.Empty:
                 continue
         assert all("WARN" in line and "other" in line for line in lines_seen), lines_seen
