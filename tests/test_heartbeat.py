@@ -157,13 +157,13 @@ def test_prunes_events_and_reconciler_runs_by_their_retention(store, fake, clock
 
     now = clock()
     store.add_events(
-        [Event(ts=now - timedelta(days=d), type="x") for d in (31, 29)]  # default: 30 days
+        [Event(ts=now - timedelta(days=d), type="note") for d in (31, 29)]  # default: 30 days
     )
     for d in (8, 6):  # default: 7 days
         store.record_run(ReconcilerRun(started_at=now - timedelta(days=d), holder="h"))
     report = poller(store, fake, clock).run_once()
     assert (report.pruned_events, report.pruned_runs) == (1, 1)
-    assert [e.ts for e in store.events(types=["x"])] == [now - timedelta(days=29)]
+    assert [e.ts for e in store.events(types=["note"])] == [now - timedelta(days=29)]
     assert [r.started_at for r in store.runs()] == [now - timedelta(days=6)]
 
     settings = Settings()
