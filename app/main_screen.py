@@ -478,7 +478,7 @@ class MainScreen(Screen[None]):
             from parhelia.workers.sessions import attach_or_shell_argv
 
             # its agent's tmux session (issue 19), else a shell as before
-            argv = attach_or_shell_argv(app.control, c.id)
+            argv, session_id = attach_or_shell_argv(app.control, c.id)
         except ParheliaError as exc:
             app.report_error(exc)
             return
@@ -495,8 +495,8 @@ class MainScreen(Screen[None]):
             )
             return
         self.notify(f"Shell in {c.id} exited ({code}).", title="Attach", timeout=4)
-        if "attach-session" in argv and app.control.settings.checkpoint.on_detach:
-            self._checkpoint_on_detach(c.id, argv[-1].removeprefix("="))
+        if session_id is not None and app.control.settings.checkpoint.on_detach:
+            self._checkpoint_on_detach(c.id, session_id)  # here or in a Modal sandbox
         app.request_refresh()
 
     @work(thread=True, group="checkpoint", exit_on_error=False)

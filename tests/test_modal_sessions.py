@@ -93,7 +93,8 @@ def test_session_list_shows_a_modal_agent_and_what_it_is_doing(world, fake_modal
     status = world.run("status")
     assert status.code == 1 and f"parhelia session attach {s['id']}" in status.out, status.out
     # the dashboard's `a` runs the same attach: modal shell into the session
-    argv = sessions.attach_or_shell_argv(world.control(), cid)
+    argv, session_id = sessions.attach_or_shell_argv(world.control(), cid)
+    assert session_id == s["id"]
     assert argv[:5] == [PY, "-m", "modal", "shell", sid]
     assert argv[5:] == ["--cmd", f"tmux -L parhelia attach -t ={s['id']}"]
     assert fake_modal.state.unimplemented == []
@@ -261,8 +262,10 @@ def test_attach_when_modal_shell_fails_is_e601_with_recovery_commands(
 async def test_dashboard_a_on_a_modal_container_attaches_to_its_session(
     world, fake_modal, monkeypatch
 ):
-    from tests.test_dashboard import make_app, refreshed, table
+    from parhelia.state.checkpoint_store import list_checkpoints
+    from tests.test_dashboard import make_app, refreshed, table, until
 
+    monkeypatch.setenv("PARHELIA_CHECKPOINT_ON_DETACH", "true")
     created = dispatch(world, monkeypatch, SLEEP)
     cid, sid = created["container_id"], created["sandbox_id"]
     [s] = poll(lambda: listed(world))
@@ -273,9 +276,13 @@ async def test_dashboard_a_on_a_modal_container_attaches_to_its_session(
         app.suspend = contextlib.nullcontext  # the headless driver cannot hand over a terminal
         table(app).select(cid)
         await pilot.press("a")
+        # the runner returned with the agent still running: a detach, so `on_detach` snapshots
+        await until(pilot, lambda: list_checkpoints(world.store(), container=cid))
     assert ran == [
         [PY, "-m", "modal", "shell", sid, "--cmd", f"tmux -L parhelia attach -t ={s['id']}"]
     ]
+    [ck] = list_checkpoints(world.store(), container=cid)
+    assert ck.trigger == "detach" and s["id"] in ck.note
 
 
 def test_mcp_session_tools_on_modal(world, fake_modal, monkeypatch):

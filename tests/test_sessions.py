@@ -551,7 +551,10 @@ def test_dashboard_attach_prefers_the_session(parhelia_env, monkeypatch):
     monkeypatch.setenv("PARHELIA_AGENT_COMMAND", "placeholder")
     created = dispatch(parhelia_env, SLEEP)
     [s] = poll(lambda: listed(parhelia_env))
-    argv = sessions.attach_or_shell_argv(parhelia_env.control(), created["container_id"])
+    argv, session_id = sessions.attach_or_shell_argv(
+        parhelia_env.control(), created["container_id"]
+    )
+    assert session_id == s["id"]
     assert argv[:3] == ["env", "-u", "TMUX"] and "attach-session" in argv and f"={s['id']}" in argv
     with pytest.raises(ParheliaError) as err:
         sessions.SessionService(parhelia_env.control()).get("ph-unknown")

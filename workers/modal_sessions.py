@@ -309,14 +309,14 @@ def _modal_shell(sandbox_id: str, name: str) -> list[str]:
     return [sys.executable, "-m", "modal", *attach_command(sandbox_id, name)[1:]]
 
 
-def container_attach_argv(c) -> list[str] | None:
-    """For the dashboard's `a`: the session the container's tags name, attached as `session
-    attach` does, without reading the sandbox first (the dashboard's thread must not wait on
-    Modal); None when no session is known (a bare shell then)."""
+def container_attach(c) -> tuple[list[str], str] | None:
+    """For the dashboard's `a`: the session the container's tags name (argv and id), attached as
+    `session attach` does, without reading the sandbox first (the dashboard's thread must not
+    wait on Modal); None when no session is known (a bare shell then)."""
     name = (c.tags or {}).get(TAG_SESSION)
     if not name or not c.sandbox_id:
         return None
-    return _modal_shell(c.sandbox_id, name)
+    return _modal_shell(c.sandbox_id, name), name
 
 
 def kill(control, s: SessionInfo) -> None:

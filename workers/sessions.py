@@ -406,18 +406,21 @@ def command_text(s: SessionInfo, argv: list[str]) -> str:
     return " ".join(argv)
 
 
-def attach_or_shell_argv(control, ref: str) -> list[str]:
-    """For the dashboard's `a`: the container's agent session when it has one, else a shell."""
+def attach_or_shell_argv(control, ref: str) -> tuple[list[str], str | None]:
+    """For the dashboard's `a`: the argv that attaches to the container's agent session, with the
+    session's id, when it has one; else a shell's argv and None."""
     c = control.store.get_container(ref)
     if c.backend == "modal" and c.state in ACTIVE_STATES:
         from parhelia.workers import modal_sessions
 
-        return modal_sessions.container_attach_argv(c) or control.shell_argv(ref)
-    if c.state in ACTIVE_STATES and c.sandbox_id:
+        found = modal_sessions.container_attach(c)
+        if found is not None:
+            return found
+    elif c.state in ACTIVE_STATES and c.sandbox_id:
         for s in SessionService(control).of_container(c):
             if s.state != "ended":
-                return session_argv(s)
-    return control.shell_argv(ref)
+                return session_argv(s), s.id
+    return control.shell_argv(ref), None
 
 
 def _since(now: datetime, then: datetime | None) -> float | None:
