@@ -6,6 +6,7 @@ the questions front ends ask and the control loops live here.
 
 from __future__ import annotations
 
+import bisect
 import os
 import socket
 import time
@@ -44,6 +45,10 @@ from parhelia.workers.backends.base import (
 from parhelia.workers.dispatch import Dispatching
 
 AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
+# The most agents one read looks at (two tmux calls, or one Modal exec, each): a fleet larger
+# than this is read in turns, by id, the rest keeping their last reading. 10,000 Modal sandboxes
+# read at once took 4-5 s a refresh (bench/tui.py), and would be 10,000 execs every 3 s.
+AGENT_READ_LIMIT = 64
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -82,6 +87,7 @@ class ControlPlane(Dispatching):
         self._runner = None
         # (when, agents by container id, newest hook event id): see `_agents`
         self._agents_read: tuple[float, dict, int | None] | None = None
+        self._agents_turn: str | None = None  # the last id read when the fleet is read in turns
 
     # -- backends and money ---------------------------------------------------------------
 
@@ -181,17 +187,28 @@ class ControlPlane(Dispatching):
         each Modal read within the deadline), by container id, at most every AGENT_READ_SECONDS:
         two tmux calls per agent is too much for every refresh. The view's own containers are
         passed, so the store is not asked again (a second load of 1,000 rows cost more than the
-        look at their sessions: bench/cli.py). A session that cannot be read is no reason to fail
-        the view: the last reading stays."""
+        look at their sessions: bench/cli.py). At most AGENT_READ_LIMIT agents a read, a larger
+        fleet in turns. A session that cannot be read is no reason to fail the view: the last
+        reading stays."""
         from parhelia.workers.sessions import SessionService
 
         now, last = time.monotonic(), self._agents_read
         if last is None or now - last[0] >= AGENT_READ_SECONDS or said != last[2]:
+            if containers is None:
+                containers = [
+                    c for c in self.store.active_containers() if c.backend in ("local", "modal")
+                ]
+            batch, self._agents_turn = agents_turn(containers, self._agents_turn, AGENT_READ_LIMIT)
+            known = dict(last[1]) if last else {}
             try:
-                agents = SessionService(self).activities(containers)
+                fresh = SessionService(self).activities(batch)
             except Exception:
-                agents = last[1] if last else {}
-            self._agents_read = (now, agents, said)
+                fresh = {c.id: known[c.id] for c in batch if c.id in known}
+            for c in batch:  # read now: what it says replaces the last reading, or its absence
+                known.pop(c.id, None)
+            alive = {c.id for c in containers}  # agents of containers that ended go
+            known = {k: a for k, a in known.items() if k in alive} | fresh
+            self._agents_read = (now, known, said)
         return self._agents_read[1]
 
     def container_detail(self, ref: str) -> ContainerDetail:
@@ -545,3 +562,15 @@ class _LiveBackends(Mapping):
 
     def __len__(self) -> int:
         return len(self._control.backends)
+
+
+def agents_turn(containers: list, after: str | None, limit: int) -> tuple[list, str | None]:
+    """The containers whose agents this read looks at: all of them up to `limit`, else the next
+    `limit` by id after `after` (wrapping round), and the id to go on from next time."""
+    if len(containers) <= limit:
+        return list(containers), None
+    ordered = sorted(containers, key=lambda c: c.id)
+    ids = [c.id for c in ordered]
+    start = bisect.bisect_right(ids, after) if after is not None else 0
+    batch = (ordered[start:] + ordered[:start])[:limit]
+    return batch, batch[-1].id
