@@ -57,6 +57,7 @@ VOLATILE = {
     "ceiling_at",
     "next_run_at",
     "trend",  # the spend trend's last hour grows with the accrued cost
+    "agents",  # a live reading of each agent's pane: "output 2s ago" one moment, 3s the next
 }
 
 
