@@ -15,6 +15,7 @@ import pytest
 from parhelia.state.errors import ParheliaError
 from parhelia.workers.backends.base import Backend, SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
+from tests.waiting import poll
 
 PY = sys.executable
 SLEEP = "import time; print('agent up', flush=True); time.sleep(30)"
@@ -31,17 +32,6 @@ TREE = (  # an agent with a busy child, like an agent running a test suite
 
 def spec(code: str, container: str = "c-test", **kw) -> SandboxSpec:
     return SandboxSpec(container_id=container, task_id="ta-test", argv=[PY, "-c", code], **kw)
-
-
-def poll(predicate, seconds: float = 15.0):
-    """Wait for a real process to get there: bounded, generous for a loaded 2-core CI machine."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def log_has(backend: LocalBackend, sandbox_id: str, text: str) -> bool:

@@ -29,6 +29,7 @@ from tests.fake_modal import FakeModalServer
 from tests.test_cli import assert_coded_error
 from tests.test_incident_modal import modal_cli_env  # noqa: F401 - the fixture
 from tests.test_mcp import ACTOR, call, session  # (stdio_client binds stderr at import)
+from tests.waiting import poll as wait
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -44,13 +45,7 @@ MARGIN = 8.0  # interpreter, SDK and store start-up on a busy 2-core machine
 
 
 def poll(predicate, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    return wait(predicate, seconds, every=0.05)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import shlex
 import stat
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,11 @@ from parhelia.workers.agent_env import agent_environment
 from parhelia.workers.backends.base import SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
 from tests.test_cli import assert_coded_error
+from tests.waiting import poll
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def poll(predicate, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import termios
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from parhelia.workers.backends.local import LocalBackend
 from parhelia.workers.session_host import CRLF
 from tests.test_cli import assert_coded_error
 from tests.test_mcp import ACTOR, call, call_error, session  # (stdio_client binds stderr at import)
+from tests.waiting import poll as wait
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -56,13 +56,7 @@ ASK = (
 
 
 def poll(predicate, seconds: float = 20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    return wait(predicate, seconds)
 
 
 def spec(code: str, **kw) -> SandboxSpec:

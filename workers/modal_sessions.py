@@ -222,21 +222,7 @@ def _info(c, pane: PaneState, read: SandboxRead, now: datetime, with_activity: b
         if with_activity
         else Activity(UNKNOWN, "")
     )
-    return SessionInfo(
-        id=pane.name,
-        container_id=c.id,
-        task_id=c.task_id,
-        backend=BACKEND,
-        sandbox_id=c.sandbox_id,
-        state="ended" if pane.dead else ("attached" if pane.attached else "running"),
-        container_state=c.state,
-        attached_clients=pane.attached,
-        created_at=pane.created,
-        age_seconds=max(0.0, (clock - pane.created).total_seconds()),
-        activity=activity.kind,
-        activity_detail=activity.detail,
-        attach_command=f"parhelia session attach {pane.name}",
-    )
+    return SessionInfo.of_pane(c, pane, activity, clock)
 
 
 def _unknown(c, err: ParheliaError, now: datetime) -> SessionInfo:

@@ -200,6 +200,27 @@ class SessionInfo:
     socket: str = field(repr=False, default="")
     error: str | None = None  # why the session could not be read (state "unknown"), code first
 
+    @classmethod
+    def of_pane(cls, c, pane, activity: Activity, now: datetime, **extra) -> SessionInfo:
+        """A session as a tmux pane shows it, for container `c` (here or in a Modal sandbox),
+        `now` being the clock the pane's times are on."""
+        return cls(
+            id=pane.name,
+            container_id=c.id,
+            task_id=c.task_id,
+            backend=c.backend,
+            sandbox_id=c.sandbox_id,
+            state="ended" if pane.dead else ("attached" if pane.attached else "running"),
+            container_state=c.state,
+            attached_clients=pane.attached,
+            created_at=pane.created,
+            age_seconds=max(0.0, (now - pane.created).total_seconds()),
+            activity=activity.kind,
+            activity_detail=activity.detail,
+            attach_command=f"parhelia session attach {pane.name}",
+            **extra,
+        )
+
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "socket"}
         out["created_at"] = self.created_at.isoformat()
@@ -288,24 +309,7 @@ class SessionService:
                 if with_activity
                 else Activity("unknown", "")
             )
-            found.append(
-                SessionInfo(
-                    id=pane.name,
-                    container_id=c.id,
-                    task_id=c.task_id,
-                    backend=c.backend,
-                    sandbox_id=c.sandbox_id,
-                    state="ended" if pane.dead else ("attached" if pane.attached else "running"),
-                    container_state=c.state,
-                    attached_clients=pane.attached,
-                    created_at=pane.created,
-                    age_seconds=max(0.0, (now - pane.created).total_seconds()),
-                    activity=activity.kind,
-                    activity_detail=activity.detail,
-                    attach_command=f"parhelia session attach {pane.name}",
-                    socket=str(socket),
-                )
-            )
+            found.append(SessionInfo.of_pane(c, pane, activity, now, socket=str(socket)))
         return found
 
     def get(self, ref: str) -> SessionInfo:
