@@ -196,6 +196,19 @@ def _usage_error(exc) -> ParheliaError:
     return ParheliaError("E101", message, [f"{path} --help", "parhelia help workflow"])
 
 
+def _small_root():
+    """A root with the global options and no command yet: the tree of one command or noun."""
+    small = typer.Typer(
+        name="parhelia",
+        help=app.info.help,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    small.callback()(root)
+    return small
+
+
 @functools.cache
 def click_command(only: str | None = None):
     """The Click command tree Typer builds from `app`, built once per process: building it reads
@@ -208,14 +221,7 @@ def click_command(only: str | None = None):
         import importlib
 
         module = importlib.import_module(f"parhelia.app.{_SINGLE_COMMANDS[only]}")
-        small = typer.Typer(
-            name="parhelia",
-            help=app.info.help,
-            pretty_exceptions_enable=False,
-            rich_markup_mode=None,
-            context_settings={"help_option_names": ["-h", "--help"]},
-        )
-        small.callback()(root)
+        small = _small_root()
         small.command(only)(getattr(module, only))
         return typer.main.get_command(small)
     from parhelia.app import aliases, completion
@@ -226,14 +232,7 @@ def click_command(only: str | None = None):
         module = importlib.import_module(f"parhelia.app.{_NOUN_MODULES[only]}")
         if only in ("containers", "task"):
             _register_watches()
-        small = typer.Typer(
-            name="parhelia",
-            help=app.info.help,
-            pretty_exceptions_enable=False,
-            rich_markup_mode=None,
-            context_settings={"help_option_names": ["-h", "--help"]},
-        )
-        small.callback()(root)
+        small = _small_root()
         small.add_typer(module.app, name=only)
         tree = typer.main.get_command(small)
         completion.attach(tree)
