@@ -10,13 +10,14 @@ written to it before the copy (a store's first open may write its own rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import JSON, Connection, Engine, Row, Table, Text, func, select, text, type_coerce
 from sqlmodel import SQLModel
 
-from parhelia.state import db
+from parhelia.state import db, pg_ingest
 from parhelia.state.errors import ParheliaError
+from parhelia.state.models import JSONDocumentType
 
 BATCH = 5_000
 Progress = Callable[[str, int], object]  # (table, rows just copied)
@@ -82,12 +83,19 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
                 dst.execute(text("DELETE FROM settings"))
             for table in tables():
                 n = 0
-                q = select(table).order_by(*table.primary_key.columns)
+                into_pg = dst.dialect.name == "postgresql"
+                q = select(*_columns(table, json_as_text=into_pg)).order_by(
+                    *table.primary_key.columns
+                )
                 result = src.execution_options(yield_per=BATCH).execute(q)
-                for rows in result.partitions():
-                    dst.execute(table.insert(), [dict(r._mapping) for r in rows])
-                    n += len(rows)
-                    say(table.name, len(rows))
+                batches = result.partitions()
+                if into_pg:
+                    n = _copy_in(dst, table, batches, say)
+                else:
+                    for rows in batches:
+                        dst.execute(table.insert(), [dict(r._mapping) for r in rows])
+                        n += len(rows)
+                        say(table.name, len(rows))
                 copied[table.name] = n
             if dst.dialect.name == "postgresql":
                 _advance_sequences(dst)
@@ -95,6 +103,41 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
     finally:
         target.dispose()
         source.close()
+
+
+def _columns(table: Table, *, json_as_text: bool) -> list:
+    """The table's columns; with `json_as_text`, JSON ones as the stored text (`COPY` passes text
+    on, so decoding and encoding again would be wasted)."""
+    return [
+        type_coerce(c, Text).label(c.name) if json_as_text and _is_json(c) else c
+        for c in table.columns
+    ]
+
+
+def _is_json(column) -> bool:
+    return isinstance(column.type, JSON | JSONDocumentType)
+
+
+def _copy_in(
+    conn: Connection, table: Table, batches: Iterable[Sequence[Row]], say: Progress
+) -> int:
+    """One PostgreSQL `COPY` (text form) for the table, fed from a queue so that reading the
+    source and the server's work overlap. Batched inserts ran at 10k rows/s, so five million
+    events took eight minutes. Values are the source's typed ones; JSON comes as its stored text
+    (`_columns`), which `jsonb` parses. Returns the rows copied."""
+    from psycopg.copy import QueuedLibpqWriter
+
+    sql = f"COPY {table.name} ({', '.join(c.name for c in table.columns)}) FROM STDIN"
+    n = 0
+    with pg_ingest._as_sqlalchemy_errors(sql):
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(sql, writer=QueuedLibpqWriter(cursor)) as copy:
+            for rows in batches:
+                for row in rows:
+                    copy.write_row(row)
+                n += len(rows)
+                say(table.name, len(rows))
+    return n
 
 
 def _only_a_plane_id(engine: Engine, counts: dict[str, int]) -> bool:

@@ -334,6 +334,9 @@ def seed(store: Store) -> None:
     store.add_container(container("c-00000002", "terminated", started_at=T0, terminated_at=T0))
     store.record_heartbeats([sample("c-00000001", T0 + timedelta(seconds=k)) for k in range(30)])
     store.add_event("note", "hello", details={"nested": [1, 2, {"a": None}]}, ts=T0)
+    # what COPY's text form must escape: tab, newline, backslash, quotes, \N, in text and in JSON
+    awkward = 'a\tb\nc \\ d "e" \\N ✓'
+    store.add_event("note", awkward, details={awkward: [awkward, None]}, ts=T0)
     store.set_setting("budget.ceiling_usd", 40.0)
     store.set_setting("plane.id", "p-5eed5eed")  # wherever the plane id lives, it is a row
     store.acquire_lease("host:1", 60, now=T0)
