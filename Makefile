@@ -32,8 +32,11 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/store.py --db auto
 	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/reconcile.py --db auto
 	$(BIN)/python bench/tui.py
+	$(BIN)/python bench/tui.py --db auto
 
 screenshots: $(STAMP)
 	$(BIN)/python screenshots/make_screenshots.py

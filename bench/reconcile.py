@@ -1,6 +1,7 @@
 """Benchmark the control loops: one reconcile cycle of N listed sandboxes against N rows
 (target < 1 s at 10,000, backend time excluded) and one heartbeat cycle of 1,000 containers
-(target < 200 ms, probe time excluded). In-memory fake backend, temporary SQLite file.
+(target < 200 ms, probe time excluded). In-memory fake backend, temporary SQLite file, or with
+`--db auto|URL` a PostgreSQL database (bench/pg.py).
 Run: `python bench/reconcile.py` (N = 1,000 and 10,000) or `--containers N`.
 """
 
@@ -58,11 +59,11 @@ def seed_rows(store: Store, rows: list[Container]) -> None:
         s.add_all(rows)
 
 
-def reconcile_bench(tmp: Path, n: int) -> tuple[float, float]:
+def reconcile_bench(url: str, n: int) -> tuple[float, float]:
     """Rows (of n = 10,000): 9,000 matched, 500 awaiting adoption, 500 whose sandbox is gone.
     Listing: the 9,000, the 500 to adopt, 500 orphans past grace (the same shares at any n).
     Returns (first cycle, steady-state cycle) in ms."""
-    store = Store(f"sqlite:///{tmp / f'reconcile-{n}.db'}")
+    store = Store(url)
     share = n // 20
     now = utcnow()
     born = now - timedelta(minutes=10)
@@ -105,8 +106,8 @@ def reconcile_bench(tmp: Path, n: int) -> tuple[float, float]:
     return first.duration_ms - first.backend_ms, steady.duration_ms - steady.backend_ms
 
 
-def heartbeat_bench(tmp: Path) -> tuple[float, float]:
-    store = Store(f"sqlite:///{tmp / 'heartbeat.db'}")
+def heartbeat_bench(url: str) -> tuple[float, float]:
+    store = Store(url)
     now = utcnow()
     rows = [
         Container(
@@ -143,16 +144,30 @@ def load() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, action="append", help="N (repeatable)")
-    sizes = parser.parse_args().containers or list(SIZES)
+    parser.add_argument("--db", help="auto (a throwaway PostgreSQL server) or a PostgreSQL URL")
+    args = parser.parse_args()
+    sizes = args.containers or list(SIZES)
+    pg = None
+    if args.db:
+        from pg import Databases  # bench/pg.py
+
+        pg = Databases(args.db)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+
+        def url(name: str) -> str:
+            return pg.fresh(f"bench_{name}") if pg else f"sqlite:///{tmp / f'{name}.db'}"
+
+        print(f"database: {'postgresql' if pg else 'sqlite'}")
         t0 = time.perf_counter()
         for n in sizes:
-            first, steady = reconcile_bench(tmp, n)
+            first, steady = reconcile_bench(url(f"reconcile_{n}"), n)
             print(line(f"reconcile {n:,} vs {n:,}, {3 * (n // 20):,} changes", first, 1000), load())
             print(line(f"reconcile {n:,} vs {n:,}, steady state", steady, 1000), load())
-        hb, probe = heartbeat_bench(tmp)
+        hb, probe = heartbeat_bench(url("heartbeat"))
         total = time.perf_counter() - t0
+        if pg:
+            pg.close()
     print(line("heartbeat 1,000 containers (probe wait excluded)", hb, 200), load())
     print(f"{'  probe wait (thread pool, instant fake probes)':<52} {probe:8.1f} ms")
     print(f"(backend/probe time excluded; bench total {total:.1f} s incl. seeding)")

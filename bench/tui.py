@@ -14,6 +14,12 @@ process (the real heartbeat poller against an instant fake backend, like a daemo
 - `parhelia tui --once --no-refresh` over 1,000 containers and 1,000,000 events, end to end as a
   subprocess (target < 1.5 s).
 
+- `Store.dashboard()` in process (target < 50 ms): the first read (what `--once` pays), the
+  dashboard's refresh with nothing changed, and after a heartbeat of every running container.
+
+`--db auto|URL` measures the same on PostgreSQL (bench/pg.py): the seeded store is copied into a
+database of its own there by `db copy`'s code, and every figure reads that.
+
 Each size's store is seeded once and kept (bench/fixtures.py: the user cache dir, or
 `PARHELIA_BENCH_CACHE`; `=off` seeds afresh); a run works on a copy, its times moved to now.
 """
@@ -40,6 +46,7 @@ from sqlalchemy import insert, select, update
 sys.path.insert(0, str(Path(__file__).parent))
 import store as store_bench
 from fixtures import seeded_db
+from pg import Databases, copied
 
 from parhelia.state.costs import hourly_rate
 from parhelia.state.models import Container, Task
@@ -49,6 +56,7 @@ from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import ProbeSample
 
 N = 1_000  # set per run by main()
+PG: Databases | None = None  # --db: the stores are copied into PostgreSQL
 SIZES = ((1_000, 1_000_000), (10_000, 5_000_000))  # containers, events
 SIZE = (150, 45)
 KEY_PRESSES = 300  # a third of them sort keys: p95 of 100 samples
@@ -145,6 +153,63 @@ def seeded(tmp: str, events: int) -> str:
             )
         store.close()
     return url
+
+
+def store_url(tmp: str, events: int) -> str:
+    """The seeded store for this run: SQLite, or its copy on PostgreSQL with `--db`."""
+    url = seeded(tmp, events)
+    return copied(url, PG, f"bench_tui_{N}") if PG else url
+
+
+def dashboard_bench(url: str) -> list[bool]:
+    """`Store.dashboard()` in process: first read, refresh with nothing changed, refresh after a
+    heartbeat of every running container (the dashboard's own path, state/live_views.py)."""
+    from parhelia.state.live_views import LiveContainers
+
+    store = Store(url)
+    try:
+        first = []
+        for _ in range(5):
+            t = time.perf_counter()
+            view = store.dashboard()
+            first.append((time.perf_counter() - t) * 1000)
+        live = LiveContainers()
+        store.dashboard(live=live)
+        same = []
+        for _ in range(20):
+            t = time.perf_counter()
+            store.dashboard(live=live)
+            same.append((time.perf_counter() - t) * 1000)
+        running = [c.id for c in view.containers if c.is_active]
+        beat = []
+        for _ in range(10):
+            now = utcnow()
+            store.record_heartbeats(
+                [],
+                [{"id": c, "last_heartbeat_at": now, "missed_heartbeats": 0} for c in running],
+            )
+            t = time.perf_counter()
+            store.dashboard(live=live)
+            beat.append((time.perf_counter() - t) * 1000)
+    finally:
+        store.close()
+    print(
+        f"{'dashboard() first read (--once, status)':<52} median {statistics.median(first):.0f} ms"
+    )
+    return [
+        line(
+            "dashboard() refresh, nothing changed",
+            f"p95 {pct(same, 0.95):.1f} ms",
+            pct(same, 0.95),
+            50,
+        ),
+        line(
+            f"dashboard() refresh, after {len(running):,} heartbeats",
+            f"p95 {pct(beat, 0.95):.1f} ms",
+            pct(beat, 0.95),
+            50,
+        ),
+    ]
 
 
 def run_writer(url: str) -> None:
@@ -313,7 +378,7 @@ def once_bench(url: str, runs: int = 5) -> list[float]:
 def keys_only() -> int:
     """`--keys`: only the key-to-screen figures (10,000 events seeded: the panes read the newest)."""
     with tempfile.TemporaryDirectory() as tmp:
-        url = seeded(tmp, 10_000)
+        url = store_url(tmp, 10_000)
         idle_keys, _, _ = asyncio.run(pilot_bench(url))
         writer = start_writer(url)
         try:
@@ -341,11 +406,12 @@ def key_lines(idle: dict[str, list[float]], live: dict[str, list[float]]) -> lis
 def run_size(n: int, events: int) -> bool:
     global N
     N = n
-    print(f"== {n:,} containers, {events:,} events", flush=True)
+    print(f"== {n:,} containers, {events:,} events, {'postgresql' if PG else 'sqlite'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        url = seeded(tmp, events)
+        url = store_url(tmp, events)
         print(f"setup: {n:,} containers, {events:,} events in {time.perf_counter() - t:.1f} s")
+        dashboard_ok = dashboard_bench(url)
         once = once_bench(url)
         idle_cpu, idle_rss = idle_bench(url, seconds=20.0)
         idle_keys, _, _ = asyncio.run(pilot_bench(url))
@@ -363,6 +429,7 @@ def run_size(n: int, events: int) -> bool:
             f"  {load()}"
         )
         ok = [
+            *dashboard_ok,
             *key_lines(idle_keys, keys),
             line(
                 "change by another connection to screen, p95",
@@ -390,7 +457,19 @@ def main() -> int:
     parser.add_argument("--containers", type=int, action="append", help="N (repeatable)")
     parser.add_argument("--events", type=int, help="events seeded (default 100 per container)")
     parser.add_argument("--keys", action="store_true", help="only the key-to-screen figures")
+    parser.add_argument("--db", help="auto (a throwaway PostgreSQL server) or a PostgreSQL URL")
     args = parser.parse_args()
+    global PG
+    if args.db:
+        PG = Databases(args.db)
+    try:
+        return measure(args)
+    finally:
+        if PG:
+            PG.close()
+
+
+def measure(args) -> int:
     if args.keys:
         return keys_only()
     if args.containers:

@@ -99,6 +99,7 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
                 copied[table.name] = n
             if dst.dialect.name == "postgresql":
                 _advance_sequences(dst)
+                dst.execute(text("ANALYZE"))  # the planner's statistics, before anyone reads
         return copied
     finally:
         target.dispose()
