@@ -12,6 +12,7 @@ import typer
 from parhelia.app import output
 from parhelia.app.cli_common import JsonOpt, runtime
 from parhelia.state.errors import ParheliaError
+from parhelia.state.timeutil import compact_duration
 
 app = typer.Typer(
     help="Agent sessions: list (the default), attach, kill.",
@@ -28,15 +29,6 @@ def default(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         list_(ctx, json_out=json_out)
 
 
-def _age(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s"
-    return f"{s // 3600}h {s % 3600 // 60}m"
-
-
 @app.command("list")
 def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Every running agent session: id, container, task, state, attached clients, age, activity."""
@@ -51,7 +43,7 @@ def list_(ctx: typer.Context, json_out: JsonOpt = False) -> None:
             s.task_id or "-",
             s.state,
             str(s.attached_clients),
-            _age(s.age_seconds),
+            compact_duration(s.age_seconds),
             s.activity,
         ]
         for s in sessions
@@ -152,7 +144,7 @@ def kill(
         what=f"kill session {info.id}",
         lines=[
             f"{info.id}  container {info.container_id}  task {info.task_id or '-'}  "
-            f"{info.attached_clients} attached, up {_age(info.age_seconds)}",
+            f"{info.attached_clients} attached, up {compact_duration(info.age_seconds)}",
             "its agent stops and its sandbox ends",
         ],
         retry_cmd=f"parhelia session kill {info.id} --yes",

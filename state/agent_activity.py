@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from parhelia.state.timeutil import compact_duration
 from parhelia.state.views import Attention
 
 WORKING = "working"
@@ -76,7 +77,7 @@ def classify(screen: str, seconds_since_output: float | None, dead: bool = False
         return Activity(WORKING, f"output {seconds_since_output:.0f}s ago")
     if seconds_since_output is None:
         return Activity(IDLE, "no output yet") if not lines else Activity(UNKNOWN, "")
-    return Activity(IDLE, f"no output for {_duration(seconds_since_output)}")
+    return Activity(IDLE, f"no output for {compact_duration(seconds_since_output)}")
 
 
 def _is_menu(lines: list[str]) -> bool:
@@ -159,12 +160,3 @@ def activity_cell(agent: AgentState | None) -> str:
 def _clip(line: str, width: int = 80) -> str:
     line = line.strip(" │|╭╮╰╯─")
     return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h {seconds % 3600 // 60}m"

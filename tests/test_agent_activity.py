@@ -105,7 +105,7 @@ def test_claude_working_shows_esc_to_interrupt():
 
 
 def test_idle_at_its_input_box_once_output_stops():
-    assert classify(IDLE, 90.0) == Activity("idle", "no output for 1m")
+    assert classify(IDLE, 90.0) == Activity("idle", "no output for 1m 30s")
     assert classify(IDLE, 2.0).kind == "working"  # it was printing a moment ago
     assert classify("", None) == Activity("idle", "no output yet")
 

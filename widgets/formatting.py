@@ -17,7 +17,7 @@ from parhelia.state.agent_activity import AgentState, activity_cell
 from parhelia.state.health import NO_LIVE_HEALTH
 from parhelia.state.safe_text import escape_controls
 from parhelia.state.spend import sparkline
-from parhelia.state.timeutil import age_seconds
+from parhelia.state.timeutil import age_seconds, compact_duration
 from parhelia.state.views import (
     BudgetView,
     ContainerView,
@@ -67,18 +67,9 @@ BUDGET_STYLE = {
 
 
 def age(since: datetime | None, now: datetime) -> str:
-    """A compact age: 42s, 3m 05s, 17m, 2h 15m, 3d 4h; `-` when unknown."""
+    """A compact age (`compact_duration`); `-` when unknown."""
     seconds = age_seconds(since, now)
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s" if s < 600 else f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
+    return "-" if seconds is None else compact_duration(seconds)
 
 
 def money(value: float) -> str:
