@@ -174,7 +174,7 @@ def hook(
     """What Claude Code's hooks call: record what the agent of this session is doing.
 
     Silent (a hook's output can reach the agent's context) and a no-op outside a Parhelia
-    session (no PARHELIA_CONTAINER_ID). `parhelia session hooks-config` prints the settings."""
+    session (no PARHELIA_CONTAINER_ID) or for a container this store does not know. `parhelia session hooks-config` prints the settings."""
     import json
     import os
 
@@ -204,14 +204,21 @@ def hook(
         from parhelia.workers.agent_hooks import SESSION_ENV, record_hook
 
         message = payload.get("message")
-        recorded = record_hook(
-            rt.store,
-            container,
-            str(name),
-            session_id=os.environ.get(SESSION_ENV),
-            message=message if isinstance(message, str) else None,
-            now=utcnow(),
-        )
+        try:
+            recorded = record_hook(
+                rt.store,
+                container,
+                str(name),
+                session_id=os.environ.get(SESSION_ENV),
+                message=message if isinstance(message, str) else None,
+                now=utcnow(),
+            )
+        except ParheliaError as exc:
+            # An agent of another store (its own PARHELIA_DB_URL, or a store since deleted): this
+            # one has nothing to record, and a failing hook would interrupt the agent at every
+            # tool call. Silent, as outside a session.
+            if exc.code != "E204":
+                raise
     if rt.json_out:
         output.success(
             {
