@@ -15,6 +15,10 @@ bursts so the dashboard's CPU column moves. Modes:
 
 SIGTERM (and SIGINT) stop any mode at the next step: it prints a line and exits 143 (130 for
 SIGINT), the code a shell reports for a process killed by that signal.
+
+`--owner PID` (the demo dashboard's process): when that process is gone, the agent stops itself
+as on SIGTERM, also a `hang` agent frozen by SIGSTOP (a watchdog process wakes it). A dashboard
+killed before its own cleanup (SIGKILL, OOM) then leaves no demo agent running and costing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from datetime import datetime
 
@@ -53,6 +58,8 @@ class Stopped(Exception):
 
 
 def _on_signal(signum: int, _frame) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stopping once is enough (the owner watch may
+        signal.signal(sig, signal.SIG_IGN)  # send another while the last lines are written)
     raise Stopped(128 + signum)
 
 
@@ -77,7 +84,48 @@ def step(rng: random.Random, burst: float, pause: float) -> None:
     time.sleep(pause)
 
 
-def run(mode: str, seconds: float | None, rng: random.Random) -> int:
+OWNER_POLL_SECONDS = 1.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process by that id: still there
+        return True
+    return True
+
+
+def watch_owner(owner: int) -> None:
+    """SIGTERM to this process once `owner` has gone (a daemon thread: checks between steps)."""
+
+    def watch() -> None:
+        while alive(owner):
+            time.sleep(OWNER_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def wake_when_owner_goes(owner: int) -> None:
+    """Before this process stops itself with SIGSTOP (its threads stop too): a small child that
+    sends SIGTERM then SIGCONT once `owner` (or this process) has gone. It is in the sandbox's
+    process group, so a terminate ends it too."""
+    me = os.getpid()
+    if os.fork() != 0:
+        return
+    try:
+        while alive(owner) and alive(me):
+            time.sleep(OWNER_POLL_SECONDS)
+        if alive(me):
+            os.kill(me, signal.SIGTERM)
+            os.kill(me, signal.SIGCONT)
+    finally:
+        os._exit(0)
+
+
+def run(mode: str, seconds: float | None, rng: random.Random, owner: int | None = None) -> int:
     started = time.monotonic()
     limit = seconds if seconds is not None else DEFAULT_SECONDS.get(mode)
     steps = 0
@@ -92,6 +140,8 @@ def run(mode: str, seconds: float | None, rng: random.Random) -> int:
         steps += 1
     if mode == "hang":
         log("waiting for tool call 'bash' to return ...")
+        if owner is not None:
+            wake_when_owner_goes(owner)
         os.kill(os.getpid(), signal.SIGSTOP)  # frozen until someone sends SIGCONT
         log("resumed")
         return 0
@@ -108,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, default=None, help="how long finish/hang work first"
     )
     parser.add_argument("--seed", type=int, default=None, help="fix the log lines (tests)")
+    parser.add_argument(
+        "--owner", type=int, default=None, help="stop when this process (the demo) has gone"
+    )
     parser.add_argument("prompt", nargs="?", default="", help="the task, echoed at the start")
     ns = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -115,8 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.prompt:
             log(f"task: {ns.prompt}")
-        return run(ns.mode, ns.seconds, random.Random(ns.seed))
+        if ns.owner is not None:
+            watch_owner(ns.owner)
+        return run(ns.mode, ns.seconds, random.Random(ns.seed), ns.owner)
     except Stopped as stop:
+        if ns.owner is not None and not alive(ns.owner):
+            log("the demo that started me has gone")
         log(f"stopping on signal (exit {stop.code})")
         return stop.code
 

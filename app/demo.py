@@ -8,6 +8,7 @@ finds as an orphan. Quitting the dashboard terminates them all: a demo never lea
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -51,9 +52,12 @@ def demo_dir() -> Path:
 
 
 def sim_command(mode: str, seconds: int | None = None) -> str:
+    """The simulated agent's command; it stops itself when this (the demo's) process has gone,
+    so a demo killed before its cleanup leaves nothing running."""
     extra = f" --seconds {seconds}" if seconds else ""
     return (
-        f"{shlex.quote(sys.executable)} -m parhelia.app.agent_sim --mode {mode}{extra} {{prompt}}"
+        f"{shlex.quote(sys.executable)} -m parhelia.app.agent_sim --mode {mode}{extra} "
+        f"--owner {os.getpid()} {{prompt}}"
     )
 
 

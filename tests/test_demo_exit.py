@@ -103,3 +103,14 @@ def test_sighup_stops_the_dashboard_and_its_agents(tmp_path):
         proc.wait(5)
     finally:
         os.close(master)
+
+
+def test_a_killed_demo_leaves_no_agent_running(tmp_path):
+    """SIGKILL gives the dashboard no chance to clean up; its agents see it gone and stop."""
+    proc, master, procs = start_demo(tmp_path)
+    try:
+        proc.kill()
+        proc.wait(5)
+        assert_all_gone(procs[1:])
+    finally:
+        os.close(master)

@@ -267,3 +267,22 @@ def test_sim_hang_makes_the_agent_not_alive_while_the_sandbox_runs(backend):
     poll(lambda: not backend.probe(info.sandbox_id).agent_alive)
     assert backend.list()[0].running  # still there, still costing: only heartbeats can tell
     assert backend.terminate(info.sandbox_id).exit_code == 143  # SIGCONT lets it see the SIGTERM
+
+
+@pytest.mark.parametrize("mode", ["busy", "hang"])
+def test_a_sim_agent_stops_itself_when_the_demo_that_started_it_has_gone(backend, mode):
+    """A demo dashboard killed before its cleanup (SIGKILL) must not leave agents running unseen:
+    each simulated agent watches its owner, a frozen `hang` one through a watchdog child."""
+    owner = subprocess.Popen([PY, "-c", "import time; time.sleep(600)"])
+    argv = [*SIM, "--mode", mode, "--seconds", "0.1", "--owner", str(owner.pid), "a prompt"]
+    info = backend.create(SandboxSpec(f"c-owned-{mode}", None, argv))
+    if mode == "hang":
+        poll(lambda: not backend.probe(info.sandbox_id).agent_alive)  # frozen by SIGSTOP
+    else:
+        poll(lambda: log_has(backend, info.sandbox_id, "reading "))
+    assert backend.list()[0].running
+    owner.kill()
+    owner.wait()
+    poll(lambda: not backend.list()[0].running)
+    assert log_has(backend, info.sandbox_id, "the demo that started me has gone")
+    assert log_has(backend, info.sandbox_id, "stopping on signal (exit 143)")
