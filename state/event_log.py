@@ -173,7 +173,13 @@ def write_events(s: Session, events: Sequence[Event | dict]) -> None:
     check_types(e["type"] if isinstance(e, dict) else e.type for e in events)
     s.add_all([e for e in events if not isinstance(e, dict)])
     rows = [e for e in events if isinstance(e, dict)]
-    if rows:
+    if rows and all(r.keys() == rows[0].keys() for r in rows):
+        # Core's executemany: one statement for all. The ORM's bulk insert leaves out each row's
+        # None values and groups only neighbours of the same shape, so rows alternating between
+        # shapes went one statement each (on PostgreSQL a reconcile of 1,500 changes sent 1,000
+        # INSERTs, a third of its time).
+        s.execute(insert(Event.__table__), rows)
+    elif rows:
         s.execute(insert(Event), rows)
 
 

@@ -670,3 +670,31 @@ def test_prune_history_goes_through_the_time_indexes_and_skips_writing_when_noth
     for plan in plans:
         assert "ix_events_ts" in plan or "ix_reconciler_runs_started" in plan, plan
         assert not re.search(r"SCAN (events|reconciler_runs)\b(?! USING)", plan), plan
+
+
+def test_a_batch_of_events_is_one_insert_whatever_their_shapes(store):
+    """A loop's events (some with an old value, some without, in any order) go in one statement:
+    the ORM's bulk insert sent one per row when their None columns alternated (1,000 INSERTs in
+    a PostgreSQL reconcile of 1,500 changes)."""
+    from parhelia.state.event_log import event_fields, write_events
+
+    rows = [
+        event_fields("container.state", f"change {i}", old_value="running" if i % 2 else None)
+        for i in range(50)
+    ]
+    inserts: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            inserts.append(statement)
+
+    event.listen(store._write_engine, "before_cursor_execute", count)
+    try:
+        with store.write() as s:
+            write_events(s, rows)
+    finally:
+        event.remove(store._write_engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    stored = sorted(store.events(types=["container.state"], limit=100), key=lambda e: e.id)
+    assert [e.message for e in stored] == [f"change {i}" for i in range(50)]
+    assert [e.old_value for e in stored][:2] == [None, "running"]
