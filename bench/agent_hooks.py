@@ -17,6 +17,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.state.models import Container
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow

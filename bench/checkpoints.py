@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.state.checkpoints import diff_manifests, unified_patch
 from parhelia.workers.checkpoint_archive import ContentStore, restore_dir, snapshot_dir
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.state.models import Container
 from parhelia.state.store import Store
 

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 sys.path.insert(0, str(Path(__file__).parent))
 import store as store_bench
 

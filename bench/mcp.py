@@ -22,6 +22,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 # This file is named like the SDK: keep its folder off the import path so `import mcp` finds the SDK.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 os.environ.setdefault("MODAL_CONFIG_PATH", os.path.join(tempfile.mkdtemp(), "absent.toml"))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -19,6 +19,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` of this checkout
 os.environ.setdefault("MODAL_CONFIG_PATH", os.path.join(tempfile.mkdtemp(), "absent.modal.toml"))
 

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.pg_server
 
 from parhelia.state.store import Store

@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.state.errors import ParheliaError
 from parhelia.state.requests import TaskRequest
 from parhelia.state.settings import Settings

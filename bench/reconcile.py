@@ -15,6 +15,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.state.enums import ContainerState, Health
 from parhelia.state.models import Container
 from parhelia.state.settings import Settings

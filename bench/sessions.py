@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
+
 from parhelia.workers import sessions
 from parhelia.workers.backends.base import SandboxSpec
 from parhelia.workers.backends.local import LocalBackend

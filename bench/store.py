@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import heartbeat_floor  # bench/heartbeat_floor.py, beside this file
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
 from sqlalchemy import insert
 
 from parhelia.state.costs import hourly_rate

@@ -40,6 +40,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
 import psutil
 from sqlalchemy import insert, select, update
 

@@ -14,11 +14,26 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# Nothing a test does may leave this machine: a name lookup for any host but loopback fails here,
+# in every test process, so a path that would reach out (Modal's API, a proxy) fails loudly.
+_LOOPBACK = {None, "", "localhost", "127.0.0.1", "::1", b"localhost", b"127.0.0.1"}
+_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host, *args, **kwargs):
+    if host not in _LOOPBACK:
+        raise OSError(f"tests stay on 127.0.0.1: a lookup of {host!r} was refused")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _loopback_only
 
 # An agent that does nothing for two minutes: real process, no CPU, dies on SIGTERM (exit 143).
 SLEEPER = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(120)' {{prompt}}"
