@@ -16,6 +16,7 @@ from parhelia.state.settings import Settings
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.widgets.containers_table import ContainersTable, prepare_rows
+from parhelia.widgets.formatting import order_key, sorted_ids
 from parhelia.workers.control import ControlPlane
 
 SIZE = (150, 45)
@@ -185,11 +186,11 @@ async def test_reverse_is_the_sorted_order_reversed_with_blank_rows_last(seeded)
         t = app.query_one(ContainersTable)
         for column in ("heartbeat", "cost", "id"):
             t.sort_by(column, reverse=False)
-            t.sort_by(column, reverse=True)  # flipped in place
-            flipped = list(t.ordered_keys)
-            t._keyed_for = None  # the same, sorted from scratch
-            t.sort_by(column, reverse=True)
-            assert flipped == t.ordered_keys, column
+            t.sort_by(column, reverse=True)  # the same ordering read backwards
+            scratch = sorted_ids(
+                [(c.id, order_key(c, column)) for c in t.shown_rows], reverse=True
+            )  # the same, sorted from scratch
+            assert t.ordered_keys == scratch, column
             if column == "heartbeat":  # never seen: last either way
                 assert t.ordered_keys[-2:] == ["c-00000007", "c-00000009"]
 
