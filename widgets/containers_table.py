@@ -308,6 +308,10 @@ class ContainersTable(LineTable):
             self._orderings = {c: o for c, o in orderings.items() if c in wanted}
             if prepared.matches is not None and prepared.matches.text == self.filter.text:
                 self._matches = prepared.matches
+            if same and prepared.settings == self.settings:
+                self.order_pending = False
+                self._show_order(prepared.order)  # made in the refresh thread for these rows
+                return
         self._apply_order()
 
     @staticmethod
@@ -362,10 +366,13 @@ class ContainersTable(LineTable):
         m = self._matches_for(self.filter.text, wait=wait) if self.filter else None
         if o is None or (self.filter and m is None):
             self.order_pending = True
-            order = [k for k in self.ordered_keys if k in self._views]
+            self._show_order([k for k in self.ordered_keys if k in self._views], pending=True)
         else:
             self.order_pending = False
-            order = shown_order(o, self.sort_reverse, m)
+            self._show_order(shown_order(o, self.sort_reverse, m))
+
+    def _show_order(self, order: list[str], *, pending: bool = False) -> None:
+        if not pending:
             self.matched = len(order)
         if order != self.ordered_keys:
             self.set_order(order)
