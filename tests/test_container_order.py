@@ -99,5 +99,7 @@ def test_matches_made_again_for_changed_rows_only_and_a_filtered_order():
     again = matches(later, "state:running task 1", first)
     assert again.ids == matches(later, "state:running task 1").ids
     assert matches(later, "x", first, limit=10) is None  # another text: every row, past the limit
+    typed_on = matches(later, "state:running task 12", again)  # its haystacks lent
+    assert typed_on.ids == matches(later, "state:running task 12").ids
     o = ordering(later, "cost", {})
     assert shown_order(o, True, again) == scratch(later, "cost", True, "state:running task 1")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from parhelia.state.agent_activity import AgentState
 from parhelia.state.views import ContainerView
-from parhelia.widgets.container_filter import ContainerFilter
+from parhelia.widgets.container_filter import ContainerFilter, haystack
 from parhelia.widgets.formatting import order_key
 
 Views = Mapping[str, ContainerView]
@@ -47,11 +47,13 @@ class Ordering:
 
 @dataclass(frozen=True)
 class Matches:
-    """The ids of `views` that the filter `text` lets through."""
+    """The ids of `views` that the filter `text` lets through, and each view's `haystack` (kept
+    while its view stays: the next keystroke's words are looked for in them, not made again)."""
 
     text: str
     views: Views
     ids: frozenset[str]
+    haystacks: Mapping[str, str]
 
 
 def changed_rows(views: Views, before: Views) -> tuple[set[str], set[str]]:
@@ -128,27 +130,48 @@ def matches(
     *,
     limit: int | None = None,
 ) -> Matches | None:
-    """The ids of `views` that `text` lets through, made from `previous` when it is the same
-    text's: only the rows in `changed` (None: those whose view is another object) are matched
-    again. With `limit`, None when more than `limit` rows would be matched."""
-    check = ContainerFilter.parse(text).matches
-    if previous is None or previous.text != text:
-        if limit is not None and len(views) > limit:
-            return None
-        return Matches(text, views, frozenset(k for k, c in views.items() if check(c)))
+    """The ids of `views` that `text` lets through, made from `previous`: when it is the same
+    text's only the rows in `changed` (None: those whose view is another object) are matched
+    again; another text's lends its haystacks of the views that stayed. With `limit`, None when
+    more than `limit` rows would be matched."""
+    f = ContainerFilter.parse(text)
+    same = previous is not None and previous.text == text
+    if not same and limit is not None and len(views) > limit:
+        return None
     gone: set[str] = set()
-    if changed is None:
+    if not same:
+        changed = views.keys()
+    elif changed is None:
         changed, gone = changed_rows(views, previous.views)
     elif views.keys() != previous.views.keys():
         gone = previous.views.keys() - views.keys()
         changed = set(changed) | (views.keys() - previous.views.keys())
     if limit is not None and len(changed) + len(gone) > limit:
         return None
-    if not changed and not gone:
-        return Matches(text, views, previous.ids)
-    hit = {k for k in changed if k in views and check(views[k])}
+    if same and not changed and not gone:
+        return Matches(text, views, previous.ids, previous.haystacks)
+    hays = _haystacks(views, previous, changed, gone) if f.words else {}
+    hit = {k for k in changed if k in views and f.matches(views[k], hays.get(k))}
+    if not same:
+        return Matches(text, views, frozenset(hit), hays)
     missed = (set(changed) - hit) | gone
-    return Matches(text, views, (previous.ids - missed) | hit)
+    return Matches(text, views, (previous.ids - missed) | hit, hays)
+
+
+def _haystacks(
+    views: Views, previous: Matches | None, changed: Collection[str], gone: Collection[str]
+) -> dict[str, str]:
+    """Each view's `haystack`: the previous one's where the view is the same object."""
+    if previous is None or not previous.haystacks:
+        return {k: haystack(c) for k, c in views.items()}
+    kept, before = previous.haystacks, previous.views
+    if len(changed) + len(gone) < len(views) // 4 and previous.views.keys() == views.keys():
+        hays = dict(kept)
+        for k in changed:
+            if k in views:
+                hays[k] = haystack(views[k])
+        return hays
+    return {k: kept[k] if before.get(k) is c else haystack(c) for k, c in views.items()}
 
 
 def shown_order(o: Ordering, reverse: bool, m: Matches | None) -> list[str]:

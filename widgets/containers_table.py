@@ -343,8 +343,8 @@ class ContainersTable(LineTable):
         self.sort_column, self.sort_reverse = column, reverse
         self.set_header(self._header_cells())
         self._apply_order()
-        if len(self._views) > self.SYNC_ROWS:
-            self._ordering_for(next_column(column))  # ready for the next `s`
+        if len(self._views) > self.SYNC_ROWS:  # ready for the next `s`, once this one is drawn
+            self.call_after_refresh(self._ordering_for, next_column(column))
 
     def action_cycle_sort(self) -> None:
         self.sort_by(next_column(self.sort_column), reverse=False)
