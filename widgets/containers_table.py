@@ -5,9 +5,12 @@ same object for a container that did not change, `state/live_views.py`): rows wh
 changed get a new version, new rows come and gone rows go; nothing is cleared, so the cursor and
 the scroll position survive (k9s' model). A row's cells are made only when it is drawn, and a row
 is drawn only when it changed and is on screen (`LineTable`): 40 rows a refresh, not 10,000. The
-order (sort and filter) is made in the refresh thread from the changed rows' keys
-(`prepare_rows`). Sort and filter are the table's own state and so stay put across refreshes;
-the cursor follows its container, not its row number.
+order (sort and filter) is made off the main thread (`widgets/container_order.py`): in the refresh
+thread from the changed rows' keys (`prepare_rows`: the sort column's and the next one's in `s`'s
+cycle, so `s` and `S` only swap in a ready order), else by a thread worker past SYNC_ROWS rows (a
+header click, filter typing: the last text typed wins), shown when made. Sort and filter are the
+table's own state and so stay put across refreshes; the cursor follows its container, not its
+row number.
 """
 
 from __future__ import annotations
@@ -308,10 +311,12 @@ class ContainersTable(LineTable):
             self._orderings = {c: o for c, o in orderings.items() if c in wanted}
             if prepared.matches is not None and prepared.matches.text == self.filter.text:
                 self._matches = prepared.matches
-            if same and prepared.settings == self.settings:
-                self.order_pending = False
-                self._show_order(prepared.order)  # made in the refresh thread for these rows
-                return
+        if not self.filter:
+            self._matches = None  # it would keep a refresh's views (and their haystacks) alive
+        if same and prepared.settings == self.settings:
+            self.order_pending = False
+            self._show_order(prepared.order)  # made in the refresh thread for these rows
+            return
         self._apply_order()
 
     @staticmethod
@@ -399,9 +404,8 @@ class ContainersTable(LineTable):
 
     def _matches_for(self, text: str, *, wait: bool = False) -> Matches | None:
         """The filter's matches among the rows shown, if ready or cheap to make here."""
-        views, kept = self._views, self._matches
-        kept = kept if kept is not None and kept.text == text else None
-        if kept is not None and kept.views is views:
+        views, kept = self._views, self._matches  # another text's lends its haystacks
+        if kept is not None and kept.text == text and kept.views is views:
             return kept
         small = wait or len(views) <= self.SYNC_ROWS
         made = matches(views, text, kept, limit=None if small else self.PATCH_ROWS)
@@ -424,7 +428,6 @@ class ContainersTable(LineTable):
 
     def _start_matching(self, text: str) -> None:
         views, kept = self._views, self._matches
-        kept = kept if kept is not None and kept.text == text else None
 
         def make() -> None:
             made = matches(views, text, kept)
