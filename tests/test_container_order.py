@@ -101,5 +101,9 @@ def test_matches_made_again_for_changed_rows_only_and_a_filtered_order():
     assert matches(later, "x", first, limit=10) is None  # another text: every row, past the limit
     typed_on = matches(later, "state:running task 12", again)  # its haystacks lent
     assert typed_on.ids == matches(later, "state:running task 12").ids
+    # typed on, only the last text's rows are looked at; typed over, every row again
+    last = matches(later, "task 1")
+    for text in ("task 12", "tasks 1", "task 2", "ask 1 c-", "health:deg task 1", "task"):
+        assert matches(later, text, last).ids == matches(later, text).ids, text
     o = ordering(later, "cost", {})
     assert shown_order(o, True, again) == scratch(later, "cost", True, "state:running task 1")

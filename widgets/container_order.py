@@ -150,8 +150,16 @@ def matches(
         return None
     if same and not changed and not gone:
         return Matches(text, views, previous.ids, previous.haystacks)
+    if not same and previous is not None and previous.views is views and _narrows(previous, f):
+        changed = previous.ids  # typed on: only what the last text let through can pass
     hays = _haystacks(views, previous, changed, gone) if f.words else {}
-    hit = {k for k in changed if k in views and f.matches(views[k], hays.get(k))}
+    if f.terms or not f.words:
+        hit = {k for k in changed if k in views and f.matches(views[k], hays.get(k))}
+    else:  # free words only: looked for in the kept haystacks, nothing else to check
+        get, first, *more = hays.get, *f.words
+        hit = {k for k in changed if first in get(k, "")}
+        for w in more:
+            hit = {k for k in hit if w in hays[k]}
     if not same:
         return Matches(text, views, frozenset(hit), hays)
     missed = (set(changed) - hit) | gone
@@ -165,6 +173,8 @@ def _haystacks(
     if previous is None or not previous.haystacks:
         return {k: haystack(c) for k, c in views.items()}
     kept, before = previous.haystacks, previous.views
+    if before is views:
+        return kept
     if len(changed) + len(gone) < len(views) // 4 and previous.views.keys() == views.keys():
         hays = dict(kept)
         for k in changed:
@@ -172,6 +182,13 @@ def _haystacks(
                 hays[k] = haystack(views[k])
         return hays
     return {k: kept[k] if before.get(k) is c else haystack(c) for k, c in views.items()}
+
+
+def _narrows(previous: Matches, f: ContainerFilter) -> bool:
+    """Whether whatever `f` lets through the last text let through too: the same field terms,
+    and each of its words inside one of `f`'s (`numb` -> `number 1`)."""
+    before = ContainerFilter.parse(previous.text)
+    return before.terms == f.terms and all(any(o in w for w in f.words) for o in before.words)
 
 
 def shown_order(o: Ordering, reverse: bool, m: Matches | None) -> list[str]:
