@@ -8,7 +8,8 @@ process (the real heartbeat poller against an instant fake backend, like a daemo
   terminal driver posts them, timed to the end of the frame that shows what the key asked for (a
   sort's or a filter's rows, which a worker may make; a filter keystroke's echo apart); idle, and
   while all N containers heartbeat every second (a refresh each second competing for the main
-  thread); with it, the refresh thread's CPU for the containers pane's orders (`prepare_rows`);
+  thread); with it, the main thread's CPU from each key to its frame (a shared machine moves it
+  less than the wall clock) and the refresh thread's CPU for the pane's orders (`prepare_rows`);
 - a change written by another connection to the screen, p95 (target < 500 ms): the database
   watcher's path;
 - CPU of the idle dashboard (target < 5 % of one core) and its resident memory (target < 150 MB):
