@@ -49,7 +49,7 @@ from parhelia.widgets.containers_table import (
     Settings,
     prepare_rows,
 )
-from parhelia.widgets.formatting import KEYS_KEPT_BY_HEARTBEATS, money
+from parhelia.widgets.formatting import money
 
 if TYPE_CHECKING:
     from parhelia.app.config import LoadedSettings
@@ -201,9 +201,9 @@ class ParheliaApp(App):
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         view = self.control.dashboard(live=self._live)
         live = self._live
-        # sorted by age (or another column no heartbeat moves), a heartbeat re-keys no row
-        moved = live.reread if order_for[0] in KEYS_KEPT_BY_HEARTBEATS else live.changed
-        rows = prepare_rows(view.containers, order_for, moved, previous, view.agents)
+        rows = prepare_rows(
+            view.containers, order_for, live.changed, previous, view.agents, reread=live.reread
+        )
         self._prepared = rows
         detail = None
         if self._detail is not None:

@@ -4,9 +4,12 @@ events, then 10,000 with 5,000,000), or `--containers N [--events E]`; `--keys` 
 With N running containers, idle and then with heartbeats written every second by another
 process (the real heartbeat poller against an instant fake backend, like a daemon's fleet):
 
-- key press to updated screen, p95 (target < 50 ms): cursor and sort keys posted as the terminal
-  driver posts them, timed to the end of the next frame written; idle, and while all 1,000
-  containers heartbeat every second (a refresh each second competing for the main thread);
+- key press to updated screen, p95 (target < 50 ms): cursor, sort and filter keys posted as the
+  terminal driver posts them, timed to the end of the frame that shows what the key asked for (a
+  sort's or a filter's rows, which a worker may make; a filter keystroke's echo apart); idle, and
+  while all N containers heartbeat every second (a refresh each second competing for the main
+  thread); with it, the main thread's CPU from each key to its frame (a shared machine moves it
+  less than the wall clock) and the refresh thread's CPU for the pane's orders (`prepare_rows`);
 - a change written by another connection to the screen, p95 (target < 500 ms): the database
   watcher's path;
 - CPU of the idle dashboard (target < 5 % of one core) and its resident memory (target < 150 MB):
@@ -253,10 +256,22 @@ def line(name: str, figure: str, value: float, target: float, lower_is_better: b
 # -- in-process: key latency and change latency -------------------------------------------------
 
 
-async def pilot_bench(url: str) -> tuple[dict[str, list[float]], list[float], int]:
-    from textual import events
+FILTER_TEXTS = ("number 12", "sb-0042", "state:run", "task 99", "number 7")  # typed, then esc
 
+
+async def pilot_bench(
+    url: str, typing: bool = False
+) -> tuple[dict[str, list[float]], list[float], int]:
+    """Key to screen per kind of key, change to screen, refreshes. A sort or filter key is timed
+    to the frame that shows its rows (the table's `order_pending` says when an order made by a
+    worker is not on screen yet), not to the first frame after it (the header's arrow, the
+    filter box's echo). `typing`: the filter keystroke figures too."""
+    from textual import events
+    from textual.widgets import Input
+
+    from parhelia.app import dashboard
     from parhelia.app.dashboard import ParheliaApp
+    from parhelia.widgets.containers_table import ContainersTable
     from parhelia.widgets.events_log import EventsLog
     from parhelia.workers.control import ControlPlane
 
@@ -266,31 +281,81 @@ async def pilot_bench(url: str) -> tuple[dict[str, list[float]], list[float], in
     control = ControlPlane(store, settings, default_backend="modal", backends={})
     app = ParheliaApp(control, run_loops=False, watch_db=True, refresh_seconds=1.0)
     keys: dict[str, list[float]] = {"navigation": [], "sort": []}
+    if typing:
+        keys |= {"filter keystroke, echoed": [], "filter keystroke, rows shown": []}
     changes: list[float] = []
+    cpu_ms: dict[str, list[float]] = {}  # the main thread's CPU from each key to its frame
+    prepared = prepare_timer(dashboard)
     async with app.run_test(size=SIZE) as pilot:
         while app.refreshes < 1:
             await pilot.pause(0.05)
         await pilot.pause(1.0)
+        table = app.query_one(ContainersTable)
+        box = app.query_one("#filter", Input)
         # Key to screen: from the moment the key event is posted (as the terminal driver posts it)
-        # to the end of the next frame the app writes. Pilot's own waits are not counted.
-        pending: list[tuple[str, float]] = []
+        # to the end of the frame the app writes that shows what the key asked for. Pilot's own
+        # waits are not counted.
+        pending: list[tuple[str, float, float, object]] = []
         display = app._display
+
+        def order_shown() -> bool:
+            return not getattr(table, "order_pending", False)
 
         def timed_display(screen, renderable) -> None:
             display(screen, renderable)
             if renderable is not None and pending:
-                done = time.perf_counter()
-                for kind, t in pending:
-                    keys[kind].append((done - t) * 1000)
-                pending.clear()
+                done, done_cpu = time.perf_counter(), time.thread_time()
+                for item in list(pending):
+                    kind, t, cpu, shown = item
+                    if shown():
+                        keys[kind].append((done - t) * 1000)
+                        cpu_ms.setdefault(kind, []).append((done_cpu - cpu) * 1000)
+                        pending.remove(item)
+
+        async def press(key: str, character: str | None, *timed: tuple[str, object]) -> None:
+            t, cpu = time.perf_counter(), time.thread_time()  # the app's thread: this one
+            pending.extend((kind, t, cpu, shown) for kind, shown in timed)
+            app.post_message(events.Key(key, character))
+            await asyncio.sleep(random.uniform(0.1, 0.3))  # presses land between refreshes
+            deadline = time.perf_counter() + 5
+            while any(kind != "navigation" for kind, _, _, _ in pending):  # its rows yet to come
+                await asyncio.sleep(0.005)
+                if time.perf_counter() > deadline:
+                    print(
+                        f"!! {key!r} not on screen after 5 s: {[k for k, _, _, _ in pending]}, "
+                        f"focused {app.focused!r}, box {box.value!r}, filter "
+                        f"{table.filter.text!r}, pending {getattr(table, 'order_pending', '-')}",
+                        flush=True,
+                    )
+                    break
+            pending.clear()  # a key that changed nothing on screen is not timed
 
         app._display = timed_display
         for i in range(KEY_PRESSES):
             key = ("down", "down", "down", "s", "up", "S")[i % 6]
-            pending.append(("sort" if key in "sS" else "navigation", time.perf_counter()))
-            app.post_message(events.Key(key, None))
-            await asyncio.sleep(random.uniform(0.1, 0.3))  # presses land between refreshes
-            pending.clear()  # a key that changed nothing on screen is not timed
+            if key in "sS":
+                await press(key, None, ("sort", order_shown))
+            else:
+                await press(key, None, ("navigation", lambda: True))
+        for text in FILTER_TEXTS * 2 if typing else ():
+            await press("slash", "/")
+            for _ in range(2):  # `/` focuses the box a step later (and a refresh may take it
+                # back for a moment): typing waits for it, as a typist sees the box first
+                while app.focused is not box:
+                    await asyncio.sleep(0.005)
+                await asyncio.sleep(0.05)
+            for n, ch in enumerate(text, 1):
+                typed = text[:n]
+                await press(
+                    "space" if ch == " " else ch,
+                    ch,
+                    ("filter keystroke, echoed", lambda typed=typed: box.value == typed),
+                    (
+                        "filter keystroke, rows shown",
+                        lambda typed=typed: table.filter.text == typed.strip() and order_shown(),
+                    ),
+                )
+            await press("escape", None)
         other = Store(url)  # another connection, as the CLI in another process
         log = app.query_one(EventsLog)
         for i in range(15):
@@ -306,7 +371,43 @@ async def pilot_bench(url: str) -> tuple[dict[str, list[float]], list[float], in
         other.close()
         refreshes = app.refreshes
     store.close()
+    dashboard.prepare_rows = prepared.real
+    prepare_line(prepared.ms)
+    for kind, ms in cpu_ms.items():  # less moved by a busy machine than the wall clock
+        print(
+            f"{f'main-thread CPU, key to screen, {kind}':<52} p50 {pct(ms, 0.5):.1f} ms, "
+            f"p95 {pct(ms, 0.95):.1f} ms  {load()}",
+            flush=True,
+        )
     return keys, changes, refreshes
+
+
+class prepare_timer:
+    """The refresh thread's `prepare_rows` (the containers pane's orders) timed in its thread's
+    CPU time: what the orders cost each refresh, the first (every key made) apart."""
+
+    def __init__(self, module) -> None:
+        self.real, self.ms = module.prepare_rows, []
+        module.prepare_rows = self
+
+    def __call__(self, *args, **kw):
+        t = time.thread_time()
+        try:
+            return self.real(*args, **kw)
+        finally:
+            self.ms.append((time.thread_time() - t) * 1000)
+
+
+def prepare_line(ms: list[float]) -> None:
+    if len(ms) < 2:
+        return
+    rest = ms[1:]
+    print(
+        f"{'refresh thread: prepare_rows CPU per refresh':<52} first {ms[0]:.1f} ms, then "
+        f"median {statistics.median(rest):.1f} ms, p95 {pct(rest, 0.95):.1f} ms "
+        f"({len(rest)} refreshes)  {load()}",
+        flush=True,
+    )
 
 
 # -- out of process: idle CPU and memory of the real dashboard in a terminal ------------------------
@@ -376,14 +477,17 @@ def once_bench(url: str, runs: int = 5) -> list[float]:
     return out
 
 
-def keys_only() -> int:
-    """`--keys`: only the key-to-screen figures (10,000 events seeded: the panes read the newest)."""
+def keys_only(n: int, events: int) -> int:
+    """`--keys`: only the key-to-screen figures (sort, navigation, filter typing) at N."""
+    global N
+    N = n
+    print(f"== {n:,} containers, {events:,} events: keys only", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        url = store_url(tmp, 10_000)
-        idle_keys, _, _ = asyncio.run(pilot_bench(url))
+        url = store_url(tmp, events)
+        idle_keys, _, _ = asyncio.run(pilot_bench(url, typing=True))
         writer = start_writer(url)
         try:
-            keys, _, _ = asyncio.run(pilot_bench(url))
+            keys, _, _ = asyncio.run(pilot_bench(url, typing=True))
         finally:
             writer.kill()
             writer.wait()
@@ -415,10 +519,10 @@ def run_size(n: int, events: int) -> bool:
         dashboard_ok = dashboard_bench(url)
         once = once_bench(url)
         idle_cpu, idle_rss = idle_bench(url, seconds=20.0)
-        idle_keys, _, _ = asyncio.run(pilot_bench(url))
+        idle_keys, _, _ = asyncio.run(pilot_bench(url, typing=True))
         writer = start_writer(url)
         try:
-            keys, changes, refreshes = asyncio.run(pilot_bench(url))
+            keys, changes, refreshes = asyncio.run(pilot_bench(url, typing=True))
             live_cpu, live_rss = idle_bench(url, seconds=20.0)
         finally:
             writer.kill()
@@ -471,12 +575,16 @@ def main() -> int:
 
 
 def measure(args) -> int:
-    if args.keys:
-        return keys_only()
     if args.containers:
-        sizes = [(n, args.events if args.events is not None else 100 * n) for n in args.containers]
+        default = dict(SIZES)  # the sizes whose stores are kept (bench/fixtures.py)
+        sizes = [
+            (n, args.events if args.events is not None else default.get(n, 100 * n))
+            for n in args.containers
+        ]
     else:
         sizes = [(n, args.events if args.events is not None else e) for n, e in SIZES]
+    if args.keys:
+        return max(keys_only(n, e) for n, e in sizes)
     results = [run_size(n, e) for n, e in sizes]
     return 0 if all(results) else 1
 

@@ -3,7 +3,9 @@ that end, leave the window or are deleted leave the pane, and only rows on scree
 
 from __future__ import annotations
 
+import sys
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -15,7 +17,9 @@ from parhelia.state.models import Container, Task
 from parhelia.state.settings import Settings
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
+from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.containers_table import ContainersTable, prepare_rows
+from parhelia.widgets.formatting import COLUMN_KEYS, order_key, sorted_ids
 from parhelia.workers.control import ControlPlane
 
 SIZE = (150, 45)
@@ -185,11 +189,11 @@ async def test_reverse_is_the_sorted_order_reversed_with_blank_rows_last(seeded)
         t = app.query_one(ContainersTable)
         for column in ("heartbeat", "cost", "id"):
             t.sort_by(column, reverse=False)
-            t.sort_by(column, reverse=True)  # flipped in place
-            flipped = list(t.ordered_keys)
-            t._keyed_for = None  # the same, sorted from scratch
-            t.sort_by(column, reverse=True)
-            assert flipped == t.ordered_keys, column
+            t.sort_by(column, reverse=True)  # the same ordering read backwards
+            scratch = sorted_ids(
+                [(c.id, order_key(c, column)) for c in t.shown_rows], reverse=True
+            )  # the same, sorted from scratch
+            assert t.ordered_keys == scratch, column
             if column == "heartbeat":  # never seen: last either way
                 assert t.ordered_keys[-2:] == ["c-00000007", "c-00000009"]
 
@@ -244,3 +248,169 @@ def test_no_heartbeat_or_price_moves_a_key_of_the_columns_said_to_keep_theirs(se
     for c in after:
         for column in KEYS_KEPT_BY_HEARTBEATS:
             assert order_key(c, column) == order_key(before[c.id], column), (c.id, column)
+
+
+# -- sort and filter keys: the main thread swaps in what a thread made -----------------------------
+
+
+@contextmanager
+def main_thread_calls(name: str, module: str):
+    """How many times the main thread calls functions named `name` in `module` (a file name):
+    `sys.setprofile` is the calling thread's only, so a worker's calls are not counted."""
+    calls = [0]
+
+    def profile(frame, event, arg) -> None:
+        code = frame.f_code
+        if event == "call" and code.co_name == name and code.co_filename.endswith(module):
+            calls[0] += 1
+
+    sys.setprofile(profile)
+    try:
+        yield calls
+    finally:
+        sys.setprofile(None)
+
+
+def scratch_order(t: ContainersTable, column: str, reverse: bool = False) -> list[str]:
+    f = ContainerFilter.parse(t.filter.text)
+    wanted = [c for c in t._all if f.matches(c)]
+    return sorted_ids([(c.id, order_key(c, column)) for c in wanted], reverse=reverse)
+
+
+async def settled(pilot, app: ParheliaApp) -> None:
+    """Until the table's workers have made their orders and the table has shown them."""
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_s_swaps_in_the_order_the_refresh_made_and_keys_no_row_on_the_main_thread(seeded):
+    _, control, _ = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        t.sort_by("rate")
+        await refresh(pilot, app)  # made for rate, and cost: the next column in s's cycle
+        t.select("c-00000010")
+        with main_thread_calls("order_key", "formatting.py") as calls:
+            await pilot.press("s")
+        assert calls[0] == 0  # before: all N rows keyed for cost on the main thread
+        assert (t.sort_column, t.sort_reverse) == ("cost", False)
+        assert not t.order_pending and t.ordered_keys == scratch_order(t, "cost")
+        assert t.selected.id == "c-00000010"  # the cursor stayed on its container
+        with main_thread_calls("order_key", "formatting.py") as calls:
+            await pilot.press("S")  # the same ordering read backwards
+        assert calls[0] == 0 and t.ordered_keys == scratch_order(t, "cost", reverse=True)
+        assert t.selected.id == "c-00000010"
+
+
+async def test_an_order_not_made_yet_is_made_by_a_worker_and_shown_when_made(seeded, monkeypatch):
+    _, control, _ = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)  # as past 2,000 rows
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        t.select("c-00000007")
+        x = sum(c.width for c in t.columns[: COLUMN_KEYS.index("task")])
+        with main_thread_calls("order_key", "formatting.py") as calls:
+            await pilot.click(ContainersTable, offset=(x + 3, 1))  # the TASK header
+            assert t.sort_column == "task" and "▲" in t._header[COLUMN_KEYS.index("task")][0]
+            await settled(pilot, app)
+        assert calls[0] == 0  # before: all N rows keyed for task on the main thread
+        assert not t.order_pending and t.ordered_keys == scratch_order(t, "task")
+        assert t.selected.id == "c-00000007"
+
+
+async def test_filter_typing_matches_in_a_worker_and_shows_the_result(seeded, monkeypatch):
+    _, control, _ = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        await pilot.press("slash")
+        with main_thread_calls("matches", "container_filter.py") as calls:
+            await pilot.press(*"task 1")
+            await settled(pilot, app)
+        assert calls[0] == 0  # before: every row matched on the main thread at each key
+        wanted = scratch_order(t, "age")
+        assert t.filter.text == "task 1" and 0 < len(wanted) < N
+        assert not t.order_pending and t.ordered_keys == wanted
+        assert f"{len(wanted)} of {N} shown" in t.border_subtitle
+
+
+async def test_a_filter_result_for_a_text_typed_over_is_never_shown(seeded, monkeypatch):
+    import threading
+
+    from parhelia.widgets import containers_table
+    from parhelia.widgets.container_order import matches
+
+    _, control, _ = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0)
+    first_may_end = threading.Event()
+
+    def slow_for_the_first(views, text, *args, **kw):
+        if text == "task 1" and "limit" not in kw:  # the worker's, not the main thread's try
+            first_may_end.wait(20)
+        return matches(views, text, *args, **kw)
+
+    monkeypatch.setattr(containers_table, "matches", slow_for_the_first)
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        try:
+            t.set_filter("task 1")  # its worker waits
+            t.set_filter("task 2")
+            assert t.order_pending
+            want_2 = set(scratch_order(t, "age"))
+            await until_shown(pilot, t, want_2)
+        finally:
+            first_may_end.set()
+        await settled(pilot, app)
+        assert set(t.ordered_keys) == want_2  # task 1's result came last and was not shown
+        # a result for another text, however it comes, is dropped
+        t.post_message(ContainersTable.MatchesMade(matches(t._views, "task 3")))
+        await pilot.pause()
+        assert set(t.ordered_keys) == want_2 and t.filter.text == "task 2"
+
+
+async def until_shown(pilot, t: ContainersTable, ids: set[str]) -> None:
+    deadline = time.monotonic() + 20
+    while t.order_pending or set(t.ordered_keys) != ids:
+        assert time.monotonic() < deadline
+        await pilot.pause(0.01)
+
+
+async def test_T_acts_on_the_filter_typed_even_while_its_rows_are_being_matched(
+    seeded, monkeypatch
+):
+    """`shown_rows` (what `T` stops) is never the last filter's rows: made at once if pending."""
+    import threading
+
+    from parhelia.widgets import containers_table
+    from parhelia.widgets.container_order import matches
+
+    _, control, _ = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0)
+    release = threading.Event()
+
+    def held(views, text, *args, **kw):
+        if "limit" not in kw:
+            release.wait(20)
+        return matches(views, text, *args, **kw)
+
+    monkeypatch.setattr(containers_table, "matches", held)
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        try:
+            t.set_filter("task 4")
+            assert t.order_pending and len(t.ordered_keys) == N  # still the unfiltered rows
+            assert {c.id for c in t.shown_rows} == set(scratch_order(t, "age"))
+            assert not t.order_pending and 0 < t.matched < N
+        finally:
+            release.set()
+        await settled(pilot, app)

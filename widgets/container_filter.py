@@ -66,7 +66,8 @@ class ContainerFilter:
     def __bool__(self) -> bool:
         return bool(self.words or self.terms)
 
-    def matches(self, c: ContainerView) -> bool:
+    def matches(self, c: ContainerView, words_in: str | None = None) -> bool:
+        """Whether `c` passes; `words_in` is its `haystack` when the caller keeps them."""
         for name, values, negate in self.terms:
             if name == "task":
                 subject = f"{c.task_id or ''} {c.task_prompt or ''}".lower()
@@ -77,12 +78,17 @@ class ContainerFilter:
             if hit == negate:
                 return False
         if self.words:
-            haystack = " ".join(
-                str(v or "")
-                for v in (c.id, c.sandbox_id, c.state, c.health, c.task_id, c.task_prompt, c.gpu)
-            ).lower()
-            return all(w in haystack for w in self.words)
+            words_in = haystack(c) if words_in is None else words_in
+            return all(w in words_in for w in self.words)
         return True
 
     def apply(self, containers: list[ContainerView]) -> list[ContainerView]:
         return [c for c in containers if self.matches(c)] if self else list(containers)
+
+
+def haystack(c: ContainerView) -> str:
+    """The text a free word is looked for in (lower case)."""
+    return " ".join(
+        str(v or "")
+        for v in (c.id, c.sandbox_id, c.state, c.health, c.task_id, c.task_prompt, c.gpu)
+    ).lower()

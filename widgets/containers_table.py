@@ -5,9 +5,12 @@ same object for a container that did not change, `state/live_views.py`): rows wh
 changed get a new version, new rows come and gone rows go; nothing is cleared, so the cursor and
 the scroll position survive (k9s' model). A row's cells are made only when it is drawn, and a row
 is drawn only when it changed and is on screen (`LineTable`): 40 rows a refresh, not 10,000. The
-order (sort and filter) is made in the refresh thread from the changed rows' keys
-(`prepare_rows`). Sort and filter are the table's own state and so stay put across refreshes;
-the cursor follows its container, not its row number.
+order (sort and filter) is made off the main thread (`widgets/container_order.py`): in the refresh
+thread from the changed rows' keys (`prepare_rows`: the sort column's and the next one's in `s`'s
+cycle, so `s` and `S` only swap in a ready order), else by a thread worker past SYNC_ROWS rows (a
+header click, filter typing: the last text typed wins), shown when made. Sort and filter are the
+table's own state and so stay put across refreshes; the cursor follows its container, not its
+row number.
 """
 
 from __future__ import annotations
@@ -19,19 +22,27 @@ from datetime import datetime
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
+from textual.worker import get_current_worker
 
 from parhelia.state.agent_activity import AgentState
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter
+from parhelia.widgets.container_order import (
+    Matches,
+    Ordering,
+    agents_changed,
+    matches,
+    ordering,
+    shown_order,
+)
 from parhelia.widgets.formatting import (
     COLUMN_KEYS,
     COLUMNS,
+    KEYS_KEPT_BY_HEARTBEATS,
     TASK_WIDTH,
     cell_style,
     container_cells,
-    order_key,
     row_style,
-    sorted_ids,
 )
 from parhelia.widgets.help_pane import PaneHelp
 from parhelia.widgets.line_table import LineTable, TableColumn
@@ -48,17 +59,29 @@ GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "agent", "ta
 Settings = tuple[str, bool, str]  # (sort column, reversed, filter text): what an order is for
 
 
+def next_column(column: str) -> str:
+    """The column `s` sorts by after `column`."""
+    return COLUMN_KEYS[(COLUMN_KEYS.index(column) + 1) % len(COLUMN_KEYS)]
+
+
 @dataclass(frozen=True)
 class PreparedRows:
-    """The pane's order worked out in the refresh thread, so that the main thread only applies
-    it: every view by id, each one's key for `settings`' sort column (kept from the last
-    refresh for the views that did not change), and the ids shown, filtered and sorted."""
+    """The pane's orders worked out in the refresh thread, so that the main thread only applies
+    them: every view by id, the orderings of `settings`' sort column and of the next one in `s`'s
+    cycle (a key press then swaps that one in; `S` reads the same one backwards), the filter's
+    matches, and the ids shown for `settings`."""
 
     settings: Settings
     views: dict[str, ContainerView]
-    keys: dict[str, tuple]
+    orderings: dict[str, Ordering]
+    matches: Matches | None
     order: list[str]
     agents: Mapping[str, AgentState] = field(default_factory=dict)  # `DashboardView.agents`
+
+    @property
+    def keys(self) -> Mapping[str, tuple]:
+        """Each view's key for the sort column."""
+        return self.orderings[self.settings[0]].keys
 
 
 def prepare_rows(
@@ -67,36 +90,36 @@ def prepare_rows(
     changed: set[str] | None = None,
     previous: PreparedRows | None = None,
     agents: Mapping[str, AgentState] | None = None,
+    *,
+    reread: set[str] | None = None,
 ) -> PreparedRows:
-    """Pure, for the refresh thread: sort keys for the rows in `changed` or whose agent's activity
-    changed (all of them when None, or when `previous` was for another sort column), then the
-    filtered, sorted order. A row's cells are not made here at all: only when it is drawn
-    (`ContainersTable.row_cells`)."""
+    """Pure, for the refresh thread: the orderings of the sort column and the next one, each made
+    from `previous`' by keying again only the rows in `changed` (all of them when None), or in
+    `reread` (the rows read whole) for a column no heartbeat moves, and the filter's matches
+    made again for `changed`; then the filtered, sorted order. A row's cells are not made here
+    at all: only when it is drawn (`ContainersTable.row_cells`)."""
     column, reverse, text = settings
     agents = agents or {}
-    old = previous.keys if previous is not None and previous.settings[0] == column else {}
-    same = changed is not None and previous is not None
-    if same:
-        changed = changed | _agents_changed(previous.agents, agents)
-    keys = {}
-    moved = not same or len(views) != len(old)  # whether the order must be made again
-    for c in views:
-        key = old.get(c.id) if same and c.id not in changed else None
-        if key is None:
-            key = order_key(c, column, agents.get(c.id))
-            moved = moved or old.get(c.id) != key
-        keys[c.id] = key
-    if not moved and previous is not None and previous.settings == settings and not text:
-        # the same rows with the same keys (a heartbeat moves no row sorted by age): same order
-        return PreparedRows(settings, {c.id: c for c in views}, keys, previous.order, agents)
-    wanted = ContainerFilter.parse(text).apply(views) if text else views
-    order = sorted_ids([(c.id, keys[c.id]) for c in wanted], reverse=reverse)
-    return PreparedRows(settings, {c.id: c for c in views}, keys, order, agents)
-
-
-def _agents_changed(before: Mapping[str, AgentState], now: Mapping[str, AgentState]) -> set[str]:
-    """The containers whose agent's activity is not what it was (the AGENT cell and key move)."""
-    return {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
+    by_id = {c.id: c for c in views}
+    orderings = {}
+    for col in dict.fromkeys((column, next_column(column))):
+        before = previous.orderings.get(col) if previous is not None else None
+        rows = reread if reread is not None and col in KEYS_KEPT_BY_HEARTBEATS else changed
+        made = ordering(by_id, col, agents, before, rows)
+        assert made is not None  # no limit
+        orderings[col] = made
+    found = None
+    if ContainerFilter.parse(text):
+        found = matches(by_id, text, previous.matches if previous is not None else None, changed)
+    o = orderings[column]
+    if (
+        previous is not None
+        and previous.settings == settings
+        and previous.orderings[column].ascending is o.ascending
+        and (found is None or (previous.matches is not None and previous.matches.ids is found.ids))
+    ):  # the same rows in the same places (a heartbeat moves no row sorted by age)
+        return PreparedRows(settings, by_id, orderings, found, previous.order, agents)
+    return PreparedRows(settings, by_id, orderings, found, shown_order(o, reverse, found), agents)
 
 
 def row_cells(
@@ -135,6 +158,26 @@ class ContainersTable(LineTable):
     class Changed(Message):
         """Rows were added, removed or changed by a refresh (the help pane re-reads the selection)."""
 
+    class OrderingMade(Message, bubble=False):
+        """A worker made a sort column's ordering (`_start_ordering`)."""
+
+        def __init__(self, made: Ordering) -> None:
+            super().__init__()
+            self.made = made
+
+    class MatchesMade(Message, bubble=False):
+        """A worker matched a filter text (`_start_matching`)."""
+
+        def __init__(self, made: Matches) -> None:
+            super().__init__()
+            self.made = made
+
+    # Up to this many rows a missing order is made on the main thread (a few ms); past it, by a
+    # thread worker while the keys stay free, and shown when made.
+    SYNC_ROWS = 2_000
+    # A ready order whose rows moved since is put right on the main thread when this few moved.
+    PATCH_ROWS = 64
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.filter = ContainerFilter()
@@ -142,8 +185,10 @@ class ContainersTable(LineTable):
         self.sort_reverse = False  # youngest first: what was just dispatched is on top
         self.now: datetime | None = None
         self._views: dict[str, ContainerView] = {}  # every container of the view, by id
-        self._keys: dict[str, tuple] = {}  # each one's key for the sort column
-        self._keyed_for = self.sort_column
+        self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
+        self._matches: Matches | None = None  # the filter's, when it has one
+        self._computing: set[str] = set()  # columns a worker is ordering
+        self.order_pending = False  # the order for the sort and filter asked for is being made
         self._all: list[ContainerView] = []
         self._drawn: dict[str, tuple[ContainerView, list[tuple[str, str]]]] = {}
         self._agents: Mapping[str, AgentState] = {}  # what each agent does (`DashboardView.agents`)
@@ -189,7 +234,10 @@ class ContainersTable(LineTable):
 
     @property
     def shown_rows(self) -> list[ContainerView]:
-        """The containers the filter lets through, in the order shown (what `T` would stop)."""
+        """The containers the filter lets through, in the order shown (what `T` would stop): made
+        here when a worker is still making it, so `T` never acts on the last filter's rows."""
+        if self.order_pending:
+            self._apply_order(wait=True)
         return [self._views[key] for key in self.ordered_keys]
 
     @property
@@ -234,55 +282,53 @@ class ContainersTable(LineTable):
         """Bring the table in line with `views`: the rows whose container (or agent's activity,
         `agents`) changed are drawn again (only those on screen are), rows come and go; nothing
         is cleared, so the cursor and the scroll position stay. `prepared` (from `prepare_rows`
-        for these views) brings the order made in the refresh thread; a view that is not the one
-        it was prepared from (a row marked as terminating) gets its key here."""
+        for these views) brings the orders made in the refresh thread; a view that is not the
+        one it was prepared from (a row marked as terminating) is put in place here."""
         self._all = views
         if now != self.now:
             self._drawn.clear()  # ages and costs move with `now`
         self.now = now
         agents = agents or {}
-        agents_moved = _agents_changed(self._agents, agents)
+        agents_moved = agents_changed(self._agents, agents)
         self._agents = agents
         old = self._views
         fresh = {c.id: c for c in views}
-        ready = prepared if prepared is not None and prepared.settings == self.settings else None
-        if ready is not None:
-            keys, resort = dict(ready.keys), False
-        else:
-            keys, resort = self._keys, True
-        column = self.sort_column
+        same = prepared is not None and len(prepared.views) == len(fresh)
         for key, c in fresh.items():
             if old.get(key) is not c or key in agents_moved:
                 self._next_version += 1
                 self._row_versions[key] = self._next_version
                 self._drawn.pop(key, None)
-                if ready is None:
-                    keys[key] = order_key(c, column, agents.get(key))
-            if ready is not None and ready.views.get(key) is not c:
-                keys[key] = order_key(c, column, agents.get(key))
-                resort = True
+            if same and prepared.views.get(key) is not c:
+                same = False
         for key in [k for k in self._row_versions if k not in fresh]:
             del self._row_versions[key]
             self._drawn.pop(key, None)
-        if len(keys) > 2 * len(fresh) + 100:  # keys of rows long gone
-            keys = {k: keys[k] for k in fresh if k in keys}
-        self._views, self._keys, self._keyed_for = fresh, keys, column
-        order = self._sorted() if ready is None or resort else ready.order
-        self.matched = len(order)
-        if order != self.ordered_keys:
-            self.set_order(order)
-        else:
-            self.refresh()
-        self.post_message(self.Changed())
+        self._views = prepared.views if same else fresh  # one dict: orderings made from it match
+        if prepared is not None:
+            wanted = {self.sort_column, next_column(self.sort_column)}
+            orderings = {**self._orderings, **prepared.orderings}
+            self._orderings = {c: o for c, o in orderings.items() if c in wanted}
+            if prepared.matches is not None and prepared.matches.text == self.filter.text:
+                self._matches = prepared.matches
+        if not self.filter:
+            self._matches = None  # it would keep a refresh's views (and their haystacks) alive
+        if same and prepared.settings == self.settings:
+            self.order_pending = False
+            self._show_order(prepared.order)  # made in the refresh thread for these rows
+            return
+        self._apply_order()
 
     @staticmethod
     def filter_problems(text: str) -> list[str]:
         return ContainerFilter.parse(text).problems()
 
     def set_filter(self, text: str) -> None:
+        """Filter the rows: matched in a thread worker past SYNC_ROWS rows (typing never waits;
+        the last text typed wins), then shown."""
         self.filter = ContainerFilter.parse(text)
         if self.now is not None:
-            self._reorder()
+            self._apply_order()
 
     def action_clear_filter(self) -> None:
         if self.filter:
@@ -292,33 +338,21 @@ class ContainersTable(LineTable):
     # -- sorting ---------------------------------------------------------------------------
 
     def sort_by(self, column: str, *, reverse: bool | None = None) -> None:
+        """Sort by `column`: the ordering the refresh thread made for it (the sort column's, read
+        backwards for a reverse, or the next one in `s`'s cycle) is swapped in; another one is
+        made by a thread worker and shown when made. The next column's is made ahead."""
         if column not in COLUMN_KEYS:
             return
         if reverse is None:
             reverse = not self.sort_reverse if column == self.sort_column else False
-        flipped = column == self.sort_column and reverse != self.sort_reverse
         self.sort_column, self.sort_reverse = column, reverse
         self.set_header(self._header_cells())
-        self._reorder(self._flipped() if flipped and self._keyed_for == column else None)
-
-    def _flipped(self) -> list[str]:
-        """The order shown, reversed but for the rows without a value (last either way): every
-        key ends with the id, so no two are equal and this is the order a sort would make."""
-        order, keys = self.ordered_keys, self._keys
-        have = len(order)
-        while have and keys[order[have - 1]][0]:
-            have -= 1
-        return order[have - 1 :: -1] + order[have:] if have else list(order)
-
-    def _reorder(self, order: list[str] | None = None) -> None:
-        order = self._sorted() if order is None else order
-        self.matched = len(order)
-        self.set_order(order)
-        self.post_message(self.Changed())
+        self._apply_order()
+        if len(self._views) > self.SYNC_ROWS:  # ready for the next `s`, once this one is drawn
+            self.call_after_refresh(self._ordering_for, next_column(column))
 
     def action_cycle_sort(self) -> None:
-        i = COLUMN_KEYS.index(self.sort_column)
-        self.sort_by(COLUMN_KEYS[(i + 1) % len(COLUMN_KEYS)], reverse=False)
+        self.sort_by(next_column(self.sort_column), reverse=False)
 
     def action_reverse_sort(self) -> None:
         self.sort_by(self.sort_column, reverse=not self.sort_reverse)
@@ -327,18 +361,97 @@ class ContainersTable(LineTable):
         event.stop()
         self.sort_by(event.column)
 
-    def _sorted(self) -> list[str]:
-        """The filtered ids in the sort column's order; keys are worked out for the column once
-        and kept (a key press sorts; only a new column makes each row's key)."""
-        column = self.sort_column
-        if self._keyed_for != column:
-            self._keys, self._keyed_for = {}, column
-        keys = self._keys
-        wanted = self.filter.apply(self._all) if self.filter else self._all
-        for c in wanted:
-            if c.id not in keys:
-                keys[c.id] = order_key(c, column, self._agents.get(c.id))
-        return sorted_ids([(c.id, keys[c.id]) for c in wanted], reverse=self.sort_reverse)
+    # -- orders: swapped in when ready, else made by a worker -------------------------------
+
+    def _apply_order(self, *, wait: bool = False) -> None:
+        """Show the order for the sort and filter asked for when its parts are ready (`wait`:
+        made here if not). Until then the rows stay where they are (those gone leave, new ones
+        wait for their place) and `order_pending` says so."""
+        o = self._ordering_for(self.sort_column, wait=wait)
+        m = self._matches_for(self.filter.text, wait=wait) if self.filter else None
+        if o is None or (self.filter and m is None):
+            self.order_pending = True
+            self._show_order([k for k in self.ordered_keys if k in self._views], pending=True)
+        else:
+            self.order_pending = False
+            self._show_order(shown_order(o, self.sort_reverse, m))
+
+    def _show_order(self, order: list[str], *, pending: bool = False) -> None:
+        if not pending:
+            self.matched = len(order)
+        if order != self.ordered_keys:
+            self.set_order(order)
+        else:
+            self.refresh()
+        self.post_message(self.Changed())
+
+    def _ordering_for(self, column: str, *, wait: bool = False) -> Ordering | None:
+        """The column's ordering of the rows shown, if ready or cheap to make here."""
+        views, agents, kept = self._views, self._agents, self._orderings.get(column)
+        if (
+            kept is not None
+            and kept.views is views
+            and (column != "agent" or kept.agents is agents)
+        ):
+            return kept
+        small = wait or len(views) <= self.SYNC_ROWS
+        made = ordering(views, column, agents, kept, limit=None if small else self.PATCH_ROWS)
+        if made is None:
+            self._start_ordering(column)
+        else:
+            self._orderings[column] = made
+        return made
+
+    def _matches_for(self, text: str, *, wait: bool = False) -> Matches | None:
+        """The filter's matches among the rows shown, if ready or cheap to make here."""
+        views, kept = self._views, self._matches  # another text's lends its haystacks
+        if kept is not None and kept.text == text and kept.views is views:
+            return kept
+        small = wait or len(views) <= self.SYNC_ROWS
+        made = matches(views, text, kept, limit=None if small else self.PATCH_ROWS)
+        if made is None:
+            self._start_matching(text)
+        else:
+            self._matches = made
+        return made
+
+    def _start_ordering(self, column: str) -> None:
+        if column in self._computing:
+            return  # its result comes, and is brought up to date then
+        self._computing.add(column)
+        views, agents, kept = self._views, self._agents, self._orderings.get(column)
+
+        def make() -> None:
+            self.post_message(self.OrderingMade(ordering(views, column, agents, kept)))
+
+        self.run_worker(make, thread=True, group=f"order-{column}", exit_on_error=False)
+
+    def _start_matching(self, text: str) -> None:
+        views, kept = self._views, self._matches
+
+        def make() -> None:
+            made = matches(views, text, kept)
+            if not get_current_worker().is_cancelled:
+                self.post_message(self.MatchesMade(made))
+
+        # exclusive: a keystroke cancels the last one's matching (the last text typed wins)
+        self.run_worker(make, thread=True, group="filter", exclusive=True, exit_on_error=False)
+
+    def on_containers_table_ordering_made(self, event: OrderingMade) -> None:
+        made = event.made
+        self._computing.discard(made.column)
+        kept = self._orderings.get(made.column)
+        if kept is None or kept.views is not self._views:  # a refresh's is newer: keep that
+            self._orderings[made.column] = made
+        if self.order_pending:
+            self._apply_order()
+
+    def on_containers_table_matches_made(self, event: MatchesMade) -> None:
+        if event.made.text != self.filter.text:
+            return  # a text typed over since: never shown
+        self._matches = event.made
+        if self.order_pending:
+            self._apply_order()
 
     def _header_cells(self) -> list[tuple[str, str]]:
         arrow = "▼" if self.sort_reverse else "▲"

@@ -1,0 +1,109 @@
+"""The containers pane's orders made from the last ones: a few moved rows put in place, many
+sorted again, both the order a sort from scratch makes; matches made again for changed rows."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from parhelia.state.timeutil import utcnow
+from parhelia.state.views import ContainerView
+from parhelia.widgets.container_filter import ContainerFilter
+from parhelia.widgets.container_order import matches, ordering, shown_order
+from parhelia.widgets.formatting import COLUMN_KEYS, order_key, sorted_ids
+
+NOW = utcnow().replace(microsecond=0)
+
+
+def view(i: int, rng: random.Random) -> ContainerView:
+    state = rng.choice(["running"] * 6 + ["terminated", "orphaned"])
+    return ContainerView(
+        id=f"c-{i:08x}",
+        backend="modal",
+        sandbox_id=rng.choice([None, f"sb-{i}"]),
+        state=state,
+        health=rng.choice(["healthy", "degraded", "unhealthy"]),
+        task_id=f"t-{i:08x}",
+        task_prompt=f"task {rng.randrange(50)}",
+        created_at=NOW - timedelta(minutes=rng.randrange(600)),
+        started_at=NOW - timedelta(minutes=rng.randrange(600)),
+        terminated_at=None,
+        last_heartbeat_at=rng.choice([None, NOW - timedelta(seconds=rng.randrange(100))]),
+        missed_heartbeats=0,
+        cpu_cores=1.0,
+        memory_mib=2048,
+        gpu=rng.choice([None, None, "A10G"]),
+        region=None,
+        cost_rate_per_hour=rng.choice([0.1, 0.2, 0.4]),
+        cost_accrued_usd=round(rng.uniform(0, 5), 1),  # ties: the id decides
+        cpu_percent=rng.choice([None, rng.uniform(0, 100)]),
+        memory_used_mib=rng.uniform(100, 2000),
+    )
+
+
+def scratch(views: dict, column: str, reverse: bool, text: str = "") -> list[str]:
+    f = ContainerFilter.parse(text)
+    wanted = [c for c in views.values() if f.matches(c)]
+    return sorted_ids([(c.id, order_key(c, column)) for c in wanted], reverse=reverse)
+
+
+@pytest.mark.parametrize("moved", [3, 700])  # put in place / sorted again
+def test_an_ordering_made_from_the_last_is_the_order_a_sort_from_scratch_makes(moved):
+    rng = random.Random(moved)
+    views = {c.id: c for c in (view(i, rng) for i in range(2_000))}
+    for column in COLUMN_KEYS:
+        first = ordering(views, column, {})
+        for reverse in (False, True):
+            assert shown_order(first, reverse, None) == scratch(views, column, reverse), column
+        later = dict(views)
+        for k in rng.sample(sorted(views), moved):
+            later[k] = replace(later[k], cost_accrued_usd=rng.uniform(0, 9), state="terminated")
+        for k in rng.sample(sorted(views), moved // 3 + 1):
+            del later[k]
+        for i in range(2_000, 2_000 + moved // 3 + 1):
+            later[f"c-{i:08x}"] = view(i, rng)
+        again = ordering(later, column, {}, first)  # the moved rows found by identity
+        told = ordering(
+            later, column, {}, first, {k for k in later if later[k] is not views.get(k)}
+        )
+        for made in (again, told):
+            for reverse in (False, True):
+                got = shown_order(made, reverse, None)
+                assert got == scratch(later, column, reverse), (column, reverse)
+
+
+def test_an_ordering_kept_when_no_key_moved_and_none_made_past_the_limit():
+    rng = random.Random(1)
+    views = {c.id: c for c in (view(i, rng) for i in range(500))}
+    first = ordering(views, "age", {})
+    beat = {k: replace(c, cpu_percent=1.0) for k, c in views.items()}  # a heartbeat each
+    kept = ordering(beat, "age", {}, first)
+    assert kept.ascending is first.ascending  # no age moved: the same list, not sorted again
+    assert ordering(beat, "cpu", {}, ordering(views, "cpu", {}), limit=64) is None
+    assert ordering(views, "cpu", {}, limit=64) is None
+
+
+def test_matches_made_again_for_changed_rows_only_and_a_filtered_order():
+    rng = random.Random(2)
+    views = {c.id: c for c in (view(i, rng) for i in range(500))}
+    first = matches(views, "state:running task 1")
+    later = dict(views)
+    some = rng.sample(sorted(views), 40)
+    for k in some[:20]:
+        later[k] = replace(later[k], state="terminated")
+    for k in some[20:]:
+        del later[k]
+    again = matches(later, "state:running task 1", first)
+    assert again.ids == matches(later, "state:running task 1").ids
+    assert matches(later, "x", first, limit=10) is None  # another text: every row, past the limit
+    typed_on = matches(later, "state:running task 12", again)  # its haystacks lent
+    assert typed_on.ids == matches(later, "state:running task 12").ids
+    # typed on, only the last text's rows are looked at; typed over, every row again
+    last = matches(later, "task 1")
+    for text in ("task 12", "tasks 1", "task 2", "ask 1 c-", "health:deg task 1", "task"):
+        assert matches(later, text, last).ids == matches(later, text).ids, text
+    o = ordering(later, "cost", {})
+    assert shown_order(o, True, again) == scratch(later, "cost", True, "state:running task 1")

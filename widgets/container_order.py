@@ -1,0 +1,204 @@
+"""The containers pane's orders, made where they cost nothing to a key press.
+
+An order is two parts, each made in a thread (the refresh thread, or a worker of the table) and
+kept while the rows it was made from stay: per sort column an `Ordering` (every row's key and
+every id sorted by it) and per filter text a `Matches` (the ids it lets through). What a pane
+shows is one ordering read forwards or backwards and walked through one match set
+(`shown_order`): a list walk, so a sort or filter key on the main thread swaps in what a thread
+made instead of keying, matching and sorting 10,000 rows (bench/tui.py: key to screen).
+
+Each part is made again from the last one: only rows whose view is not the same object (or whose
+agent's activity moved, for the AGENT column) are keyed or matched again, and a few moved rows
+are put in place by bisection instead of sorting every row (`ordering`, `matches`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from parhelia.state.agent_activity import AgentState
+from parhelia.state.views import ContainerView
+from parhelia.widgets.container_filter import ContainerFilter, haystack
+from parhelia.widgets.formatting import order_key
+
+Views = Mapping[str, ContainerView]
+Agents = Mapping[str, AgentState]
+_BLANK = (True,)  # sorts before every key of a row without a value: (True, 0, id)
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """One sort column's order of the rows in `views`: each row's key (`order_key`) and every id
+    ascending by it. Keys end with the id, so no two are equal and rows without a value (keys
+    starting True) come last; reversed, those stay last (`shown_order`)."""
+
+    column: str
+    views: Views
+    agents: Agents
+    keys: Mapping[str, tuple]
+    ascending: list[str]
+
+    def blank_from(self) -> int:
+        """Where the rows without a value start."""
+        return bisect_left(self.ascending, _BLANK, key=self.keys.__getitem__)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """The ids of `views` that the filter `text` lets through, and each view's `haystack` (kept
+    while its view stays: the next keystroke's words are looked for in them, not made again)."""
+
+    text: str
+    views: Views
+    ids: frozenset[str]
+    haystacks: Mapping[str, str]
+
+
+def changed_rows(views: Views, before: Views) -> tuple[set[str], set[str]]:
+    """(ids whose view is new or another object, ids gone) between two sets of views."""
+    changed = {k for k, c in views.items() if before.get(k) is not c}
+    return changed, before.keys() - views.keys()
+
+
+def agents_changed(before: Agents, now: Agents) -> set[str]:
+    """The containers whose agent's activity is not what it was (the AGENT cell and key move)."""
+    return {k for k in before.keys() | now.keys() if before.get(k) != now.get(k)}
+
+
+def ordering(
+    views: Views,
+    column: str,
+    agents: Agents,
+    previous: Ordering | None = None,
+    changed: Collection[str] | None = None,
+    *,
+    limit: int | None = None,
+) -> Ordering | None:
+    """`column`'s ordering of `views`, made from `previous` when it is the same column's: only
+    the rows in `changed` (None: every row whose view is another object than `previous`'s) are
+    keyed again. A few moved rows are put in place, more mean one sort. With `limit`, None when
+    more than `limit` rows would be keyed again (the main thread leaves that to a thread)."""
+    if previous is None or previous.column != column:
+        if limit is not None and len(views) > limit:
+            return None
+        keys = {k: order_key(c, column, agents.get(k)) for k, c in views.items()}
+        return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
+    gone: set[str] = set()
+    if changed is None:
+        changed, gone = changed_rows(views, previous.views)
+    elif views.keys() != previous.views.keys():
+        gone = previous.views.keys() - views.keys()
+        changed = set(changed) | (views.keys() - previous.views.keys())
+    if column == "agent":
+        changed = set(changed) | (agents_changed(previous.agents, agents) & views.keys())
+    if limit is not None and len(changed) + len(gone) > limit:
+        return None
+    old = previous.keys
+    moved = {}
+    for k in changed:
+        c = views.get(k)
+        if c is not None:
+            key = order_key(c, column, agents.get(k))
+            if old.get(k) != key:
+                moved[k] = key
+    if not moved and not gone:  # a heartbeat moves no row sorted by age: the same order
+        return Ordering(column, views, agents, previous.keys, previous.ascending)
+    keys = dict(old)
+    if len(moved) + len(gone) > max(64, len(views) // 32):
+        for k in gone:
+            del keys[k]
+        keys.update(moved)
+        return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
+    ascending = list(previous.ascending)
+    by_key = keys.__getitem__
+    for k in [*gone, *(k for k in moved if k in old)]:
+        del ascending[bisect_left(ascending, old[k], key=by_key)]
+        del keys[k]
+    for k, key in moved.items():
+        keys[k] = key
+        insort(ascending, k, key=by_key)
+    return Ordering(column, views, agents, keys, ascending)
+
+
+def matches(
+    views: Views,
+    text: str,
+    previous: Matches | None = None,
+    changed: Collection[str] | None = None,
+    *,
+    limit: int | None = None,
+) -> Matches | None:
+    """The ids of `views` that `text` lets through, made from `previous`: when it is the same
+    text's only the rows in `changed` (None: those whose view is another object) are matched
+    again; another text's lends its haystacks of the views that stayed. With `limit`, None when
+    more than `limit` rows would be matched."""
+    f = ContainerFilter.parse(text)
+    same = previous is not None and previous.text == text
+    if not same and limit is not None and len(views) > limit:
+        return None
+    gone: set[str] = set()
+    if not same:
+        changed = views.keys()
+    elif changed is None:
+        changed, gone = changed_rows(views, previous.views)
+    elif views.keys() != previous.views.keys():
+        gone = previous.views.keys() - views.keys()
+        changed = set(changed) | (views.keys() - previous.views.keys())
+    if limit is not None and len(changed) + len(gone) > limit:
+        return None
+    if same and not changed and not gone:
+        return Matches(text, views, previous.ids, previous.haystacks)
+    if not same and previous is not None and previous.views is views and _narrows(previous, f):
+        changed = previous.ids  # typed on: only what the last text let through can pass
+    hays = _haystacks(views, previous, changed, gone) if f.words else {}
+    if f.terms or not f.words:
+        hit = {k for k in changed if k in views and f.matches(views[k], hays.get(k))}
+    else:  # free words only: looked for in the kept haystacks, nothing else to check
+        get, first, *more = hays.get, *f.words
+        hit = {k for k in changed if first in get(k, "")}
+        for w in more:
+            hit = {k for k in hit if w in hays[k]}
+    if not same:
+        return Matches(text, views, frozenset(hit), hays)
+    missed = (set(changed) - hit) | gone
+    return Matches(text, views, (previous.ids - missed) | hit, hays)
+
+
+def _haystacks(
+    views: Views, previous: Matches | None, changed: Collection[str], gone: Collection[str]
+) -> dict[str, str]:
+    """Each view's `haystack`: the previous one's where the view is the same object."""
+    if previous is None or not previous.haystacks:
+        return {k: haystack(c) for k, c in views.items()}
+    kept, before = previous.haystacks, previous.views
+    if before is views:
+        return kept
+    if len(changed) + len(gone) < len(views) // 4 and previous.views.keys() == views.keys():
+        hays = dict(kept)
+        for k in changed:
+            if k in views:
+                hays[k] = haystack(views[k])
+        return hays
+    return {k: kept[k] if before.get(k) is c else haystack(c) for k, c in views.items()}
+
+
+def _narrows(previous: Matches, f: ContainerFilter) -> bool:
+    """Whether whatever `f` lets through the last text let through too: the same field terms,
+    and each of its words inside one of `f`'s (`numb` -> `number 1`)."""
+    before = ContainerFilter.parse(previous.text)
+    return before.terms == f.terms and all(any(o in w for w in f.words) for o in before.words)
+
+
+def shown_order(o: Ordering, reverse: bool, m: Matches | None) -> list[str]:
+    """The ids shown: the ordering forwards or backwards (rows without a value last either way),
+    only those `m` lets through (all without a filter)."""
+    ids = o.ascending
+    if reverse:
+        blank = o.blank_from()
+        ids = ids[blank - 1 :: -1] + ids[blank:] if blank else list(ids)
+    if m is None:
+        return list(ids) if ids is o.ascending else ids
+    through = m.ids
+    return [k for k in ids if k in through]
