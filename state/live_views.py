@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from parhelia.state.costs import current_cost
+from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
 from parhelia.state.models import Container
 from parhelia.state.views import ContainerView
@@ -68,6 +69,8 @@ def narrow_query(cutoff: datetime, limit: int) -> Any:
 
 # id, then what a write stamps with `updated_at` (and what prices an active row), in this order
 _WHOLE = (_C.id, _C.updated_at, _C.state, _C.cost_accrued_usd, _C.cost_rate_per_hour, _C.started_at)
+# what the narrow read returns whatever their `terminated_at` (`live_or_ended_since`)
+_SHOWN_STATES = frozenset((*ACTIVE, "stopped"))
 _RAW = {"updated_at", "started_at", "last_heartbeat_at"}  # timestamps: converted when needed
 _W = len(_WHOLE)
 
@@ -89,6 +92,10 @@ class LiveContainers:
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
+        # SQLite: per connection (by id, the connection kept so its id is not reused), its
+        # `data_version` and own changes when the kept rows were last known to be the database's
+        self._versions: dict[int, tuple[Any, int, int]] = {}
+        self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
 
@@ -98,12 +105,24 @@ class LiveContainers:
         from parhelia.state.projection import _aware_utc, _container_views, _convert_distinct
 
         cutoff = now - timedelta(hours=recent_hours)
-        result = s.connection().execute(narrow_query(cutoff, limit))
-        try:
-            # the driver's own tuples: every column is compared as read, none needs converting
-            rows = result.cursor.fetchall()
-        finally:
-            result.close()
+        conn = s.connection()
+        version = _data_version(conn)
+        if self._unchanged(version, cutoff, limit):
+            # nothing committed since rows were read: they are as read, less those ended past the
+            # window since (what the query would no longer return)
+            views_ = self._views
+            rows = [
+                row
+                for key, row in self._narrow.items()
+                if row[2] in _SHOWN_STATES or _since(views_[key].terminated_at, cutoff)
+            ]
+        else:
+            result = conn.execute(narrow_query(cutoff, limit))
+            try:
+                # the driver's own tuples: every column is compared as read, none needs converting
+                rows = result.cursor.fetchall()
+            finally:
+                result.close()
         first = not self._views
         whole: list[tuple] = []
         beats: list[tuple] = []
@@ -140,12 +159,8 @@ class LiveContainers:
         if beats:
             stamps = _convert_distinct([r[_W + 1] for r in beats], _aware_utc)
             for row, stamp in zip(beats, stamps, strict=True):
-                values = dict(zip(_BEATS, row[_W:], strict=True))
-                values["last_heartbeat_at"] = stamp
-                if values["agent_alive"] is not None:
-                    values["agent_alive"] = bool(values["agent_alive"])
-                views[row[0]] = _with(views[row[0]], values)
-                changed.add(row[0])
+                views[row[0]] = _beaten(views[row[0]], row, stamp)
+            changed.update(r[0] for r in beats)
         for key in [k for k in self._price if k not in views]:
             del self._price[key]
             self._due.pop(key, None)
@@ -168,9 +183,38 @@ class LiveContainers:
         if first or whole or gone or missing:
             self._totals = None  # who is active, at what rate, with which GPU: read whole rows only
         self._views = views
+        self._seen(version, cutoff, limit)  # only once the kept rows are the ones read
         self.changed = None if first else changed
         self.reread = None if first else {r[0] for r in whole}
         return [views[k] for k in order]
+
+    def _unchanged(self, version: tuple | None, cutoff: datetime, limit: int) -> bool:
+        """Whether the rows last read are still the database's: this connection's
+        `data_version` (and its own changes) are what they were at a read since which the rows
+        have been kept, the window has not moved back, and no limit cut the rows short."""
+        if version is None or not self._views or self._window is None:
+            return False
+        seen = self._versions.get(id(version[0]))
+        last_cutoff, last_limit = self._window
+        return (
+            seen is not None
+            and seen[0] is version[0]
+            and seen[1:] == version[1:]
+            and cutoff >= last_cutoff
+            and limit == last_limit
+            and len(self._narrow) < limit
+        )
+
+    def _seen(self, version: tuple | None, cutoff: datetime, limit: int) -> None:
+        """The rows now kept are the database's as of `version` (SQLite), read for this window.
+        A later read on another connection leaves this entry true: nothing committed since it
+        means nothing committed since that later read either."""
+        self._window = (cutoff, limit)
+        if version is None:
+            return
+        if len(self._versions) >= 16:  # connections the pool has since replaced
+            self._versions.clear()
+        self._versions[id(version[0])] = version
 
     def totals(self) -> tuple[float, int]:
         """The active rows' burn rate and GPUs, as a full read sums them; worked out again only
@@ -204,9 +248,42 @@ class LiveContainers:
         return self._trend[1]
 
 
+def _since(ended: datetime | None, cutoff: datetime) -> bool:
+    return ended is not None and ended >= cutoff
+
+
+def _data_version(conn: Any) -> tuple[Any, int, int] | None:
+    """On SQLite, the connection under `conn`, its `PRAGMA data_version` (which moves when
+    another connection commits) and its own `total_changes`, read inside the read transaction
+    (a first statement on the table opens its snapshot); None on other databases."""
+    if conn.dialect.name != "sqlite":
+        return None
+    raw = conn.connection.dbapi_connection
+    conn.exec_driver_sql("SELECT 1 FROM containers LIMIT 0").close()
+    version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+    return raw, version, raw.total_changes
+
+
 def _due(now_s: float, rate: float) -> float:
     """When a cost priced at `now_s` will have moved by REPRICE_USD."""
     return now_s + REPRICE_USD * 3600.0 / rate if rate > 0 else float("inf")
+
+
+def _beaten(view: ContainerView, row: tuple, stamp: datetime | None) -> ContainerView:
+    """`view` with the heartbeat columns of its narrow `row` (`last_heartbeat_at` converted:
+    `stamp`), its health shown as its constructor shows it: `_with` without an intermediate dict
+    or a call of `__post_init__`, for the rows a heartbeat cycle moved (every running one, each
+    cycle). The new view's attributes stay in a key-sharing dict, as a constructed view's do
+    (a copied dict would be four times its size)."""
+    new = object.__new__(ContainerView)
+    d = new.__dict__
+    d.update(view.__dict__)
+    health, _, d["missed_heartbeats"], d["cpu_percent"], d["memory_used_mib"] = row[_W : _W + 5]
+    d["memory_percent"], alive = row[_W + 5 :]
+    d["last_heartbeat_at"] = stamp
+    d["agent_alive"] = None if alive is None else bool(alive)
+    d["health"] = shown_health(d["state"], health, stamp)
+    return new
 
 
 def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:
