@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from parhelia.state.active_spend import ActiveSpend
 from parhelia.state.costs import current_cost
 from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
@@ -89,6 +90,7 @@ class LiveContainers:
         # shown cost has moved
         self._price: dict[str, tuple[float, float, datetime | None, float | None]] = {}
         self._due: dict[str, float] = {}
+        self._spend = ActiveSpend()  # their sum at a moment; invalidated when `_price` changes
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
@@ -147,6 +149,8 @@ class LiveContainers:
                 views[v.id] = v
                 changed.add(v.id)
         started = _convert_distinct([r[5] for r in whole], _aware_utc)
+        if whole:
+            self._spend.invalidate()
         now_s = now.timestamp()
         for row, start in zip(whole, started, strict=True):
             key = row[0]
@@ -164,6 +168,7 @@ class LiveContainers:
         for key in [k for k in self._price if k not in views]:
             del self._price[key]
             self._due.pop(key, None)
+            self._spend.invalidate()
         # an active row whose shown cost has moved is priced again (a new view)
         for key in [k for k, at in self._due.items() if at <= now_s]:
             stored, rate, start, _ = self._price[key]
@@ -231,12 +236,11 @@ class LiveContainers:
         return self._totals
 
     def active_cost(self, now: datetime) -> float:
-        """The active rows' cost at `now`, each priced by `current_cost`'s rule (in epoch seconds,
-        not datetimes: 10,000 of them each refresh)."""
-        now_s = now.timestamp()
-        return sum(
-            round(max(stored, rate * max(0.0, now_s - start) / 3600.0 if start else 0.0), 6)
-            for stored, rate, _, start in self._price.values()
+        """The active rows' cost at `now`, each priced by `current_cost`'s rule, summed in closed
+        form between changes (`state/active_spend.py`), not row by row each refresh."""
+        return self._spend.at(
+            lambda: ((stored, rate, start) for stored, rate, _, start in self._price.values()),
+            now.timestamp(),
         )
 
     def trend(self, compute: Callable[[], tuple[float, ...]]) -> tuple[float, ...]:

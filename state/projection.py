@@ -9,6 +9,7 @@ read from; the SELECT and the dataclass construction both come from it."""
 from __future__ import annotations
 
 import json
+import math
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
@@ -114,8 +115,11 @@ class Projection:
         now = now or utcnow()
         with self.read() as s:
             budget = budget or _stored_budget(s)
+            active_costs: list[float] = []  # unrounded, for the budget's spend
             if live is None:
-                containers = _container_views(s, now=now, recent_hours=recent_hours)
+                containers = _container_views(
+                    s, now=now, recent_hours=recent_hours, active_costs=active_costs
+                )
             else:
                 containers = live.read(
                     s, now=now, recent_hours=recent_hours, limit=CONTAINER_VIEW_LIMIT
@@ -124,7 +128,7 @@ class Projection:
             start = period_start(now, budget.period)
             if live is None:
                 running = [c for c in containers if c.is_active]
-                spent = _spent_since(s, start, running)
+                spent = _ended_spend_since(s, start) + math.fsum(active_costs)
                 trend = _spend_trend(s, now)
                 burn = burn_rate(c.cost_rate_per_hour for c in running)
                 gpus = sum(gpu_count(c.gpu) for c in running)
@@ -339,7 +343,10 @@ def _container_views(
     recent_hours: float = 1.0,
     ids: Sequence[str] | None = None,
     limit: int = CONTAINER_VIEW_LIMIT,
+    active_costs: list[float] | None = None,
 ) -> list[ContainerView]:
+    """The views; with `active_costs`, the active rows' costs at `now` are added to it unrounded
+    (the budget sums them so, as the live refresh and the budget guard do)."""
     # The latest sample is on the container row (see `Store.record_heartbeats`): no search into
     # `heartbeats` per container. Plain column values, not ORM instances, converted column by
     # column (timestamps and tags once per distinct value) and each view built positionally:
@@ -361,8 +368,8 @@ def _container_views(
         col[name] = _convert_distinct(col[name], _aware_utc)
     # each view its own copy of its tags: rows share converted values
     col["tags"] = [dict(t or {}) for t in _convert_distinct(col["tags"], _json_value)]
-    col["cost_accrued_usd"] = [
-        round(current_cost(accrued, rate, started, now) if state in ACTIVE else accrued, 6)
+    priced = [
+        current_cost(accrued, rate, started, now) if state in ACTIVE else None
         for state, accrued, rate, started in zip(
             col["state"],
             col["cost_accrued_usd"],
@@ -370,6 +377,12 @@ def _container_views(
             col["started_at"],
             strict=True,
         )
+    ]
+    if active_costs is not None:
+        active_costs.extend(p for p in priced if p is not None)
+    col["cost_accrued_usd"] = [
+        round(accrued if p is None else p, 6)
+        for p, accrued in zip(priced, col["cost_accrued_usd"], strict=True)
     ]
     for name, (source, fn) in _VIEW_DERIVED.items():
         col[name] = _convert_distinct(col[source], fn)
