@@ -18,6 +18,7 @@ the active rows is summed at `now` every refresh, exactly as a full read does.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -90,6 +91,11 @@ class LiveContainers:
         # shown cost has moved
         self._price: dict[str, tuple[float, float, datetime | None, float | None]] = {}
         self._due: dict[str, float] = {}
+        # the kept rows in an ended state: shown only while in the window (`_SHOWN_STATES`)
+        self._ended: set[str] = set()
+        self._due_heap: list[tuple[float, str]] = []  # (when, id), older entries left behind
+        self._shown: list[ContainerView] = []  # what the last read returned, kept when unchanged
+        self._shown_order: list[str] | None = None
         self._spend = ActiveSpend()  # their sum at a moment; invalidated when `_price` changes
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
@@ -109,15 +115,17 @@ class LiveContainers:
         cutoff = now - timedelta(hours=recent_hours)
         conn = s.connection()
         version = _data_version(conn)
+        first = not self._views
+        whole: list[tuple] = []
+        beats: list[tuple] = []
         if self._unchanged(version, cutoff, limit):
-            # nothing committed since rows were read: they are as read, less those ended past the
-            # window since (what the query would no longer return)
+            # nothing committed since the rows were read: they are as read, less those ended past
+            # the window since (what the query would no longer return)
             views_ = self._views
-            rows = [
-                row
-                for key, row in self._narrow.items()
-                if row[2] in _SHOWN_STATES or _since(views_[key].terminated_at, cutoff)
-            ]
+            gone = {k for k in self._ended if not _since(views_[k].terminated_at, cutoff)}
+            narrow = (
+                {k: r for k, r in self._narrow.items() if k not in gone} if gone else self._narrow
+            )
         else:
             result = conn.execute(narrow_query(cutoff, limit))
             try:
@@ -125,23 +133,27 @@ class LiveContainers:
                 rows = result.cursor.fetchall()
             finally:
                 result.close()
-        first = not self._views
-        whole: list[tuple] = []
-        beats: list[tuple] = []
-        narrow = {row[0]: row for row in rows}
-        known = self._narrow
-        for row in rows:
-            old = known.get(row[0])
-            if old == row:  # most rows: one comparison in C
-                continue
-            if old is None or old[:_W] != row[:_W]:
-                whole.append(row)
-            else:
-                beats.append(row)
-        gone = self._views.keys() - narrow.keys()
+            narrow = {row[0]: row for row in rows}
+            known = self._narrow
+            for row in rows:
+                old = known.get(row[0])
+                if old == row:  # most rows: one comparison in C
+                    continue
+                if old is None or old[:_W] != row[:_W]:
+                    whole.append(row)
+                else:
+                    beats.append(row)
+            gone = self._views.keys() - narrow.keys()
         views = dict(self._views)
+        ended = set(self._ended)
         for key in gone:
             del views[key]
+            ended.discard(key)
+        for row in whole:  # only a row read whole can have changed its state
+            if row[2] in _SHOWN_STATES:
+                ended.discard(row[0])
+            else:
+                ended.add(row[0])
         changed: set[str] = set()
         ids = [r[0] for r in whole]
         for i in range(0, len(ids), ID_CHUNK):
@@ -156,7 +168,7 @@ class LiveContainers:
             key = row[0]
             if row[2] in ACTIVE and key in views:
                 self._price[key] = (row[3], row[4], start, start.timestamp() if start else None)
-                self._due[key] = _due(now_s, row[4])
+                self._set_due(key, _due(now_s, row[4]))
             else:
                 self._price.pop(key, None)
                 self._due.pop(key, None)
@@ -165,20 +177,22 @@ class LiveContainers:
             for row, stamp in zip(beats, stamps, strict=True):
                 views[row[0]] = _beaten(views[row[0]], row, stamp)
             changed.update(r[0] for r in beats)
-        for key in [k for k in self._price if k not in views]:
+        for key in [k for k in self._price if k not in views] if gone else ():
             del self._price[key]
             self._due.pop(key, None)
             self._spend.invalidate()
-        # an active row whose shown cost has moved is priced again (a new view)
-        for key in [k for k, at in self._due.items() if at <= now_s]:
+        # an active row whose shown cost has moved is priced again (a new view), found by when
+        # it is due (a heap), not by looking at every row
+        for key in self._due_by(now_s):
             stored, rate, start, _ = self._price[key]
             cost = round(current_cost(stored, rate, start, now), 6)
             if cost != views[key].cost_accrued_usd:
                 views[key] = _with(views[key], {"cost_accrued_usd": cost}, health=False)
                 changed.add(key)
-            self._due[key] = _due(now_s, rate)
+            self._set_due(key, _due(now_s, rate))
         # a row whose whole read found nothing (deleted since the narrow read) is not shown
         missing = narrow.keys() - views.keys()
+        ended -= missing
         self._narrow = {k: r for k, r in narrow.items() if k in views} if missing else narrow
         # shown in the order of their creation, as a full read orders them
         order = [k for k in self._order if k in views] if gone or missing else self._order
@@ -187,11 +201,34 @@ class LiveContainers:
         self._order = order
         if first or whole or gone or missing:
             self._totals = None  # who is active, at what rate, with which GPU: read whole rows only
+        if changed or gone or missing or order is not self._shown_order:
+            self._shown = [views[k] for k in order]
+            self._shown_order = order
         self._views = views
+        self._ended = ended
         self._seen(version, cutoff, limit)  # only once the kept rows are the ones read
         self.changed = None if first else changed
         self.reread = None if first else {r[0] for r in whole}
-        return [views[k] for k in order]
+        return self._shown
+
+    def _set_due(self, key: str, at: float) -> None:
+        self._due[key] = at
+        if at != float("inf"):
+            heapq.heappush(self._due_heap, (at, key))
+
+    def _due_by(self, now_s: float) -> list[str]:
+        """The rows whose shown cost is due to be worked out again by `now_s` (each once)."""
+        heap, due = self._due_heap, self._due
+        out = []
+        while heap and heap[0][0] <= now_s:
+            at, key = heapq.heappop(heap)
+            if due.get(key) == at:  # not an entry since replaced, nor a row since gone
+                out.append(key)
+                due[key] = float("inf")  # each once, whatever older entries remain
+        if len(heap) > 2 * len(due) + 64:  # entries of replaced dues and gone rows
+            self._due_heap = [(at, k) for k, at in due.items() if at != float("inf")]
+            heapq.heapify(self._due_heap)
+        return out
 
     def _unchanged(self, version: tuple | None, cutoff: datetime, limit: int) -> bool:
         """Whether the rows last read are still the database's: this connection's

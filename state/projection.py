@@ -567,5 +567,6 @@ def _stored_budget(s: Session) -> BudgetConfig:
     budget): the same rule, over the defaults and what is stored in the database."""
     from parhelia.state.settings import STORED_SETTINGS, Settings, effective_budget
 
-    stored = {k: v for k in STORED_SETTINGS if (v := setting_value(s, k)) is not None}
+    rows = s.execute(select(Setting.key, Setting.value).where(Setting.key.in_(STORED_SETTINGS)))
+    stored = {k: v for k, v in rows if v is not None}  # one statement, not one per setting
     return effective_budget(Settings(), stored)

@@ -3,13 +3,17 @@ refresh shows exactly what a full read shows, and builds again only the rows tha
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, insert, update
 
+from parhelia.state.errors import ParheliaError
 from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Task
 from parhelia.state.store import Store
@@ -251,3 +255,92 @@ def test_on_sqlite_a_skipped_read_is_only_trusted_on_the_connection_it_was_measu
             a, b = both(store, live, now)
             same(a, b)
             assert a.containers[2].region == f"r{k}"
+
+
+def _seeded_sqlite(path) -> Store:
+    s = Store(f"sqlite:///{path}")
+    with s.write() as w:
+        w.execute(
+            insert(Container),
+            [
+                {
+                    "id": f"c-{i:08x}",
+                    "backend": "local",
+                    "state": "running" if i < 8 else "terminated",
+                    "health": "healthy",
+                    "created_at": T0 - timedelta(minutes=60 - i),
+                    "started_at": T0 - timedelta(minutes=60 - i),
+                    "terminated_at": None if i < 8 else T0 - timedelta(minutes=50 - 5 * i),
+                    "cost_rate_per_hour": 0.25 * i,
+                    "cost_accrued_usd": 0.0 if i < 8 else 1.0,
+                    "updated_at": T0,
+                    "tags": {},
+                    "meta": {},
+                }
+                for i in range(12)
+            ],
+        )
+    return s
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["beat", "end", "cost", "new", "delete", "nothing", "nothing", "nothing"]),
+        st.integers(0, 11),
+        st.integers(0, 1800),  # seconds the clock moves before the next refresh
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_OPS)
+def test_after_random_writes_and_clock_moves_a_refresh_shows_what_a_full_read_shows(tmp_path, ops):
+    """Heartbeats, transitions, cost writes, new and deleted rows, and refreshes with nothing
+    written (SQLite's skipped read) while the window moves: the live view is a full read's (costs
+    to the tenth of a cent it reprices by), the budget's spend and burn the same."""
+    import uuid
+
+    store = _seeded_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
+    try:
+        live = LiveContainers()
+        now = T0
+        store.dashboard(now=now, live=live)
+        for op, i, seconds in ops:
+            cid = f"c-{i:08x}"
+            now += timedelta(seconds=seconds)
+            with contextlib.suppress(ParheliaError):  # a row already ended, or deleted
+                if op == "beat":
+                    store.record_heartbeats(
+                        [], [{"id": cid, "last_heartbeat_at": now, "missed_heartbeats": i % 6}]
+                    )
+                elif op == "end":
+                    store.transition(cid, "terminated", source="user", now=now)
+                elif op == "cost":
+                    store.update_container(cid, cost_accrued_usd=float(i))
+                elif op == "new":
+                    store.add_container(
+                        Container(
+                            id=f"c-new{uuid.uuid4().hex[:5]}",
+                            backend="local",
+                            state="running",
+                            created_at=now,
+                            started_at=now,
+                            cost_rate_per_hour=1.0,
+                        )
+                    )
+                elif op == "delete":
+                    with store.write() as w:
+                        w.execute(delete(Container).where(Container.id == cid))
+            a, b = store.dashboard(now=now, live=live), store.dashboard(now=now)
+            strip = lambda v: {**asdict(v), "cost_accrued_usd": None}  # noqa: E731
+            assert [strip(c) for c in a.containers] == [strip(c) for c in b.containers]
+            for x, y in zip(a.containers, b.containers, strict=True):
+                assert x.cost_accrued_usd == pytest.approx(y.cost_accrued_usd, abs=0.001)
+            assert a.budget.spent_usd == pytest.approx(b.budget.spent_usd, abs=1e-9)
+            assert a.budget.burn_rate_per_hour == pytest.approx(b.budget.burn_rate_per_hour)
+    finally:
+        store.close()
