@@ -11,8 +11,9 @@ of the rows (and crossings) the sum is a constant plus a line in `now`:
 with `t0` the moment it was worked out (so `K`'s terms stay small and the sum exact to far below
 a cent). A change of rows, a crossing, or a clock that goes back works it out again.
 
-Both the full read and the live refresh sum without rounding each row (`math.fsum`), so they
-agree to 1e-9 whichever way they were summed; the budget guard sums unrounded costs too.
+Both the full read and the live refresh sum without rounding each row (`math.fsum`; the total
+is rounded to 6 decimals once), so they agree whichever way they were summed; the budget guard
+sums unrounded costs too.
 """
 
 from __future__ import annotations

@@ -128,12 +128,12 @@ class Projection:
             start = period_start(now, budget.period)
             if live is None:
                 running = [c for c in containers if c.is_active]
-                spent = _ended_spend_since(s, start) + math.fsum(active_costs)
+                spent = round(_ended_spend_since(s, start) + math.fsum(active_costs), 6)
                 trend = _spend_trend(s, now)
                 burn = burn_rate(c.cost_rate_per_hour for c in running)
                 gpus = sum(gpu_count(c.gpu) for c in running)
             else:
-                spent = _ended_spend_since(s, start) + live.active_cost(now)
+                spent = round(_ended_spend_since(s, start) + live.active_cost(now), 6)
                 trend = live.trend(lambda: _spend_trend(s, now))
                 burn, gpus = live.totals()
             reconciler = _reconciler_view(s, reconcile_interval, now)
@@ -277,15 +277,16 @@ def live_or_ended_since(cutoff: datetime) -> Any:
 
 
 def spend_trend_query(now: datetime) -> Any:
-    """The containers that ran in the trend's day (live, or ended since it began)."""
+    """The containers that ran in the trend's day (live, or ended since it began); timestamps
+    as the driver returns them (`_unprocessed`)."""
     from parhelia.state.spend import TREND_HOURS
 
     cutoff = now - timedelta(hours=TREND_HOURS)
     return select(
         Container.state,
-        Container.started_at,
-        Container.created_at,
-        Container.terminated_at,
+        _unprocessed(Container.started_at),
+        _unprocessed(Container.created_at),
+        _unprocessed(Container.terminated_at),
         Container.cost_rate_per_hour,
         Container.cost_accrued_usd,
     ).where(live_or_ended_since(cutoff))
@@ -293,15 +294,47 @@ def spend_trend_query(now: datetime) -> Any:
 
 def _spend_trend(s: Session, now: datetime) -> tuple[float, ...]:
     """The last day's spend per hour (`spend.hourly_trend`) from the containers that ran in it:
-    the live ones and those ended since (both columns indexed; no events, no heartbeats)."""
-    from parhelia.state.spend import hourly_trend
+    the live ones and those ended since (both columns indexed; no events, no heartbeats). In
+    epoch seconds, each distinct timestamp converted once: per-value type processing and
+    datetimes were most of a 10,000-container first read."""
+    from parhelia.state.active_spend import cost_at
+    from parhelia.state.spend import hourly_trend_seconds
 
-    spans = []
-    for state, started, created, ended, rate, accrued in s.execute(spend_trend_query(now)):
-        if state in ACTIVE:  # as `_container_views` prices a live one
-            accrued = current_cost(accrued, rate, as_utc(started), now)
-        spans.append(("all", started or created, ended, accrued))
-    return hourly_trend(spans, now)
+    rows = _fetch(s, spend_trend_query(now))
+    if not rows:
+        return hourly_trend_seconds((), now)
+    states, started, created, ended, rates, accrued = zip(*rows, strict=True)
+    started, created, ended = (_convert_distinct(c, _epoch) for c in (started, created, ended))
+    now_s = now.timestamp()
+    spans = [
+        # as `_container_views` prices a live one
+        ("all", s0 if s0 is not None else c0, e0, cost_at(a, r, s0, now_s) if st in ACTIVE else a)
+        for st, s0, c0, e0, r, a in zip(
+            states, started, created, ended, rates, accrued, strict=True
+        )
+    ]
+    return hourly_trend_seconds(spans, now)
+
+
+def _fetch(s: Session, q: Any) -> list[tuple]:
+    """`q`'s rows as the driver's own tuples: no SQLAlchemy row or type processing (a caller
+    converts what needs it, once per distinct value)."""
+    result = s.connection().execute(q)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _epoch(value: Any) -> float | None:
+    """A stored timestamp in epoch seconds, as `_aware_utc(value).timestamp()` works it out
+    (SQLite's text is naive UTC: its difference from the epoch, without an aware datetime)."""
+    if isinstance(value, str):
+        return (datetime.fromisoformat(value).replace(tzinfo=None) - _NAIVE_EPOCH).total_seconds()
+    return None if value is None else _aware_utc(value).timestamp()
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def _reconciler_view(s: Session, default_interval: float, now: datetime) -> ReconcilerView:
@@ -360,10 +393,11 @@ def _container_views(
         # Stopped rows (the agent exited; the sandbox is winding down) are shown until terminated.
         q = q.where(live_or_ended_since(cutoff))
     q = q.order_by(Container.created_at).limit(limit)
-    rows = s.execute(q).all()
+    rows = _fetch(s, q)
     if not rows:
         return []
     col = dict(zip(_VIEW_READ, zip(*rows, strict=True), strict=True))
+    col["agent_alive"] = _convert_distinct(col["agent_alive"], _bool)  # SQLite's 0/1
     for name in _VIEW_TIMESTAMPS:
         col[name] = _convert_distinct(col[name], _aware_utc)
     # each view its own copy of its tags: rows share converted values
@@ -546,6 +580,10 @@ def _aware_utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return as_utc(value)
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _json_value(value: Any) -> Any:
