@@ -77,3 +77,18 @@ def test_between_changes_and_crossings_no_row_is_read_again():
     spend.invalidate()
     spend.at(rows, T0 + 3000.0)
     assert len(reads) == 4
+
+
+def test_stored_timestamps_convert_as_the_column_type_does():
+    """The projection's fast conversions of SQLite's text: the same aware UTC datetime (and epoch
+    seconds) as `.replace(tzinfo=UTC)` gives, whatever the text carries."""
+    from datetime import UTC, datetime
+
+    from parhelia.state.projection import _aware_utc, _epoch
+
+    for text in ("2026-03-10 11:23:45.123456", "2026-03-10 11:23:45", "2026-03-10T11:23:45+02:00"):
+        want = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        got = _aware_utc(text)
+        assert got == want and got.tzinfo is UTC and repr(got) == repr(want)
+        assert _epoch(text) == want.timestamp()
+    assert _aware_utc(None) is None and _epoch(None) is None
