@@ -423,6 +423,8 @@ def _container_views(
     ]
     for name, (source, fn) in _VIEW_DERIVED.items():
         col[name] = _convert_distinct(col[source], fn)
+    for name in _VIEW_SHARED:  # one string object per distinct value, not one per row
+        col[name] = _convert_distinct(col[name], _same)
     return list(map(ContainerView, *(col[name] for name in _VIEW_FIELDS)))
 
 
@@ -551,6 +553,12 @@ if set(_VIEW_FIELDS) != {*VIEW_SOURCES, *_VIEW_DERIVED}:  # a field without a so
         f"{sorted(set(_VIEW_FIELDS) ^ {*VIEW_SOURCES, *_VIEW_DERIVED})}"
     )
 _VIEW_READ = tuple(VIEW_SOURCES)
+# Text columns with few distinct values across a fleet: the driver makes a new string for each
+# row's; the views share one per value (a 10,000-row dashboard keeps them all).
+_VIEW_SHARED = (
+    "backend", "state", "health", "gpu", "region", "termination_reason", "rate_source",
+    "task_prompt",
+)  # fmt: skip
 # Timestamps and JSON are selected as the driver returns them, for `_convert_distinct`.
 _VIEW_SELECT = tuple(
     _unprocessed(c) if isinstance(c.type, (UTCDateTime, JSONDocumentType)) else c
@@ -586,6 +594,10 @@ def _aware_utc(value: Any) -> datetime | None:
         except ValueError:  # text that carries its own offset (or no time): taken as UTC
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return as_utc(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _bool(value: Any) -> bool | None:
