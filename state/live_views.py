@@ -11,9 +11,15 @@ shown container (`_NARROW`: what changes without the rest of the row); then
 - a row whose heartbeat columns alone moved gets a copy of its view with those replaced;
 - a row the narrow read no longer returns (ended past the window, or deleted) leaves the view.
 
+On SQLite, a refresh first asks the connection's `PRAGMA data_version` (it moves when another
+connection commits): when it and the connection's own changes are what they were at a read since
+which the rows have been kept, nothing was written and the narrow read is not sent; only the
+ended rows past the moving window leave.
+
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
-by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), while the budget's spend of
-the active rows is summed at `now` every refresh, exactly as a full read does.
+by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
+heap), while the budget's spend of the active rows is exact at `now` every refresh, kept in closed
+form between changes (`state/active_spend.py`).
 """
 
 from __future__ import annotations
