@@ -51,6 +51,7 @@ from parhelia.state.views import (
     GraceSandbox,
     HeartbeatView,
     ReconcilerView,
+    container_views_of,
 )
 
 # A guard against a runaway table, not a page size: the dashboard shows every active container
@@ -425,7 +426,7 @@ def _container_views(
         col[name] = _convert_distinct(col[source], fn)
     for name in _VIEW_SHARED:  # one string object per distinct value, not one per row
         col[name] = _convert_distinct(col[name], _same)
-    return list(map(ContainerView, *(col[name] for name in _VIEW_FIELDS)))
+    return container_views_of(col[name] for name in _VIEW_FIELDS)
 
 
 def _snapshot_rows(s: Session, states: Sequence[str]) -> list[Any]:

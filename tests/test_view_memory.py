@@ -46,3 +46,52 @@ def test_views_share_the_strings_their_rows_repeat(tmp_path):
         assert a.created_at is not b.created_at and a.id != b.id
     finally:
         store.close()
+
+
+def test_a_full_read_builds_its_views_without_the_constructor_and_as_it_would(
+    tmp_path, monkeypatch
+):
+    """10,000 views a first read: built field by field into their dicts (a third of the
+    constructor's cost), yet equal to what the constructor makes, health shown the same way."""
+    from dataclasses import asdict
+
+    from parhelia.state.views import ContainerView
+
+    now = utcnow()
+    store = Store(f"sqlite:///{tmp_path / 'v.db'}")
+    try:
+        with store.write() as w:
+            w.execute(
+                insert(Container),
+                [
+                    {
+                        "id": f"c-{i:08x}",
+                        "backend": "local",
+                        "state": state,
+                        "health": "healthy",
+                        "created_at": now - timedelta(minutes=i),
+                        "terminated_at": now if state == "terminated" else None,
+                        "last_heartbeat_at": None if i % 2 else now,
+                        "tags": {"n": str(i)},
+                        "meta": {},
+                    }
+                    for i, state in enumerate(["running", "running", "terminated", "orphaned"])
+                ],
+            )
+        calls = []
+        init = ContainerView.__init__
+
+        def counting(self, *args, **kwargs):
+            calls.append(1)
+            init(self, *args, **kwargs)
+
+        monkeypatch.setattr(ContainerView, "__init__", counting)
+        views = store.dashboard(now=now).containers
+        assert calls == [] and len(views) == 4
+        monkeypatch.setattr(ContainerView, "__init__", init)
+        for v in views:
+            assert v == ContainerView(**asdict(v))
+        # oldest first: orphaned never beat, terminated, running never beat, running beating
+        assert [v.health for v in views] == ["unknown", "-", "unknown", "healthy"]
+    finally:
+        store.close()
