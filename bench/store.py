@@ -1,5 +1,6 @@
 """Benchmark the store against SPEC-21-sized data. Run: `python bench/store.py` (1,000 containers
-with 1,000,000 events, then 10,000 with 5,000,000), `--containers N [--events E]`; with
+with 1,000,000 events, then 10,000 with 5,000,000), `--containers N [--events E]`
+(`--only dashboard`: the dashboard's reads alone); with
 `--db postgresql+psycopg://...` it compares heartbeat ingest on that database with SQLite's
 (bench/ingest_compare.py); `--db auto` (or `--db` alone) starts its own PostgreSQL server for it.
 
