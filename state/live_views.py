@@ -11,13 +11,20 @@ shown container (`_NARROW`: what changes without the rest of the row); then
 - a row whose heartbeat columns alone moved gets a copy of its view with those replaced;
 - a row the narrow read no longer returns (ended past the window, or deleted) leaves the view.
 
+On SQLite, a refresh first asks the connection's `PRAGMA data_version` (it moves when another
+connection commits): when it and the connection's own changes are what they were at a read since
+which the rows have been kept, nothing was written and the narrow read is not sent; only the
+ended rows past the moving window leave.
+
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
-by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), while the budget's spend of
-the active rows is summed at `now` every refresh, exactly as a full read does.
+by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
+heap), while the budget's spend of the active rows is exact at `now` every refresh, kept in closed
+form between changes (`state/active_spend.py`).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -26,7 +33,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from parhelia.state.active_spend import ActiveSpend
 from parhelia.state.costs import current_cost
+from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
 from parhelia.state.models import Container
 from parhelia.state.views import ContainerView
@@ -68,6 +77,8 @@ def narrow_query(cutoff: datetime, limit: int) -> Any:
 
 # id, then what a write stamps with `updated_at` (and what prices an active row), in this order
 _WHOLE = (_C.id, _C.updated_at, _C.state, _C.cost_accrued_usd, _C.cost_rate_per_hour, _C.started_at)
+# what the narrow read returns whatever their `terminated_at` (`live_or_ended_since`)
+_SHOWN_STATES = frozenset((*ACTIVE, "stopped"))
 _RAW = {"updated_at", "started_at", "last_heartbeat_at"}  # timestamps: converted when needed
 _W = len(_WHOLE)
 
@@ -86,9 +97,19 @@ class LiveContainers:
         # shown cost has moved
         self._price: dict[str, tuple[float, float, datetime | None, float | None]] = {}
         self._due: dict[str, float] = {}
+        # the kept rows in an ended state: shown only while in the window (`_SHOWN_STATES`)
+        self._ended: set[str] = set()
+        self._due_heap: list[tuple[float, str]] = []  # (when, id), older entries left behind
+        self._shown: list[ContainerView] = []  # what the last read returned, kept when unchanged
+        self._shown_order: list[str] | None = None
+        self._spend = ActiveSpend()  # their sum at a moment; invalidated when `_price` changes
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
+        # SQLite: per connection (by id, the connection kept so its id is not reused), its
+        # `data_version` and own changes when the kept rows were last known to be the database's
+        self._versions: dict[int, tuple[Any, int, int]] = {}
+        self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
 
@@ -98,29 +119,47 @@ class LiveContainers:
         from parhelia.state.projection import _aware_utc, _container_views, _convert_distinct
 
         cutoff = now - timedelta(hours=recent_hours)
-        result = s.connection().execute(narrow_query(cutoff, limit))
-        try:
-            # the driver's own tuples: every column is compared as read, none needs converting
-            rows = result.cursor.fetchall()
-        finally:
-            result.close()
+        conn = s.connection()
+        version = _data_version(conn)
         first = not self._views
         whole: list[tuple] = []
         beats: list[tuple] = []
-        narrow = {row[0]: row for row in rows}
-        known = self._narrow
-        for row in rows:
-            old = known.get(row[0])
-            if old == row:  # most rows: one comparison in C
-                continue
-            if old is None or old[:_W] != row[:_W]:
-                whole.append(row)
-            else:
-                beats.append(row)
-        gone = self._views.keys() - narrow.keys()
+        if self._unchanged(version, cutoff, limit):
+            # nothing committed since the rows were read: they are as read, less those ended past
+            # the window since (what the query would no longer return)
+            views_ = self._views
+            gone = {k for k in self._ended if not _since(views_[k].terminated_at, cutoff)}
+            narrow = (
+                {k: r for k, r in self._narrow.items() if k not in gone} if gone else self._narrow
+            )
+        else:
+            result = conn.execute(narrow_query(cutoff, limit))
+            try:
+                # the driver's own tuples: every column is compared as read, none needs converting
+                rows = result.cursor.fetchall()
+            finally:
+                result.close()
+            narrow = {row[0]: row for row in rows}
+            known = self._narrow
+            for row in rows:
+                old = known.get(row[0])
+                if old == row:  # most rows: one comparison in C
+                    continue
+                if old is None or old[:_W] != row[:_W]:
+                    whole.append(row)
+                else:
+                    beats.append(row)
+            gone = self._views.keys() - narrow.keys()
         views = dict(self._views)
+        ended = set(self._ended)
         for key in gone:
             del views[key]
+            ended.discard(key)
+        for row in whole:  # only a row read whole can have changed its state
+            if row[2] in _SHOWN_STATES:
+                ended.discard(row[0])
+            else:
+                ended.add(row[0])
         changed: set[str] = set()
         ids = [r[0] for r in whole]
         for i in range(0, len(ids), ID_CHUNK):
@@ -128,37 +167,38 @@ class LiveContainers:
                 views[v.id] = v
                 changed.add(v.id)
         started = _convert_distinct([r[5] for r in whole], _aware_utc)
+        if whole:
+            self._spend.invalidate()
         now_s = now.timestamp()
         for row, start in zip(whole, started, strict=True):
             key = row[0]
             if row[2] in ACTIVE and key in views:
                 self._price[key] = (row[3], row[4], start, start.timestamp() if start else None)
-                self._due[key] = _due(now_s, row[4])
+                self._set_due(key, _due(now_s, row[4]))
             else:
                 self._price.pop(key, None)
                 self._due.pop(key, None)
         if beats:
             stamps = _convert_distinct([r[_W + 1] for r in beats], _aware_utc)
             for row, stamp in zip(beats, stamps, strict=True):
-                values = dict(zip(_BEATS, row[_W:], strict=True))
-                values["last_heartbeat_at"] = stamp
-                if values["agent_alive"] is not None:
-                    values["agent_alive"] = bool(values["agent_alive"])
-                views[row[0]] = _with(views[row[0]], values)
-                changed.add(row[0])
-        for key in [k for k in self._price if k not in views]:
+                views[row[0]] = _beaten(views[row[0]], row, stamp)
+            changed.update(r[0] for r in beats)
+        for key in [k for k in self._price if k not in views] if gone else ():
             del self._price[key]
             self._due.pop(key, None)
-        # an active row whose shown cost has moved is priced again (a new view)
-        for key in [k for k, at in self._due.items() if at <= now_s]:
+            self._spend.invalidate()
+        # an active row whose shown cost has moved is priced again (a new view), found by when
+        # it is due (a heap), not by looking at every row
+        for key in self._due_by(now_s):
             stored, rate, start, _ = self._price[key]
             cost = round(current_cost(stored, rate, start, now), 6)
             if cost != views[key].cost_accrued_usd:
                 views[key] = _with(views[key], {"cost_accrued_usd": cost}, health=False)
                 changed.add(key)
-            self._due[key] = _due(now_s, rate)
+            self._set_due(key, _due(now_s, rate))
         # a row whose whole read found nothing (deleted since the narrow read) is not shown
         missing = narrow.keys() - views.keys()
+        ended -= missing
         self._narrow = {k: r for k, r in narrow.items() if k in views} if missing else narrow
         # shown in the order of their creation, as a full read orders them
         order = [k for k in self._order if k in views] if gone or missing else self._order
@@ -167,10 +207,62 @@ class LiveContainers:
         self._order = order
         if first or whole or gone or missing:
             self._totals = None  # who is active, at what rate, with which GPU: read whole rows only
+        if changed or gone or missing or order is not self._shown_order:
+            self._shown = [views[k] for k in order]
+            self._shown_order = order
         self._views = views
+        self._ended = ended
+        self._seen(version, cutoff, limit)  # only once the kept rows are the ones read
         self.changed = None if first else changed
         self.reread = None if first else {r[0] for r in whole}
-        return [views[k] for k in order]
+        return self._shown
+
+    def _set_due(self, key: str, at: float) -> None:
+        self._due[key] = at
+        if at != float("inf"):
+            heapq.heappush(self._due_heap, (at, key))
+
+    def _due_by(self, now_s: float) -> list[str]:
+        """The rows whose shown cost is due to be worked out again by `now_s` (each once)."""
+        heap, due = self._due_heap, self._due
+        out = []
+        while heap and heap[0][0] <= now_s:
+            at, key = heapq.heappop(heap)
+            if due.get(key) == at:  # not an entry since replaced, nor a row since gone
+                out.append(key)
+                due[key] = float("inf")  # each once, whatever older entries remain
+        if len(heap) > 2 * len(due) + 64:  # entries of replaced dues and gone rows
+            self._due_heap = [(at, k) for k, at in due.items() if at != float("inf")]
+            heapq.heapify(self._due_heap)
+        return out
+
+    def _unchanged(self, version: tuple | None, cutoff: datetime, limit: int) -> bool:
+        """Whether the rows last read are still the database's: this connection's
+        `data_version` (and its own changes) are what they were at a read since which the rows
+        have been kept, the window has not moved back, and no limit cut the rows short."""
+        if version is None or not self._views or self._window is None:
+            return False
+        seen = self._versions.get(id(version[0]))
+        last_cutoff, last_limit = self._window
+        return (
+            seen is not None
+            and seen[0] is version[0]
+            and seen[1:] == version[1:]
+            and cutoff >= last_cutoff
+            and limit == last_limit
+            and len(self._narrow) < limit
+        )
+
+    def _seen(self, version: tuple | None, cutoff: datetime, limit: int) -> None:
+        """The rows now kept are the database's as of `version` (SQLite), read for this window.
+        A later read on another connection leaves this entry true: nothing committed since it
+        means nothing committed since that later read either."""
+        self._window = (cutoff, limit)
+        if version is None:
+            return
+        if len(self._versions) >= 16:  # connections the pool has since replaced
+            self._versions.clear()
+        self._versions[id(version[0])] = version
 
     def totals(self) -> tuple[float, int]:
         """The active rows' burn rate and GPUs, as a full read sums them; worked out again only
@@ -187,12 +279,11 @@ class LiveContainers:
         return self._totals
 
     def active_cost(self, now: datetime) -> float:
-        """The active rows' cost at `now`, each priced by `current_cost`'s rule (in epoch seconds,
-        not datetimes: 10,000 of them each refresh)."""
-        now_s = now.timestamp()
-        return sum(
-            round(max(stored, rate * max(0.0, now_s - start) / 3600.0 if start else 0.0), 6)
-            for stored, rate, _, start in self._price.values()
+        """The active rows' cost at `now`, each priced by `current_cost`'s rule, summed in closed
+        form between changes (`state/active_spend.py`), not row by row each refresh."""
+        return self._spend.at(
+            lambda: ((stored, rate, start) for stored, rate, _, start in self._price.values()),
+            now.timestamp(),
         )
 
     def trend(self, compute: Callable[[], tuple[float, ...]]) -> tuple[float, ...]:
@@ -204,9 +295,42 @@ class LiveContainers:
         return self._trend[1]
 
 
+def _since(ended: datetime | None, cutoff: datetime) -> bool:
+    return ended is not None and ended >= cutoff
+
+
+def _data_version(conn: Any) -> tuple[Any, int, int] | None:
+    """On SQLite, the connection under `conn`, its `PRAGMA data_version` (which moves when
+    another connection commits) and its own `total_changes`, read inside the read transaction
+    (a first statement on the table opens its snapshot); None on other databases."""
+    if conn.dialect.name != "sqlite":
+        return None
+    raw = conn.connection.dbapi_connection
+    conn.exec_driver_sql("SELECT 1 FROM containers LIMIT 0").close()
+    version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+    return raw, version, raw.total_changes
+
+
 def _due(now_s: float, rate: float) -> float:
     """When a cost priced at `now_s` will have moved by REPRICE_USD."""
     return now_s + REPRICE_USD * 3600.0 / rate if rate > 0 else float("inf")
+
+
+def _beaten(view: ContainerView, row: tuple, stamp: datetime | None) -> ContainerView:
+    """`view` with the heartbeat columns of its narrow `row` (`last_heartbeat_at` converted:
+    `stamp`), its health shown as its constructor shows it: `_with` without an intermediate dict
+    or a call of `__post_init__`, for the rows a heartbeat cycle moved (every running one, each
+    cycle). The new view's attributes stay in a key-sharing dict, as a constructed view's do
+    (a copied dict would be four times its size)."""
+    new = object.__new__(ContainerView)
+    d = new.__dict__
+    d.update(view.__dict__)
+    health, _, d["missed_heartbeats"], d["cpu_percent"], d["memory_used_mib"] = row[_W : _W + 5]
+    d["memory_percent"], alive = row[_W + 5 :]
+    d["last_heartbeat_at"] = stamp
+    d["agent_alive"] = None if alive is None else bool(alive)
+    d["health"] = shown_health(d["state"], health, stamp)
+    return new
 
 
 def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:

@@ -52,9 +52,27 @@ def spread(
     now: datetime,
     size: timedelta,
 ) -> dict[datetime, dict[str, float]]:
-    """`spend_buckets` from plain `(key, start, end or None while running, cost)` spans: what
-    the dashboard's trend reads without building container views. In epoch seconds, not
-    datetimes: it runs over every live container each refresh (10,000 at a time)."""
+    """`spend_buckets` from plain `(key, start, end or None while running, cost)` spans."""
+    return spread_seconds(
+        (
+            (key, as_utc(started).timestamp(), as_utc(ended).timestamp() if ended else None, cost)
+            for key, started, ended, cost in spans
+        ),
+        since=since,
+        now=now,
+        size=size,
+    )
+
+
+def spread_seconds(
+    spans: Iterable[tuple[str, float, float | None, float]],
+    *,
+    since: datetime,
+    now: datetime,
+    size: timedelta,
+) -> dict[datetime, dict[str, float]]:
+    """`spread` from spans whose start and end are epoch seconds: what the dashboard's trend
+    reads without building container views or datetimes (10,000 live containers at a time)."""
     first = bucket_start(since, size)
     starts: list[datetime] = []
     t = first
@@ -65,11 +83,10 @@ def spread(
     full: defaultdict[str, list[float]] = defaultdict(lambda: [0.0] * (len(starts) + 1))
     origin, step = first.timestamp(), size.total_seconds()
     since_s, now_s, count = as_utc(since).timestamp(), as_utc(now).timestamp(), len(starts)
-    for key, started, ended, cost in spans:
-        end = as_utc(ended).timestamp() if ended is not None else now_s
+    for key, start, ended, cost in spans:
+        end = ended if ended is not None else now_s
         if cost <= 0 or end <= since_s:
             continue
-        start = as_utc(started).timestamp()
         per = cost / max(end - start, 1e-9)  # spread evenly over the time it ran
         a = max(start, origin)
         if end <= a:
@@ -99,8 +116,21 @@ def hourly_trend(
 ) -> tuple[float, ...]:
     """Spend per hour over the last `TREND_HOURS` hours, oldest first, the current hour last:
     the budget pane's sparkline."""
+    return hourly_trend_seconds(
+        (
+            (key, as_utc(started).timestamp(), as_utc(ended).timestamp() if ended else None, cost)
+            for key, started, ended, cost in spans
+        ),
+        now,
+    )
+
+
+def hourly_trend_seconds(
+    spans: Iterable[tuple[str, float, float | None, float]], now: datetime
+) -> tuple[float, ...]:
+    """`hourly_trend` from spans in epoch seconds (`spread_seconds`)."""
     since = now - timedelta(hours=TREND_HOURS - 1)
-    series = spread(spans, since=since, now=now, size=BUCKETS["hour"])
+    series = spread_seconds(spans, since=since, now=now, size=BUCKETS["hour"])
     return tuple(round(sum(part.values()), 6) for part in series.values())[-TREND_HOURS:]
 
 

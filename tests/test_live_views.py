@@ -3,13 +3,17 @@ refresh shows exactly what a full read shows, and builds again only the rows tha
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, insert, update
 
+from parhelia.state.errors import ParheliaError
 from parhelia.state.live_views import LiveContainers
 from parhelia.state.models import Container, Task
 from parhelia.state.store import Store
@@ -177,3 +181,166 @@ def test_the_narrow_read_and_the_whole_rows_by_id_use_their_indexes(store):
             r"SEARCH containers USING (INTEGER PRIMARY KEY|INDEX sqlite_autoindex_containers_1)",
             plan,
         ), plan
+
+
+def _narrow_reads(store: Store, fn) -> int:
+    """How many times `fn()` sends the narrow read (the one with every shown row's columns)."""
+    from sqlalchemy import event
+
+    sent = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "containers.missed_heartbeats" in statement and "JOIN" not in statement:
+            sent.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        fn()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    return len(sent)
+
+
+def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full_read_shows(
+    store, tmp_path
+):
+    """SQLite's `data_version` says whether any connection committed since the rows were read: a
+    refresh with none sends no narrow read (10,000 rows on a 10,000 fleet, most of an idle
+    refresh), yet drops the rows ended past the moving window, and sees the next commit of any
+    connection, another store's included (as another process's)."""
+    if store.sqlite_path is None:
+        pytest.skip("SQLite's data_version (PostgreSQL reads the narrow rows each refresh)")
+    live = LiveContainers()
+    now = T0 + timedelta(seconds=5)
+    store.dashboard(now=now, live=live)
+    assert _narrow_reads(store, lambda: same(*both(store, live, now))) == 0
+    assert live.changed == set()
+    # an hour and a half on, nothing written: the rows ended in the window have left it
+    later = T0 + timedelta(minutes=40)
+    assert _narrow_reads(store, lambda: store.dashboard(now=later, live=live)) == 0
+    same(store.dashboard(now=later, live=live), store.dashboard(now=later))
+    assert "c-00000019" not in {c.id for c in store.dashboard(now=later, live=live).containers}
+    # a write through another store on the same file is read at the next refresh
+    other = Store(f"sqlite:///{store.sqlite_path}")
+    try:
+        other.record_heartbeats(
+            [], [{"id": "c-00000003", "last_heartbeat_at": later, "missed_heartbeats": 6}]
+        )
+    finally:
+        other.close()
+    assert _narrow_reads(store, lambda: store.dashboard(now=later, live=live)) == 1
+    assert live.changed == {"c-00000003"}
+    same(*both(store, live, later))
+    # a window moved back (an earlier `now`) may bring rows back: read again
+    back = []
+    assert _narrow_reads(store, lambda: back.extend(both(store, live, now))) == 1
+    assert [c.id for c in back[0].containers] == [c.id for c in back[1].containers]
+    assert "c-00000019" in {c.id for c in back[0].containers}
+
+
+def test_on_sqlite_a_skipped_read_is_only_trusted_on_the_connection_it_was_measured_on(store):
+    """Two reader connections in turn: each one's `data_version` is compared with its own, so a
+    commit is never hidden by a version read on the other connection."""
+    if store.sqlite_path is None:
+        pytest.skip("SQLite's data_version")
+    live = LiveContainers()
+    now = T0 + timedelta(seconds=5)
+    first, second = store.engine.connect(), store.engine.connect()  # two pooled connections
+    first.close()
+    second.close()
+    for k in range(6):
+        store.dashboard(now=now, live=live)
+        if k % 2:
+            store.update_container("c-00000002", region=f"r{k}")
+            a, b = both(store, live, now)
+            same(a, b)
+            assert a.containers[2].region == f"r{k}"
+
+
+def _seeded_sqlite(path) -> Store:
+    s = Store(f"sqlite:///{path}")
+    with s.write() as w:
+        w.execute(
+            insert(Container),
+            [
+                {
+                    "id": f"c-{i:08x}",
+                    "backend": "local",
+                    "state": "running" if i < 8 else "terminated",
+                    "health": "healthy",
+                    "created_at": T0 - timedelta(minutes=60 - i),
+                    "started_at": T0 - timedelta(minutes=60 - i),
+                    "terminated_at": None if i < 8 else T0 - timedelta(minutes=50 - 5 * i),
+                    "cost_rate_per_hour": 0.25 * i,
+                    "cost_accrued_usd": 0.0 if i < 8 else 1.0,
+                    "updated_at": T0,
+                    "tags": {},
+                    "meta": {},
+                }
+                for i in range(12)
+            ],
+        )
+    return s
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["beat", "end", "cost", "new", "delete", "nothing", "nothing", "nothing"]),
+        st.integers(0, 11),
+        st.integers(0, 1800),  # seconds the clock moves before the next refresh
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_OPS)
+def test_after_random_writes_and_clock_moves_a_refresh_shows_what_a_full_read_shows(tmp_path, ops):
+    """Heartbeats, transitions, cost writes, new and deleted rows, and refreshes with nothing
+    written (SQLite's skipped read) while the window moves: the live view is a full read's (costs
+    to the tenth of a cent it reprices by), the budget's spend and burn the same."""
+    import uuid
+
+    store = _seeded_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
+    try:
+        live = LiveContainers()
+        now = T0
+        store.dashboard(now=now, live=live)
+        for op, i, seconds in ops:
+            cid = f"c-{i:08x}"
+            now += timedelta(seconds=seconds)
+            with contextlib.suppress(ParheliaError):  # a row already ended, or deleted
+                if op == "beat":
+                    store.record_heartbeats(
+                        [], [{"id": cid, "last_heartbeat_at": now, "missed_heartbeats": i % 6}]
+                    )
+                elif op == "end":
+                    store.transition(cid, "terminated", source="user", now=now)
+                elif op == "cost":
+                    store.update_container(cid, cost_accrued_usd=float(i))
+                elif op == "new":
+                    store.add_container(
+                        Container(
+                            id=f"c-new{uuid.uuid4().hex[:5]}",
+                            backend="local",
+                            state="running",
+                            created_at=now,
+                            started_at=now,
+                            cost_rate_per_hour=1.0,
+                        )
+                    )
+                elif op == "delete":
+                    with store.write() as w:
+                        w.execute(delete(Container).where(Container.id == cid))
+            a, b = store.dashboard(now=now, live=live), store.dashboard(now=now)
+            strip = lambda v: {**asdict(v), "cost_accrued_usd": None}  # noqa: E731
+            assert [strip(c) for c in a.containers] == [strip(c) for c in b.containers]
+            for x, y in zip(a.containers, b.containers, strict=True):
+                assert x.cost_accrued_usd == pytest.approx(y.cost_accrued_usd, abs=0.001)
+            assert a.budget.spent_usd == pytest.approx(b.budget.spent_usd, abs=1e-9)
+            assert a.budget.burn_rate_per_hour == pytest.approx(b.budget.burn_rate_per_hour)
+    finally:
+        store.close()
