@@ -71,7 +71,16 @@ class MainScreen(Screen[None]):
         ),
         Binding("n", "new_task", "New task", tooltip="Dispatch an agent with guided defaults"),
         Binding("enter", "detail", "Detail", tooltip="The selected container's detail"),
-        Binding("slash", "filter", "Filter", key_display="/", tooltip="Filter the focused pane"),
+        # priority: taken as the app reads it, so the focus has moved before a letter typed right
+        # after it is routed (to the table, which `s` re-sorted); typed in the bar it is text
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            key_display="/",
+            tooltip="Filter the focused pane",
+            priority=True,
+        ),
         Binding("r", "reconcile", "Reconcile", tooltip="Reconcile with the backend now"),
         Binding(
             "b", "toggle_sidebar", "Sidebar", tooltip="Show or hide the budget and help sidebar"
@@ -331,6 +340,9 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         """Open the filter bar on the focused pane's filter, to edit it (k9s' `/`)."""
         box = self.query_one("#filter", Input)
+        if self.focused is box:  # a `/` in the filter's own text
+            box.insert_text_at_cursor("/")
+            return
         events = isinstance(self.focused, EventsLog) or (
             self.focused is box and self._filter_target == "events"
         )
@@ -341,7 +353,9 @@ class MainScreen(Screen[None]):
         with box.prevent(Input.Changed):
             box.value = log.filter_text if events else self.query_one(ContainersTable).filter.text
         box.display = True
-        box.focus()
+        # at once, not as `focus()` does after the queued messages: a letter typed right after
+        # the `/` is already queued, and must be the filter's, not a key for the table
+        self.set_focus(box)
         self._show_filter_problems(box.value)
 
     @on(Input.Changed, "#filter")

@@ -414,3 +414,22 @@ async def test_T_acts_on_the_filter_typed_even_while_its_rows_are_being_matched(
         finally:
             release.set()
         await settled(pilot, app)
+
+
+async def test_a_letter_typed_right_after_slash_goes_to_the_filter(seeded):
+    """The terminal delivers `/` and the next letter back to back: the letter is the filter's
+    first, not a key for the table (`s` re-sorted instead: focus moved a step later)."""
+    from textual import events
+    from textual.widgets import Input
+
+    _, control, _ = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        sort_before = t.sort_column
+        app.post_message(events.Key("slash", "/"))
+        app.post_message(events.Key("s", "s"))
+        await settled(pilot, app)
+        assert app.screen.query_one("#filter", Input).value == "s"
+        assert t.sort_column == sort_before
