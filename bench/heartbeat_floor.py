@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
 
 STORED = 2_000_000
 CONTAINERS = 1_000
