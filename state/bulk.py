@@ -122,8 +122,9 @@ class BulkWrites:
                     lambda keys=keys, with_sample=with_sample: _container_update(keys, with_sample),
                     columns,
                 )
-            if samples:  # after the container updates: their foreign-key checks find rows this
-                # transaction already holds (no row lock to write on PostgreSQL)
+            if samples:  # after the container updates; the heartbeats' container check (a foreign
+                # key on SQLite, one statement-level trigger on PostgreSQL: migration 0007) refuses
+                # the whole cycle if one names no container
                 given = list(samples[0])
                 columns = {k: [r[k] for r in samples] for k in given}
                 for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
