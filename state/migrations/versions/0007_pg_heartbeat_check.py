@@ -39,13 +39,12 @@ UPGRADE = [
         held bigint;
         missing text;
     BEGIN
-        -- the new rows' containers, each once, locked in one statement; a row deleted meanwhile
-        -- is not locked, so not counted
-        WITH ids AS MATERIALIZED (SELECT DISTINCT container_id AS id FROM new_rows),
-             locked AS MATERIALIZED (
-                 SELECT c.id FROM containers c JOIN ids ON c.id = ids.id FOR KEY SHARE OF c
-             )
-        SELECT (SELECT count(*) FROM ids), (SELECT count(*) FROM locked) INTO wanted, held;
+        SELECT count(DISTINCT container_id) INTO wanted FROM new_rows;
+        -- one statement locks them all; a row deleted meanwhile is not locked, so not counted
+        SELECT count(*) INTO held FROM (
+            SELECT 1 FROM containers c WHERE c.id IN (SELECT container_id FROM new_rows)
+            FOR KEY SHARE OF c
+        ) AS locked;
         IF held < wanted THEN
             SELECT n.container_id INTO missing FROM new_rows n
             WHERE NOT EXISTS (SELECT 1 FROM containers c WHERE c.id = n.container_id) LIMIT 1;
