@@ -49,8 +49,8 @@ HEARTBEAT_COLUMNS = [
 
 class CpuMeter:
     """CPU time between `start()` and `stop()`, per cycle: this process's, and the PostgreSQL
-    server's (the sum over the processes `pg_stat_activity` lists, read from /proc/<pid>/stat;
-    None when they are not readable here, as for a server on another machine)."""
+    server's (what each process `pg_stat_activity` lists spent meanwhile, read from
+    /proc/<pid>/stat; None when they are not readable here, as for a server on another machine)."""
 
     TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
@@ -59,12 +59,13 @@ class CpuMeter:
         self.server_ms: float | None = None
         self.client_ms = 0.0
 
-    def _server_s(self) -> float | None:
+    def _server_cpu(self) -> dict[int, float] | None:
+        """CPU seconds so far of each server process `pg_stat_activity` lists."""
         if self.store.engine.dialect.name != "postgresql":
             return None  # SQLite runs in this process: its CPU is the client's
         with self.store.engine.connect() as conn:
             pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity").scalars().all()
-        total = 0.0
+        cpu = {}
         for pid in pids:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -72,17 +73,20 @@ class CpuMeter:
                 if pid == pids[0]:
                     return None  # not this machine's processes
                 continue  # ended meanwhile
-            total += (int(fields[11]) + int(fields[12])) * self.TICK_S  # utime + stime
-        return total
+            cpu[pid] = (int(fields[11]) + int(fields[12])) * self.TICK_S  # utime + stime
+        return cpu
 
     def start(self) -> None:
-        self._server0, self._client0 = self._server_s(), time.process_time()
+        self._server0, self._client0 = self._server_cpu(), time.process_time()
 
     def stop(self) -> None:
-        client, server = time.process_time(), self._server_s()
+        client, server = time.process_time(), self._server_cpu()
         self.client_ms = (client - self._client0) * 1000 / self.cycles
         if server is not None and self._server0 is not None:
-            self.server_ms = (server - self._server0) * 1000 / self.cycles
+            # per process: one that ended meanwhile (an autovacuum worker) is left out, not
+            # subtracted; one that started meanwhile counts whole
+            spent = sum(s - self._server0.get(pid, 0.0) for pid, s in server.items())
+            self.server_ms = spent * 1000 / self.cycles
 
     def __str__(self) -> str:
         server = "n/a" if self.server_ms is None else f"{self.server_ms:.1f} ms"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
@@ -38,6 +39,7 @@ _HEARTBEAT_DEFAULTS = {
     if c.default is not None and c.default.is_scalar
 }
 _SAMPLE_DEFAULTS = {k: _HEARTBEAT_DEFAULTS.get(k) for k in _SAMPLE.values()}
+_ID = itemgetter("id")
 
 
 _EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats", "updated_at")
@@ -85,12 +87,7 @@ class BulkWrites:
         heartbeat columns: one statement per container whatever the mix."""
         with self.write() as s:
             conn = s.connection()
-            # the newest sample per container (the later one on a tie, as the index orders them)
-            latest: dict[str, dict] = {}
-            for smp in samples:
-                cur = latest.get(smp["container_id"])
-                if cur is None or smp["ts"] >= cur["ts"]:
-                    latest[smp["container_id"]] = smp
+            latest = _newest_per_container(samples)
             groups: dict[tuple[tuple[str, ...], bool], list[dict]] = {}
             by_shape: dict[tuple[str, ...], list[dict]] = {}
             for u in container_updates:
@@ -106,26 +103,25 @@ class BulkWrites:
             for (keys, with_sample), rows in groups.items():
                 if not keys and not with_sample:
                     continue
-                columns = {"_id": [u["id"] for u in rows]}
-                columns.update({k: [u[k] for u in rows] for k in keys})
-                if with_sample:
-                    picked = [latest[u["id"]] for u in rows]
-                    columns.update(
-                        {
-                            f"_{k}": [p.get(k, d) for p in picked]
-                            for k, d in _SAMPLE_DEFAULTS.items()
-                        }
-                    )
+                ids = list(map(_ID, rows))
+                columns = {"_id": ids}
+                columns.update({k: list(map(itemgetter(k), rows)) for k in keys})
+                if with_sample:  # samples have the first one's keys (as the INSERT below takes)
+                    picked = list(map(latest.__getitem__, ids))
+                    for k, d in _SAMPLE_DEFAULTS.items():
+                        columns[f"_{k}"] = (
+                            list(map(itemgetter(k), picked)) if k in samples[0] else [d] * len(ids)
+                        )
                 _executemany(
                     conn,
                     ("update", keys, with_sample),
                     lambda keys=keys, with_sample=with_sample: _container_update(keys, with_sample),
                     columns,
                 )
-            if samples:  # after the container updates: their foreign-key checks find rows this
-                # transaction already holds (no row lock to write on PostgreSQL)
-                given = list(samples[0])
-                columns = {k: [r[k] for r in samples] for k in given}
+            if samples:  # after the container updates; the heartbeats' container check (a foreign
+                # key on SQLite, one statement-level trigger on PostgreSQL: migration 0007) refuses
+                # the whole cycle if one names no container
+                columns = {k: list(map(itemgetter(k), samples)) for k in samples[0]}
                 for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
                     columns.setdefault(k, [d] * len(samples))
                 _executemany(
@@ -353,6 +349,19 @@ def follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> Non
                     actor="store",
                 )
             )
+
+
+def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:
+    """Each sampled container's newest sample (the later one on a tie, as the index orders them)."""
+    latest = {smp["container_id"]: smp for smp in samples}
+    if len(latest) == len(samples):  # one sample per container, as in a poller's cycle
+        return latest
+    latest = {}
+    for smp in samples:
+        cur = latest.get(smp["container_id"])
+        if cur is None or smp["ts"] >= cur["ts"]:
+            latest[smp["container_id"]] = smp
+    return latest
 
 
 def _container_update(keys: tuple[str, ...], with_sample: bool) -> Any:

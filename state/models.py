@@ -190,6 +190,7 @@ class Heartbeat(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # On PostgreSQL the same rules are kept by statement-level triggers (migration 0007)
     container_id: str = Field(foreign_key="containers.id", ondelete="CASCADE", max_length=32)
     ts: datetime = Field(sa_type=UTCDateTime, nullable=False)
     cpu_percent: float | None = None
