@@ -19,7 +19,10 @@ def status(
     ctx: typer.Context,
     no_refresh: Annotated[
         bool,
-        typer.Option("--no-refresh", help="Skip the reconcile and heartbeat pass; read the store."),
+        typer.Option(
+            "--no-refresh",
+            help="Skip the reconcile and heartbeat pass; read the store (ask no backend).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:

@@ -36,7 +36,10 @@ def tui(
     ] = None,
     no_refresh: Annotated[
         bool,
-        typer.Option("--no-refresh", help="With --once: skip the reconcile and heartbeat pass."),
+        typer.Option(
+            "--no-refresh",
+            help="With --once: skip the reconcile and heartbeat pass; ask no backend.",
+        ),
     ] = False,
     read_only: Annotated[
         bool,
@@ -190,7 +193,9 @@ def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardV
 
             with waiting("Reconciling with the backend…"):
                 rt.control.refresh_once()
-        return rt.control.dashboard()
+        # without a refresh nothing asks a backend: the store, and the agents on this machine
+        # (reading Modal's loads its SDK, a third of a second, then waits on the network)
+        return rt.control.dashboard(remote_agents=refresh)
     finally:
         if demo:  # a snapshot of the demo must not leave its agents running
             from parhelia.app.demo import stop_fleet

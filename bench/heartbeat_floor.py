@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 STORED = 2_000_000
 CONTAINERS = 1_000
 CYCLES = 100

@@ -133,3 +133,23 @@ def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env
     assert reads == []
     assert parhelia_env.run("status", "--no-refresh").code in (0, 1)
     assert reads == [1]
+
+
+@pytest.mark.parametrize("args", [["status", "--no-refresh"], ["tui", "--once", "--no-refresh"]])
+def test_a_one_shot_view_without_refresh_asks_no_backend(parhelia_env, args):
+    """`--no-refresh` answers from the store and this machine: a Modal fleet's agents are not
+    read (that loaded the Modal SDK, a third of a second, then waited on the network)."""
+    from parhelia.state.models import Container
+
+    store = parhelia_env.store()
+    plane = store.plane_id
+    for i in range(3):
+        cid = f"c-{i:08x}"
+        tags = {"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane}
+        store.add_container(
+            Container(id=cid, backend="modal", sandbox_id=f"sb-{i}", state="running", tags=tags)
+        )
+    store.close()
+    loaded, _ = loaded_after(parhelia_env.env, args)
+    assert "modal" not in loaded
+    assert "parhelia.workers.modal_sessions" not in loaded

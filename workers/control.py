@@ -49,6 +49,7 @@ AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
 # than this is read in turns, by id, the rest keeping their last reading. 10,000 Modal sandboxes
 # read at once took 4-5 s a refresh (bench/tui.py), and would be 10,000 execs every 3 s.
 AGENT_READ_LIMIT = 64
+AGENT_BACKENDS = ("local", "modal")  # the backends whose agents run in sessions Parhelia reads
 
 ACTOR_SOURCES = {
     "reconciler": EventSource.RECONCILER,
@@ -149,13 +150,15 @@ class ControlPlane(Dispatching):
         *,
         event_limit: int | None = None,
         agents: bool = True,
+        remote_agents: bool = True,
         live: LiveContainers | None = None,
     ) -> DashboardView:
         """The one view. `live` (kept by a dashboard between its refreshes) rebuilds only the
         containers that changed since its last read. `agents=False` leaves out what the agents
         are doing (a look at every active agent's tmux session) for a caller that shows neither
         the AGENT column nor the attention list: `containers list` over 1,000 containers spent
-        more on it than on the query (bench/cli.py)."""
+        more on it than on the query (bench/cli.py). `remote_agents=False` reads only the agents
+        on this machine (no call to Modal: the one-shot views' `--no-refresh`)."""
         view = self.store.dashboard(
             live=live,
             now=self.clock(),
@@ -164,7 +167,8 @@ class ControlPlane(Dispatching):
             reconcile_interval=self.settings.reconciler.interval_seconds,
             backend_label=self.default_backend,
         )
-        hosted = [c for c in view.containers if c.is_active and c.backend in ("local", "modal")]
+        read = AGENT_BACKENDS if remote_agents else ("local",)
+        hosted = [c for c in view.containers if c.is_active and c.backend in read]
         if agents and hosted:
             from parhelia.state.agent_activity import attention_items
             from parhelia.state.projection import CONTAINER_VIEW_LIMIT
@@ -173,7 +177,7 @@ class ControlPlane(Dispatching):
             whole = len(view.containers) < CONTAINER_VIEW_LIMIT
             # a hook's new word (an agent.activity event in this view) is read at once
             said = max((e.id for e in view.events if e.type == "agent.activity"), default=None)
-            agents_now = self._agents(hosted if whole else None, said)
+            agents_now = self._agents(hosted if whole else None, said, read)
             if whole:  # a cached reading may still hold agents that have ended since
                 ids = {c.id for c in hosted}
                 agents_now = {k: a for k, a in agents_now.items() if k in ids}
@@ -182,7 +186,12 @@ class ControlPlane(Dispatching):
             )
         return view
 
-    def _agents(self, containers: list[ContainerView] | None, said: int | None = None) -> dict:
+    def _agents(
+        self,
+        containers: list[ContainerView] | None,
+        said: int | None = None,
+        backends: tuple[str, ...] = AGENT_BACKENDS,
+    ) -> dict:
         """What the agents are doing (read from their tmux panes, here or in their Modal sandboxes,
         each Modal read within the deadline), by container id, at most every AGENT_READ_SECONDS:
         two tmux calls per agent is too much for every refresh. The view's own containers are
@@ -195,9 +204,7 @@ class ControlPlane(Dispatching):
         now, last = time.monotonic(), self._agents_read
         if last is None or now - last[0] >= AGENT_READ_SECONDS or said != last[2]:
             if containers is None:
-                containers = [
-                    c for c in self.store.active_containers() if c.backend in ("local", "modal")
-                ]
+                containers = [c for c in self.store.active_containers() if c.backend in backends]
             batch, self._agents_turn = agents_turn(containers, self._agents_turn, AGENT_READ_LIMIT)
             known = dict(last[1]) if last else {}
             try:
