@@ -14,7 +14,8 @@ shown container (`_NARROW`: what changes without the rest of the row); then
 On SQLite, a refresh first asks the connection's `PRAGMA data_version` (it moves when another
 connection commits): when it and the connection's own changes are what they were at a read since
 which the rows have been kept, nothing was written and the narrow read is not sent; only the
-ended rows past the moving window leave.
+ended rows past the moving window leave. On PostgreSQL the server's WAL insert position plays
+that part (it moves with every commit on the server).
 
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
 by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
@@ -299,10 +300,17 @@ def _since(ended: datetime | None, cutoff: datetime) -> bool:
     return ended is not None and ended >= cutoff
 
 
-def _data_version(conn: Any) -> tuple[Any, int, int] | None:
+_PG_WAL = object()  # PostgreSQL's marker: one WAL for every connection to the server
+
+
+def _data_version(conn: Any) -> tuple[Any, Any, int] | None:
     """On SQLite, the connection under `conn`, its `PRAGMA data_version` (which moves when
     another connection commits) and its own `total_changes`, read inside the read transaction
-    (a first statement on the table opens its snapshot); None on other databases."""
+    (a first statement on the table opens its snapshot). On PostgreSQL the server's WAL insert
+    position, read before the rows: a commit anywhere writes WAL, so an unmoved position means
+    nothing was committed since (other WAL, a vacuum's, only costs a read). None elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return _PG_WAL, conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar(), 0
     if conn.dialect.name != "sqlite":
         return None
     raw = conn.connection.dbapi_connection
