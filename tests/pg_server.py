@@ -158,3 +158,13 @@ def pg_empty_database(pg_cluster):
     url = pg_cluster.fresh_database(template="template0")
     yield url
     pg_cluster.admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg(pg_database):
+    """A store on a fresh migrated database, closed after the test."""
+    from parhelia.state.store import Store
+
+    store = Store(pg_database)
+    yield store
+    store.close()

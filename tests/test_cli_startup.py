@@ -102,21 +102,27 @@ def test_the_json_columns_are_jsonb_on_postgresql_without_importing_it_on_sqlite
     assert "tags JSON NOT NULL" in lite and "metadata JSON NOT NULL" in lite
 
 
-def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env, monkeypatch):
-    """`containers list` (and health, orphans, budget) show no attention list, so they skip the
-    look at every local agent's tmux session; `status` and `tui --once` still take it."""
+def add_running(env, backend: str, n: int = 3) -> None:
+    """`n` running containers of this plane on `backend` (c-00000000, c-00000001, ...)."""
     from parhelia.state.models import Container
-    from parhelia.workers import sessions
 
-    store = parhelia_env.store()
+    store = env.store()
     plane = store.plane_id
-    for i in range(3):
+    for i in range(n):
         cid = f"c-{i:08x}"
         tags = {"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane}
         store.add_container(
-            Container(id=cid, backend="local", sandbox_id=f"sb-{i}", state="running", tags=tags)
+            Container(id=cid, backend=backend, sandbox_id=f"sb-{i}", state="running", tags=tags)
         )
     store.close()
+
+
+def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env, monkeypatch):
+    """`containers list` (and health, orphans, budget) show no attention list, so they skip the
+    look at every local agent's tmux session; `status` and `tui --once` still take it."""
+    from parhelia.workers import sessions
+
+    add_running(parhelia_env, "local")
     reads = []
     monkeypatch.setattr(
         sessions.SessionService, "activities", lambda self, *a: reads.append(1) or {}
@@ -139,17 +145,7 @@ def test_only_commands_that_show_attention_read_the_agents_sessions(parhelia_env
 def test_a_one_shot_view_without_refresh_asks_no_backend(parhelia_env, args):
     """`--no-refresh` answers from the store and this machine: a Modal fleet's agents are not
     read (that loaded the Modal SDK, a third of a second, then waited on the network)."""
-    from parhelia.state.models import Container
-
-    store = parhelia_env.store()
-    plane = store.plane_id
-    for i in range(3):
-        cid = f"c-{i:08x}"
-        tags = {"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane}
-        store.add_container(
-            Container(id=cid, backend="modal", sandbox_id=f"sb-{i}", state="running", tags=tags)
-        )
-    store.close()
+    add_running(parhelia_env, "modal")
     loaded, _ = loaded_after(parhelia_env.env, args)
     assert "modal" not in loaded
     assert "parhelia.workers.modal_sessions" not in loaded

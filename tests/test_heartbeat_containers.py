@@ -32,13 +32,6 @@ def any_store(request, tmp_path):
     s.close()
 
 
-@pytest.fixture
-def pg(pg_database):
-    s = Store(pg_database)
-    yield s
-    s.close()
-
-
 def heartbeats_of(store: Store, cid: str) -> int:
     with store.read() as s:
         return s.scalar(select(func.count()).where(Heartbeat.container_id == cid))

@@ -14,13 +14,6 @@ from tests.test_store import T0, container, sample
 
 
 @pytest.fixture
-def pg(pg_database):
-    s = Store(pg_database)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def sent(monkeypatch) -> list[str]:
     """The SQL of every statement the store sends through the driver directly."""
     seen: list[str] = []

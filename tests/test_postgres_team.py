@@ -186,13 +186,6 @@ def test_events_watch_is_woken_by_listen_notify_not_polling(pg):
 
 
 @pytest.fixture
-def pg(pg_database):
-    s = Store(pg_database)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def pg_env(parhelia_env, pg_database, monkeypatch):
     monkeypatch.setenv("PARHELIA_DB_URL", pg_database)
     return parhelia_env, pg_database
