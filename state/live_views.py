@@ -107,9 +107,10 @@ class LiveContainers:
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
-        # SQLite: per connection (by id, the connection kept so its id is not reused), its
-        # `data_version` and own changes when the kept rows were last known to be the database's
-        self._versions: dict[int, tuple[Any, int, int]] = {}
+        # per connection on SQLite (by id, the connection kept so its id is not reused), its
+        # `data_version` and own changes when the kept rows were last known to be the database's;
+        # on PostgreSQL one entry, the server's WAL position (`_data_version`)
+        self._versions: dict[int, tuple[Any, Any, int]] = {}
         self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
@@ -255,7 +256,7 @@ class LiveContainers:
         )
 
     def _seen(self, version: tuple | None, cutoff: datetime, limit: int) -> None:
-        """The rows now kept are the database's as of `version` (SQLite), read for this window.
+        """The rows now kept are the database's as of `version`, read for this window.
         A later read on another connection leaves this entry true: nothing committed since it
         means nothing committed since that later read either."""
         self._window = (cutoff, limit)

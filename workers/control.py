@@ -87,7 +87,8 @@ class ControlPlane(Dispatching):
         self._loops = None
         self._runner = None
         # (when, agents by container id, newest hook event id): see `_agents`
-        self._agents_read: tuple[float, dict, int | None] | None = None
+        # (when, readings, the last hook event seen, the backends read)
+        self._agents_read: tuple[float, dict, int | None, tuple[str, ...]] | None = None
         self._agents_turn: str | None = None  # the last id read when the fleet is read in turns
 
     # -- backends and money ---------------------------------------------------------------
@@ -202,7 +203,12 @@ class ControlPlane(Dispatching):
         from parhelia.workers.sessions import SessionService
 
         now, last = time.monotonic(), self._agents_read
-        if last is None or now - last[0] >= AGENT_READ_SECONDS or said != last[2]:
+        if (
+            last is None
+            or now - last[0] >= AGENT_READ_SECONDS
+            or said != last[2]
+            or backends != last[3]  # a reading of fewer backends is no answer for more
+        ):
             if containers is None:
                 containers = [c for c in self.store.active_containers() if c.backend in backends]
             batch, self._agents_turn = agents_turn(containers, self._agents_turn, AGENT_READ_LIMIT)
@@ -215,7 +221,7 @@ class ControlPlane(Dispatching):
                 known.pop(c.id, None)
             alive = {c.id for c in containers}  # agents of containers that ended go
             known = {k: a for k, a in known.items() if k in alive} | fresh
-            self._agents_read = (now, known, said)
+            self._agents_read = (now, known, said, backends)
         return self._agents_read[1]
 
     def container_detail(self, ref: str) -> ContainerDetail:
