@@ -130,7 +130,7 @@ def _copy_in(
 
     sql = f"COPY {table.name} ({', '.join(c.name for c in table.columns)}) FROM STDIN"
     n = 0
-    with pg_ingest._as_sqlalchemy_errors(sql):
+    with pg_ingest.as_sqlalchemy_errors(sql):
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy(sql, writer=QueuedLibpqWriter(cursor)) as copy:
             for rows in batches:

@@ -26,7 +26,7 @@ def copy_rows(conn: Connection, table: Table, columns: dict[str, list], bound: B
     names = list(columns)
     values = [_processed(conn, table.c[n].type, columns[n], bound) for n in names]
     sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-    with _as_sqlalchemy_errors(sql):
+    with as_sqlalchemy_errors(sql):
         driver = conn.connection.driver_connection
         oids = _column_oids(driver, table.name)
         cursor = driver.cursor()
@@ -74,7 +74,7 @@ def update_from_staging(
     values = [_processed(conn, types[n], columns[n], bound) for n in names]
     sets = ", ".join(f"{col} = {sql}" for col, sql in set_sql.items())
     sql = f"UPDATE {table.name} AS t SET {sets} FROM {stage} AS v WHERE t.id = v._id"
-    with _as_sqlalchemy_errors(sql):
+    with as_sqlalchemy_errors(sql):
         oids = _column_oids(driver, stage)
         with driver.cursor().copy(copy_sql) as copy:
             copy.set_types([oids[n] for n in names])
@@ -128,7 +128,7 @@ def _forget_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
 
 
 @contextmanager
-def _as_sqlalchemy_errors(sql: str) -> Iterator[None]:
+def as_sqlalchemy_errors(sql: str) -> Iterator[None]:
     """The driver's errors as SQLAlchemy's (IntegrityError, OperationalError...), as every other
     statement of the store raises them."""
     import psycopg
