@@ -135,7 +135,11 @@ def pg_cluster():
     developer's machine, a failure in CI (CI=true), where these tests must run."""
     try:
         cluster = PgCluster.start()
-        cluster.make_template()
+        try:
+            cluster.make_template()
+        except Exception:
+            cluster.stop()  # a started server is not left running, nor its directory behind
+            raise
     except Exception as exc:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI must run the PostgreSQL tests, but the server did not start: {exc}")
