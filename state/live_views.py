@@ -144,15 +144,21 @@ class LiveContainers:
                 result.close()
             narrow = {row[0]: row for row in rows}
             known = self._narrow
+            new = 0
             for row in rows:
                 old = known.get(row[0])
                 if old == row:  # most rows: one comparison in C
                     continue
-                if old is None or old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
+                if old is None:
+                    new += 1
+                    whole.append(row)
+                elif old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
                     whole.append(row)
                 else:
                     beats.append(row)
-            gone = self._views.keys() - narrow.keys()
+            # every kept row read again (the rows are distinct): none gone, no set of 10,000 made
+            kept = len(narrow) - new == len(self._views)
+            gone = set() if kept else self._views.keys() - narrow.keys()
         views = dict(self._views)
         ended = set(self._ended)
         for key in gone:
@@ -330,21 +336,49 @@ def _due(now_s: float, rate: float) -> float:
     return now_s + REPRICE_USD * 3600.0 / rate if rate > 0 else float("inf")
 
 
-def _beaten(view: ContainerView, row: tuple, stamp: datetime | None) -> ContainerView:
+# `_beaten` unpacks a narrow row positionally: `_WHOLE`, then `_BEATS` in this order
+if (*(c.key for c in _WHOLE), *_BEATS) != (
+    *("id", "updated_at", "state", "health", "last_heartbeat_at", "missed_heartbeats"),
+    *("cpu_percent", "memory_used_mib", "memory_percent", "agent_alive"),
+):
+    raise TypeError("the narrow row's columns and `_beaten`'s unpacking disagree")
+_ALIVE = {None: None, 0: False, 1: True}  # SQLite's 0/1 (PostgreSQL's bools hash alike)
+
+
+def _beaten(
+    view: ContainerView,
+    row: tuple,
+    stamp: datetime | None,
+    *,
+    _new: Any = object.__new__,
+    _set: Any = object.__setattr__,
+    _alive: Any = _ALIVE.get,
+) -> ContainerView:
     """`view` with the heartbeat columns of its narrow `row` (`last_heartbeat_at` converted:
     `stamp`), its health shown as its constructor shows it: `_with` without an intermediate dict
     or a call of `__post_init__`, for the rows a heartbeat cycle moved (every running one, each
-    cycle). The new view's attributes are a copy of the old one's dict, which keeps its keys
-    shared as a constructed view's are (a dict of its own would be four times its size) and is
-    made in one step (a third less than filling an empty one key by key)."""
-    new = object.__new__(ContainerView)
+    cycle; the builtins it calls are bound once). The new view's attributes are a copy of the old
+    one's dict, which keeps its keys shared as a constructed view's are (a dict of its own would
+    be four times its size) and is made in one step (a third less than filling an empty one key
+    by key)."""
     d = view.__dict__.copy()
-    health, _, d["missed_heartbeats"], d["cpu_percent"], d["memory_used_mib"] = row[_W : _W + 5]
-    d["memory_percent"], alive = row[_W + 5 :]
+    (
+        _,
+        _,
+        state,
+        health,
+        _,
+        d["missed_heartbeats"],
+        d["cpu_percent"],
+        d["memory_used_mib"],
+        d["memory_percent"],
+        alive,
+    ) = row
     d["last_heartbeat_at"] = stamp
-    d["agent_alive"] = None if alive is None else bool(alive)
-    d["health"] = shown_health(d["state"], health, stamp)
-    object.__setattr__(new, "__dict__", d)  # past the frozen dataclass's guard
+    d["agent_alive"] = _alive(alive, True)  # as bool(): any other value is true
+    d["health"] = shown_health(state, health, stamp)
+    new = _new(ContainerView)
+    _set(new, "__dict__", d)  # past the frozen dataclass's guard
     return new
 
 
