@@ -200,14 +200,18 @@ class LiveContainers:
             del self._price[key]
             self._due.pop(key, None)
             self._spend.invalidate()
-        # an active row whose shown cost has moved is priced again (a new view), found by when
-        # it is due (a heap), not by looking at every row
+        # an active row whose shown cost has moved is priced again (a new view, unless this read
+        # made its view already: not yet handed out, it is priced in place), found by when it is
+        # due (a heap), not by looking at every row
         for key in self._due_by(now_s):
             stored, rate, start, _ = self._price[key]
             cost = round(current_cost(stored, rate, start, now), 6)
             if cost != views[key].cost_accrued_usd:
-                views[key] = _with(views[key], {"cost_accrued_usd": cost}, health=False)
-                changed.add(key)
+                if key in changed:
+                    views[key].__dict__["cost_accrued_usd"] = cost
+                else:
+                    views[key] = _with(views[key], {"cost_accrued_usd": cost}, health=False)
+                    changed.add(key)
             self._set_due(key, _due(now_s, rate))
         # a row whose whole read found nothing (deleted since the narrow read) is not shown
         missing = narrow.keys() - views.keys()
