@@ -254,7 +254,7 @@ def dashboard_bench(url: str) -> list[bool]:
             50,
         ),
         line(
-            f"dashboard() refresh + young GC, after {beats}",
+            f"dashboard() refresh + young GC, {beats}",
             f"p95 {pct(both, 0.95):.1f} ms",
             pct(both, 0.95),
             50,
