@@ -332,6 +332,7 @@ async def pilot_bench(
     changes: list[float] = []
     cpu_ms: dict[str, list[float]] = {}  # the main thread's CPU from each key to its frame
     prepared = prepare_timer(dashboard)
+    main_thread = MainThreadWork(ContainersTable)
     async with app.run_test(size=SIZE) as pilot:
         while app.refreshes < 1:
             await pilot.pause(0.05)
@@ -419,6 +420,7 @@ async def pilot_bench(
     store.close()
     dashboard.prepare_rows = prepared.real
     prepare_line(prepared.ms)
+    main_thread.report()
     for kind, ms in cpu_ms.items():  # less moved by a busy machine than the wall clock
         print(
             f"{f'main-thread CPU, key to screen, {kind}':<52} p50 {pct(ms, 0.5):.1f} ms, "
@@ -442,6 +444,53 @@ class prepare_timer:
             return self.real(*args, **kw)
         finally:
             self.ms.append((time.thread_time() - t) * 1000)
+
+
+class MainThreadWork:
+    """What each refresh costs the main thread, where key presses wait: the containers table's
+    `show` (its CPU time) and the collections (the dashboard's young one each second, app/
+    gc_schedule.py), timed by `gc.callbacks` in whichever thread runs them."""
+
+    def __init__(self, table_class) -> None:
+        self.table_class, self.real = table_class, table_class.show
+        self.show_ms: list[float] = []
+        self.gc_ms: dict[int, list[float]] = {}
+        self._started = 0.0
+        real, ms = self.real, self.show_ms
+
+        def show(table, *args, **kw):
+            t = time.thread_time()
+            try:
+                return real(table, *args, **kw)
+            finally:
+                ms.append((time.thread_time() - t) * 1000)
+
+        table_class.show = show
+        gc.callbacks.append(self._collected)
+
+    def _collected(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            ms = (time.perf_counter() - self._started) * 1000
+            self.gc_ms.setdefault(info["generation"], []).append(ms)
+
+    def report(self) -> None:
+        self.table_class.show = self.real
+        gc.callbacks.remove(self._collected)
+        if self.show_ms:
+            print(
+                f"{'main thread: containers table show() CPU':<52} median "
+                f"{statistics.median(self.show_ms):.1f} ms, p95 {pct(self.show_ms, 0.95):.1f} ms "
+                f"({len(self.show_ms)} refreshes)  {load()}",
+                flush=True,
+            )
+        for generation, ms in sorted(self.gc_ms.items()):
+            print(
+                f"{f'collections of generation {generation} (up to it)':<52} median "
+                f"{statistics.median(ms):.1f} ms, p95 {pct(ms, 0.95):.1f} ms ({len(ms)})  {load()}",
+                flush=True,
+            )
 
 
 def prepare_line(ms: list[float]) -> None:
