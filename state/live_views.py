@@ -17,6 +17,11 @@ which the rows have been kept, nothing was written and the narrow read is not se
 ended rows past the moving window leave. On PostgreSQL the server's WAL insert position plays
 that part (it moves with every commit on the server).
 
+After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
+compares views by identity): at 10,000 on a loaded 2-core machine 50-60 ms of CPU, of which
+reading the narrow rows (ten columns) is about 20 ms, the new views about 12 ms, and the young
+collection then walks what it keeps (30,000 objects: rows, views, their dicts; bench/tui.py).
+
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
 by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
 heap), while the budget's spend of the active rows is exact at `now` every refresh, kept in closed
