@@ -381,9 +381,11 @@ def _container_views(
     ids: Sequence[str] | None = None,
     limit: int = CONTAINER_VIEW_LIMIT,
     active_costs: list[float] | None = None,
+    stored_costs: dict[str, float] | None = None,
 ) -> list[ContainerView]:
     """The views; with `active_costs`, the active rows' costs at `now` are added to it unrounded
-    (the budget sums them so, as the live refresh and the budget guard do)."""
+    (the budget sums them so, as the live refresh and the budget guard do); with `stored_costs`,
+    each row's stored `cost_accrued_usd` by id (what `state/live_views.py` prices it from)."""
     # The latest sample is on the container row (see `Store.record_heartbeats`): no search into
     # `heartbeats` per container. Plain column values, not ORM instances, converted column by
     # column (timestamps and tags once per distinct value) and each view built positionally:
@@ -418,6 +420,8 @@ def _container_views(
     ]
     if active_costs is not None:
         active_costs.extend(p for p in priced if p is not None)
+    if stored_costs is not None:
+        stored_costs.update(zip(col["id"], col["cost_accrued_usd"], strict=True))
     col["cost_accrued_usd"] = [
         round(accrued if p is None else p, 6)
         for p, accrued in zip(priced, col["cost_accrued_usd"], strict=True)

@@ -141,6 +141,30 @@ def test_costs_of_unchanged_rows_are_priced_again_once_they_moved(store):
     same(*both(store, live, T0 + timedelta(minutes=1)))
 
 
+def test_a_view_once_handed_out_never_changes(store):
+    """A refresh that beats rows and reprices them in the same read prices its own new views in
+    place; the views an earlier read handed out (the table compares them by identity, its
+    drawn rows and orders were made from them) stay as they were, whatever later reads do."""
+    live = LiveContainers()
+    handed: list[tuple[object, dict]] = []
+
+    def read(now):
+        view = store.dashboard(now=now, live=live)
+        handed.extend((c, asdict(c)) for c in view.containers)
+        return view
+
+    read(T0)
+    ids = [c.id for c in store.dashboard(now=T0).containers]
+    for minutes in (1, 2, 3):  # every active row's price has moved by more than it reprices by
+        now = T0 + timedelta(minutes=minutes)
+        if minutes != 2:  # a heartbeat of every running row, then a refresh with none
+            store.record_heartbeats(
+                [], [{"id": c, "last_heartbeat_at": now, "missed_heartbeats": 1} for c in ids[:25]]
+            )
+        same(read(now), store.dashboard(now=now))
+    assert all(asdict(view) == seen for view, seen in handed)
+
+
 def test_the_narrow_read_and_the_whole_rows_by_id_use_their_indexes(store):
     if store.sqlite_path is None:
         pytest.skip("SQLite's plans (PostgreSQL's: tests/test_query_plans.py)")
