@@ -231,7 +231,9 @@ def ingest_bench(store: Store, ids: list[str], *, with_updates: bool = True, met
         for samples, updates in batches
     )
     # The store checkpoints the WAL off the write path; the figure still pays for every page
-    # these cycles wrote: it ends when all of them are checkpointed into the database file.
+    # these cycles wrote: it ends when all of them are checkpointed into the database file, and
+    # every sample still staged on SQLite (state/bulk.py MERGE_ROWS) is merged into `heartbeats`.
+    store.merge_heartbeats()
     store.checkpoint()
     rate = rows / (time.perf_counter() - t)
     if meter is not None:

@@ -10,20 +10,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, or_, select, update
 from sqlmodel import Session
 
 from parhelia.state.enums import LIVE_TASK_STATUSES, EventLevel, EventSource, TaskStatus
 from parhelia.state.event_log import write_events
 from parhelia.state.event_types import EventType
-from parhelia.state.models import Container, Event, Heartbeat, ReconcilerRun, Task
+from parhelia.state.models import (
+    HEARTBEATS_STAGED,
+    Container,
+    Event,
+    Heartbeat,
+    ReconcilerRun,
+    Task,
+)
 from parhelia.state.task_end import next_task_status, task_status_for
 from parhelia.state.timeutil import as_utc, utcnow
 
 PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
+# On SQLite, samples gather in `heartbeats_staged` until about this many, then go into `heartbeats`
+# in container order: twenty cycles of 1,000 containers write each index leaf once, not twenty
+# times. Bounded, since history readers scan the staged rows (no index: it would cost what it
+# saves): 20,000 rows are a few milliseconds.
+MERGE_ROWS = 20_000
 # The latest-sample columns of a container row and the heartbeat columns they copy.
 _SAMPLE = {
     "last_sample_at": "ts",
@@ -124,31 +136,51 @@ class BulkWrites:
                 columns = {k: list(map(itemgetter(k), samples)) for k in samples[0]}
                 for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
                     columns.setdefault(k, [d] * len(samples))
+                # PostgreSQL copies them into `heartbeats`; SQLite stages them (MERGE_ROWS)
+                staged = conn.dialect.name != "postgresql"
+                table = HEARTBEATS_STAGED if staged else Heartbeat.__table__
                 _executemany(
-                    conn,
-                    ("insert", tuple(columns)),
-                    lambda: insert(Heartbeat.__table__),
-                    columns,
+                    conn, ("insert", table.name, tuple(columns)), lambda: insert(table), columns
                 )
+                if staged:
+                    _merge_staged(conn, at_least=MERGE_ROWS)
             write_events(s, events)
         return len(samples)
 
     def heartbeat_history(
         self, container_id: str, *, since: datetime | None = None, limit: int = 120
     ) -> list[Heartbeat]:
-        """A container's most recent heartbeats, oldest first (ready for a sparkline)."""
+        """A container's most recent heartbeats, oldest first (ready for a sparkline): from
+        `heartbeats` and the samples still staged (`MERGE_ROWS`), whose `id` is None."""
         q = select(Heartbeat).where(Heartbeat.container_id == container_id)
+        st = HEARTBEATS_STAGED.c
+        staged = select(*st).where(st.container_id == container_id)
         if since is not None:
             q = q.where(Heartbeat.ts >= since)
+            staged = staged.where(st.ts >= since)
         with self.read() as s:
             rows = list(s.scalars(q.order_by(Heartbeat.ts.desc()).limit(limit)))
+            newer = [
+                Heartbeat(**{k: v for k, v in r._mapping.items() if k != "id"})
+                for r in s.execute(staged.order_by(st.ts.desc(), st.id.desc()).limit(limit))
+            ]
+        if newer:  # staged ones first: on a tie of `ts` they are the later ones written
+            rows = sorted(newer + rows, key=_TS, reverse=True)[:limit]
         return rows[::-1]
 
+    def merge_heartbeats(self) -> int:
+        """Move every staged sample into `heartbeats` now (a cycle does it once `MERGE_ROWS` have
+        gathered); the samples moved. For a measurement that must pay for all it wrote."""
+        with self.write() as s:
+            return _merge_staged(s.connection())
+
     def prune_heartbeats(self, before: datetime) -> int:
-        """Delete heartbeats older than `before`; a container whose newest sample went with them
-        shows none, as before any heartbeat."""
+        """Delete heartbeats older than `before` (staged or not); a container whose newest sample
+        went with them shows none, as before any heartbeat."""
         with self.write() as s:
             n = s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+            old = delete(HEARTBEATS_STAGED).where(HEARTBEATS_STAGED.c.ts < before)
+            n += s.execute(old).rowcount or 0
             s.execute(
                 update(Container)
                 .where(Container.last_sample_at < before)
@@ -349,6 +381,24 @@ def follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> Non
                     actor="store",
                 )
             )
+
+
+_TS = attrgetter("ts")
+_HISTORY = [c.name for c in Heartbeat.__table__.columns if c.name != "id"]
+
+
+def _merge_staged(conn: Connection, *, at_least: int = 1) -> int:
+    """Move the staged samples into `heartbeats` in container order (each container's index leaf
+    written once for all of its samples), if at least `at_least` may be there: SQLite numbers
+    the rows of an emptied table from 1 again, so the highest id bounds the rows since the last
+    merge, found in one index step. The samples moved."""
+    st = HEARTBEATS_STAGED.c
+    if (conn.execute(select(func.max(st.id))).scalar() or 0) < at_least:
+        return 0
+    rows = select(*(st[k] for k in _HISTORY)).order_by(st.container_id, st.ts, st.id)
+    n = conn.execute(insert(Heartbeat.__table__).from_select(_HISTORY, rows)).rowcount
+    conn.execute(delete(HEARTBEATS_STAGED))
+    return n or 0
 
 
 def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:

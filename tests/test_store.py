@@ -203,6 +203,7 @@ def test_bulk_heartbeat_path_stores_exactly_what_the_orm_stores(store):
     store.add_container(container("c-00000001"))
     ts = datetime(2026, 3, 10, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
     store.record_heartbeats([sample("c-00000001", ts)])
+    store.merge_heartbeats()  # staged (SQLite), then merged: the bytes survive both
     with store.write() as s:
         s.add(Heartbeat(**sample("c-00000001", ts)))
     with store.engine.connect() as conn:
@@ -278,6 +279,7 @@ def test_container_row_keeps_its_newest_sample(store):
     assert (views["c-00000002"].cpu_percent, views["c-00000002"].agent_alive) == (0.0, False)
     assert views["c-00000002"].last_heartbeat_at is None  # the agent gone: no heartbeat
     # the sample each row holds is the one the heartbeats table says is newest
+    store.merge_heartbeats()
     with store.engine.connect() as conn:
         for cid in ("c-00000001", "c-00000002", "c-00000003"):
             newest = conn.execute(
