@@ -516,6 +516,8 @@ def test_latest_heartbeat_per_container_comes_from_the_container_row(busy):
     assert all("SCAN containers" not in p or "ix_" not in p for _, p in plans)
     history = plans_of(busy, lambda: busy.heartbeat_history("c-00000001"))
     assert "SEARCH heartbeats USING INDEX ix_heartbeats_container_ts" in history[0][1]
+    # and the samples not yet merged: a scan of at most MERGE_ROWS rows, without an index to keep
+    assert [p for _, p in history[1:]] == ["SCAN heartbeats_staged | USE TEMP B-TREE FOR ORDER BY"]
 
 
 @pytest.mark.sqlite_only
