@@ -702,3 +702,40 @@ def test_a_batch_of_events_is_one_insert_whatever_their_shapes(store):
     stored = sorted(store.events(types=["container.state"], limit=100), key=lambda e: e.id)
     assert [e.message for e in stored] == [f"change {i}" for i in range(50)]
     assert [e.old_value for e in stored][:2] == [None, "running"]
+
+
+def test_reconcile_snapshot_gives_each_row_its_own_tags(store):
+    """The snapshot decodes every row's tags in one go (state/projection.py `_json_all`): each
+    row still gets exactly its own, whatever their text holds."""
+    awkward = {"q": 'a "b", c]', "slash": "\\", "uni": "✓ ü", "nested": {"x": [1, None, {}]}}
+    tags = {"c-00000001": awkward, "c-00000002": {}, "c-00000003": {"parhelia": "1"}}
+    for cid, t in tags.items():
+        store.add_container(container(cid, tags=t))
+    rows = store.reconcile_snapshot(["running"])
+    assert {r.id: r.tags for r in rows} == tags
+
+
+def test_many_plain_events_are_stored_as_given(store):
+    """A loop's hundreds of plain event rows go in one statement (on PostgreSQL by COPY,
+    state/event_log.py COPY_EVENTS): every field arrives as given, awkward text and JSON too."""
+    from parhelia.state.event_log import COPY_EVENTS, event_fields
+
+    awkward = 'a\tb\nc \\ d "e" \\N ✓'
+    rows = [
+        event_fields(
+            "note",
+            f"{awkward} {i}",
+            level=EventLevel.WARNING if i % 2 else EventLevel.INFO,
+            container_id=f"c-{i:08x}",
+            old_value=None if i % 3 else "x",
+            details={awkward: [i, None, {"k": awkward}]},
+            ts=T0 + timedelta(seconds=i),
+        )
+        for i in range(COPY_EVENTS + 1)
+    ]
+    store.apply_changes(events=rows)
+    with store.read() as s:
+        got = [
+            {k: getattr(e, k) for k in rows[0]} for e in s.scalars(select(Event).order_by(Event.id))
+        ]
+    assert got == rows
