@@ -265,10 +265,11 @@ class BulkWrites:
                 if c.id in current and all(current[c.id][k] == v for k, v in c.expect.items())
             ]
             if applied:
-                s.execute(
-                    update(Container),
-                    [{"id": c.id, "updated_at": now, **c.fields} for c in applied],
-                )
+                rows = [{"id": c.id, "updated_at": now, **c.fields} for c in applied]
+                if s.connection().dialect.name == "postgresql":
+                    rows = _update_from_staging(s.connection(), rows)
+                if rows:
+                    s.execute(update(Container), rows)
                 moved = [c.id for c in applied if "state" in c.fields or "sandbox_id" in c.fields]
                 if moved:
                     follow_tasks(s, moved, now)
@@ -422,6 +423,30 @@ def _merge_staged(conn: Connection, *, at_least: int = 1) -> int:
     n = conn.execute(insert(Heartbeat.__table__).from_select(_HISTORY, rows)).rowcount
     conn.execute(delete(HEARTBEATS_STAGED))
     return n or 0
+
+
+def _update_from_staging(conn: Connection, rows: list[dict]) -> list[dict]:
+    """PostgreSQL: container rows updated by primary key, one COPY and one `UPDATE ... FROM` per
+    shape of fields (`pg_ingest.update_from_staging`) instead of a statement per row (a reconcile's
+    1,000 changes took ~100 ms as executemany). Returns the rows it left to the ORM: those with a
+    field that is not a column of that name."""
+    from parhelia.state import pg_ingest
+
+    table = Container.__table__
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for r in rows:
+        shapes.setdefault(tuple(sorted(k for k in r if k != "id")), []).append(r)
+    left: list[dict] = []
+    for keys, group in shapes.items():
+        if not all(k in table.c and table.c[k].key == k for k in keys):
+            left.extend(group)
+            continue
+        columns = {"_id": list(map(_ID, group))}
+        columns.update({k: list(map(itemgetter(k), group)) for k in keys})
+        types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+        set_sql = {k: f"v.{k}" for k in keys}
+        pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
+    return left
 
 
 def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:
