@@ -739,3 +739,25 @@ def test_many_plain_events_are_stored_as_given(store):
             {k: getattr(e, k) for k in rows[0]} for e in s.scalars(select(Event).order_by(Event.id))
         ]
     assert got == rows
+
+
+def test_applied_changes_store_every_field_whatever_their_shape(store):
+    """On PostgreSQL changes go per shape through a staging table (JSON too); a field that is
+    not a column of its name (`meta`, the `metadata` column) goes the ORM's way."""
+    from parhelia.state.bulk import RowChange
+
+    for cid in ("c-00000001", "c-00000002", "c-00000003"):
+        store.add_container(container(cid))
+    tags = {"parhelia": "1", "q": 'a "b" ✓'}
+    applied = store.apply_changes(
+        [
+            RowChange("c-00000001", {"tags": tags, "sandbox_id": "sb-1"}, {"state": "running"}),
+            RowChange("c-00000002", {"meta": {"rate_source": "x"}, "health": "dead"}, {}),
+            RowChange("c-00000003", {"state": "terminated", "exit_code": 3}, {"state": "gone"}),
+        ]
+    )
+    assert applied.changed == {"c-00000001", "c-00000002"}  # the third's row moved: skipped
+    one, two, three = (store.get_container(f"c-0000000{i}") for i in (1, 2, 3))
+    assert (one.tags, one.sandbox_id) == (tags, "sb-1")
+    assert (two.meta, two.health) == ({"rate_source": "x"}, "dead")
+    assert (three.state, three.exit_code) == ("running", None)
