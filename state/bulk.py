@@ -10,20 +10,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, or_, select, update
 from sqlmodel import Session
 
 from parhelia.state.enums import LIVE_TASK_STATUSES, EventLevel, EventSource, TaskStatus
 from parhelia.state.event_log import write_events
 from parhelia.state.event_types import EventType
-from parhelia.state.models import Container, Event, Heartbeat, ReconcilerRun, Task
+from parhelia.state.models import (
+    HEARTBEATS_STAGED,
+    Container,
+    Event,
+    Heartbeat,
+    ReconcilerRun,
+    Task,
+)
 from parhelia.state.task_end import next_task_status, task_status_for
 from parhelia.state.timeutil import as_utc, utcnow
 
 PRUNE_BATCH = 2000  # most events (and runs) one retention pass deletes: a short write lock
+# On SQLite, samples gather in `heartbeats_staged` until about this many, then go into `heartbeats`
+# in container order: twenty cycles of 1,000 containers write each index leaf once, not twenty
+# times. Bounded, since history readers scan the staged rows (no index: it would cost what it
+# saves): 20,000 rows are a few milliseconds.
+MERGE_ROWS = 20_000
 # The latest-sample columns of a container row and the heartbeat columns they copy.
 _SAMPLE = {
     "last_sample_at": "ts",
@@ -58,8 +70,16 @@ class RowChange:
 
 @dataclass(frozen=True)
 class NewRow:
-    container: Container
+    """A container row to insert, as its column values (`Container.__table__`'s keys; the rest
+    take their defaults), with the events that record it. Plain values: a reconcile recording
+    500 orphans spent a third of its time building and flushing models (bench/reconcile.py)."""
+
+    values: dict
     events: tuple[Event | dict, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.values["id"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +109,23 @@ class BulkWrites:
             conn = s.connection()
             latest = _newest_per_container(samples)
             groups: dict[tuple[tuple[str, ...], bool], list[dict]] = {}
+            # a poller's cycle is one or two shapes, nearly every row sampled: grouped by whole
+            # lists where it can (a loop over each row was a tenth of the cycle, bench/store.py)
+            shapes = list(map(tuple, container_updates))
             by_shape: dict[tuple[str, ...], list[dict]] = {}
-            for u in container_updates:
-                by_shape.setdefault(tuple(u), []).append(u)
+            if len(set(shapes)) == 1:
+                by_shape[shapes[0]] = list(container_updates)
+            else:
+                for shape, u in zip(shapes, container_updates, strict=True):
+                    by_shape.setdefault(shape, []).append(u)
             for shape, rows in by_shape.items():
                 keys = tuple(sorted(k for k in shape if k != "id"))
+                if all(map(latest.__contains__, map(_ID, rows))):
+                    groups.setdefault((keys, True), []).extend(rows)
+                    continue
                 for u in rows:
                     groups.setdefault((keys, u["id"] in latest), []).append(u)
-            updated = {u["id"] for u in container_updates}
+            updated = set(map(_ID, container_updates))
             rest = [{"id": cid} for cid in latest if cid not in updated]
             if rest:
                 groups.setdefault(((), True), []).extend(rest)
@@ -124,31 +153,55 @@ class BulkWrites:
                 columns = {k: list(map(itemgetter(k), samples)) for k in samples[0]}
                 for k, d in _HEARTBEAT_DEFAULTS.items():  # as an ORM insert fills them
                     columns.setdefault(k, [d] * len(samples))
+                # PostgreSQL copies them into `heartbeats`; SQLite stages them (MERGE_ROWS)
+                staged = conn.dialect.name != "postgresql"
+                table = HEARTBEATS_STAGED if staged else Heartbeat.__table__
                 _executemany(
-                    conn,
-                    ("insert", tuple(columns)),
-                    lambda: insert(Heartbeat.__table__),
-                    columns,
+                    conn, ("insert", table.name, tuple(columns)), lambda: insert(table), columns
                 )
+                if staged:
+                    _merge_staged(conn, at_least=MERGE_ROWS)
             write_events(s, events)
         return len(samples)
 
     def heartbeat_history(
         self, container_id: str, *, since: datetime | None = None, limit: int = 120
     ) -> list[Heartbeat]:
-        """A container's most recent heartbeats, oldest first (ready for a sparkline)."""
+        """A container's most recent heartbeats, oldest first (ready for a sparkline): from
+        `heartbeats` and the samples still staged (`MERGE_ROWS`), whose `id` is None."""
         q = select(Heartbeat).where(Heartbeat.container_id == container_id)
+        st = HEARTBEATS_STAGED.c
+        staged = select(*st).where(st.container_id == container_id)
         if since is not None:
             q = q.where(Heartbeat.ts >= since)
+            staged = staged.where(st.ts >= since)
         with self.read() as s:
             rows = list(s.scalars(q.order_by(Heartbeat.ts.desc()).limit(limit)))
+            newer = [
+                Heartbeat(**{k: v for k, v in r._mapping.items() if k != "id"})
+                for r in s.execute(staged.order_by(st.ts.desc(), st.id.desc()).limit(limit))
+            ]
+        if newer:  # staged ones first: on a tie of `ts` they are the later ones written
+            rows = sorted(newer + rows, key=_TS, reverse=True)[:limit]
         return rows[::-1]
 
+    def merge_heartbeats(self) -> int:
+        """Move every staged sample into `heartbeats` now (a cycle does it once `MERGE_ROWS` have
+        gathered); the samples moved. For a measurement that must pay for all it wrote, and a
+        copy of the store. Nothing staged, nothing is written."""
+        with self.read() as s:
+            if s.scalar(select(HEARTBEATS_STAGED.c.id).limit(1)) is None:
+                return 0
+        with self.write() as s:
+            return _merge_staged(s.connection())
+
     def prune_heartbeats(self, before: datetime) -> int:
-        """Delete heartbeats older than `before`; a container whose newest sample went with them
-        shows none, as before any heartbeat."""
+        """Delete heartbeats older than `before` (staged or not); a container whose newest sample
+        went with them shows none, as before any heartbeat."""
         with self.write() as s:
             n = s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
+            old = delete(HEARTBEATS_STAGED).where(HEARTBEATS_STAGED.c.ts < before)
+            n += s.execute(old).rowcount or 0
             s.execute(
                 update(Container)
                 .where(Container.last_sample_at < before)
@@ -212,10 +265,11 @@ class BulkWrites:
                 if c.id in current and all(current[c.id][k] == v for k, v in c.expect.items())
             ]
             if applied:
-                s.execute(
-                    update(Container),
-                    [{"id": c.id, "updated_at": now, **c.fields} for c in applied],
-                )
+                rows = [{"id": c.id, "updated_at": now, **c.fields} for c in applied]
+                if s.connection().dialect.name == "postgresql":
+                    rows = _update_from_staging(s.connection(), rows)
+                if rows:
+                    s.execute(update(Container), rows)
                 moved = [c.id for c in applied if "state" in c.fields or "sandbox_id" in c.fields]
                 if moved:
                     follow_tasks(s, moved, now)
@@ -226,8 +280,11 @@ class BulkWrites:
                 s.add_all([t for t in new_tasks if t.id not in known])
                 s.flush()
             inserted = self._insertable(s, new_rows)
-            s.add_all([r.container for r in inserted])
-            s.flush()
+            shapes: dict[frozenset, list[dict]] = {}
+            for r in inserted:  # executemany takes rows of one shape
+                shapes.setdefault(frozenset(r.values), []).append(r.values)
+            for rows in shapes.values():
+                s.execute(insert(Container.__table__), rows)
             write_events(
                 s,
                 [
@@ -238,15 +295,15 @@ class BulkWrites:
             )
         return Applied(
             changed=frozenset(c.id for c in applied),
-            inserted=frozenset(r.container.id for r in inserted),
+            inserted=frozenset(r.id for r in inserted),
         )
 
     @staticmethod
     def _insertable(s: Session, rows: Sequence[NewRow]) -> list[NewRow]:
         taken: set[Any] = set()
-        for chunk in _chunks([r.container.id for r in rows]):
+        for chunk in _chunks([r.id for r in rows]):
             taken.update(s.scalars(select(Container.id).where(Container.id.in_(chunk))))
-        pairs = [(r.container.backend, r.container.sandbox_id) for r in rows]
+        pairs = [(r.values["backend"], r.values.get("sandbox_id")) for r in rows]
         for backend in {b for b, _ in pairs}:
             sids = [sid for b, sid in pairs if b == backend and sid]
             for chunk in _chunks(sids):
@@ -256,9 +313,8 @@ class BulkWrites:
                 taken.update((backend, sid) for sid in s.scalars(q))
         return [
             r
-            for r in rows
-            if r.container.id not in taken
-            and (r.container.backend, r.container.sandbox_id) not in taken
+            for r, pair in zip(rows, pairs, strict=True)
+            if r.id not in taken and pair not in taken
         ]
 
     def container_rows(self, states: Iterable[str]) -> list[Any]:
@@ -349,6 +405,48 @@ def follow_tasks(s: Session, container_ids: Sequence[str], now: datetime) -> Non
                     actor="store",
                 )
             )
+
+
+_TS = attrgetter("ts")
+_HISTORY = [c.name for c in Heartbeat.__table__.columns if c.name != "id"]
+
+
+def _merge_staged(conn: Connection, *, at_least: int = 1) -> int:
+    """Move the staged samples into `heartbeats` in container order (each container's index leaf
+    written once for all of its samples), if at least `at_least` may be there: SQLite numbers
+    the rows of an emptied table from 1 again, so the highest id bounds the rows since the last
+    merge, found in one index step. The samples moved."""
+    st = HEARTBEATS_STAGED.c
+    if (conn.execute(select(func.max(st.id))).scalar() or 0) < at_least:
+        return 0
+    rows = select(*(st[k] for k in _HISTORY)).order_by(st.container_id, st.ts, st.id)
+    n = conn.execute(insert(Heartbeat.__table__).from_select(_HISTORY, rows)).rowcount
+    conn.execute(delete(HEARTBEATS_STAGED))
+    return n or 0
+
+
+def _update_from_staging(conn: Connection, rows: list[dict]) -> list[dict]:
+    """PostgreSQL: container rows updated by primary key, one COPY and one `UPDATE ... FROM` per
+    shape of fields (`pg_ingest.update_from_staging`) instead of a statement per row (a reconcile's
+    1,000 changes took ~100 ms as executemany). Returns the rows it left to the ORM: those with a
+    field that is not a column of that name."""
+    from parhelia.state import pg_ingest
+
+    table = Container.__table__
+    shapes: dict[tuple[str, ...], list[dict]] = {}
+    for r in rows:
+        shapes.setdefault(tuple(sorted(k for k in r if k != "id")), []).append(r)
+    left: list[dict] = []
+    for keys, group in shapes.items():
+        if not all(k in table.c and table.c[k].key == k for k in keys):
+            left.extend(group)
+            continue
+        columns = {"_id": list(map(_ID, group))}
+        columns.update({k: list(map(itemgetter(k), group)) for k in keys})
+        types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+        set_sql = {k: f"v.{k}" for k in keys}
+        pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
+    return left
 
 
 def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:
@@ -445,6 +543,8 @@ def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, l
 
 def _bound(values: list, proc: Callable[[Any], Any]) -> list:
     """`proc` over `values` (None stays None), called once per distinct value."""
+    if len(set(map(id, values))) == 1:  # one object (a cycle's timestamp): no hashing of each
+        return [None if values[0] is None else proc(values[0])] * len(values)
     try:
         done = {v: proc(v) for v in set(values) if v is not None}
     except TypeError:  # unhashable (JSON values)

@@ -47,6 +47,7 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
     from parhelia.state.store import Store
 
     source = Store(source_url)  # brings the source to the newest schema first
+    source.merge_heartbeats()  # and its staged samples into `heartbeats`: the target starts tidy
     try:
         db.check_not_newer(target_url)
         target = db.make_engine(target_url, immediate=True)

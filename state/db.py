@@ -20,7 +20,7 @@ from parhelia.state.private import create_private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0007_pg_heartbeat_check"
+HEAD_REVISION = "0008_heartbeats_staged"
 BUSY_TIMEOUT_MS = 30_000
 # WAL checkpoints run on a thread of each `Store` (`Checkpointer`), off the write path, at most
 # this often: under back-to-back writes each one then copies many commits' pages at once (a heartbeat

@@ -167,6 +167,13 @@ def _filter_events(
     return q
 
 
+COPY_EVENTS = 100  # on PostgreSQL, this many plain rows and more go in by COPY
+
+
+def _each(values: list, proc: Any) -> list:
+    return [None if v is None else proc(v) for v in values]
+
+
 def write_events(s: Session, events: Sequence[Event | dict]) -> None:
     """Events as models, or as plain dicts of Event columns (bulk-inserted: far cheaper by the
     thousand than building models). Each type is checked (`EventType`) before anything is added."""
@@ -174,11 +181,19 @@ def write_events(s: Session, events: Sequence[Event | dict]) -> None:
     s.add_all([e for e in events if not isinstance(e, dict)])
     rows = [e for e in events if isinstance(e, dict)]
     if rows and all(r.keys() == rows[0].keys() for r in rows):
+        conn = s.connection()
+        if len(rows) >= COPY_EVENTS and conn.dialect.name == "postgresql":
+            # binary COPY: a reconcile's 1,500 events took 224 ms as one executemany
+            from parhelia.state import pg_ingest
+
+            columns = {k: [r[k] for r in rows] for k in rows[0]}
+            pg_ingest.copy_rows(conn, Event.__table__, columns, _each)
+            return
         # Core's executemany: one statement for all. The ORM's bulk insert leaves out each row's
         # None values and groups only neighbours of the same shape, so rows alternating between
         # shapes went one statement each (on PostgreSQL a reconcile of 1,500 changes sent 1,000
         # INSERTs, a third of its time).
-        s.execute(insert(Event.__table__), rows)
+        conn.execute(insert(Event.__table__), rows)
     elif rows:
         s.execute(insert(Event), rows)
 

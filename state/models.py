@@ -11,7 +11,16 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    Table,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 from sqlmodel.main import SQLModelConfig
@@ -199,6 +208,19 @@ class Heartbeat(SQLModel, table=True):
     disk_percent: float | None = None
     uptime_seconds: float | None = None
     agent_alive: bool = True
+
+
+# On SQLite a heartbeat cycle's samples land here first, in a table without indexes, and are
+# merged into `heartbeats` in container order once many cycles have gathered (`state/bulk.py`):
+# inserted one cycle at a time, each sample dirtied its container's leaf of the by-container
+# index, one page per container per cycle (bench/heartbeat_floor.py's "staging" floor). Readers of
+# history read both tables; PostgreSQL copies samples into `heartbeats` directly.
+HEARTBEATS_STAGED = Table(
+    "heartbeats_staged",
+    SQLModel.metadata,
+    *(c._copy() for c in Heartbeat.__table__.columns),
+    ForeignKeyConstraint(["container_id"], ["containers.id"], ondelete="CASCADE"),
+)
 
 
 class Event(SQLModel, table=True):

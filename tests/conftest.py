@@ -25,6 +25,7 @@ BOTH_DATABASES = {
     "test_dashboard",
     "test_postgres",
     "test_export",
+    "test_heartbeat_staging",
 }
 
 

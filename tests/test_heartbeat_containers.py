@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from parhelia.state import db
-from parhelia.state.models import Heartbeat
+from parhelia.state.models import HEARTBEATS_STAGED, Heartbeat
 from parhelia.state.store import Store
 from parhelia.workers.pg_listen import conninfo
 from tests.test_store import T0, container, sample
@@ -33,8 +33,12 @@ def any_store(request, tmp_path):
 
 
 def heartbeats_of(store: Store, cid: str) -> int:
+    """Its samples, in `heartbeats` and still staged (SQLite: state/bulk.py MERGE_ROWS)."""
     with store.read() as s:
-        return s.scalar(select(func.count()).where(Heartbeat.container_id == cid))
+        return sum(
+            s.scalar(select(func.count()).where(t.c.container_id == cid))
+            for t in (Heartbeat.__table__, HEARTBEATS_STAGED)
+        )
 
 
 def other_session(store: Store) -> psycopg.Connection:

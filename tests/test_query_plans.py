@@ -145,7 +145,8 @@ def test_postgresql_dashboard_detail_and_snapshot_never_scan_a_big_table(pg_data
     assert len(plans) >= 6
     for sql, plan in plans:
         for table in TABLES:
-            assert f"Seq Scan on {table}" not in plan, (sql, plan)
+            # (heartbeats_staged: the few samples not yet merged, scanned by design)
+            assert not re.search(rf"Seq Scan on {table}\b", plan), (sql, plan)
 
 
 @pytest.mark.parametrize("analyzed", [False, True])

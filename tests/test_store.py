@@ -203,6 +203,7 @@ def test_bulk_heartbeat_path_stores_exactly_what_the_orm_stores(store):
     store.add_container(container("c-00000001"))
     ts = datetime(2026, 3, 10, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
     store.record_heartbeats([sample("c-00000001", ts)])
+    store.merge_heartbeats()  # staged (SQLite), then merged: the bytes survive both
     with store.write() as s:
         s.add(Heartbeat(**sample("c-00000001", ts)))
     with store.engine.connect() as conn:
@@ -278,6 +279,7 @@ def test_container_row_keeps_its_newest_sample(store):
     assert (views["c-00000002"].cpu_percent, views["c-00000002"].agent_alive) == (0.0, False)
     assert views["c-00000002"].last_heartbeat_at is None  # the agent gone: no heartbeat
     # the sample each row holds is the one the heartbeats table says is newest
+    store.merge_heartbeats()
     with store.engine.connect() as conn:
         for cid in ("c-00000001", "c-00000002", "c-00000003"):
             newest = conn.execute(
@@ -514,6 +516,8 @@ def test_latest_heartbeat_per_container_comes_from_the_container_row(busy):
     assert all("SCAN containers" not in p or "ix_" not in p for _, p in plans)
     history = plans_of(busy, lambda: busy.heartbeat_history("c-00000001"))
     assert "SEARCH heartbeats USING INDEX ix_heartbeats_container_ts" in history[0][1]
+    # and the samples not yet merged: a scan of at most MERGE_ROWS rows, without an index to keep
+    assert [p for _, p in history[1:]] == ["SCAN heartbeats_staged | USE TEMP B-TREE FOR ORDER BY"]
 
 
 @pytest.mark.sqlite_only
@@ -698,3 +702,62 @@ def test_a_batch_of_events_is_one_insert_whatever_their_shapes(store):
     stored = sorted(store.events(types=["container.state"], limit=100), key=lambda e: e.id)
     assert [e.message for e in stored] == [f"change {i}" for i in range(50)]
     assert [e.old_value for e in stored][:2] == [None, "running"]
+
+
+def test_reconcile_snapshot_gives_each_row_its_own_tags(store):
+    """The snapshot decodes every row's tags in one go (state/projection.py `_json_all`): each
+    row still gets exactly its own, whatever their text holds."""
+    awkward = {"q": 'a "b", c]', "slash": "\\", "uni": "✓ ü", "nested": {"x": [1, None, {}]}}
+    tags = {"c-00000001": awkward, "c-00000002": {}, "c-00000003": {"parhelia": "1"}}
+    for cid, t in tags.items():
+        store.add_container(container(cid, tags=t))
+    rows = store.reconcile_snapshot(["running"])
+    assert {r.id: r.tags for r in rows} == tags
+
+
+def test_many_plain_events_are_stored_as_given(store):
+    """A loop's hundreds of plain event rows go in one statement (on PostgreSQL by COPY,
+    state/event_log.py COPY_EVENTS): every field arrives as given, awkward text and JSON too."""
+    from parhelia.state.event_log import COPY_EVENTS, event_fields
+
+    awkward = 'a\tb\nc \\ d "e" \\N ✓'
+    rows = [
+        event_fields(
+            "note",
+            f"{awkward} {i}",
+            level=EventLevel.WARNING if i % 2 else EventLevel.INFO,
+            container_id=f"c-{i:08x}",
+            old_value=None if i % 3 else "x",
+            details={awkward: [i, None, {"k": awkward}]},
+            ts=T0 + timedelta(seconds=i),
+        )
+        for i in range(COPY_EVENTS + 1)
+    ]
+    store.apply_changes(events=rows)
+    with store.read() as s:
+        got = [
+            {k: getattr(e, k) for k in rows[0]} for e in s.scalars(select(Event).order_by(Event.id))
+        ]
+    assert got == rows
+
+
+def test_applied_changes_store_every_field_whatever_their_shape(store):
+    """On PostgreSQL changes go per shape through a staging table (JSON too); a field that is
+    not a column of its name (`meta`, the `metadata` column) goes the ORM's way."""
+    from parhelia.state.bulk import RowChange
+
+    for cid in ("c-00000001", "c-00000002", "c-00000003"):
+        store.add_container(container(cid))
+    tags = {"parhelia": "1", "q": 'a "b" ✓'}
+    applied = store.apply_changes(
+        [
+            RowChange("c-00000001", {"tags": tags, "sandbox_id": "sb-1"}, {"state": "running"}),
+            RowChange("c-00000002", {"meta": {"rate_source": "x"}, "health": "dead"}, {}),
+            RowChange("c-00000003", {"state": "terminated", "exit_code": 3}, {"state": "gone"}),
+        ]
+    )
+    assert applied.changed == {"c-00000001", "c-00000002"}  # the third's row moved: skipped
+    one, two, three = (store.get_container(f"c-0000000{i}") for i in (1, 2, 3))
+    assert (one.tags, one.sandbox_id) == (tags, "sb-1")
+    assert (two.meta, two.health) == ({"rate_source": "x"}, "dead")
+    assert (three.state, three.exit_code) == ("running", None)

@@ -445,25 +445,25 @@ class ReconcilePlan:
         by_hand = needs_a_person(info.tags)
         if by_hand:
             self.needs_a_person.add(cid)
-        row = Container(
-            id=cid,
-            backend=backend,
-            sandbox_id=info.sandbox_id,
-            task_id=task_id,
-            state=ContainerState.ORPHANED,
-            health=Health.UNKNOWN,
-            created_at=born,
-            started_at=born,
-            cpu_cores=res.cpu,
-            memory_mib=res.memory_mib,
-            gpu=res.gpu,
-            region=res.region,
-            cost_rate_per_hour=rate,
-            cost_accrued_usd=accrued_cost(rate, born, None, self.now),
-            tags=dict(info.tags),
-            meta={"rate_source": rate_source, "recorded_by": ACTOR},
-            updated_at=self.now,
-        )
+        row = {  # the row's columns (`NewRow`), no model: hundreds of orphans are recorded at once
+            "id": cid,
+            "backend": backend,
+            "sandbox_id": info.sandbox_id,
+            "task_id": task_id,
+            "state": ContainerState.ORPHANED.value,
+            "health": Health.UNKNOWN.value,
+            "created_at": born,
+            "started_at": born,
+            "cpu_cores": res.cpu,
+            "memory_mib": res.memory_mib,
+            "gpu": res.gpu,
+            "region": res.region,
+            "cost_rate_per_hour": rate,
+            "cost_accrued_usd": accrued_cost(rate, born, None, self.now),
+            "tags": dict(info.tags),
+            "metadata": {"rate_source": rate_source, "recorded_by": ACTOR},
+            "updated_at": self.now,
+        }
         ev = _event_row(
             EventType.CONTAINER_ORPHANED,
             f"orphan: {backend} sandbox {info.sandbox_id} runs with no record "

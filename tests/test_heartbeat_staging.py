@@ -1,0 +1,83 @@
+"""On SQLite a heartbeat cycle's samples wait in `heartbeats_staged` (no index) and move into
+`heartbeats` in container order once `MERGE_ROWS` have gathered (migration 0008); history and
+pruning see both tables, on either database (a copy of an SQLite store brings staged rows to
+PostgreSQL, whose own cycles copy into `heartbeats` directly)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import insert, select
+
+from parhelia.state import bulk
+from parhelia.state.models import HEARTBEATS_STAGED, Heartbeat
+from tests.test_store import T0, container, latest_sample, sample
+
+
+def stored(store) -> tuple[list[tuple], list[tuple]]:
+    """(heartbeats, staged) as (container, ts) in id order."""
+    with store.read() as s:
+        return tuple(
+            [(r.container_id, r.ts) for r in s.execute(select(t).order_by(t.c.id))]
+            for t in (Heartbeat.__table__, HEARTBEATS_STAGED)
+        )
+
+
+@pytest.mark.sqlite_only
+def test_samples_are_staged_then_merged_in_container_order(store, monkeypatch):
+    monkeypatch.setattr(bulk, "MERGE_ROWS", 4)
+    for cid in ("c-00000001", "c-00000002"):
+        store.add_container(container(cid))
+    t1, t2 = T0, T0 + timedelta(seconds=30)
+    store.record_heartbeats([sample("c-00000002", t1), sample("c-00000001", t1)])
+    assert stored(store) == ([], [("c-00000002", t1), ("c-00000001", t1)])
+    store.record_heartbeats([sample("c-00000002", t2), sample("c-00000001", t2)])
+    # the fourth sample merged them all, each container's together, oldest first
+    assert stored(store) == (
+        [("c-00000001", t1), ("c-00000001", t2), ("c-00000002", t1), ("c-00000002", t2)],
+        [],
+    )
+    # the staged table starts over, so its highest id still counts the rows since the merge
+    store.record_heartbeats([sample("c-00000001", t2 + timedelta(seconds=30))])
+    with store.read() as s:
+        assert s.scalar(select(HEARTBEATS_STAGED.c.id)) == 1
+
+
+def test_history_reads_staged_and_merged_samples(store, monkeypatch):
+    monkeypatch.setattr(bulk, "MERGE_ROWS", 4)
+    for cid in ("c-00000001", "c-00000002"):
+        store.add_container(container(cid))
+    ts = [T0 + timedelta(seconds=30 * k) for k in range(3)]
+    for k, t in enumerate(ts):
+        store.record_heartbeats([sample("c-00000001", t, cpu=float(k)), sample("c-00000002", t)])
+    history = store.heartbeat_history("c-00000001")
+    assert [(h.ts, h.cpu_percent) for h in history] == [(t, float(k)) for k, t in enumerate(ts)]
+    assert [h.ts for h in store.heartbeat_history("c-00000001", limit=2)] == ts[1:]
+    assert [h.ts for h in store.heartbeat_history("c-00000001", since=ts[2])] == ts[2:]
+    assert store.container_detail("c-00000001", now=ts[2]).heartbeats[-1].cpu_percent == 2.0
+
+
+def test_staged_rows_are_history_on_either_database(store):
+    """Rows in `heartbeats_staged` however they came (a copy of an SQLite store brings them to
+    PostgreSQL): history shows them, pruning deletes them, a merge moves them."""
+    store.add_container(container("c-00000001"))
+    old, new = T0, T0 + timedelta(hours=2)
+    store.record_heartbeats([sample("c-00000001", new)])
+    with store.write() as s:
+        s.execute(insert(HEARTBEATS_STAGED), [sample("c-00000001", old)])
+    assert [h.ts for h in store.heartbeat_history("c-00000001")] == [old, new]
+    assert store.prune_heartbeats(T0 + timedelta(hours=1)) == 1
+    assert [h.ts for h in store.heartbeat_history("c-00000001")] == [new]
+    assert latest_sample(store, "c-00000001")[0] == new
+    store.merge_heartbeats()
+    assert stored(store) == ([("c-00000001", new)], [])
+    assert store.merge_heartbeats() == 0
+
+
+def test_pruning_a_staged_newest_sample_clears_it_from_the_row(store):
+    store.add_container(container("c-00000001"))
+    store.record_heartbeats([sample("c-00000001", T0)])
+    assert store.prune_heartbeats(T0 + timedelta(seconds=1)) == 1
+    assert store.heartbeat_history("c-00000001") == []
+    assert latest_sample(store, "c-00000001") == (None, None, None, None, None)
