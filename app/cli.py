@@ -125,15 +125,23 @@ def _register_groups() -> None:
     app.add_typer(cli_mcp.app, name="mcp")
     app.add_typer(cli_completion.app, name="completion")
     app.command("status")(cli_status.status)
-    _register_watches()
+    for noun in _WATCHES:
+        _register_watch(noun)
+
+
+# The nouns with a `watch` verb, and its function in `cli_watch`.
+_WATCHES = {"containers": "containers_watch", "task": "task_watch"}
 
 
 @functools.cache
-def _register_watches() -> None:
-    from parhelia.app import cli_containers, cli_tasks, cli_watch
+def _register_watch(noun: str) -> None:
+    """`noun watch` joins its noun's commands: `containers list` imports no task commands."""
+    import importlib
 
-    cli_containers.app.command("watch")(cli_watch.containers_watch)
-    cli_tasks.app.command("watch")(cli_watch.task_watch)
+    from parhelia.app import cli_watch
+
+    module = importlib.import_module(f"parhelia.app.{_NOUN_MODULES[noun]}")
+    module.app.command("watch")(getattr(cli_watch, _WATCHES[noun]))
 
 
 # A noun's own tree (`click_command(only=noun)`): `parhelia containers list` imports and builds
@@ -230,8 +238,8 @@ def click_command(only: str | None = None):
         import importlib
 
         module = importlib.import_module(f"parhelia.app.{_NOUN_MODULES[only]}")
-        if only in ("containers", "task"):
-            _register_watches()
+        if only in _WATCHES:
+            _register_watch(only)
         small = _small_root()
         small.add_typer(module.app, name=only)
         tree = typer.main.get_command(small)

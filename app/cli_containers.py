@@ -46,7 +46,7 @@ def list_(
     from parhelia.app.payloads import select_containers
 
     rt = runtime(ctx, json_out)
-    view, rows = select_containers(rt.control, all_=all_, state=state)
+    now, rows = select_containers(rt.control, all_=all_, state=state)
     data = [asdict(c) for c in rows] if rt.json_out else None  # only the envelope reads it
 
     def human() -> None:
@@ -56,7 +56,7 @@ def list_(
         output.echo(
             output.table(
                 ["ID", "SANDBOX", "STATE", "HEALTH", "TASK", "AGE", "COST"],
-                container_rows(rows, view.generated_at),
+                container_rows(rows, now),
                 right={5, 6},
             )
         )

@@ -17,7 +17,8 @@ Unknown keys in files (and unknown keys of a known section in the environment) a
 with the closest real name, so a typo cannot silently fall back to a default. Other unknown
 `PARHELIA_*` variables are reported in `LoadedSettings.warnings` and otherwise ignored.
 
-Kept cheap to import (`parhelia --help` must start fast): tomllib and platformdirs only.
+Kept cheap to import (`parhelia --help` must start fast): platformdirs only; tomllib loads when a
+file is there to read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import difflib
 import functools
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -314,6 +314,8 @@ def read_toml_layer(path: Path, warnings: list[str] | None = None) -> Layer:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _file_error(path, None, f"cannot be read ({exc})") from None
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

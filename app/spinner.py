@@ -1,10 +1,15 @@
 """A spinner on stderr while a one-shot command waits on a backend, only on a terminal: a slow or
-unreachable cloud shows it is being waited on, and pipes and scripts get no control codes."""
+unreachable cloud shows it is being waited on, and pipes and scripts get no control codes.
+
+Nothing for the first `feedback.QUIET_S` (SPEC-20: under 100 ms nothing): a quick answer is not
+decorated, and does not pay for importing Rich and starting its live display, which cost
+`parhelia status` on a terminal 50-100 ms (bench/cli.py measures without one)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
 
 
@@ -14,7 +19,24 @@ def waiting(message: str) -> Iterator[None]:
     if stream is None or not stream.isatty():
         yield
         return
-    from rich.console import Console
+    from parhelia.app import feedback
 
-    with Console(file=stream).status(message, spinner="dots"):
+    done = threading.Event()
+
+    def show() -> None:
+        if done.wait(feedback.QUIET_S):
+            return  # answered in time: nothing drawn, Rich never loaded
+        from rich.console import Console
+
+        if done.is_set():
+            return
+        with Console(file=stream).status(message, spinner="dots"):
+            done.wait()
+
+    thread = threading.Thread(target=show, name="parhelia-spinner", daemon=True)
+    thread.start()
+    try:
         yield
+    finally:
+        done.set()
+        thread.join(2.0)

@@ -149,3 +149,46 @@ def test_a_one_shot_view_without_refresh_asks_no_backend(parhelia_env, args):
     loaded, _ = loaded_after(parhelia_env.env, args)
     assert "modal" not in loaded
     assert "parhelia.workers.modal_sessions" not in loaded
+
+
+# What only acting on a sandbox needs: the backends' classes and the local backend's process and
+# checkpoint machinery, the dispatcher's agent command, the budget guard's actions.
+BACKENDS = (
+    "parhelia.workers.backends.base",
+    "parhelia.workers.backends.local",
+    "parhelia.workers.checkpoint_archive",
+    "parhelia.state.checkpoints",
+    "parhelia.workers.agent_command",
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "absent"),
+    [
+        # the rows alone: no budget, no spend trend, no other noun's commands (`task watch`)
+        read(
+            ["containers", "list"],
+            *BACKENDS,
+            PSUTIL,
+            "parhelia.workers.budget_guard",
+            "parhelia.app.cli_tasks",
+        ),
+        # the local agents' tmux sessions are found by path, without building the local backend
+        read(["status", "--no-refresh"], *BACKENDS, PSUTIL),
+        read(["tui", "--once", "--no-refresh"], *BACKENDS, PSUTIL),
+    ],
+)
+def test_a_read_command_over_local_agents_builds_no_backend(parhelia_env, args, absent):
+    add_running(parhelia_env, "local")
+    loaded, _ = loaded_after(parhelia_env.env, args)
+    assert "parhelia.state.views" in loaded  # the probe read the containers
+    assert not loaded & set(absent), sorted(loaded & set(absent))
+
+
+def test_the_agents_local_root_is_the_local_backends(parhelia_env):
+    """`ControlPlane.local_root` (where a read of the agents looks for their tmux sockets) is the
+    directory the local backend, once built, keeps its sandboxes in."""
+    control = parhelia_env.control()
+    unbuilt = control.local_root()
+    assert unbuilt == control.backend_for("local").root
+    assert control.local_root() == unbuilt

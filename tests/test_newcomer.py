@@ -366,8 +366,43 @@ def test_the_spinner_draws_only_on_a_terminal(monkeypatch):
     for stream, drawn in ((io.StringIO(), False), (Tty(), True)):
         monkeypatch.setattr("sys.stderr", stream)
         with waiting("Reconciling with the backend…"):
-            pass
+            deadline = time.monotonic() + 10
+            while drawn and "Reconciling" not in stream.getvalue():
+                assert time.monotonic() < deadline, "no spinner on a terminal"
+                time.sleep(0.01)
         assert ("Reconciling" in stream.getvalue()) == drawn
+
+
+def test_a_quick_answer_gets_no_spinner_and_loads_no_rich(monkeypatch):
+    """SPEC-20: under 100 ms nothing; the spinner's Rich is not even imported (a tenth of a
+    second of `parhelia status` on a terminal)."""
+    import io
+    import subprocess
+    import sys
+
+    from parhelia.app import feedback
+    from parhelia.app.spinner import waiting
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(feedback, "QUIET_S", 60.0)  # however loaded the machine: "quick"
+    stream = Tty()
+    monkeypatch.setattr("sys.stderr", stream)
+    with waiting("Reconciling with the backend…"):
+        pass
+    assert stream.getvalue() == ""
+    probe = (
+        "import io, sys\n"
+        "class T(io.StringIO):\n    def isatty(self): return True\n"
+        "sys.stderr = T()\n"
+        "from parhelia.app.spinner import waiting\n"
+        "with waiting('x'): pass\n"
+        "print('rich' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr
 
 
 async def test_the_header_fits_80_columns_with_the_budget(fleet):

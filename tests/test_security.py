@@ -285,6 +285,21 @@ def test_escape_controls():
     assert escape_controls("plain é ✓ text") == "plain é ✓ text"
 
 
+def test_printable_text_skips_the_escape_patterns_without_missing_a_character():
+    """The fast path (printable text is returned as it is) escapes exactly what the patterns do,
+    for every code point of the Basic Multilingual Plane and a few beyond it."""
+    from parhelia.state import safe_text
+
+    def by_patterns(text: str) -> str:
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+        text = safe_text._CONTROL.sub(lambda m: safe_text._escape(m.group()), text)
+        return safe_text._SURROGATE.sub(lambda m: safe_text._escape(m.group()), text)
+
+    for code in [*range(0x10000), 0x1F600, 0xE0001, 0x10FFFF]:
+        text = f"a{chr(code)}b"
+        assert escape_controls(text) == by_patterns(text), hex(code)
+
+
 def test_control_characters_in_a_prompt_are_shown_escaped(parhelia_env):
     env = parhelia_env
     created = env.ok("task", "create", HOSTILE)

@@ -26,7 +26,6 @@ from parhelia.state.models import Container
 from parhelia.state.settings import Settings, effective_budget, effective_value
 from parhelia.state.store import Store
 from parhelia.state.timeutil import age_seconds, utcnow
-from parhelia.workers.backends.base import needs_a_person
 
 ACTOR = "budget-guard"
 FIRED_KEY = "budget.warnings_fired"
@@ -137,6 +136,8 @@ class BudgetGuard:
                 and c.state == ContainerState.ORPHANED
                 and (age_seconds(c.started_at or c.created_at, now) or 0.0) >= grace
             )
+        from parhelia.workers.backends.base import needs_a_person  # not on the read path
+
         # An orphan without a plane tag may be another control plane's from before plane ids: no
         # policy stops it, only a person (`cleanup --orphans`, `containers terminate`).
         by_hand = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parhelia.state.budget import BudgetConfig
 from parhelia.state.costs import DEFAULT_RATES, RateTable
@@ -34,15 +34,10 @@ from parhelia.state.views import (
     EventView,
     ReconcilerView,
 )
-from parhelia.workers.backends import make_backend
-from parhelia.workers.backends.base import (
-    TAG_PLANE,
-    Backend,
-    LogChunk,
-    Ownership,
-    ownership,
-)
 from parhelia.workers.dispatch import Dispatching
+
+if TYPE_CHECKING:  # the backends load when one is used: a read command never needs them
+    from parhelia.workers.backends.base import Backend, LogChunk
 
 AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
 # The most agents one read looks at (two tmux calls, or one Modal exec, each): a fleet larger
@@ -95,8 +90,22 @@ class ControlPlane(Dispatching):
 
     def backend_for(self, name: str) -> Backend:
         if name not in self._backends:
+            from parhelia.workers.backends import make_backend
+
             self._backends[name] = make_backend(name, self.settings, self.data_dir)
         return self._backends[name]
+
+    def local_root(self) -> Path | None:
+        """The local backend's sandboxes directory without building the backend (which imports
+        its process and checkpoint machinery): reading the agents' tmux sessions needs the path
+        alone. A backend already in use answers for itself (None: it keeps no directory)."""
+        from parhelia.workers.backends import local_root
+
+        built = self._backends.get("local")
+        if built is None:
+            return local_root(self.settings, self.data_dir)
+        root = getattr(built, "root", None)
+        return Path(root) if root is not None else None
 
     @property
     def backends(self) -> dict[str, Backend]:
@@ -306,6 +315,8 @@ class ControlPlane(Dispatching):
         """The row for `ref`, or E401 when `ref` names another control plane's sandbox: by a row
         whose tags carry another plane's id, or by the sandbox or container id the last listing
         saw with one (such sandboxes have no row here)."""
+        from parhelia.workers.backends.base import TAG_PLANE, Ownership, ownership
+
         plane = self.store.plane_id
         try:
             c = self.store.get_container(ref)

@@ -10,6 +10,7 @@ leaves a running sandbox without a row.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from parhelia.state.costs import estimate_task, hourly_rate
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, TaskStatus
@@ -18,9 +19,9 @@ from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
 from parhelia.state.models import Checkpoint, Container, Task, new_container_id, new_task_id
 from parhelia.state.requests import TaskRequest, budget_warnings, proactive_warnings, validate
-from parhelia.workers.agent_command import build_argv
-from parhelia.workers.backends.base import SandboxSpec
-from parhelia.workers.progress import Progress, reporting
+
+if TYPE_CHECKING:  # loaded by a dispatch, not by every command that builds a `ControlPlane`
+    from parhelia.workers.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,10 @@ class Dispatching:
     ) -> DispatchResult:
         """`restore_from`: the workspace starts as that checkpoint's (`workers/checkpoints.py`).
         `progress(stage)` hears each stage: `recording`, then the backend's own (`workers/progress.py`)."""
+        from parhelia.workers.agent_command import build_argv
+        from parhelia.workers.backends.base import SandboxSpec
+        from parhelia.workers.progress import reporting
+
         req = self._resolved(request)
         backend_name = req.backend
         est = self.estimate(req)

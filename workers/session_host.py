@@ -21,7 +21,6 @@ parhelia.workers.session_host --socket S --name N -- AGENT...`), so the supervis
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -33,8 +32,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # loaded by the host itself: a read of the agents imports this module's names
+    import psutil
 
 HOST_MODULE = "parhelia.workers.session_host"
 TMUX = "tmux"
@@ -198,6 +199,8 @@ class Host:
         self.pane_pid = int(started.stdout.split()[-1])
         if self.stopping:  # a SIGTERM that came while the session was starting
             self.on_term()
+        import psutil
+
         try:
             shell: psutil.Process | None = psutil.Process(self.pane_pid)
         except psutil.NoSuchProcess:
@@ -260,6 +263,8 @@ def _exit_fd(pid: int) -> int | None:
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -267,6 +272,8 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def main(args: list[str]) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(prog=f"python -m {HOST_MODULE}")
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--name", required=True)

@@ -26,14 +26,16 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from parhelia.state.agent_activity import Activity, AgentState, classify, merged
 from parhelia.state.enums import ACTIVE_STATES, EventSource
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_types import EventType
 from parhelia.workers.session_host import HOST_MODULE, PANE_MARK, TMUX, tmux_base
+
+if TYPE_CHECKING:  # psutil loads with the local backend, not with every read of the agents
+    import psutil
 
 SESSION_PREFIX = "ph-"
 SOCKET_NAME = "tmux.sock"
@@ -86,6 +88,8 @@ def agent_processes(leader: psutil.Process) -> list[psutil.Process]:
     """The agent's processes under a local supervisor: the tmux panes' processes when the agent
     runs in a session (supervisor -> host -> tmux server -> pane shell -> agent), else the
     supervisor's children."""
+    import psutil
+
     children = leader.children()
     panes: list[psutil.Process] = []
     hosted = False
@@ -234,12 +238,7 @@ class SessionService:
         self.control = control
 
     def _local_root(self) -> Path | None:
-        try:
-            backend = self.control.backend_for("local")
-        except ParheliaError:
-            return None
-        root = getattr(backend, "root", None)
-        return Path(root) if root is not None else None
+        return self.control.local_root()
 
     def list(self, containers=None, *, with_activity: bool = True) -> list[SessionInfo]:
         """Every agent's sessions, local and Modal. `containers` (rows or `ContainerView`s:

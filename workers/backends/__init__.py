@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from parhelia.state.errors import ParheliaError
-from parhelia.state.settings import Settings
-from parhelia.workers.backends.base import Backend
-from parhelia.workers.backends.deadline import DeadlineBackend
+
+if TYPE_CHECKING:  # `local_root` (a read of the agents) needs neither
+    from parhelia.state.settings import Settings
+    from parhelia.workers.backends.base import Backend
 
 NAMES = ("local", "modal")
 
@@ -23,18 +25,21 @@ def agent_program(template: str) -> str:
         return "claude"
 
 
+def local_root(settings: Settings, data_dir: Path) -> Path:
+    """Where the local backend keeps its sandboxes (and their tmux sockets): `[local] root`, or
+    `<data dir>/sandboxes`."""
+    return Path(settings.local.root).expanduser() if settings.local.root else data_dir / "sandboxes"
+
+
 def make_backend(name: str, settings: Settings, data_dir: Path) -> Backend:
+    from parhelia.workers.backends.deadline import DeadlineBackend
+
     if name == "local":
         from parhelia.workers.backends.local import LocalBackend
         from parhelia.workers.checkpoint_archive import archive_root
 
-        root = (
-            Path(settings.local.root).expanduser()
-            if settings.local.root
-            else data_dir / "sandboxes"
-        )
         backend = LocalBackend(
-            root,
+            local_root(settings, data_dir),
             terminate_grace=settings.local.terminate_grace_seconds,
             agent_env=settings.agent.env,
             archive=archive_root(data_dir),
