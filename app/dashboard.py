@@ -35,7 +35,7 @@ from textual.worker import Worker, WorkerState
 from parhelia.app.commands import ActionsProvider
 from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import TOPICS
-from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, MainScreen
+from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, About, MainScreen, about_view
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.live_views import LiveContainers
 from parhelia.state.views import (
@@ -121,6 +121,7 @@ class ParheliaApp(App):
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         self._order_for: Settings = ("age", False, "")
+        self._searching = False  # the containers' filter bar is open: haystacks kept ready
         if settings.tui.theme:
             self.theme = settings.tui.theme
 
@@ -190,11 +191,12 @@ class ParheliaApp(App):
             return
         self._refreshing = True
         with contextlib.suppress(NoMatches):  # before the panes exist: the default order
-            self._order_for = self.main_screen.query_one(ContainersTable).settings
-        self._collect(self._order_for)
+            table = self.main_screen.query_one(ContainersTable)
+            self._order_for, self._searching = table.settings, table.searching
+        self._collect(self._order_for, self._searching)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _collect(self, order_for: Settings) -> None:
+    def _collect(self, order_for: Settings, searching: bool = False) -> None:
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
         stays on screen. The containers pane's order is made here too, for its sort and filter
         as they were asked for, from the rows that changed."""
@@ -202,13 +204,20 @@ class ParheliaApp(App):
         view = self.control.dashboard(live=self._live)
         live = self._live
         rows = prepare_rows(
-            view.containers, order_for, live.changed, previous, view.agents, reread=live.reread
+            view.containers,
+            order_for,
+            live.changed,
+            previous,
+            view.agents,
+            reread=live.reread,
+            searching=searching,
         )
         self._prepared = rows
+        about = about_view(view)
         detail = None
         if self._detail is not None:
             detail = self.control.container_detail(self._detail.container.id)
-        self.call_from_thread(self._collected, view, detail, None, rows)
+        self.call_from_thread(self._collected, view, detail, None, rows, about)
 
     def _collected(
         self,
@@ -216,6 +225,7 @@ class ParheliaApp(App):
         detail: ContainerDetail | None,
         error: BaseException | None,
         rows: PreparedRows | None = None,
+        about: About | None = None,
     ) -> None:
         self._refreshing = False
         self._collected_at = time.monotonic()
@@ -223,7 +233,7 @@ class ParheliaApp(App):
             self.report_error(error, toast=self.view is None)
         elif view is not None:
             with contextlib.suppress(NoMatches):  # collected while the app was closing
-                self.apply_view(view, detail, rows)
+                self.apply_view(view, detail, rows, about)
         if self._refresh_pending:
             self._refresh_pending = False
             self.request_refresh()
@@ -233,9 +243,10 @@ class ParheliaApp(App):
         view: DashboardView,
         detail: ContainerDetail | None = None,
         rows: PreparedRows | None = None,
+        about: About | None = None,
     ) -> None:
-        """Hand a view to every pane (with its container rows formatted ahead, when given). Rows
-        being terminated show so at once."""
+        """Hand a view to every pane (with its container rows' order and its counts made ahead,
+        when given). Rows being terminated show so at once."""
         self.view = view
         self.refreshes += 1
         if self.refreshes == 1:
@@ -249,7 +260,7 @@ class ParheliaApp(App):
                 dataclasses.replace(c, state="terminating") if c.id in self.terminating else c
                 for c in containers
             ]
-        self.main_screen.show_view(view, containers, rows)
+        self.main_screen.show_view(view, containers, rows, about)
         if detail is not None and self._detail is not None:
             self._detail = detail
             from parhelia.widgets.detail import ContainerDetailScreen
