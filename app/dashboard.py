@@ -201,15 +201,23 @@ class ParheliaApp(App):
         stays on screen. The containers pane's order is made here too, for its sort and filter
         as they were asked for, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
-        view = self.control.dashboard(live=self._live)
         live = self._live
+        view = self.control.dashboard(live=live)
+        changed, reread = live.changed, live.reread
+        if self._refresh_pending:
+            # A change came while the store was read (the watcher's signal): read again now and
+            # show that, rather than show this read and then queue a whole refresh behind it.
+            # Once: a fleet that writes all the time still sees each read shown.
+            self._refresh_pending = False
+            view = self.control.dashboard(live=live)
+            changed, reread = _union(changed, live.changed), _union(reread, live.reread)
         rows = prepare_rows(
             view.containers,
             order_for,
-            live.changed,
+            changed,
             previous,
             view.agents,
-            reread=live.reread,
+            reread=reread,
             searching=searching,
         )
         self._prepared = rows
@@ -460,6 +468,11 @@ class ParheliaApp(App):
     async def action_quit(self) -> None:
         """Quit, returning what keeps running so the terminal says it after the app is gone."""
         self.exit(still_running_note(self.view, demo=self.demo))
+
+
+def _union(a: set[str] | None, b: set[str] | None) -> set[str] | None:
+    """The rows changed over two reads (None, every row, if either says so)."""
+    return None if a is None or b is None else a | b
 
 
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:
