@@ -8,8 +8,9 @@ the filter, the contextual help and the actions.
 Data flows one way. Thread workers run the reconciler, the heartbeat poller with the budget guard,
 and the database watcher; each change (in this process, or seen on the database file) asks for a
 refresh. A refresh collects `ControlPlane.dashboard()` in a thread and hands the plain view to the
-panes on the main thread; refreshes never overlap (a request during one is coalesced into the
-next), so input is never blocked and a slow database only makes the view later, never the keys.
+panes on the main thread; refreshes never overlap (a request during one's read has it read
+again before it shows; one later is coalesced into the next), so input is never blocked and a
+slow database only makes the view later, never the keys.
 Actions go screen -> App worker -> `ControlPlane` -> store -> refresh.
 """
 

@@ -4,8 +4,10 @@ An order is two parts, each made in a thread (the refresh thread, or a worker of
 kept while the rows it was made from stay: per sort column an `Ordering` (every row's key and
 every id sorted by it) and per filter text a `Matches` (the ids it lets through). What a pane
 shows is one ordering read forwards or backwards and walked through one match set
-(`shown_order`): a list walk, so a sort or filter key on the main thread swaps in what a thread
-made instead of keying, matching and sorting 10,000 rows (bench/tui.py: key to screen).
+(`shown_order`): a list walk, so a sort key on the main thread swaps in what a thread made
+instead of keying and sorting 10,000 rows (bench/tui.py: key to screen). A filter keystroke is
+matched on the main thread when the rows' haystacks are kept (`ContainerFilter.select`: a few ms at
+10,000 rows), so its rows come with its echo.
 
 Each part is made again from the last one: only rows whose view is not the same object (or whose
 agent's activity moved, for the AGENT column) are keyed or matched again, and a few moved rows
