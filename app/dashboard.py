@@ -8,8 +8,9 @@ the filter, the contextual help and the actions.
 Data flows one way. Thread workers run the reconciler, the heartbeat poller with the budget guard,
 and the database watcher; each change (in this process, or seen on the database file) asks for a
 refresh. A refresh collects `ControlPlane.dashboard()` in a thread and hands the plain view to the
-panes on the main thread; refreshes never overlap (a request during one is coalesced into the
-next), so input is never blocked and a slow database only makes the view later, never the keys.
+panes on the main thread; refreshes never overlap (a request during one's read has it read
+again before it shows; one later is coalesced into the next), so input is never blocked and a
+slow database only makes the view later, never the keys.
 Actions go screen -> App worker -> `ControlPlane` -> store -> refresh.
 """
 
@@ -35,7 +36,7 @@ from textual.worker import Worker, WorkerState
 from parhelia.app.commands import ActionsProvider
 from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import TOPICS
-from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, MainScreen
+from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, About, MainScreen, about_view
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.live_views import LiveContainers
 from parhelia.state.views import (
@@ -121,6 +122,7 @@ class ParheliaApp(App):
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         self._order_for: Settings = ("age", False, "")
+        self._searching = False  # the containers' filter bar is open: haystacks kept ready
         if settings.tui.theme:
             self.theme = settings.tui.theme
 
@@ -190,25 +192,41 @@ class ParheliaApp(App):
             return
         self._refreshing = True
         with contextlib.suppress(NoMatches):  # before the panes exist: the default order
-            self._order_for = self.main_screen.query_one(ContainersTable).settings
-        self._collect(self._order_for)
+            table = self.main_screen.query_one(ContainersTable)
+            self._order_for, self._searching = table.settings, table.searching
+        self._collect(self._order_for, self._searching)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _collect(self, order_for: Settings) -> None:
+    def _collect(self, order_for: Settings, searching: bool = False) -> None:
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
         stays on screen. The containers pane's order is made here too, for its sort and filter
         as they were asked for, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
-        view = self.control.dashboard(live=self._live)
         live = self._live
+        view = self.control.dashboard(live=live)
+        changed, reread = live.changed, live.reread
+        if self._refresh_pending:
+            # A change came while the store was read (the watcher's signal): read again now and
+            # show that, rather than show this read and then queue a whole refresh behind it.
+            # Once: a fleet that writes all the time still sees each read shown.
+            self._refresh_pending = False
+            view = self.control.dashboard(live=live)
+            changed, reread = _union(changed, live.changed), _union(reread, live.reread)
         rows = prepare_rows(
-            view.containers, order_for, live.changed, previous, view.agents, reread=live.reread
+            view.containers,
+            order_for,
+            changed,
+            previous,
+            view.agents,
+            reread=reread,
+            searching=searching,
         )
         self._prepared = rows
+        about = about_view(view)
         detail = None
         if self._detail is not None:
             detail = self.control.container_detail(self._detail.container.id)
-        self.call_from_thread(self._collected, view, detail, None, rows)
+        self.call_from_thread(self._collected, view, detail, None, rows, about)
 
     def _collected(
         self,
@@ -216,6 +234,7 @@ class ParheliaApp(App):
         detail: ContainerDetail | None,
         error: BaseException | None,
         rows: PreparedRows | None = None,
+        about: About | None = None,
     ) -> None:
         self._refreshing = False
         self._collected_at = time.monotonic()
@@ -223,7 +242,7 @@ class ParheliaApp(App):
             self.report_error(error, toast=self.view is None)
         elif view is not None:
             with contextlib.suppress(NoMatches):  # collected while the app was closing
-                self.apply_view(view, detail, rows)
+                self.apply_view(view, detail, rows, about)
         if self._refresh_pending:
             self._refresh_pending = False
             self.request_refresh()
@@ -233,9 +252,10 @@ class ParheliaApp(App):
         view: DashboardView,
         detail: ContainerDetail | None = None,
         rows: PreparedRows | None = None,
+        about: About | None = None,
     ) -> None:
-        """Hand a view to every pane (with its container rows formatted ahead, when given). Rows
-        being terminated show so at once."""
+        """Hand a view to every pane (with its container rows' order and its counts made ahead,
+        when given). Rows being terminated show so at once."""
         self.view = view
         self.refreshes += 1
         if self.refreshes == 1:
@@ -249,7 +269,7 @@ class ParheliaApp(App):
                 dataclasses.replace(c, state="terminating") if c.id in self.terminating else c
                 for c in containers
             ]
-        self.main_screen.show_view(view, containers, rows)
+        self.main_screen.show_view(view, containers, rows, about)
         if detail is not None and self._detail is not None:
             self._detail = detail
             from parhelia.widgets.detail import ContainerDetailScreen
@@ -449,6 +469,11 @@ class ParheliaApp(App):
     async def action_quit(self) -> None:
         """Quit, returning what keeps running so the terminal says it after the app is gone."""
         self.exit(still_running_note(self.view, demo=self.demo))
+
+
+def _union(a: set[str] | None, b: set[str] | None) -> set[str] | None:
+    """The rows changed over two reads (None, every row, if either says so)."""
+    return None if a is None or b is None else a | b
 
 
 def run_dashboard(rt, *, demo: bool = False, run_loops: bool = True) -> None:

@@ -25,6 +25,7 @@ from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.views import ContainerView, DashboardView, plural
 from parhelia.widgets.budget_pane import BudgetPane
+from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.containers_table import ContainersTable, PreparedRows
 from parhelia.widgets.events_log import EventFilter, EventsLog
 from parhelia.widgets.filter_bar import FilterBar
@@ -49,8 +50,17 @@ FILTER_HINT = {
 LEVEL_RANK = {"ok": 0, "warning": 1, "critical": 2, "exceeded": 3}
 
 
+About = tuple[int, list]  # a view's active containers and its attention reasons
+
+
 def key_of(binding: Binding) -> str:
     return binding.key_display or binding.key
+
+
+def about_view(view: DashboardView) -> About:
+    """The view's active count and attention reasons: each goes over every container (at 10,000
+    rows ~10 ms), so the refresh thread works them out with the view (`ParheliaApp._collect`)."""
+    return sum(1 for c in view.containers if c.is_active), view.attention()
 
 
 class MainScreen(Screen[None]):
@@ -108,7 +118,8 @@ class MainScreen(Screen[None]):
         self._sidebar: bool | None = None  # None: shown when the terminal is wide enough
         self._select_after_refresh: str | None = None
         self._can_act: tuple[bool, ...] = ()  # what check_action said last (footer refreshes)
-        self._about_view: tuple[DashboardView, tuple[int, list]] | None = None
+        self._about_view: tuple[DashboardView, About] | None = None
+        self._filter_note = ""  # what the note under the filter bar says
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -142,6 +153,7 @@ class MainScreen(Screen[None]):
         self.app.panes_mounted()
         self.call_after_refresh(self.query_one(ContainersTable).focus)
         self.watch(self, "focused", lambda _focused: self.update_help(), init=False)
+        self.watch(self.query_one("#filter", Input), "value", self._filter_typed, init=False)
 
     def fit(self, small: bool) -> None:
         """The App's size guard: a terminal too small shows why instead of the panes."""
@@ -160,10 +172,13 @@ class MainScreen(Screen[None]):
         view: DashboardView,
         containers: list[ContainerView],
         rows: PreparedRows | None,
+        about: About | None = None,
     ) -> None:
         """Hand a view to every pane; `containers` are the view's, with rows being terminated
-        marked so by the App."""
+        marked so by the App; `about` its counts, when worked out ahead (`about_view`)."""
         now = view.generated_at
+        if about is not None:
+            self._about_view = (view, about)
         with self.app.batch_update():
             table = self.query_one(ContainersTable)
             table.show(containers, now, rows, view.agents)
@@ -244,12 +259,12 @@ class MainScreen(Screen[None]):
         )
         table.border_title = f"Containers ({len(view.containers)})"
 
-    def _about(self, view: DashboardView) -> tuple[int, list]:
-        """The view's active count and attention reasons, worked out once per view: each goes
-        over every container, and the titles and help are redrawn on each refresh and key."""
+    def _about(self, view: DashboardView) -> About:
+        """The view's active count and attention reasons, worked out once per view (ahead, in
+        the refresh thread, for a refreshed one): the titles and help are redrawn on each
+        refresh and key."""
         if self._about_view is None or self._about_view[0] is not view:
-            active = sum(1 for c in view.containers if c.is_active)
-            self._about_view = (view, (active, view.attention()))
+            self._about_view = (view, about_view(view))
         return self._about_view[1]
 
     def _budget_toast(self, view: DashboardView) -> None:
@@ -350,23 +365,31 @@ class MainScreen(Screen[None]):
         log = self.query_one(EventsLog)
         self._level_before_filter = log.filter.min_level
         box.placeholder = FILTER_HINT[self._filter_target]
-        with box.prevent(Input.Changed):
-            box.value = log.filter_text if events else self.query_one(ContainersTable).filter.text
+        table = self.query_one(ContainersTable)
+        box.value = log.filter_text if events else table.filter.text  # the pane's: no change
+        if not events:
+            table.open_search()  # its rows' haystacks made now, for the first word typed
         box.display = True
         # at once, not as `focus()` does after the queued messages: a letter typed right after
         # the `/` is already queued, and must be the filter's, not a key for the table
         self.set_focus(box)
         self._show_filter_problems(box.value)
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
+    def _filter_typed(self, value: str) -> None:
+        """The filter bar's text changed: its pane filters now, as the key is handled, so the
+        frame that echoes the keystroke shows the rows too (an `Input.Changed` message came
+        after that frame, and the rows a frame or two later: bench/tui.py's filter keystroke)."""
         if self._filter_target == "events":
-            self.query_one(EventsLog).set_filter(event.value)
+            log = self.query_one(EventsLog)
+            if value != log.filter_text:
+                log.set_filter(value)
         else:
-            self.query_one(ContainersTable).set_filter(event.value)
-            if self.app.view is not None:
-                self._update_titles(self.app.view)
-        self._show_filter_problems(event.value)
+            table = self.query_one(ContainersTable)
+            if ContainerFilter.parse(value).text != table.filter.text:
+                table.set_filter(value)
+                if self.app.view is not None:
+                    self._update_titles(self.app.view)
+        self._show_filter_problems(value)
 
     def _show_filter_problems(self, text: str) -> None:
         """Say what the filter names that does not exist, with the valid values."""
@@ -375,7 +398,10 @@ class MainScreen(Screen[None]):
         else:
             problems = ContainersTable.filter_problems(text)
         note = self.query_one("#filter-note", Static)
-        note.update("⚠ " + "; ".join(problems) if problems else "")
+        said = "⚠ " + "; ".join(problems) if problems else ""
+        if said != self._filter_note:  # an update lays the whole screen out again
+            self._filter_note = said
+            note.update(said)
         note.display = bool(problems) and self.query_one("#filter").display
 
     @on(Input.Submitted, "#filter")
@@ -383,16 +409,18 @@ class MainScreen(Screen[None]):
         box = self.query_one("#filter", Input)
         box.display = bool(box.value)
         self.query_one("#filter-note").display = False
+        self.query_one(ContainersTable).close_search()
         self._focus_filter_target()  # also when nothing matches: the keys stay the table's
 
     def on_key(self, event) -> None:
         box = self.query_one("#filter", Input)
         if event.key == "escape" and self.focused is box:
-            box.value = ""  # clears the pane's filter (Input.Changed)
+            box.value = ""  # clears the pane's filter (`_filter_typed`)
             if self._filter_target == "events":
                 self.query_one(EventsLog).set_min_level(self._level_before_filter)
             box.display = False
             self.query_one("#filter-note").display = False
+            self.query_one(ContainersTable).close_search()
             self._focus_filter_target()
             event.stop()
 
@@ -407,8 +435,7 @@ class MainScreen(Screen[None]):
     def _table_filter_cleared(self) -> None:
         if self._filter_target == "containers":
             box = self.query_one("#filter", Input)
-            with box.prevent(Input.Changed):
-                box.value = ""
+            box.value = ""  # the table's filter is clear already
             box.display = False
         if self.app.view is not None:
             self._update_titles(self.app.view)

@@ -535,6 +535,41 @@ async def test_changes_from_another_process_appear_through_the_database_watcher(
         assert latency < 2.0  # the target (500 ms) is measured in bench/tui.py
 
 
+async def test_a_change_signalled_during_a_read_is_read_at_once_and_shown_in_one_apply(
+    fleet, store
+):
+    """The watcher's signal while the store is read: the refresh reads again before it shows
+    (one apply with the change), instead of showing the read that missed it and queueing a
+    whole refresh behind it (change to screen at 10,000 containers, bench/tui.py)."""
+    import threading
+
+    control, _ = fleet
+    app = make_app(control)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot, app)
+        real, read_done, go_on = control.dashboard, threading.Event(), threading.Event()
+
+        def held_once(**kw):
+            view = real(**kw)
+            if not read_done.is_set():
+                read_done.set()
+                go_on.wait(20)  # this read has missed the change
+            return view
+
+        control.dashboard = held_once
+        before = app.refreshes
+        app.request_refresh()
+        await until(pilot, read_done.is_set)
+        Store(store.url).add_event("note", "written during the read", ts=world.NOW)
+        app.request_refresh()  # as the watcher does
+        go_on.set()
+        await until(pilot, lambda: app.refreshes > before)
+        assert any(e.message == "written during the read" for e in app.view.events)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.refreshes == before + 1  # one apply: no refresh queued behind it
+
+
 @pytest.mark.one_database
 async def test_a_terminal_too_small_shows_a_message(fleet):
     control, _ = fleet

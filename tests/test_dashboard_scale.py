@@ -254,14 +254,15 @@ def test_no_heartbeat_or_price_moves_a_key_of_the_columns_said_to_keep_theirs(se
 
 
 @contextmanager
-def main_thread_calls(name: str, module: str):
+def main_thread_calls(name: str | tuple[str, ...], module: str):
     """How many times the main thread calls functions named `name` in `module` (a file name):
     `sys.setprofile` is the calling thread's only, so a worker's calls are not counted."""
     calls = [0]
+    names = (name,) if isinstance(name, str) else name
 
     def profile(frame, event, arg) -> None:
         code = frame.f_code
-        if event == "call" and code.co_name == name and code.co_filename.endswith(module):
+        if event == "call" and code.co_name in names and code.co_filename.endswith(module):
             calls[0] += 1
 
     sys.setprofile(profile)
@@ -322,22 +323,89 @@ async def test_an_order_not_made_yet_is_made_by_a_worker_and_shown_when_made(see
         assert t.selected.id == "c-00000007"
 
 
-async def test_filter_typing_matches_in_a_worker_and_shows_the_result(seeded, monkeypatch):
+async def test_a_filter_without_haystacks_kept_is_matched_in_a_worker(seeded, monkeypatch):
     _, control, _ = seeded
     monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         t = app.query_one(ContainersTable)
         await refresh(pilot, app)
-        await pilot.press("slash")
-        with main_thread_calls("matches", "container_filter.py") as calls:
-            await pilot.press(*"task 1")
+        with main_thread_calls("haystack", "container_filter.py") as calls:
+            t.set_filter("task 1")  # not through the bar: no haystacks made ahead
+            assert t.order_pending
             await settled(pilot, app)
-        assert calls[0] == 0  # before: every row matched on the main thread at each key
+        assert calls[0] == 0  # every row's haystack made in the worker
         wanted = scratch_order(t, "age")
         assert t.filter.text == "task 1" and 0 < len(wanted) < N
         assert not t.order_pending and t.ordered_keys == wanted
         assert f"{len(wanted)} of {N} shown" in t.border_subtitle
+
+
+async def test_a_keystroke_in_the_filter_bar_shows_its_rows_as_it_is_echoed(seeded, monkeypatch):
+    """Past SYNC_ROWS rows too: `/` has the rows' haystacks made, each keystroke is matched from
+    them as the key is handled (no worker, no haystack made on the main thread), so the frame
+    that echoes it shows its rows; a refresh while the bar is open keeps them."""
+    import asyncio
+
+    from textual import events
+    from textual.widgets import Input
+
+    store, control, clock = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        box = app.screen.query_one("#filter", Input)
+        await refresh(pilot, app)
+        await pilot.press("slash")
+        await settled(pilot, app)
+        assert t.searching
+        # every container heartbeats: the refresh's views are all new objects, their text the same
+        store.record_heartbeats(
+            [],
+            [
+                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                for i in range(N)
+            ],
+        )
+        await refresh(pilot, app)
+        for typed in ("t", "ta", "task 1", "task 12", "state:run task 2", "health:!healthy"):
+            box.value = ""
+            for n, ch in enumerate(typed, 1):
+                with main_thread_calls("haystack", "container_filter.py") as calls:
+                    app.post_message(events.Key("space" if ch == " " else ch, ch))
+                    while box.value != typed[:n]:
+                        await asyncio.sleep(0)
+                    # echoed: the table filters by it already, its rows in place
+                    shown = (t.filter.text, t.order_pending, list(t.ordered_keys))
+                assert calls[0] == 0, typed[:n]
+                assert shown == (typed[:n].strip(), False, scratch_order(t, "age")), typed[:n]
+        assert not any(w.group == "filter" for w in app.workers), "matched in a worker"
+        await pilot.press("escape")
+        assert not t.searching and t._matches is None  # nothing kept once the bar is closed
+
+
+async def test_a_refresh_of_a_heartbeating_fleet_goes_over_no_row_on_the_main_thread(seeded):
+    """The active count and the attention reasons (each a walk over every row) come from the
+    refresh thread, and the table keeps no per-row versions to bump: a refresh after every row
+    heartbeat costs the main thread what is on screen, not N rows."""
+    store, control, clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        store.record_heartbeats(
+            [],
+            [
+                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                for i in range(N)
+            ],
+        )
+        clock[0] += timedelta(seconds=1)
+        with main_thread_calls(("is_active", "attention"), "views.py") as calls:
+            await refresh(pilot, app)
+        assert calls[0] < N // 2  # the rows drawn ask (~3 each, 40 on screen), no walk of all N
+        assert f"{N} active" in t.border_subtitle
 
 
 async def test_a_filter_result_for_a_text_typed_over_is_never_shown(seeded, monkeypatch):

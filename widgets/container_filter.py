@@ -7,7 +7,9 @@ a leading `!` negates a field term (`health:!healthy`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from parhelia.state.views import ContainerView
 
@@ -70,8 +72,7 @@ class ContainerFilter:
         """Whether `c` passes; `words_in` is its `haystack` when the caller keeps them."""
         for name, values, negate in self.terms:
             if name == "task":
-                subject = f"{c.task_id or ''} {c.task_prompt or ''}".lower()
-                hit = any(v in subject for v in values)
+                hit = _task_hit(c, values)
             else:
                 subject = (getattr(c, name) or "none").lower()
                 hit = any(subject == v or subject.startswith(v) for v in values)
@@ -85,10 +86,62 @@ class ContainerFilter:
     def apply(self, containers: list[ContainerView]) -> list[ContainerView]:
         return [c for c in containers if self.matches(c)] if self else list(containers)
 
+    @property
+    def needs_haystacks(self) -> bool:
+        """Whether `select` looks in the rows' haystacks (free words do; field terms do not)."""
+        return bool(self.words)
+
+    def select(
+        self,
+        views: Mapping[str, ContainerView],
+        keys: Iterable[str],
+        haystacks: Mapping[str, str],
+    ) -> set[str]:
+        """The keys among `keys` whose view passes (what `matches` says of each), for many rows
+        at once: a state, health, backend or GPU term is decided once per distinct value, not
+        once per row, and free words are looked for in `haystacks` (every key's, when there are
+        words; a task term looks there before it makes the task's text). At 10,000 rows a few
+        milliseconds, so a keystroke can be matched at once."""
+        kept = list(keys)
+        for name, values, negate in self.terms:
+            if name == "task":
+                passed = []
+                for k in kept:
+                    hay = haystacks.get(k)  # the task's text is part of it: looked in first
+                    hit = (hay is None or any(v in hay for v in values)) and _task_hit(
+                        views[k], values
+                    )
+                    if hit != negate:
+                        passed.append(k)
+                kept = passed
+                continue
+            get, verdict, passed = attrgetter(name), {}, []
+            for k in kept:
+                raw = get(views[k])
+                ok = verdict.get(raw)
+                if ok is None:
+                    subject = (raw or "none").lower()
+                    hit = any(subject == v or subject.startswith(v) for v in values)
+                    ok = verdict[raw] = hit != negate
+                if ok:
+                    passed.append(k)
+            kept = passed
+        for w in self.words:
+            kept = [k for k in kept if w in haystacks[k]]
+        return set(kept)
+
+
+def _task_hit(c: ContainerView, values: tuple[str, ...]) -> bool:
+    subject = f"{c.task_id or ''} {c.task_prompt or ''}".lower()
+    return any(v in subject for v in values)
+
+
+# What a free word is looked for in: a view whose values of these are the same has the same
+# haystack (a heartbeat's copy of a view keeps them all).
+HAYSTACK_FIELDS = ("id", "sandbox_id", "state", "health", "task_id", "task_prompt", "gpu")
+haystack_values = attrgetter(*HAYSTACK_FIELDS)
+
 
 def haystack(c: ContainerView) -> str:
     """The text a free word is looked for in (lower case)."""
-    return " ".join(
-        str(v or "")
-        for v in (c.id, c.sandbox_id, c.state, c.health, c.task_id, c.task_prompt, c.gpu)
-    ).lower()
+    return " ".join(str(v or "") for v in haystack_values(c)).lower()

@@ -4,8 +4,10 @@ An order is two parts, each made in a thread (the refresh thread, or a worker of
 kept while the rows it was made from stay: per sort column an `Ordering` (every row's key and
 every id sorted by it) and per filter text a `Matches` (the ids it lets through). What a pane
 shows is one ordering read forwards or backwards and walked through one match set
-(`shown_order`): a list walk, so a sort or filter key on the main thread swaps in what a thread
-made instead of keying, matching and sorting 10,000 rows (bench/tui.py: key to screen).
+(`shown_order`): a list walk, so a sort key on the main thread swaps in what a thread made
+instead of keying and sorting 10,000 rows (bench/tui.py: key to screen). A filter keystroke is
+matched on the main thread when the rows' haystacks are kept (`ContainerFilter.select`: a few ms at
+10,000 rows), so its rows come with its echo.
 
 Each part is made again from the last one: only rows whose view is not the same object (or whose
 agent's activity moved, for the AGENT column) are keyed or matched again, and a few moved rows
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 from parhelia.state.agent_activity import AgentState
 from parhelia.state.views import ContainerView
-from parhelia.widgets.container_filter import ContainerFilter, haystack
+from parhelia.widgets.container_filter import ContainerFilter, haystack, haystack_values
 from parhelia.widgets.formatting import order_key
 
 Views = Mapping[str, ContainerView]
@@ -132,8 +134,9 @@ def matches(
 ) -> Matches | None:
     """The ids of `views` that `text` lets through, made from `previous`: when it is the same
     text's only the rows in `changed` (None: those whose view is another object) are matched
-    again; another text's lends its haystacks of the views that stayed. With `limit`, None when
-    more than `limit` rows would be matched."""
+    again; another text's lends its haystacks of the views whose text stayed. With `limit`, None
+    when more than `limit` rows would be matched. An empty text's matches let nothing through
+    and only carry the haystacks, made ahead for the first word typed (`ContainersTable`)."""
     f = ContainerFilter.parse(text)
     same = previous is not None and previous.text == text
     if not same and limit is not None and len(views) > limit:
@@ -150,16 +153,13 @@ def matches(
         return None
     if same and not changed and not gone:
         return Matches(text, views, previous.ids, previous.haystacks)
+    if not f:
+        return Matches(text, views, frozenset(), _haystacks(views, previous, changed, gone))
     if not same and previous is not None and previous.views is views and _narrows(previous, f):
         changed = previous.ids  # typed on: only what the last text let through can pass
-    hays = _haystacks(views, previous, changed, gone) if f.words else {}
-    if f.terms or not f.words:
-        hit = {k for k in changed if k in views and f.matches(views[k], hays.get(k))}
-    else:  # free words only: looked for in the kept haystacks, nothing else to check
-        get, first, *more = hays.get, *f.words
-        hit = {k for k in changed if first in get(k, "")}
-        for w in more:
-            hit = {k for k in hit if w in hays[k]}
+    lent = previous is not None and bool(previous.haystacks)
+    hays = _haystacks(views, previous, changed, gone) if f.needs_haystacks or lent else {}
+    hit = f.select(views, (k for k in changed if k in views), hays)
     if not same:
         return Matches(text, views, frozenset(hit), hays)
     missed = (set(changed) - hit) | gone
@@ -169,7 +169,8 @@ def matches(
 def _haystacks(
     views: Views, previous: Matches | None, changed: Collection[str], gone: Collection[str]
 ) -> dict[str, str]:
-    """Each view's `haystack`: the previous one's where the view is the same object."""
+    """Each view's `haystack`: the previous one's where the view is the same object, or one whose
+    text is the same (a heartbeat's copy)."""
     if previous is None or not previous.haystacks:
         return {k: haystack(c) for k, c in views.items()}
     kept, before = previous.haystacks, previous.views
@@ -179,16 +180,39 @@ def _haystacks(
         hays = dict(kept)
         for k in changed:
             if k in views:
-                hays[k] = haystack(views[k])
+                hays[k] = _haystack_from(views[k], before[k], kept[k])
         return hays
-    return {k: kept[k] if before.get(k) is c else haystack(c) for k, c in views.items()}
+    return {
+        k: _haystack_from(c, before[k], kept[k]) if k in before else haystack(c)
+        for k, c in views.items()
+    }
+
+
+def _haystack_from(c: ContainerView, was: ContainerView, hay: str) -> str:
+    """`hay` (the haystack of `was`) when `c` has the same text, else `c`'s made. A heartbeat's
+    copy of a view shares its strings: compared by identity first."""
+    if c is was or (
+        c.state is was.state
+        and c.task_prompt is was.task_prompt
+        and c.sandbox_id is was.sandbox_id
+        and c.task_id is was.task_id
+        and c.gpu is was.gpu
+        and c.health == was.health
+    ):
+        return hay
+    return hay if haystack_values(c) == haystack_values(was) else haystack(c)
 
 
 def _narrows(previous: Matches, f: ContainerFilter) -> bool:
     """Whether whatever `f` lets through the last text let through too: the same field terms,
-    and each of its words inside one of `f`'s (`numb` -> `number 1`)."""
+    and each of its words inside one of `f`'s (`numb` -> `number 1`). An empty text's matches
+    let nothing through: nothing narrows them."""
     before = ContainerFilter.parse(previous.text)
-    return before.terms == f.terms and all(any(o in w for w in f.words) for o in before.words)
+    return (
+        bool(before)
+        and before.terms == f.terms
+        and all(any(o in w for w in f.words) for o in before.words)
+    )
 
 
 def shown_order(o: Ordering, reverse: bool, m: Matches | None) -> list[str]:

@@ -1,16 +1,18 @@
 """The containers pane: one row per container, updated by key on every refresh.
 
 Each refresh compares the new views with the last by identity (the store hands back the very
-same object for a container that did not change, `state/live_views.py`): rows whose container
-changed get a new version, new rows come and gone rows go; nothing is cleared, so the cursor and
-the scroll position survive (k9s' model). A row's cells are made only when it is drawn, and a row
-is drawn only when it changed and is on screen (`LineTable`): 40 rows a refresh, not 10,000. The
-order (sort and filter) is made off the main thread (`widgets/container_order.py`): in the refresh
-thread from the changed rows' keys (`prepare_rows`: the sort column's and the next one's in `s`'s
-cycle, so `s` and `S` only swap in a ready order), else by a thread worker past SYNC_ROWS rows (a
-header click, filter typing: the last text typed wins), shown when made. Sort and filter are the
-table's own state and so stay put across refreshes; the cursor follows its container, not its
-row number.
+same object for a container that did not change, `state/live_views.py`): a row's line is drawn
+again when its view is another object (no per-row bookkeeping on the main thread), new rows come
+and gone rows go; nothing is cleared, so the cursor and the scroll position survive (k9s' model).
+A row's cells are made only when it is drawn, and a row is drawn only when it changed and is on
+screen (`LineTable`): 40 rows a refresh, not 10,000. The order (sort and filter) is made off the
+main thread (`widgets/container_order.py`): in the refresh thread from the changed rows' keys
+(`prepare_rows`: the sort column's and the next one's in `s`'s cycle, so `s` and `S` only swap in
+a ready order), else by a thread worker past SYNC_ROWS rows (a header click), shown when made. A
+filter keystroke is matched at once from the rows' haystacks, made when `/` opens the bar and kept
+by each refresh while it is open (a few ms at 10,000 rows); without them, by a worker (the last
+text typed wins). Sort and filter are the table's own state and so stay put across refreshes; the
+cursor follows its container, not its row number.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.container_order import (
     Matches,
     Ordering,
-    agents_changed,
     matches,
     ordering,
     shown_order,
@@ -77,6 +78,7 @@ class PreparedRows:
     matches: Matches | None
     order: list[str]
     agents: Mapping[str, AgentState] = field(default_factory=dict)  # `DashboardView.agents`
+    source: list[ContainerView] | None = None  # the list of views it was prepared from
 
     @property
     def keys(self) -> Mapping[str, tuple]:
@@ -92,12 +94,14 @@ def prepare_rows(
     agents: Mapping[str, AgentState] | None = None,
     *,
     reread: set[str] | None = None,
+    searching: bool = False,
 ) -> PreparedRows:
     """Pure, for the refresh thread: the orderings of the sort column and the next one, each made
     from `previous`' by keying again only the rows in `changed` (all of them when None), or in
     `reread` (the rows read whole) for a column no heartbeat moves, and the filter's matches
-    made again for `changed`; then the filtered, sorted order. A row's cells are not made here
-    at all: only when it is drawn (`ContainersTable.row_cells`)."""
+    made again for `changed` (`searching`: the rows' haystacks even before a word is typed, the
+    filter bar being open); then the filtered, sorted order. A row's cells are not made here at
+    all: only when it is drawn (`ContainersTable.row_cells`)."""
     column, reverse, text = settings
     agents = agents or {}
     by_id = {c.id: c for c in views}
@@ -108,18 +112,23 @@ def prepare_rows(
         made = ordering(by_id, col, agents, before, rows)
         assert made is not None  # no limit
         orderings[col] = made
+    filtered = bool(ContainerFilter.parse(text))
     found = None
-    if ContainerFilter.parse(text):
+    if filtered or searching:
         found = matches(by_id, text, previous.matches if previous is not None else None, changed)
+    through = found if filtered else None  # an empty text's matches carry only haystacks
     o = orderings[column]
     if (
         previous is not None
         and previous.settings == settings
         and previous.orderings[column].ascending is o.ascending
-        and (found is None or (previous.matches is not None and previous.matches.ids is found.ids))
+        and (
+            through is None or (previous.matches is not None and previous.matches.ids is found.ids)
+        )
     ):  # the same rows in the same places (a heartbeat moves no row sorted by age)
-        return PreparedRows(settings, by_id, orderings, found, previous.order, agents)
-    return PreparedRows(settings, by_id, orderings, found, shown_order(o, reverse, found), agents)
+        return PreparedRows(settings, by_id, orderings, found, previous.order, agents, views)
+    shown = shown_order(o, reverse, through)
+    return PreparedRows(settings, by_id, orderings, found, shown, agents, views)
 
 
 def row_cells(
@@ -186,14 +195,13 @@ class ContainersTable(LineTable):
         self.now: datetime | None = None
         self._views: dict[str, ContainerView] = {}  # every container of the view, by id
         self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
-        self._matches: Matches | None = None  # the filter's, when it has one
+        self._matches: Matches | None = None  # the filter's, or the haystacks while searching
+        self.searching = False  # the filter bar is open on this pane: haystacks kept ready
         self._computing: set[str] = set()  # columns a worker is ordering
         self.order_pending = False  # the order for the sort and filter asked for is being made
         self._all: list[ContainerView] = []
-        self._drawn: dict[str, tuple[ContainerView, list[tuple[str, str]]]] = {}
+        self._drawn: dict[str, tuple[ContainerView, AgentState | None, list[tuple[str, str]]]] = {}
         self._agents: Mapping[str, AgentState] = {}  # what each agent does (`DashboardView.agents`)
-        self._row_versions: dict[str, int] = {}
-        self._next_version = 0
         self.matched = 0
         self._task_width = TASK_WIDTH + 1
         self.hidden_columns: tuple[str, ...] = ()  # given way to a narrow pane
@@ -256,21 +264,28 @@ class ContainersTable(LineTable):
         return Text(text, style=style)
 
     def row_cells(self, key: str) -> list[tuple[str, str]]:
-        """The row's cells, made when it is drawn and kept while its view and `now` stay."""
+        """The row's cells, made when it is drawn and kept while its view, its agent's activity
+        and `now` stay."""
         self.row_index(key)  # KeyError when it is not shown
-        view = self._views[key]
+        view, agent = self._views[key], self._agents.get(key)
         drawn = self._drawn.get(key)
-        if drawn is None or drawn[0] is not view:
-            drawn = (view, row_cells(view, self.now or view.created_at, self._agents.get(key)))
+        if drawn is None or drawn[0] is not view or drawn[1] != agent:
+            drawn = (view, agent, row_cells(view, self.now or view.created_at, agent))
             self._drawn[key] = drawn
-        return drawn[1]
+        return drawn[2]
 
     def line_version(self, key: str) -> object:
-        return (self._row_versions[key], self.now)
+        """A row is drawn again when its view (the store hands back the same object for a
+        container that did not change) or its agent's activity is another, or `now` moved: no
+        per-row bookkeeping on a refresh, which at 10,000 heartbeating rows cost the main
+        thread a loop over every row each second."""
+        return (self._views[key], self._agents.get(key), self.now)
 
-    def row_version(self, key: str) -> int | None:
-        """Changes whenever the row's container changed (tests: untouched rows keep theirs)."""
-        return self._row_versions.get(key)
+    def row_version(self, key: str) -> object:
+        """Changes whenever the row's container (or its agent's activity) changed: untouched rows
+        keep theirs (None when not shown)."""
+        view = self._views.get(key)
+        return None if view is None else (view, self._agents.get(key))
 
     def show(
         self,
@@ -288,30 +303,23 @@ class ContainersTable(LineTable):
         if now != self.now:
             self._drawn.clear()  # ages and costs move with `now`
         self.now = now
-        agents = agents or {}
-        agents_moved = agents_changed(self._agents, agents)
-        self._agents = agents
-        old = self._views
-        fresh = {c.id: c for c in views}
-        same = prepared is not None and len(prepared.views) == len(fresh)
-        for key, c in fresh.items():
-            if old.get(key) is not c or key in agents_moved:
-                self._next_version += 1
-                self._row_versions[key] = self._next_version
-                self._drawn.pop(key, None)
-            if same and prepared.views.get(key) is not c:
-                same = False
-        for key in [k for k in self._row_versions if k not in fresh]:
-            del self._row_versions[key]
-            self._drawn.pop(key, None)
+        self._agents = agents or {}
+        same = prepared is not None and prepared.source is views  # no row marked since
+        fresh = prepared.views if same else {c.id: c for c in views}
+        if not same and prepared is not None and len(prepared.views) == len(fresh):
+            got = prepared.views.get
+            same = all(got(k) is c for k, c in fresh.items())
+        for key in [k for k in self._drawn if k not in fresh]:
+            del self._drawn[key]
         self._views = prepared.views if same else fresh  # one dict: orderings made from it match
         if prepared is not None:
             wanted = {self.sort_column, next_column(self.sort_column)}
             orderings = {**self._orderings, **prepared.orderings}
             self._orderings = {c: o for c, o in orderings.items() if c in wanted}
-            if prepared.matches is not None and prepared.matches.text == self.filter.text:
+            if prepared.matches is not None and same:
+                # for the text typed, or another's: its haystacks are these rows' all the same
                 self._matches = prepared.matches
-        if not self.filter:
+        if not self.filter and not self.searching:
             self._matches = None  # it would keep a refresh's views (and their haystacks) alive
         if same and prepared.settings == self.settings:
             self.order_pending = False
@@ -323,9 +331,24 @@ class ContainersTable(LineTable):
     def filter_problems(text: str) -> list[str]:
         return ContainerFilter.parse(text).problems()
 
+    def open_search(self) -> None:
+        """The filter bar opened on this pane: the rows' haystacks (the text free words are looked
+        for in) are made by a worker now and kept up to date by each refresh while it is open, so
+        the first keystroke is matched at once (`_matches_for`)."""
+        self.searching = True
+        kept = self._matches
+        if self.now is not None and (kept is None or not kept.haystacks):
+            self._start_matching(self.filter.text)
+
+    def close_search(self) -> None:
+        self.searching = False
+        if not self.filter:
+            self._matches = None
+
     def set_filter(self, text: str) -> None:
-        """Filter the rows: matched in a thread worker past SYNC_ROWS rows (typing never waits;
-        the last text typed wins), then shown."""
+        """Filter the rows: matched here when the rows' haystacks are kept (a few ms at 10,000
+        rows, so the rows come with the keystroke's echo), else past SYNC_ROWS rows in a thread
+        worker (typing never waits; the last text typed wins) and shown when made."""
         self.filter = ContainerFilter.parse(text)
         if self.now is not None:
             self._apply_order()
@@ -403,12 +426,18 @@ class ContainersTable(LineTable):
         return made
 
     def _matches_for(self, text: str, *, wait: bool = False) -> Matches | None:
-        """The filter's matches among the rows shown, if ready or cheap to make here."""
-        views, kept = self._views, self._matches  # another text's lends its haystacks
+        """The filter's matches among the rows shown, if ready or cheap to make here: with the
+        rows' haystacks kept (another text's lend theirs), or a filter that needs none."""
+        views, kept = self._views, self._matches
         if kept is not None and kept.text == text and kept.views is views:
             return kept
-        small = wait or len(views) <= self.SYNC_ROWS
-        made = matches(views, text, kept, limit=None if small else self.PATCH_ROWS)
+        cheap = (
+            wait
+            or len(views) <= self.SYNC_ROWS
+            or (kept is not None and bool(kept.haystacks))
+            or not ContainerFilter.parse(text).needs_haystacks
+        )
+        made = matches(views, text, kept, limit=None if cheap else self.PATCH_ROWS)
         if made is None:
             self._start_matching(text)
         else:
@@ -447,9 +476,11 @@ class ContainersTable(LineTable):
             self._apply_order()
 
     def on_containers_table_matches_made(self, event: MatchesMade) -> None:
-        if event.made.text != self.filter.text:
-            return  # a text typed over since: never shown
-        self._matches = event.made
+        made, kept = event.made, self._matches
+        if made.text != self.filter.text or not (self.filter or self.searching):
+            return  # a text typed over since: never shown (or the bar closed: not kept)
+        if kept is None or kept.views is not self._views or made.views is self._views:
+            self._matches = made  # unless a refresh's for these rows came meanwhile
         if self.order_pending:
             self._apply_order()
 
