@@ -131,6 +131,51 @@ def test_concurrency_is_bounded(store, fake, clock):
     assert report.ok == 10 and state["max"] == 3
 
 
+def test_the_pool_is_handed_at_most_concurrency_probes_at_a_time(store, fake, clock, monkeypatch):
+    """Probes are handed out as others finish, not all queued at once: with every row queued,
+    each wait and each expiry check went over all of them (10,000 rows: minutes of CPU)."""
+    from parhelia.workers import heartbeat
+
+    for i in range(40):
+        running_row(store, clock, f"c-{i}", f"sb-{i}")
+    outstanding = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    class CountingPool(heartbeat.ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            def counted():
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    with lock:
+                        outstanding["now"] -= 1
+
+            with lock:
+                outstanding["now"] += 1
+                outstanding["max"] = max(outstanding["max"], outstanding["now"])
+            return super().submit(counted)
+
+    monkeypatch.setattr(heartbeat, "ThreadPoolExecutor", CountingPool)
+    report = poller(store, fake, clock, concurrency=4).run_once()
+    assert report.ok == 40 and outstanding["max"] <= 4
+
+
+def test_rows_not_yet_probed_when_the_cycle_ends_count_as_missed(store, fake, clock):
+    """Every probe hangs: the first wave times out, the rows behind it are never probed, and the
+    cycle still ends by its deadline with each row counted as missed."""
+    for i in range(6):
+        running_row(store, clock, f"c-{i}", f"sb-{i}")
+    release = threading.Event()
+    fake.probe_fn = lambda _sid: (release.wait(5), OK_SAMPLE)[1]
+    try:
+        report = poller(store, fake, clock, concurrency=2, probe_timeout_seconds=0.05).run_once()
+    finally:
+        release.set()
+    assert (report.probed, report.ok, report.timed_out) == (6, 0, 6)
+    assert report.duration_ms < 3000
+    assert {store.get_container(f"c-{i}").missed_heartbeats for i in range(6)} == {1}
+
+
 def test_a_probe_that_hangs_times_out_and_counts_as_missed(store, fake, clock):
     running_row(store, clock, "c-hang", "sb-hang")
     running_row(store, clock, "c-ok", "sb-ok")

@@ -357,6 +357,19 @@ def test_one_failing_backend_leaves_only_its_rows_alone(store, fake, clock):
     assert store.get_container("c-000000bb").state == "running"
 
 
+def test_the_stale_banner_names_the_backend_whose_listing_failed(store, fake, clock):
+    """A Modal listing failing under a local default says "Modal unreachable", not "Local"."""
+    from parhelia.widgets.formatting import stale_banner
+
+    other = FakeBackend(name="modal", fail_list=ParheliaError("E502", "refused", ["a", "b"]))
+    running_row(store, clock, "c-000000bb", "sb-o", backend="modal")
+    make_reconciler(store, fake, clock, extra={"modal": other}).run_once()
+
+    view = store.dashboard(now=clock(), backend_label="local")
+    assert stale_banner(view).startswith("Modal unreachable since")
+    assert "modal: refused" in stale_banner(view)
+
+
 def test_lease_second_holder_is_read_only_until_expiry(store, fake, clock):
     a = make_reconciler(store, fake, clock, holder="A")
     b = make_reconciler(store, fake, clock, holder="B")

@@ -474,11 +474,18 @@ def stale_banner(view: DashboardView) -> str | None:
     r = view.reconciler
     if not r.stale:
         return None
-    where = (view.backend or "backend").capitalize()
+    where = (_named_backend(r.last_error) or view.backend or "backend").capitalize()
     reason = f": {r.last_error}" if r.last_error else ""
     return (
         f"{where} unreachable since {short_clock(r.stale_since)}, showing last known state{reason}"
     )
+
+
+def _named_backend(error: str | None) -> str | None:
+    """The backend a failed listing's error names first (the reconciler writes "modal: ..."):
+    the default backend is not the one unreachable when another one's listing failed."""
+    head, sep, _ = (error or "").partition(": ")
+    return head if sep and head.isalpha() and head.islower() else None
 
 
 def attention_reasons(view: DashboardView) -> list[str]:

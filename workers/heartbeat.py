@@ -140,8 +140,21 @@ class HeartbeatPoller:
 
         results: dict[str, ProbeSample | object] = {}
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="parhelia-probe")
+        queued = iter(rows)
+        # At most `workers` probes handed to the pool at a time: each wait and each expiry check
+        # then looks at a handful of futures, not at every row (10,000 rows queued at once made
+        # the cycle quadratic: minutes of CPU).
+        pending: dict[Future, str] = {}
+
+        def hand_out() -> None:
+            while len(pending) < workers:
+                row = next(queued, None)
+                if row is None:
+                    return
+                pending[pool.submit(probe, row)] = row.id
+
         try:
-            pending: dict[Future, str] = {pool.submit(probe, r): r.id for r in rows}
+            hand_out()
             waves = -(-len(rows) // workers)
             cycle_deadline = time.monotonic() + timeout * (waves + 1)
             while pending:
@@ -159,14 +172,21 @@ class HeartbeatPoller:
                     exc = fut.exception()
                     results[cid] = fut.result() if exc is None else _FAILED
                 now = time.monotonic()
+                if now >= cycle_deadline:  # the cycle's time is up: whatever is left missed
+                    for fut, cid in pending.items():
+                        fut.cancel()
+                        results[cid] = _TIMED_OUT
+                    pending.clear()
+                    results.update((row.id, _TIMED_OUT) for row in queued)
+                    break
                 for fut, cid in list(pending.items()):
                     with lock:
                         began = started.get(cid)
-                    expired = began is not None and now - began >= timeout
-                    if expired or now >= cycle_deadline:
+                    if began is not None and now - began >= timeout:
                         fut.cancel()
                         results[cid] = _TIMED_OUT
                         del pending[fut]
+                hand_out()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return results
