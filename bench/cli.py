@@ -54,6 +54,19 @@ def fill(url: str) -> None:
         )
 
 
+def bench_env(tmp: Path, url: str) -> dict[str, str]:
+    """A command's environment: the store at `url`, the local backend, config, data and cache
+    under `tmp`, and the .pyc files used (an installed package runs from them)."""
+    return {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PARHELIA_DB_URL": url,
+        "PARHELIA_BACKEND": "local",
+        "PARHELIA_CONFIG_HOME": str(tmp / "cfg"),
+        "PARHELIA_DATA_DIR": str(tmp / "data"),
+        "PARHELIA_CACHE_DIR": str(tmp / "cache"),
+    }
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -94,14 +107,7 @@ def main(runs: int = 7) -> None:
 
     for package in (parhelia.app, parhelia.state, parhelia.widgets, parhelia.workers):
         compileall.compile_dir(Path(package.__file__).parent, quiet=1)
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-        "PARHELIA_DB_URL": url,
-        "PARHELIA_BACKEND": "local",
-        "PARHELIA_CONFIG_HOME": str(tmp / "cfg"),
-        "PARHELIA_DATA_DIR": str(tmp / "data"),
-        "PARHELIA_CACHE_DIR": str(tmp / "cache"),
-    }
+    env = bench_env(tmp, url)
     fill(url)
     empty_env = {**env, "PARHELIA_DB_URL": f"sqlite:///{tmp / 'empty.db'}"}
     cli = [sys.executable, "-m", "parhelia.app"]

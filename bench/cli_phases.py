@@ -13,14 +13,13 @@ formatting). A module's import counts in the phase that first imports it.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from cli import fill  # bench/cli.py: the same 1,000-container store
+from cli import bench_env, fill  # bench/cli.py: the same 1,000-container store
 
 PROBE = r"""
 import functools, json, sys, time
@@ -100,14 +99,7 @@ ORDER = [
 def main(runs: int = 7) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="parhelia-bench-phases-"))
     url = f"sqlite:///{tmp / 'bench.db'}"
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
-        "PARHELIA_DB_URL": url,
-        "PARHELIA_BACKEND": "local",
-        "PARHELIA_CONFIG_HOME": str(tmp / "cfg"),
-        "PARHELIA_DATA_DIR": str(tmp / "data"),
-        "PARHELIA_CACHE_DIR": str(tmp / "cache"),
-    }
+    env = bench_env(tmp, url)
     fill(url)
     empty = {**env, "PARHELIA_DB_URL": f"sqlite:///{tmp / 'empty.db'}"}
     cases = [
