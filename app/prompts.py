@@ -135,8 +135,9 @@ def _ask(key: str, defaults: dict[str, tuple[Any, str]], chosen: Chosen) -> Any:
     kind = dict((k, t) for k, _, t in FIELDS)[key]
     default, source = defaults[key]
     default = "none" if key == "gpu" and not default else default
+    said = describe_source(source)  # "built-in default", not "default from built-in default"
     answer = typer.prompt(
-        f"{question}, default from {describe_source(source)}",
+        f"{question}, {said if said.startswith('built-in') else 'default from ' + said}",
         default=default,
         type=kind,
         show_default=True,

@@ -38,10 +38,10 @@ def test_guided_create_asks_each_missing_value_with_its_default_and_source(parhe
         answers=[
             ("Prompt", "say hello"),
             ("Backend (local or modal), default from environment PARHELIA_BACKEND [local]", ""),
-            ("GPU (none, T4, A10G, H100...), default from built-in default [none]", ""),
+            ("GPU (none, T4, A10G, H100...), built-in default [none]", ""),
             ("CPU cores, default from environment PARHELIA_DEFAULTS_CPU [0.5]", ""),
             ("Memory (MiB), default from last used [1024]", ""),
-            ("Timeout (minutes), default from built-in default", "7"),
+            ("Timeout (minutes), built-in default", "7"),
         ],
         cwd=env.project,
     )
