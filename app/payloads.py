@@ -57,7 +57,7 @@ def select_containers(
     reconciler) is nothing this list shows, and its statements were a fifth of the command's
     time over its imports (bench/cli.py)."""
     now = control.clock()
-    rows = control.container_views(now=now, recent_hours=24 * 365 * 10 if all_ else 1.0)
+    rows = control.container_views(now=now, recent_hours=24 * 365 * 10 if all_ else None)
     if state:
         rows = [c for c in rows if c.state == state]
     return now, rows

@@ -443,10 +443,17 @@ def _update_from_staging(conn: Connection, rows: list[dict]) -> list[dict]:
             continue
         columns = {"_id": list(map(_ID, group))}
         columns.update({k: list(map(itemgetter(k), group)) for k in keys})
-        types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
-        set_sql = {k: f"v.{k}" for k in keys}
+        types, set_sql = _containers_set(keys)
         pg_ingest.update_from_staging(conn, table, columns, types, set_sql, _bound)
     return left
+
+
+def _containers_set(keys: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """For `pg_ingest.update_from_staging` of `containers` by id: each parameter's column type and
+    each column set to its new value (`v.<column>`)."""
+    table = Container.__table__
+    types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
+    return types, {k: f"v.{k}" for k in keys}
 
 
 def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:
@@ -531,8 +538,7 @@ def _executemany_pg(conn: Connection, key: tuple[Any, ...], columns: dict[str, l
         return
     _, keys, with_sample = key
     table = Container.__table__
-    types = {"_id": table.c.id.type, **{k: table.c[k].type for k in keys}}
-    set_sql = {k: f"v.{k}" for k in keys}
+    types, set_sql = _containers_set(keys)
     if with_sample:
         newer = "(t.last_sample_at IS NULL OR t.last_sample_at <= v._ts)"
         for dst, src in _SAMPLE.items():

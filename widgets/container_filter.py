@@ -71,20 +71,13 @@ class ContainerFilter:
     def matches(self, c: ContainerView, words_in: str | None = None) -> bool:
         """Whether `c` passes; `words_in` is its `haystack` when the caller keeps them."""
         for name, values, negate in self.terms:
-            if name == "task":
-                hit = _task_hit(c, values)
-            else:
-                subject = (getattr(c, name) or "none").lower()
-                hit = any(subject == v or subject.startswith(v) for v in values)
+            hit = _task_hit(c, values) if name == "task" else _field_hit(getattr(c, name), values)
             if hit == negate:
                 return False
         if self.words:
             words_in = haystack(c) if words_in is None else words_in
             return all(w in words_in for w in self.words)
         return True
-
-    def apply(self, containers: list[ContainerView]) -> list[ContainerView]:
-        return [c for c in containers if self.matches(c)] if self else list(containers)
 
     @property
     def needs_haystacks(self) -> bool:
@@ -120,15 +113,19 @@ class ContainerFilter:
                 raw = get(views[k])
                 ok = verdict.get(raw)
                 if ok is None:
-                    subject = (raw or "none").lower()
-                    hit = any(subject == v or subject.startswith(v) for v in values)
-                    ok = verdict[raw] = hit != negate
+                    ok = verdict[raw] = _field_hit(raw, values) != negate
                 if ok:
                     passed.append(k)
             kept = passed
         for w in self.words:
             kept = [k for k in kept if w in haystacks[k]]
         return set(kept)
+
+
+def _field_hit(raw: str | None, values: tuple[str, ...]) -> bool:
+    """A field term's test of one value: it is, or starts with, one of `values` (none: "none")."""
+    subject = (raw or "none").lower()
+    return any(subject == v or subject.startswith(v) for v in values)
 
 
 def _task_hit(c: ContainerView, values: tuple[str, ...]) -> bool:

@@ -400,12 +400,16 @@ class ControlPlane(Dispatching):
         return self.store.get_container(ref)
 
     def container_views(
-        self, *, recent_hours: float, now: datetime | None = None, limit: int | None = None
+        self,
+        *,
+        recent_hours: float | None = None,
+        now: datetime | None = None,
+        limit: int | None = None,
     ) -> list[ContainerView]:
-        if limit is None:
-            return self.store.container_views(now=now or self.clock(), recent_hours=recent_hours)
+        """`Store.container_views`; None leaves its default (the dashboard's window, its limit)."""
+        given = {"recent_hours": recent_hours, "limit": limit}
         return self.store.container_views(
-            now=now or self.clock(), recent_hours=recent_hours, limit=limit
+            now=now or self.clock(), **{k: v for k, v in given.items() if v is not None}
         )
 
     def orphans(self) -> list[Container]:
