@@ -119,11 +119,8 @@ def working(
         yield Step()
         return
     display = _Display(label, total, clock)
-    finished = threading.Event()
 
-    def show() -> None:
-        if finished.wait(QUIET_S):
-            return  # fast enough: nothing at all
+    def draw(finished: threading.Event) -> None:
         from rich.live import Live
 
         with Live(
@@ -134,10 +131,25 @@ def working(
         ):
             finished.wait()
 
-    thread = threading.Thread(target=show, name="parhelia-feedback", daemon=True)
+    with after_quiet(draw, "parhelia-feedback"):
+        yield Step(display)
+
+
+@contextlib.contextmanager
+def after_quiet(draw: Callable[[threading.Event], None], name: str) -> Iterator[None]:
+    """Run `draw(finished)` in a thread named `name` once the block has taken QUIET_S (under it,
+    nothing: not even Rich is imported); `draw` returns when `finished` is set, at the block's
+    end. The one delayed start of `working` and `spinner.waiting`."""
+    finished = threading.Event()
+
+    def show() -> None:
+        if not finished.wait(QUIET_S):
+            draw(finished)
+
+    thread = threading.Thread(target=show, name=name, daemon=True)
     thread.start()
     try:
-        yield Step(display)
+        yield
     finally:
         finished.set()
         thread.join(2.0)

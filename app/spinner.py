@@ -21,22 +21,12 @@ def waiting(message: str) -> Iterator[None]:
         return
     from parhelia.app import feedback
 
-    done = threading.Event()
-
-    def show() -> None:
-        if done.wait(feedback.QUIET_S):
-            return  # answered in time: nothing drawn, Rich never loaded
+    def draw(finished: threading.Event) -> None:
         from rich.console import Console
 
-        if done.is_set():
-            return
-        with Console(file=stream).status(message, spinner="dots"):
-            done.wait()
+        if not finished.is_set():  # answered while Rich loaded
+            with Console(file=stream).status(message, spinner="dots"):
+                finished.wait()
 
-    thread = threading.Thread(target=show, name="parhelia-spinner", daemon=True)
-    thread.start()
-    try:
+    with feedback.after_quiet(draw, "parhelia-spinner"):
         yield
-    finally:
-        done.set()
-        thread.join(2.0)
