@@ -408,22 +408,31 @@ async def test_a_refresh_of_a_heartbeating_fleet_goes_over_no_row_on_the_main_th
         assert f"{N} active" in t.border_subtitle
 
 
-async def test_a_filter_result_for_a_text_typed_over_is_never_shown(seeded, monkeypatch):
+def hold_worker_matches(monkeypatch, texts: set[str] | None = None):
+    """Hold the filter workers' matching of `texts` (every text when None; never the main
+    thread's limited try) until the returned event is set."""
     import threading
 
     from parhelia.widgets import containers_table
     from parhelia.widgets.container_order import matches
 
-    _, control, _ = seeded
-    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0)
-    first_may_end = threading.Event()
+    release = threading.Event()
 
-    def slow_for_the_first(views, text, *args, **kw):
-        if text == "task 1" and "limit" not in kw:  # the worker's, not the main thread's try
-            first_may_end.wait(20)
+    def held(views, text, *args, **kw):
+        if "limit" not in kw and (texts is None or text in texts):
+            release.wait(20)
         return matches(views, text, *args, **kw)
 
-    monkeypatch.setattr(containers_table, "matches", slow_for_the_first)
+    monkeypatch.setattr(containers_table, "matches", held)
+    return release
+
+
+async def test_a_filter_result_for_a_text_typed_over_is_never_shown(seeded, monkeypatch):
+    from parhelia.widgets.container_order import matches
+
+    _, control, _ = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0)
+    first_may_end = hold_worker_matches(monkeypatch, {"task 1"})
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         t = app.query_one(ContainersTable)
@@ -455,21 +464,9 @@ async def test_T_acts_on_the_filter_typed_even_while_its_rows_are_being_matched(
     seeded, monkeypatch
 ):
     """`shown_rows` (what `T` stops) is never the last filter's rows: made at once if pending."""
-    import threading
-
-    from parhelia.widgets import containers_table
-    from parhelia.widgets.container_order import matches
-
     _, control, _ = seeded
     monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0)
-    release = threading.Event()
-
-    def held(views, text, *args, **kw):
-        if "limit" not in kw:
-            release.wait(20)
-        return matches(views, text, *args, **kw)
-
-    monkeypatch.setattr(containers_table, "matches", held)
+    release = hold_worker_matches(monkeypatch)
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         t = app.query_one(ContainersTable)
