@@ -56,6 +56,7 @@ def select_containers(
     Only the container rows are read: the rest of the dashboard (events, budget, spend trend,
     reconciler) is nothing this list shows, and its statements were a fifth of the command's
     time over its imports (bench/cli.py)."""
+    checked_state(state)
     now = control.clock()
     rows = control.container_views(now=now, recent_hours=24 * 365 * 10 if all_ else None)
     if state:
@@ -81,6 +82,21 @@ def health_data(groups: dict[str, list[str]]) -> dict:
 
 
 # -- events ---------------------------------------------------------------------------------
+
+
+def checked_state(state: str | None) -> str | None:
+    """A container state as given, or E101 naming the valid ones: a typo must not read as "no
+    containers"."""
+    from parhelia.state.enums import ContainerState
+
+    valid = [st.value for st in ContainerState]
+    if state is not None and state not in valid:
+        raise ParheliaError(
+            "E101",
+            f"unknown state {state!r}; valid: {', '.join(valid)}",
+            ["parhelia containers list --state running", "parhelia containers list --all"],
+        )
+    return state
 
 
 def checked_level(level: str | None, verb: str) -> str | None:

@@ -167,3 +167,12 @@ def test_an_empty_event_level_is_e101_not_an_internal_error(parhelia_env):
     for verb in ("list", "export"):
         r = parhelia_env.run("events", verb, "--level", "")
         assert r.code == 1 and "E101" in r.err and "unknown level ''" in r.err, (verb, r.err)
+
+
+def test_an_unknown_container_state_is_e101_not_an_empty_list(parhelia_env):
+    """`containers list --state runing` said "No containers. Start one ...": a typo read as none."""
+    r = parhelia_env.run("containers", "list", "--state", "runing")
+    assert r.code == 1 and "E101" in r.err and "unknown state 'runing'" in r.err, r.err
+    assert "running" in r.err and "parhelia containers list --all" in r.err
+    ok = parhelia_env.run("containers", "list", "--state", "running")
+    assert ok.code == 0, ok.err
