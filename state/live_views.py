@@ -67,14 +67,14 @@ def narrow_query(cutoff: datetime, limit: int) -> Any:
     """The rows the dashboard shows (as the full read selects them), by the columns that say
     whether a row changed (`_WHOLE`: any of them moved, the row is read whole), then the
     heartbeat columns (`_BEATS`)."""
-    from parhelia.state.projection import _unprocessed, live_or_ended_since
+    from parhelia.state.view_queries import live_or_ended_since, unprocessed
 
     # No ORDER BY: the rows keep the order they were shown in, and only new ones are sorted in
     # (sorting every row in SQL was a fifth of the read).
     return (
         select(
-            *(_unprocessed(c) if c.key in _RAW else c for c in _WHOLE),
-            *(_unprocessed(c) if c.key in _RAW else c for c in _BEATS.values()),
+            *(unprocessed(c) if c.key in _RAW else c for c in _WHOLE),
+            *(unprocessed(c) if c.key in _RAW else c for c in _BEATS.values()),
         )
         .where(live_or_ended_since(cutoff))
         .limit(limit)
@@ -124,7 +124,8 @@ class LiveContainers:
     def read(
         self, s: Session, *, now: datetime, recent_hours: float, limit: int
     ) -> list[ContainerView]:
-        from parhelia.state.projection import _aware_utc, _container_views, _convert_distinct
+        from parhelia.state.view_queries import SessionReads
+        from parhelia.state.view_reads import aware_utc, container_views, convert_distinct
 
         cutoff = now - timedelta(hours=recent_hours)
         conn = s.connection()
@@ -179,7 +180,9 @@ class LiveContainers:
         read: list[ContainerView] = []
         stored: dict[str, float] = {}  # each row's stored cost, which its price starts from
         for i in range(0, len(ids), ID_CHUNK):
-            read += _container_views(s, now=now, ids=ids[i : i + ID_CHUNK], stored_costs=stored)
+            read += container_views(
+                SessionReads(s), now=now, ids=ids[i : i + ID_CHUNK], stored_costs=stored
+            )
         for v in read:
             views[v.id] = v
             changed.add(v.id)
@@ -196,7 +199,7 @@ class LiveContainers:
                 self._price.pop(key, None)
                 self._due.pop(key, None)
         if beats:
-            stamps = _convert_distinct([r[_W + 1] for r in beats], _aware_utc)
+            stamps = convert_distinct([r[_W + 1] for r in beats], aware_utc)
             keys = [r[0] for r in beats]
             for key, row, stamp in zip(keys, beats, stamps, strict=True):
                 views[key] = _beaten(views[key], row, stamp)

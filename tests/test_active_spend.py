@@ -84,11 +84,11 @@ def test_stored_timestamps_convert_as_the_column_type_does():
     seconds) as `.replace(tzinfo=UTC)` gives, whatever the text carries."""
     from datetime import UTC, datetime
 
-    from parhelia.state.projection import _aware_utc, _epoch
+    from parhelia.state.view_reads import aware_utc, epoch
 
     for text in ("2026-03-10 11:23:45.123456", "2026-03-10 11:23:45", "2026-03-10T11:23:45+02:00"):
         want = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        got = _aware_utc(text)
+        got = aware_utc(text)
         assert got == want and got.tzinfo is UTC and repr(got) == repr(want)
-        assert _epoch(text) == want.timestamp()
-    assert _aware_utc(None) is None and _epoch(None) is None
+        assert epoch(text) == want.timestamp()
+    assert aware_utc(None) is None and epoch(None) is None

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from parhelia.state.projection import spend_trend_query
 from parhelia.state.spend import BUCKETS, SPARK, TREND_HOURS, spend_buckets
+from parhelia.state.view_queries import QUERIES
 from parhelia.widgets.formatting import budget_lines
 from tests import dashboard_world as world
 from tests.test_store import plans_of
@@ -24,7 +24,7 @@ def test_the_trend_query_searches_indexes_and_never_scans(store):
 
     def read() -> None:
         with store.read() as s:
-            s.execute(spend_trend_query(NOW)).all()
+            s.execute(QUERIES["spend_trend"], {"cutoff": NOW - timedelta(hours=TREND_HOURS)}).all()
 
     [(_sql, plan)] = plans_of(store, read)
     assert "SCAN containers" not in plan, plan

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from parhelia.state import projection
+from parhelia.state import view_queries, view_reads
 from parhelia.state.bulk import RowChange
 from parhelia.state.costs import current_cost
 from parhelia.state.event_log import make_event
@@ -122,8 +122,8 @@ def test_transition_writes_the_end_of_life_fields(store: Store):
 
 def test_every_container_view_field_has_one_source():
     names = [f.name for f in fields(ContainerView)]
-    assert set(names) == {*projection.VIEW_SOURCES, *projection._VIEW_DERIVED}
-    assert set(projection.VIEW_SOURCES).isdisjoint(projection._VIEW_DERIVED)
+    assert names == list(view_reads.VIEW_FIELDS)  # read in field order, then derived
+    assert tuple(view_queries.VIEW_SOURCES) == view_reads.VIEW_READ
 
 
 def test_container_views_read_each_field_from_its_source(store: Store):
