@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench screenshots clean
+.PHONY: demo test lint format bench screenshots catalogue clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The view's statements compiled for the read commands' SQLite path (state/sqlite_catalogue.py);
+# after changing one in state/view_queries.py (tests/test_quick_store.py says when).
+catalogue: $(STAMP)
+	$(BIN)/python -m parhelia.state.view_queries
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py

@@ -31,7 +31,7 @@ def budget_show(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import budget_data
 
     rt = runtime(ctx, json_out)
-    view = rt.control.dashboard(event_limit=0, agents=False)
+    view = rt.reader.dashboard(event_limit=0, agents=False)
     b = view.budget
     data = budget_data(view)
 

@@ -46,7 +46,7 @@ def list_(
     from parhelia.app.payloads import select_containers
 
     rt = runtime(ctx, json_out)
-    now, rows = select_containers(rt.control, all_=all_, state=state)
+    now, rows = select_containers(rt.reader, all_=all_, state=state)
     data = [asdict(c) for c in rows] if rt.json_out else None  # only the envelope reads it
 
     def human() -> None:
@@ -145,7 +145,7 @@ def orphans(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import orphan_rows
 
     rt = runtime(ctx, json_out)
-    view = rt.control.dashboard(event_limit=0, agents=False)
+    view = rt.reader.dashboard(event_limit=0, agents=False)
     rows = orphan_rows(view)
     from parhelia.widgets.formatting import foreign_line
 
@@ -213,7 +213,7 @@ def health(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     from parhelia.app.payloads import health_data, health_groups
 
     rt = runtime(ctx, json_out)
-    groups = health_groups(rt.control.dashboard(event_limit=0, agents=False))
+    groups = health_groups(rt.reader.dashboard(event_limit=0, agents=False))
 
     def human() -> None:
         for h, ids in groups.items():

@@ -194,8 +194,10 @@ def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardV
             with waiting("Reconciling with the backend…"):
                 rt.control.refresh_once()
         # without a refresh nothing asks a backend: the store, and the agents on this machine
-        # (reading Modal's loads its SDK, a third of a second, then waits on the network)
-        return rt.control.dashboard(remote_agents=refresh)
+        # (reading Modal's loads its SDK, a third of a second, then waits on the network); and
+        # nothing is written, so the view is read as a read command reads it (`Runtime.reader`)
+        plane = rt.control if refresh or demo else rt.reader
+        return plane.dashboard(remote_agents=refresh)
     finally:
         if demo:  # a snapshot of the demo must not leave its agents running
             from parhelia.app.demo import stop_fleet

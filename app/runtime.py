@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from parhelia.app.config import LoadedSettings
     from parhelia.state.store import Store
     from parhelia.workers.control import ControlPlane
+    from parhelia.workers.read_plane import ReadPlane
 
 
 @dataclass
@@ -73,10 +74,33 @@ class Runtime:
             self.store, self.settings, default_backend=self.backend_name, data_dir=data_dir()
         )
 
+    @cached_property
+    def reader(self) -> ReadPlane:
+        """The control plane's read side, for a command that only reads: on an SQLite store at
+        this Parhelia's schema, over `QuickStore` (the view without importing SQLAlchemy, most of
+        such a command's time: bench/cli.py); otherwise, or once the control plane is built, the
+        control plane itself. What the quick store does not cover it asks `store` for."""
+        if "control" in self.__dict__ or "store" in self.__dict__:
+            return self.control
+        from parhelia.state.quick_store import QuickStore
+
+        quick = QuickStore.open(self.db_url, full=lambda: self.store)
+        if quick is None:
+            return self.control
+        from parhelia.app.config import data_dir
+        from parhelia.workers.read_plane import ReadPlane
+
+        return ReadPlane(
+            quick, self.settings, default_backend=self.backend_name, data_dir=data_dir()
+        )
+
     def close(self) -> None:
         """Close the store if this invocation opened it (its pooled connections and files): a
         process exits anyway, but `main()` called in-process (tests, the MCP server's tools) must
         not keep one open per call."""
+        reader = self.__dict__.get("reader")
+        if reader is not None and reader is not self.__dict__.get("control"):
+            reader.store.close()  # its quick store (the full store, if opened, is `store`)
         store = self.__dict__.get("store")
         if store is not None:
             store.close()

@@ -11,12 +11,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TypeVar
-
-from sqlalchemy import Engine, create_engine, event, text
+from typing import TYPE_CHECKING, TypeVar
 
 from parhelia.state.errors import ParheliaError
 from parhelia.state.private import create_private_file
+
+if TYPE_CHECKING:  # SQLAlchemy loads with an engine: a read command on SQLite may never need one
+    from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
@@ -83,6 +84,8 @@ def make_engine(url: str, *, immediate: bool = False, cache_kib: int | None = No
     so two writers queue on the busy timeout instead of failing with "database is locked".
     `cache_kib`: each connection's page cache (default: CACHE_SIZE_KIB for a writer,
     READ_CACHE_SIZE_KIB for a reader)."""
+    from sqlalchemy import create_engine, event
+
     if cache_kib is None:
         cache_kib = CACHE_SIZE_KIB if immediate else READ_CACHE_SIZE_KIB
     if not is_sqlite(url):
@@ -212,6 +215,8 @@ class Checkpointer:
 def current_revision(engine: Engine) -> str | None:
     """The schema revision, None for an empty database. Errors reading it propagate: a damaged,
     unreadable or unreachable database must not pass for an empty one that only "needs a migrate"."""
+    from sqlalchemy import text
+
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             has = conn.execute(
@@ -265,15 +270,21 @@ def check_not_newer(url: str) -> str | None:
         return None
     conn = sqlite3.connect(path)
     try:
-        has = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
-        ).fetchone()
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if has else None
+        revision = sqlite_revision(conn)
     except sqlite3.Error:
         return None  # not readable as SQLite: the engine reports it properly
     finally:
         conn.close()
-    _refuse_newer(row[0] if row else None)
+    _refuse_newer(revision)
+    return revision
+
+
+def sqlite_revision(conn: sqlite3.Connection) -> str | None:
+    """The schema revision of the SQLite file behind a bare `sqlite3` connection (None: none)."""
+    has = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+    ).fetchone()
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if has else None
     return row[0] if row else None
 
 
@@ -284,6 +295,7 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
         return before, before
     _refuse_newer(before)
     from alembic import command
+    from sqlalchemy import text
 
     try:
         with engine.begin() as conn:

@@ -323,6 +323,12 @@ def effective_value(name: str, settings: Settings, stored: Mapping[str, Any]) ->
     return effective_setting(name, settings, stored)[0]
 
 
+def budget_config(store: Any, settings: Settings) -> BudgetConfig:
+    """The effective budget (`effective_budget`: a ceiling or policy stored by the CLI wins over
+    configuration), read from `store` (a `Store`, or a read command's `QuickStore`)."""
+    return effective_budget(settings, store.settings_with_prefix(""))
+
+
 def effective_budget(settings: Settings, stored: Mapping[str, Any]) -> BudgetConfig:
     """The budget every reader uses: ceiling, period and policy, stored values first."""
     from parhelia.state.budget import BudgetConfig

@@ -9,9 +9,9 @@ import pytest
 from parhelia.state.enums import ContainerState
 from parhelia.state.errors import ParheliaError
 from parhelia.state.models import Container
-from parhelia.state.settings import Settings
+from parhelia.state.settings import Settings, budget_config
 from parhelia.workers.backends.base import parhelia_tags
-from parhelia.workers.budget_guard import BudgetGuard, budget_config
+from parhelia.workers.budget_guard import BudgetGuard
 from tests.test_reconciler import Clock, FakeBackend, make_terminate, running_row
 
 T0 = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)

@@ -191,10 +191,10 @@ def test_a_large_fleet_has_its_agents_read_in_turns(store, backend, monkeypatch)
     from types import SimpleNamespace
 
     from parhelia.state.agent_activity import Activity, AgentState
-    from parhelia.workers import control as control_module
+    from parhelia.workers import read_plane
     from parhelia.workers.sessions import SessionService
 
-    monkeypatch.setattr(control_module, "AGENT_READ_LIMIT", 64)
+    monkeypatch.setattr(read_plane, "AGENT_READ_LIMIT", 64)
     fleet = [SimpleNamespace(id=f"c-{i:08x}", backend="modal") for i in range(150)]
     batches: list[list[str]] = []
 

@@ -23,7 +23,7 @@ from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
 from parhelia.state.models import Container
-from parhelia.state.settings import Settings, effective_budget, effective_value
+from parhelia.state.settings import Settings, budget_config, effective_budget, effective_value
 from parhelia.state.store import Store
 from parhelia.state.timeutil import age_seconds, utcnow
 
@@ -31,12 +31,6 @@ ACTOR = "budget-guard"
 FIRED_KEY = "budget.warnings_fired"
 
 Terminate = Callable[[str, str, str], object]
-
-
-def budget_config(store: Store, settings: Settings) -> BudgetConfig:
-    """The effective budget (`state.settings.effective_budget`: a ceiling or policy stored by the
-    CLI wins over configuration), read from this store."""
-    return effective_budget(settings, store.settings_with_prefix(""))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,175 @@
+"""A read command's store on SQLite, without SQLAlchemy: the view through plain `sqlite3`.
+
+Importing SQLModel and SQLAlchemy is most of `parhelia containers list`'s time (bench/cli.py);
+the view needs neither. On an SQLite file at the schema this Parhelia knows, `QuickStore` runs
+the view's statements as compiled ahead of time (`state/sqlite_catalogue.py`, kept equal to
+`state/view_queries.py` by a test) and builds the view with the store's own code
+(`state/view_reads.py`), in one read transaction, as `Store.dashboard` does.
+
+Everything else, and everything off that path (another revision, a new file, PostgreSQL, an
+error of any kind), is the full `Store`'s: `QuickStore.open` then answers None and the command
+opens that, or a method this class does not have opens it on first use. So the quick path can
+make a read faster, never different: a test compares its views with the store's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from parhelia.state import db, view_reads
+from parhelia.state.sqlite_catalogue import REVISION, STATEMENTS
+from parhelia.state.timeutil import utcnow
+from parhelia.state.view_reads import CONTAINER_VIEW_LIMIT, sqlite_text
+
+if TYPE_CHECKING:
+    from parhelia.state.budget import BudgetConfig
+    from parhelia.state.store import Store
+    from parhelia.state.views import ContainerView, DashboardView
+
+
+class QuickReads:
+    """`view_reads.Reads` over a bare `sqlite3` connection: the catalogued SQL, timestamps bound
+    as the store writes them."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, name: str, **params: Any) -> list[tuple]:
+        bound = {k: sqlite_text(v) if isinstance(v, datetime) else v for k, v in params.items()}
+        return self.conn.execute(STATEMENTS[name], bound).fetchall()
+
+
+class QuickStore:
+    """The store's view reads on an SQLite file, without SQLAlchemy; any other method is the full
+    `Store`'s, opened once on first use."""
+
+    def __init__(
+        self, url: str, conn: sqlite3.Connection, full: Callable[[], Store] | None = None
+    ) -> None:
+        self.url = url
+        self._conn = conn
+        self._open_full = full  # the caller's full store, which the caller closes
+        self._full: Store | None = None
+
+    @classmethod
+    def open(cls, url: str, *, full: Callable[[], Store] | None = None) -> QuickStore | None:
+        """A quick store for `url` (`full`: how to open the full store, if the caller keeps
+        one), or None when the full store must open it: not an SQLite file
+        that exists, or not at the revision the catalogue was compiled for (a migration to run,
+        or a newer Parhelia's file: E700 is the full store's to say), or without its plane id
+        yet (the full store makes it on first open), or unreadable."""
+        path = db.sqlite_file(url)
+        if path is None or "?" in url or not path.is_file() or REVISION != db.HEAD_REVISION:
+            return None
+        try:
+            conn = sqlite3.connect(path, timeout=db.BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error:
+            return None
+        try:
+            if db.sqlite_revision(conn) == REVISION and _has_plane(conn):
+                return cls(url, conn, full)
+        except sqlite3.Error:
+            pass
+        conn.close()
+        return None
+
+    @property
+    def label(self) -> str:
+        return db.masked(self.url)
+
+    @contextmanager
+    def _read(self) -> Iterator[QuickReads]:
+        """One read transaction (a snapshot: every part of a view is of the same moment)."""
+        self._conn.execute("BEGIN")
+        try:
+            yield QuickReads(self._conn)
+        finally:
+            self._conn.rollback()
+
+    def dashboard(
+        self,
+        *,
+        now: datetime | None = None,
+        budget: BudgetConfig | None = None,
+        event_limit: int = 200,
+        recent_hours: float = 1.0,
+        reconcile_interval: float = 60.0,
+        backend_label: str = "",
+        live: Any = None,
+    ) -> DashboardView:
+        """`Store.dashboard`, the one-shot view (a dashboard that keeps rows, `live`, is the full
+        store's)."""
+        kwargs = {
+            "now": now or utcnow(),
+            "budget": budget,
+            "event_limit": event_limit,
+            "recent_hours": recent_hours,
+            "reconcile_interval": reconcile_interval,
+            "backend_label": backend_label,
+        }
+        if live is not None:
+            return self.full.dashboard(**kwargs, live=live)
+        try:
+            with self._read() as reads:
+                return view_reads.dashboard_view(reads, **kwargs, database=self.label)
+        except sqlite3.Error:  # locked past the timeout, damaged: the full store says it properly
+            return self.full.dashboard(**kwargs)
+
+    def container_views(
+        self,
+        *,
+        now: datetime,
+        recent_hours: float = 1.0,
+        ids: Any = None,
+        limit: int = CONTAINER_VIEW_LIMIT,
+    ) -> list[ContainerView]:
+        """`Store.container_views` (by ids: the full store's)."""
+        if ids is None:
+            try:
+                with self._read() as reads:
+                    return view_reads.container_views(
+                        reads, now=now, recent_hours=recent_hours, limit=limit
+                    )
+            except sqlite3.Error:
+                pass
+        return self.full.container_views(now=now, recent_hours=recent_hours, ids=ids, limit=limit)
+
+    def settings_with_prefix(self, prefix: str) -> dict[str, Any]:
+        """`Store.settings_with_prefix`: every stored setting whose key starts with `prefix`."""
+        try:
+            with self._read() as reads:
+                stored = view_reads.settings(reads)
+        except sqlite3.Error:
+            return self.full.settings_with_prefix(prefix)
+        return {k: v for k, v in stored.items() if k.startswith(prefix)}
+
+    @property
+    def full(self) -> Store:
+        """The full store, for whatever the view's statements do not cover."""
+        if self._full is None:
+            if self._open_full is not None:
+                self._full = self._open_full()
+            else:
+                from parhelia.state.store import Store
+
+                self._full = Store(self.url)
+        return self._full
+
+    def __getattr__(self, name: str) -> Any:
+        # only for names this class does not define: those are the full store's
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.full, name)
+
+    def close(self) -> None:
+        self._conn.close()
+        if self._full is not None and self._open_full is None:
+            self._full.close()
+
+
+def _has_plane(conn: sqlite3.Connection) -> bool:
+    return bool(QuickReads(conn).rows("plane"))
