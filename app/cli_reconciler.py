@@ -20,8 +20,8 @@ app = typer.Typer(help="The reconciler: status, one cycle, or the daemon.", no_a
 def reconciler_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Running or not, last and next run, interval, lease holder, last cycle's counts."""
     rt = runtime(ctx, json_out)
-    now = rt.control.clock()
-    r = rt.control.reconciler_view(now)
+    now = rt.reader.clock()
+    r = rt.reader.reconciler_view(now)
     held = (
         r.lease_holder is not None and r.lease_expires_at is not None and r.lease_expires_at > now
     )

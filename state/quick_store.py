@@ -28,7 +28,7 @@ from parhelia.state.view_reads import CONTAINER_VIEW_LIMIT, sqlite_text
 if TYPE_CHECKING:
     from parhelia.state.budget import BudgetConfig
     from parhelia.state.store import Store
-    from parhelia.state.views import ContainerView, DashboardView
+    from parhelia.state.views import ContainerView, DashboardView, ReconcilerView
 
 
 class QuickReads:
@@ -137,6 +137,16 @@ class QuickStore:
             except sqlite3.Error:
                 pass
         return self.full.container_views(now=now, recent_hours=recent_hours, ids=ids, limit=limit)
+
+    def reconciler_view(
+        self, default_interval: float, *, now: datetime | None = None
+    ) -> ReconcilerView:
+        """`Store.reconciler_view`: the last run, the lease, since when the view is stale."""
+        try:
+            with self._read() as reads:
+                return view_reads.reconciler_view(reads, default_interval, now or utcnow())
+        except sqlite3.Error:
+            return self.full.reconciler_view(default_interval, now=now)
 
     def settings_with_prefix(self, prefix: str) -> dict[str, Any]:
         """`Store.settings_with_prefix`: every stored setting whose key starts with `prefix`."""

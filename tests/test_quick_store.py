@@ -129,6 +129,10 @@ def test_the_quick_containers_and_settings_are_the_stores(world_store):
                 now=NOW, **kwargs
             )
         assert len(q.container_views(now=NOW, recent_hours=4.0)) > len(q.container_views(now=NOW))
+        for interval in (30.0, 60.0):
+            assert q.reconciler_view(interval, now=NOW) == world_store.reconciler_view(
+                interval, now=NOW
+            )
         for prefix in ("", "budget.", FOREIGN_PREFIX):
             assert q.settings_with_prefix(prefix) == world_store.settings_with_prefix(prefix)
         # by ids, and any other question: the full store's
@@ -238,6 +242,10 @@ def _imports_after(args: list[str], url: str) -> tuple[int, bool, str]:
         ["status", "--no-refresh"],
         ["tui", "--once", "--no-refresh"],
         ["tui", "--once", "--no-refresh", "--format", "json"],
+        ["containers", "health"],
+        ["containers", "orphans"],
+        ["budget", "show"],
+        ["reconciler", "status", "--json"],
     ],
 )
 def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
@@ -250,7 +258,13 @@ def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
 
 
 @pytest.mark.parametrize(
-    "args", [["containers", "list", "--all"], ["status", "--no-refresh", "--json"]]
+    "args",
+    [
+        ["containers", "list", "--all"],
+        ["status", "--no-refresh", "--json"],
+        ["reconciler", "status"],
+        ["budget", "show", "--json"],
+    ],
 )
 def test_the_quick_output_is_the_full_stores_output(world_store, monkeypatch, capsys, args):
     """The same command off the quick path (`QuickStore.open` declining) prints the same."""
@@ -261,7 +275,8 @@ def test_the_quick_output_is_the_full_stores_output(world_store, monkeypatch, ca
 
     def printed() -> str:
         main(args)
-        return re.sub(r'"duration_ms": [0-9.]+', "", capsys.readouterr().out)  # its own time
+        # less the envelope's own time (how long it took, when it answered)
+        return re.sub(r'"(duration_ms|timestamp)": [^,\n]+', "", capsys.readouterr().out)
 
     quick_out = printed()
     monkeypatch.setattr(QuickStore, "open", classmethod(lambda cls, url, full=None: None))

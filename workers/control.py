@@ -25,7 +25,6 @@ from parhelia.state.views import (
     ContainerDetail,
     ContainerView,
     EventView,
-    ReconcilerView,
 )
 from parhelia.workers.dispatch import Dispatching
 from parhelia.workers.read_plane import ReadPlane
@@ -340,9 +339,6 @@ class ControlPlane(ReadPlane, Dispatching):
             return False
         watch_store(self.store.url, on_change, stop)
         return True
-
-    def reconciler_view(self, now: datetime) -> ReconcilerView:
-        return self.store.reconciler_view(self.settings.reconciler.interval_seconds, now=now)
 
     def lease_holder(self) -> str | None:
         """Who holds the reconciler lease now, if anyone."""

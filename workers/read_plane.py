@@ -22,7 +22,7 @@ from parhelia.state.timeutil import utcnow
 if TYPE_CHECKING:
     from parhelia.state.budget import BudgetConfig
     from parhelia.state.live_views import LiveContainers
-    from parhelia.state.views import ContainerView, DashboardView
+    from parhelia.state.views import ContainerView, DashboardView, ReconcilerView
     from parhelia.workers.backends.base import Backend
 
 AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
@@ -167,6 +167,9 @@ class ReadPlane:
         return self.store.container_views(
             now=now or self.clock(), **{k: v for k, v in given.items() if v is not None}
         )
+
+    def reconciler_view(self, now: datetime) -> ReconcilerView:
+        return self.store.reconciler_view(self.settings.reconciler.interval_seconds, now=now)
 
 
 def agents_turn(containers: list, after: str | None, limit: int) -> tuple[list, str | None]:
