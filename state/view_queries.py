@@ -204,14 +204,29 @@ QUERIES: dict[str, Any] = {
         Lease.pid_started,
         unprocessed(Lease.cycle_started_at),
     ).where(Lease.name == RECONCILER_LEASE),
+    # what the budget guard prices each active container by (`Store.priced_active`)
+    "priced_active": select(
+        Container.id,
+        Container.state,
+        Container.health,
+        unprocessed(Container.started_at),
+        unprocessed(Container.created_at),
+        Container.cost_rate_per_hour,
+        Container.cost_accrued_usd,
+        _text(Container.tags),
+        _C["metadata"]["billed_usd"].as_float().label("billed_usd"),
+    )
+    .where(in_states(ACTIVE))
+    .order_by(Container.created_at),
     "plane": select(_text(Setting.value)).where(Setting.key == PLANE_KEY),
     "settings": _SETTING,
     "foreign": _SETTING.where(Setting.key.startswith(FOREIGN_PREFIX)),
     "in_grace": _SETTING.where(Setting.key.startswith(IN_GRACE_PREFIX)),
 }
 # What a read command runs without SQLAlchemy (`state/quick_store.py`): every statement of the
-# one-shot view (a list of ids binds an expanding parameter, which only the session can).
-CATALOGUED = tuple(name for name in QUERIES if name != "containers_by_id")
+# one-shot view (a list of ids binds an expanding parameter, which only the session can)
+# (the budget guard's rows are read by the loops, which hold a full store anyway).
+CATALOGUED = tuple(name for name in QUERIES if name not in ("containers_by_id", "priced_active"))
 
 
 class SessionReads:

@@ -210,3 +210,34 @@ def test_an_orphan_without_a_plane_tag_is_never_terminated_by_a_policy(store, fa
     g.check()
     assert term.calls == [] and fake.terminated == []
     assert store.get_container("c-0000001e").state == "orphaned"
+
+
+def test_a_backends_billed_cost_above_the_runtime_cost_is_what_is_spent_and_stored(
+    store, fake, clock
+):
+    start(store, fake, clock, "c-1", rate=1.0, hours_ago=1.0)
+    store.update_container("c-1", meta={"billed_usd": 7.5})  # the backend billed more than 1 h
+    g, _ = guard(store, fake, clock, ceiling=100.0)
+    assert g.spend().spent_usd == pytest.approx(7.5)
+    g.check()
+    assert store.get_container("c-1").cost_accrued_usd == pytest.approx(7.5)
+
+
+def test_a_cost_that_moved_less_than_a_cent_is_not_written_again(store, fake, clock):
+    """Every view prices an active row at its moment; writing each row every pass stamped
+    `updated_at` on 10,000 rows a heartbeat interval, and every dashboard read them all again."""
+    from parhelia.workers.budget_guard import ACCRUE_USD
+
+    start(store, fake, clock, "c-1", rate=1.0)
+    g, _ = guard(store, fake, clock, ceiling=100.0)
+    clock.advance(3600)
+    g.check()
+    stamped = store.get_container("c-1").updated_at
+    clock.advance(ACCRUE_USD * 3600 * 0.5)  # half a cent later: nothing to write
+    g.check()
+    row = store.get_container("c-1")
+    assert row.updated_at == stamped and row.cost_accrued_usd == pytest.approx(1.0)
+    assert g.spend().spent_usd == pytest.approx(1.0 + ACCRUE_USD * 0.5)  # spent counts it all
+    clock.advance(ACCRUE_USD * 3600)  # a cent and a half: written
+    g.check()
+    assert store.get_container("c-1").cost_accrued_usd == pytest.approx(1.0 + ACCRUE_USD * 1.5)

@@ -761,3 +761,31 @@ def test_applied_changes_store_every_field_whatever_their_shape(store):
     assert (one.tags, one.sandbox_id) == (tags, "sb-1")
     assert (two.meta, two.health) == ({"rate_source": "x"}, "dead")
     assert (three.state, three.exit_code) == ("running", None)
+
+
+def test_the_budget_guards_rows_carry_what_prices_each_active_container(store: Store):
+    store.add_container(
+        Container(
+            id="c-0000b001",
+            backend="modal",
+            state="running",
+            started_at=T0 - timedelta(hours=1),
+            cost_rate_per_hour=0.5,
+            cost_accrued_usd=0.25,
+            tags={"parhelia": "1"},
+            meta={"billed_usd": 1.75, "rate_source": "x"},
+        )
+    )
+    store.add_container(Container(id="c-0000b002", backend="local", state="orphaned"))
+    store.add_container(Container(id="c-0000b003", backend="local", state="terminated"))
+    rows = {r.id: r for r in store.priced_active()}
+    assert set(rows) == {"c-0000b001", "c-0000b002"}
+    r = rows["c-0000b001"]
+    assert (r.state, r.cost_rate_per_hour, r.cost_accrued_usd, r.billed_usd) == (
+        "running",
+        0.5,
+        0.25,
+        1.75,
+    )
+    assert r.started_at == T0 - timedelta(hours=1) and r.tags == {"parhelia": "1"}
+    assert rows["c-0000b002"].billed_usd is None and rows["c-0000b002"].tags == {}

@@ -22,13 +22,16 @@ from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
 from parhelia.state.errors import ParheliaError
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
-from parhelia.state.models import Container
+from parhelia.state.projection import PricedRow
 from parhelia.state.settings import Settings, budget_config, effective_budget, effective_value
 from parhelia.state.store import Store
 from parhelia.state.timeutil import age_seconds, utcnow
 
 ACTOR = "budget-guard"
 FIRED_KEY = "budget.warnings_fired"
+# A row's stored cost is brought up to date once it lags by this much (a cent: below what a
+# budget line shows); `_accrue` says why not every pass.
+ACCRUE_USD = 0.01
 
 Terminate = Callable[[str, str, str], object]
 
@@ -66,13 +69,13 @@ class BudgetGuard:
     def spend(
         self,
         now: datetime | None = None,
-        active: list[Container] | None = None,
+        active: list[PricedRow] | None = None,
         cfg: BudgetConfig | None = None,
     ) -> Spend:
         now = now or self.clock()
         cfg = cfg or budget_config(self.store, self.settings)
         start = period_start(now, cfg.period)
-        active = self.store.active_containers() if active is None else active
+        active = self.store.priced_active() if active is None else active
         live = sum(_cost(c, now) for c in active)
         spent = self.store.spent_since(start, now, []) + live
         burn = sum(c.cost_rate_per_hour for c in active)  # as the dashboard counts it
@@ -95,7 +98,7 @@ class BudgetGuard:
     def check(self) -> list[str]:
         """Accrue, warn, enforce. Returns one line per action taken (events hold the details)."""
         now = self.clock()
-        active = self.store.active_containers()
+        active = self.store.priced_active()
         actions: list[str] = []
         self._accrue(active, now)
         stored = self.store.settings_with_prefix("")
@@ -140,13 +143,17 @@ class BudgetGuard:
         actions += self._terminate({k: v for k, v in targets.items() if k not in by_hand})
         return actions
 
-    def _accrue(self, active: list[Container], now: datetime) -> None:
-        changes = []
-        for c in active:
-            cost = _cost(c, now)
-            if cost - c.cost_accrued_usd > 1e-6:
-                changes.append(RowChange(c.id, {"cost_accrued_usd": cost}, {"state": c.state}))
-                c.cost_accrued_usd = cost
+    def _accrue(self, active: list[PricedRow], now: datetime) -> None:
+        """Store each row's cost once it has moved by ACCRUE_USD: every view prices an active row
+        at its moment anyway (`current_cost`), so the stored cost is a floor kept for the record
+        (and the backend's billed cost, carried into it). Writing every row every pass rewrote
+        10,000 rows a heartbeat interval, each stamping `updated_at`, and every open dashboard
+        then read them all again whole."""
+        changes = [
+            RowChange(c.id, {"cost_accrued_usd": cost}, {"state": c.state})
+            for c in active
+            if (cost := _cost(c, now)) - c.cost_accrued_usd >= ACCRUE_USD
+        ]
         if changes:
             self.store.apply_changes(changes)
 
@@ -216,8 +223,8 @@ class BudgetGuard:
         return out
 
 
-def _cost(c: Container, now: datetime) -> float:
-    billed = float((c.meta or {}).get("billed_usd") or 0.0)
+def _cost(c: PricedRow, now: datetime) -> float:
+    billed = c.billed_usd or 0.0
     return current_cost(max(c.cost_accrued_usd, billed), c.cost_rate_per_hour, c.started_at, now)
 
 
