@@ -84,7 +84,7 @@ def events_list(
 
     rt = runtime(ctx, json_out)
     views = event_views(
-        rt.control,
+        rt.reader,
         container=container,
         task=task,
         types=type_,

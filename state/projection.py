@@ -35,6 +35,7 @@ from parhelia.state.views import (
     ContainerDetail,
     ContainerView,
     DashboardView,
+    EventView,
     ForeignSandbox,
     HeartbeatView,
     ReconcilerView,
@@ -137,6 +138,11 @@ class Projection:
                 database=self.label,
                 fleet=fleet,
             )
+
+    def recent_events(self, limit: int) -> list[EventView]:
+        """The newest `limit` events, oldest first (the view's events pane, `events list`)."""
+        with self.read() as s:
+            return view_reads.recent_event_views(SessionReads(s), limit)
 
     def stale_since(self) -> datetime | None:
         """When the view of the backends went stale: the first failed run since the last good one."""

@@ -28,7 +28,7 @@ from parhelia.state.view_reads import CONTAINER_VIEW_LIMIT, sqlite_text
 if TYPE_CHECKING:
     from parhelia.state.budget import BudgetConfig
     from parhelia.state.store import Store
-    from parhelia.state.views import ContainerView, DashboardView, ReconcilerView
+    from parhelia.state.views import ContainerView, DashboardView, EventView, ReconcilerView
 
 
 class QuickReads:
@@ -137,6 +137,14 @@ class QuickStore:
             except sqlite3.Error:
                 pass
         return self.full.container_views(now=now, recent_hours=recent_hours, ids=ids, limit=limit)
+
+    def recent_events(self, limit: int) -> list[EventView]:
+        """`Store.recent_events`: the newest `limit` events, oldest first."""
+        try:
+            with self._read() as reads:
+                return view_reads.recent_event_views(reads, limit)
+        except sqlite3.Error:
+            return self.full.recent_events(limit)
 
     def reconciler_view(
         self, default_interval: float, *, now: datetime | None = None

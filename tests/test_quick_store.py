@@ -129,6 +129,11 @@ def test_the_quick_containers_and_settings_are_the_stores(world_store):
                 now=NOW, **kwargs
             )
         assert len(q.container_views(now=NOW, recent_hours=4.0)) > len(q.container_views(now=NOW))
+        from parhelia.state.event_log import to_event_view
+
+        for limit in (1, 5, 500):  # as `Store.events` answers, oldest first
+            filtered = [to_event_view(e) for e in reversed(world_store.events(limit=limit))]
+            assert q.recent_events(limit) == world_store.recent_events(limit) == filtered
         for interval in (30.0, 60.0):
             assert q.reconciler_view(interval, now=NOW) == world_store.reconciler_view(
                 interval, now=NOW
@@ -246,6 +251,8 @@ def _imports_after(args: list[str], url: str) -> tuple[int, bool, str]:
         ["containers", "orphans"],
         ["budget", "show"],
         ["reconciler", "status", "--json"],
+        ["events", "list"],
+        ["events", "list", "-n", "5", "--json"],
     ],
 )
 def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
@@ -264,6 +271,9 @@ def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
         ["status", "--no-refresh", "--json"],
         ["reconciler", "status"],
         ["budget", "show", "--json"],
+        ["events", "list", "-n", "7"],
+        # filtered: the quick path hands the question to the full store, with the same answer
+        ["events", "list", "--container", "c-0000a003", "--level", "warning", "--json"],
     ],
 )
 def test_the_quick_output_is_the_full_stores_output(world_store, monkeypatch, capsys, args):

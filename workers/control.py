@@ -24,7 +24,6 @@ from parhelia.state.store import Store
 from parhelia.state.views import (
     ContainerDetail,
     ContainerView,
-    EventView,
 )
 from parhelia.workers.dispatch import Dispatching
 from parhelia.workers.read_plane import ReadPlane
@@ -273,10 +272,6 @@ class ControlPlane(ReadPlane, Dispatching):
         stored = self.store.settings_with_prefix("")
         return {k: stored[k] for k in STORED_SETTINGS if stored.get(k) is not None}
 
-    def container(self, ref: str) -> Container:
-        """A container row by container or sandbox id (E204 when there is none)."""
-        return self.store.get_container(ref)
-
     def orphans(self) -> list[Container]:
         return self.store.orphans()
 
@@ -288,12 +283,6 @@ class ControlPlane(ReadPlane, Dispatching):
 
     def task_containers(self, task_id: str) -> list[Container]:
         return self.store.containers_for_task(task_id)
-
-    def event_views(self, **filters: Any) -> list[EventView]:
-        """The newest events matching `Store.events`' filters (and `limit`), newest last."""
-        from parhelia.state.event_log import to_event_view
-
-        return [to_event_view(e) for e in reversed(self.store.events(**filters))]
 
     def events_oldest_first(self, **filters: Any) -> list[Event]:
         return self.store.events(oldest_first=True, **filters)

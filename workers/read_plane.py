@@ -22,7 +22,7 @@ from parhelia.state.timeutil import utcnow
 if TYPE_CHECKING:
     from parhelia.state.budget import BudgetConfig
     from parhelia.state.live_views import LiveContainers
-    from parhelia.state.views import ContainerView, DashboardView, ReconcilerView
+    from parhelia.state.views import ContainerView, DashboardView, EventView, ReconcilerView
     from parhelia.workers.backends.base import Backend
 
 AGENT_READ_SECONDS = 3.0  # how often the view reads the agents' sessions
@@ -170,6 +170,21 @@ class ReadPlane:
 
     def reconciler_view(self, now: datetime) -> ReconcilerView:
         return self.store.reconciler_view(self.settings.reconciler.interval_seconds, now=now)
+
+    def event_views(self, *, limit: int = 100, **filters: Any) -> list[EventView]:
+        """The newest `limit` events matching `Store.events`' filters, newest last. Unfiltered,
+        they are the view's own statement (`Store.recent_events`: `parhelia events list` reads
+        them without SQLAlchemy on SQLite)."""
+        if not any(v is not None for v in filters.values()):
+            return self.store.recent_events(limit)
+        from parhelia.state.event_log import to_event_view
+
+        return [to_event_view(e) for e in reversed(self.store.events(limit=limit, **filters))]
+
+    def container(self, ref: str) -> Any:
+        """A container row by container or sandbox id, or a unique prefix (E204 when there is
+        none): the full store's `Container`."""
+        return self.store.get_container(ref)
 
 
 def agents_turn(containers: list, after: str | None, limit: int) -> tuple[list, str | None]:
