@@ -128,7 +128,7 @@ def list_(
     from parhelia.app.payloads import task_list_data
 
     rt = runtime(ctx, json_out)
-    tasks = task_list_data(rt.control, status=status, limit=limit)
+    tasks = task_list_data(rt.reader, status=status, limit=limit)
 
     def human() -> None:
         if not tasks:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from parhelia.state.views import ContainerView, DashboardView, EventView
     from parhelia.workers.control import ControlPlane
     from parhelia.workers.dispatch import Estimate
+    from parhelia.workers.read_plane import ReadPlane
 
 HEALTH_GROUPS = ("healthy", "degraded", "unhealthy", "dead", "unknown")
 
@@ -49,7 +50,7 @@ def status_data(view: DashboardView) -> dict:
 
 
 def select_containers(
-    control: ControlPlane, *, all_: bool = False, state: str | None = None
+    control: ReadPlane, *, all_: bool = False, state: str | None = None
 ) -> tuple[datetime, list[ContainerView]]:
     """The containers `containers list` shows, and the moment they were read: active and recent
     (the dashboard's rows, `Store.container_views`' default window), or every one with `all_`.
@@ -146,8 +147,8 @@ def recent_events(control: ControlPlane, limit: int = 20) -> list[dict]:
 # -- tasks ----------------------------------------------------------------------------------
 
 
-def task_list_data(control: ControlPlane, *, status: str | None = None, limit: int = 50) -> list:
-    return [t.model_dump() for t in control.tasks(status=status, limit=limit)]
+def task_list_data(control: ReadPlane, *, status: str | None = None, limit: int = 50) -> list:
+    return control.task_dicts(status=status, limit=limit)
 
 
 def task_show_parts(control: ControlPlane, ref: str):

@@ -139,6 +139,11 @@ class Projection:
                 fleet=fleet,
             )
 
+    def task_dicts(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        """`list_tasks`' tasks as `Task.model_dump()` gives them, without the instances."""
+        with self.read() as s:
+            return view_reads.task_dicts(SessionReads(s), status=status, limit=limit)
+
     def recent_events(self, limit: int) -> list[EventView]:
         """The newest `limit` events, oldest first (the view's events pane, `events list`)."""
         with self.read() as s:

@@ -138,6 +138,14 @@ class QuickStore:
                 pass
         return self.full.container_views(now=now, recent_hours=recent_hours, ids=ids, limit=limit)
 
+    def task_dicts(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        """`Store.task_dicts`: the newest tasks, as `Task.model_dump()` gives them."""
+        try:
+            with self._read() as reads:
+                return view_reads.task_dicts(reads, status=status, limit=limit)
+        except sqlite3.Error:
+            return self.full.task_dicts(status=status, limit=limit)
+
     def recent_events(self, limit: int) -> list[EventView]:
         """`Store.recent_events`: the newest `limit` events, oldest first."""
         try:

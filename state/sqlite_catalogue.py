@@ -68,6 +68,22 @@ STATEMENTS = {
         'SELECT CAST(settings.value AS TEXT) AS value \nFROM settings \nWHERE '
         'settings."key" = \'control_plane.id\''
     ),
+    'tasks': (
+        'SELECT tasks.id, tasks.prompt, tasks.status, tasks.backend, tasks.cpu, '
+        'tasks.memory_mib, tasks.gpu, tasks.region, tasks.timeout_minutes, '
+        'tasks.estimated_cost_usd, tasks.retry_of, tasks.attempt, tasks.session_id, '
+        'tasks.created_at AS created_at, tasks.updated_at AS updated_at, '
+        'tasks.finished_at AS finished_at, tasks.actor \nFROM tasks ORDER BY '
+        'tasks.created_at DESC\n LIMIT :limit OFFSET 0'
+    ),
+    'tasks_in_status': (
+        'SELECT tasks.id, tasks.prompt, tasks.status, tasks.backend, tasks.cpu, '
+        'tasks.memory_mib, tasks.gpu, tasks.region, tasks.timeout_minutes, '
+        'tasks.estimated_cost_usd, tasks.retry_of, tasks.attempt, tasks.session_id, '
+        'tasks.created_at AS created_at, tasks.updated_at AS updated_at, '
+        'tasks.finished_at AS finished_at, tasks.actor \nFROM tasks \nWHERE tasks.status = '
+        ':status ORDER BY tasks.created_at DESC\n LIMIT :limit OFFSET 0'
+    ),
     'settings': (
         'SELECT settings."key", CAST(settings.value AS TEXT) AS value \nFROM settings'
     ),

@@ -41,7 +41,7 @@ from parhelia.state.models import (
     Task,
     UTCDateTime,
 )
-from parhelia.state.view_reads import VIEW_READ, VIEW_TIMESTAMPS
+from parhelia.state.view_reads import TASK_FIELDS, TASK_TIMESTAMPS, VIEW_READ, VIEW_TIMESTAMPS
 from parhelia.state.views import RUN_COUNTS
 
 
@@ -97,7 +97,7 @@ def _text(col: Any) -> Any:
 CUTOFF = bindparam("cutoff", type_=UTCDateTime())
 START = bindparam("start", type_=UTCDateTime())
 LIMIT = bindparam("limit", type_=Integer())
-RUNTIME = ("cutoff", "start", "limit", "ids")
+RUNTIME = ("cutoff", "start", "limit", "ids", "status")
 
 _C = Container.__table__.c
 # An orphan's `meta.rate_source` (None for other rows), read in SQL so views skip the whole JSON.
@@ -140,6 +140,13 @@ _VIEW_SELECT = tuple(
     unprocessed(c) if isinstance(c.type, (UTCDateTime, JSONDocumentType)) else c
     for c in VIEW_SOURCES.values()
 )
+_T = Task.__table__.c
+if (
+    tuple(c.key for c in _T) != TASK_FIELDS
+    or tuple(c.key for c in _T if isinstance(c.type, UTCDateTime)) != TASK_TIMESTAMPS
+):
+    raise TypeError("the tasks table and view_reads.TASK_FIELDS / TASK_TIMESTAMPS disagree")
+_TASKS = select(*(unprocessed(c) if isinstance(c.type, UTCDateTime) else c for c in _T))
 _VIEWS = select(*_VIEW_SELECT).select_from(Container).outerjoin(Task, Task.id == Container.task_id)
 _R = ReconcilerRun
 _SETTING = select(Setting.key, _text(Setting.value))
@@ -219,6 +226,11 @@ QUERIES: dict[str, Any] = {
     .where(in_states(ACTIVE))
     .order_by(Container.created_at),
     "plane": select(_text(Setting.value)).where(Setting.key == PLANE_KEY),
+    # as `Store.list_tasks` orders them
+    "tasks": _TASKS.order_by(Task.created_at.desc()).limit(LIMIT),
+    "tasks_in_status": _TASKS.where(Task.status == bindparam("status"))
+    .order_by(Task.created_at.desc())
+    .limit(LIMIT),
     "settings": _SETTING,
     "foreign": _SETTING.where(Setting.key.startswith(FOREIGN_PREFIX)),
     "in_grace": _SETTING.where(Setting.key.startswith(IN_GRACE_PREFIX)),

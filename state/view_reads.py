@@ -249,6 +249,32 @@ def stored_budget(reads: Reads) -> BudgetConfig:
     return effective_budget(Settings(), stored)
 
 
+# -- tasks ----------------------------------------------------------------------------------
+
+# A task's fields as `Task.model_dump()` gives them, in its order (`view_queries` checks the table)
+TASK_FIELDS = (
+    "id", "prompt", "status", "backend", "cpu", "memory_mib", "gpu", "region", "timeout_minutes",
+    "estimated_cost_usd", "retry_of", "attempt", "session_id", "created_at", "updated_at",
+    "finished_at", "actor",
+)  # fmt: skip
+TASK_TIMESTAMPS = ("created_at", "updated_at", "finished_at")
+
+
+def task_dicts(reads: Reads, *, status: str | None = None, limit: int = 100) -> list[dict]:
+    """The newest `limit` tasks (in `status`), newest first, each as `Task.model_dump()` makes
+    it: what `task list` and the MCP tasks tool print."""
+    if status:
+        rows = reads.rows("tasks_in_status", status=status, limit=limit)
+    else:
+        rows = reads.rows("tasks", limit=limit)
+    if not rows:
+        return []
+    col = dict(zip(TASK_FIELDS, zip(*rows, strict=True), strict=True))
+    for name in TASK_TIMESTAMPS:
+        col[name] = convert_distinct(col[name], aware_utc)
+    return [dict(zip(TASK_FIELDS, v, strict=True)) for v in zip(*col.values(), strict=True)]
+
+
 # -- events, the reconciler, settings -------------------------------------------------------
 
 

@@ -262,12 +262,12 @@ def test_malformed_project_file_is_e103_naming_file_and_line(parhelia_env, text,
 
 
 def test_an_unexpected_exception_is_e900_not_a_traceback(parhelia_env, monkeypatch):
-    from parhelia.state.store import Store
+    from parhelia.state import view_reads
 
-    def boom(self, *a, **kw):
+    def boom(*a, **kw):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Store, "list_tasks", boom)
+    monkeypatch.setattr(view_reads, "task_dicts", boom)
     r = parhelia_env.run("task", "list")
     assert_coded_error(r, "E900", "RuntimeError: disk on fire", "PARHELIA_DEBUG=1")
 

@@ -131,6 +131,12 @@ def test_the_quick_containers_and_settings_are_the_stores(world_store):
         assert len(q.container_views(now=NOW, recent_hours=4.0)) > len(q.container_views(now=NOW))
         from parhelia.state.event_log import to_event_view
 
+        for status in (None, "running", "pending"):  # as `Task.model_dump()` gives them
+            dumped = [t.model_dump() for t in world_store.list_tasks(status=status, limit=3)]
+            assert q.task_dicts(status=status, limit=3) == dumped
+            assert world_store.task_dicts(status=status, limit=3) == dumped
+        assert q.task_dicts() and json.dumps(q.task_dicts(), default=str)
+
         for limit in (1, 5, 500):  # as `Store.events` answers, oldest first
             filtered = [to_event_view(e) for e in reversed(world_store.events(limit=limit))]
             assert q.recent_events(limit) == world_store.recent_events(limit) == filtered
@@ -210,7 +216,7 @@ def test_every_view_statement_searches_an_index_or_reads_a_small_table(world_sto
             row[3]
             for row in conn.execute(
                 "EXPLAIN QUERY PLAN " + sqlite_catalogue.STATEMENTS[statement],
-                {"cutoff": sqlite_text(NOW), "start": sqlite_text(NOW), "limit": 10},
+                {"cutoff": sqlite_text(NOW), "start": sqlite_text(NOW), "limit": 10, "status": "x"},
             )
         )
     finally:
@@ -253,6 +259,8 @@ def _imports_after(args: list[str], url: str) -> tuple[int, bool, str]:
         ["reconciler", "status", "--json"],
         ["events", "list"],
         ["events", "list", "-n", "5", "--json"],
+        ["task", "list"],
+        ["task", "list", "--status", "running", "--json"],
     ],
 )
 def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
@@ -272,6 +280,7 @@ def test_a_read_command_on_sqlite_never_imports_sqlalchemy(world_store, args):
         ["reconciler", "status"],
         ["budget", "show", "--json"],
         ["events", "list", "-n", "7"],
+        ["task", "list", "--json"],
         # filtered: the quick path hands the question to the full store, with the same answer
         ["events", "list", "--container", "c-0000a003", "--level", "warning", "--json"],
     ],

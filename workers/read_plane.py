@@ -186,6 +186,10 @@ class ReadPlane:
         none): the full store's `Container`."""
         return self.store.get_container(ref)
 
+    def task_dicts(self, *, status: str | None = None, limit: int = 100) -> list[dict]:
+        """The newest tasks (in `status`), newest first, as `Task.model_dump()` gives them."""
+        return self.store.task_dicts(status=status, limit=limit)
+
 
 def agents_turn(containers: list, after: str | None, limit: int) -> tuple[list, str | None]:
     """The containers whose agents this read looks at: all of them up to `limit`, else the next
