@@ -1,8 +1,8 @@
 """Start-up and completion times of the CLI. Run: `python bench/cli.py [RUNS]`.
 
 Medians, as subprocesses, of `parhelia --help`, `help E200`, `status` on an empty store (issue 14:
-under 0.5 s), `containers list`, `status --no-refresh`,
-`tui --once --no-refresh` and a container-id completion (`_PARHELIA_COMPLETE`), over a store of
+under 0.5 s), `containers list`, `status --no-refresh`, `tui --once --no-refresh`, `events list`,
+`task list`, `reconciler status` and a container-id completion (`_PARHELIA_COMPLETE`), over a store of
 1,000 running containers, each beside the floor `python -c "import sqlmodel"` (the import every
 store-reading command pays). Targets (issue 16): read commands within 0.1 s of the floor,
 `--help` under 0.3 s, an id completion under 0.3 s. The machine may be shared: the load average
@@ -23,7 +23,9 @@ from pathlib import Path
 
 import loopback  # noqa: F401  (bench/loopback.py: Modal stays on 127.0.0.1; first)
 
-from parhelia.state.models import Container
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
+from parhelia.state.models import Container, Task
 from parhelia.state.store import Store
 
 N_CONTAINERS = 1000
@@ -31,27 +33,39 @@ STACK_FLOOR = """
 import sqlmodel, typer
 from sqlalchemy import select
 from sqlalchemy.orm import configure_mappers
-from parhelia.state.models import Container
+from parhelia.state.event_log import make_event
+from parhelia.state.event_types import EventType
+from parhelia.state.models import Container, Task
 configure_mappers()
 select(Container).compile()
 """
 
 
 def fill(url: str) -> None:
+    """N_CONTAINERS running containers, each with its task and five events."""
     store = Store(url)
     plane = store.plane_id
     for i in range(N_CONTAINERS):
-        cid = f"c-{i:08x}"
+        cid, tid = f"c-{i:08x}", f"t-{i:08x}"
+        store.add_task(Task(id=tid, prompt=f"task {i}", backend="local", status="running"))
         store.add_container(
             Container(
                 id=cid,
                 backend="local",
                 sandbox_id=f"sb-{i:06d}",
+                task_id=tid,
                 state="running",
                 health="healthy",
                 tags={"parhelia": "1", "parhelia_container": cid, "parhelia_plane": plane},
             )
         )
+    store.add_events(
+        [
+            make_event(EventType.NOTE, f"note {k}", container_id=f"c-{i:08x}")
+            for i in range(N_CONTAINERS)
+            for k in range(5)
+        ]
+    )
 
 
 def bench_env(tmp: Path, url: str) -> dict[str, str]:
@@ -125,6 +139,9 @@ def main(runs: int = 7) -> None:
         ("containers list", [*cli, "containers", "list"], env, None),
         ("status --no-refresh", [*cli, "status", "--no-refresh"], env, None),
         ("tui --once --no-refresh", [*cli, "tui", "--once", "--no-refresh"], env, None),
+        ("events list", [*cli, "events", "list"], env, None),
+        ("task list", [*cli, "task", "list"], env, None),
+        ("reconciler status", [*cli, "reconciler", "status"], env, None),
         ("id completion (1,000 containers)", cli, complete_env, 0.3),
     ]
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
