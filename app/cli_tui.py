@@ -180,6 +180,12 @@ def one_shot(
     return exit_code(view)
 
 
+# What a one-shot view waits on heartbeat probes at most: the sandboxes heard from longest ago
+# first, the rest left as they were for the loops (10,000 of them at 16 probes at a time made a
+# snapshot wait a minute). `reconciler run` probes them all.
+ONE_SHOT_PROBE_S = 2.0
+
+
 def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardView:
     """The one-shot path (`tui --once`, `parhelia status`): a pass of the loops unless told not
     to, then the dashboard view."""
@@ -192,7 +198,7 @@ def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardV
             from parhelia.app.spinner import waiting
 
             with waiting("Reconciling with the backend…"):
-                rt.control.refresh_once()
+                rt.control.refresh_once(heartbeat_within=ONE_SHOT_PROBE_S)
         # without a refresh nothing asks a backend: the store, and the agents on this machine
         # (reading Modal's loads its SDK, a third of a second, then waits on the network); and
         # nothing is written, so the view is read as a read command reads it (`Runtime.reader`)

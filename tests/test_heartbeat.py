@@ -216,3 +216,40 @@ def test_prunes_events_and_reconciler_runs_by_their_retention(store, fake, clock
     settings.retention = replace(settings.retention, events_days=1, runs_days=1)
     again = HeartbeatPoller(store, {fake.name: fake}, settings, clock=clock).run_once()
     assert (again.pruned_events, again.pruned_runs) == (1, 1)
+
+
+def test_a_pass_given_seconds_probes_the_longest_unheard_first_and_leaves_the_rest(
+    store, fake, clock
+):
+    """A one-shot view (`tui --once`, `status`) gives its probes a few seconds: the sandboxes
+    heard from longest ago go first, and those not answered by then are left as they were (not
+    counted as missed: nothing was learned of them), for the loops' next full pass."""
+    for i in range(6):
+        running_row(store, clock, f"c-{i}", f"sb-{i}")
+        # c-0 never heard from; then the lower the number the longer ago
+        heard = clock() - timedelta(minutes=10 - i) if i else None
+        store.update_container(f"c-{i}", last_heartbeat_at=heard)
+    store.update_container("c-5", missed_heartbeats=3)
+    order: list[str] = []
+    release = threading.Event()
+
+    def probe(sid):
+        order.append(sid)
+        if sid in ("sb-2", "sb-3", "sb-4", "sb-5"):  # these never answer in time
+            release.wait(5)
+        return OK_SAMPLE
+
+    fake.probe_fn = probe
+    try:
+        report = poller(store, fake, clock, concurrency=1).run_once(within=0.3)
+    finally:
+        release.set()
+    assert order[:3] == ["sb-0", "sb-1", "sb-2"]
+    assert (report.probed, report.ok, report.skipped, report.timed_out) == (2, 2, 4, 0)
+    assert report.duration_ms < 3000
+    assert store.get_container("c-0").last_heartbeat_at == clock()
+    assert store.get_container("c-5").missed_heartbeats == 3  # left as it was
+    assert {store.get_container(f"c-{i}").missed_heartbeats for i in (2, 3, 4)} == {0}
+    # a pass without a bound probes them all
+    full = poller(store, fake, clock, concurrency=6).run_once()
+    assert (full.probed, full.ok, full.skipped) == (6, 6, 0)

@@ -232,3 +232,23 @@ def test_cli_once_broken_database_is_e701_exit_two(parhelia_env, monkeypatch, tm
     r = parhelia_env.run("tui", "--once", "--no-refresh")
     assert_coded_error(r, "E701")
     assert r.code == 2
+
+
+@pytest.mark.parametrize("args", [("tui", "--once"), ("status",)])
+def test_a_one_shot_views_refresh_gives_its_probes_a_bound(parhelia_env, monkeypatch, args):
+    """`tui --once` and `status` wait on heartbeat probes at most ONE_SHOT_PROBE_S (10,000
+    sandboxes at 16 probes at a time made a snapshot wait a minute); `reconciler run` does not."""
+    from parhelia.app.cli_tui import ONE_SHOT_PROBE_S
+    from parhelia.workers.control import ControlPlane
+
+    asked: list = []
+    real = ControlPlane.refresh_once
+
+    def recorded(self, **kwargs):
+        asked.append(kwargs.get("heartbeat_within"))
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(ControlPlane, "refresh_once", recorded)
+    assert parhelia_env.run(*args).code == 0
+    assert parhelia_env.run("reconciler", "run").code == 0
+    assert asked == [ONE_SHOT_PROBE_S, None]

@@ -396,17 +396,18 @@ class ControlPlane(ReadPlane, Dispatching):
             self._runner = LoopRunner(self.reconciler, self.poller, self.guard, self.settings)
         return self._runner
 
-    def refresh_once(self):
+    def refresh_once(self, *, heartbeat_within: float | None = None):
         """One pass of every loop, as `parhelia tui --once` and `reconciler run` want it; the
         lease is released at the end (a one-shot command holds nothing once it has answered).
-        The report carries what the budget guard did in the same pass."""
+        The report carries what the budget guard did in the same pass. `heartbeat_within`: the
+        seconds its probes may take (a view's pass; `reconciler run` probes every row)."""
         guard: list[str] = []
 
         def seen(name: str, result) -> None:
             if name == "budget" and result:
                 guard.extend(result)
 
-        report = self.loops.once(on_cycle=seen)
+        report = self.loops.once(on_cycle=seen, heartbeat_within=heartbeat_within)
         report.guard_actions = guard
         return report
 

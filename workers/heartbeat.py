@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
 from parhelia.state.event_log import make_event
@@ -44,6 +45,8 @@ class HeartbeatReport:
     ok: int = 0
     failed: int = 0
     timed_out: int = 0
+    # not probed: a pass given `within` seconds ran out of them first (left as they were)
+    skipped: int = 0
     health_changes: int = 0
     pruned: int = 0
     pruned_events: int = 0
@@ -54,7 +57,8 @@ class HeartbeatReport:
     def summary(self) -> str:
         return (
             f"heartbeat: probed {self.probed} ok {self.ok} failed {self.failed} "
-            f"(timed out {self.timed_out}) health changes {self.health_changes} "
+            f"(timed out {self.timed_out}) skipped {self.skipped} "
+            f"health changes {self.health_changes} "
             f"pruned {self.pruned} in {self.duration_ms:.0f} ms"
         )
 
@@ -78,20 +82,28 @@ class HeartbeatPoller:
         cfg = self.settings.heartbeat
         return HealthThresholds(cfg.degraded_missed, cfg.unhealthy_missed, cfg.dead_missed)
 
-    def run_once(self) -> HeartbeatReport:
+    def run_once(self, *, within: float | None = None) -> HeartbeatReport:
+        """One pass over the running containers. `within`: the seconds a one-shot view (`tui
+        --once`, `status`) gives its probes: the rows heard from longest ago go first, and those
+        not answered by then are left as they were, not counted as missed (10,000 sandboxes at 16
+        probes at a time kept a snapshot waiting a minute; a daemon's pass has no such bound)."""
         t0 = time.perf_counter()
         now = self.clock()
         report = HeartbeatReport(started_at=now)
         # plain rows (every column but the metadata), not ORM instances: loading 10,000 of
         # those was about a second of every cycle's CPU (bench/reconcile.py's snapshot, reused)
         rows = [r for r in self.store.reconcile_snapshot([ContainerState.RUNNING]) if r.sandbox_id]
-        report.probed = len(rows)
+        if within is not None:
+            rows.sort(key=_heard_longest_ago)
         p0 = time.perf_counter()
-        results = self._probe_all(rows)
+        results = self._probe_all(rows, within)
         report.probe_ms = (time.perf_counter() - p0) * 1000.0
         samples, updates, events = [], [], []
         for row in rows:
             sample = results.get(row.id)
+            if sample is _SKIPPED:
+                report.skipped += 1
+                continue
             if isinstance(sample, ProbeSample):
                 report.ok += 1
                 samples.append(_sample_row(row.id, now, sample))
@@ -114,6 +126,7 @@ class HeartbeatPoller:
             ):
                 report.health_changes += 1
                 events.append(_health_event(row, health, missed, sample, now))
+        report.probed = len(rows) - report.skipped
         self.store.record_heartbeats(samples, updates, events)
         retention = timedelta(hours=self.settings.heartbeat.retention_hours)
         report.pruned = self.store.prune_heartbeats(now - retention)
@@ -124,9 +137,12 @@ class HeartbeatPoller:
         report.duration_ms = (time.perf_counter() - t0) * 1000.0
         return report
 
-    def _probe_all(self, rows: list[Container]) -> dict[str, ProbeSample | object]:
+    def _probe_all(
+        self, rows: list[Container], within: float | None = None
+    ) -> dict[str, ProbeSample | object]:
         """Probe with at most `concurrency` probes in flight; a probe that has run longer than
-        `probe_timeout_seconds` is abandoned (its thread finishes on its own) and counts as missed."""
+        `probe_timeout_seconds` is abandoned (its thread finishes on its own) and counts as missed.
+        After `within` seconds, what is still in flight or not yet handed out is `_SKIPPED`."""
         if not rows:
             return {}
         cfg = self.settings.heartbeat
@@ -159,14 +175,22 @@ class HeartbeatPoller:
             hand_out()
             waves = -(-len(rows) // workers)
             cycle_deadline = time.monotonic() + timeout * (waves + 1)
+            give_up = time.monotonic() + within if within is not None else float("inf")
             while pending:
                 now = time.monotonic()
+                if now >= give_up:  # a one-shot's time is up: the rest is left for a later pass
+                    for fut, cid in pending.items():
+                        fut.cancel()
+                        results[cid] = _SKIPPED
+                    pending.clear()
+                    results.update((row.id, _SKIPPED) for row in queued)
+                    break
                 with lock:
                     running = [started[cid] for cid in pending.values() if cid in started]
                 next_expiry = min((s + timeout for s in running), default=now + timeout)
                 done, _ = wait(
                     list(pending),
-                    timeout=max(0.0, min(next_expiry, cycle_deadline) - now),
+                    timeout=max(0.0, min(next_expiry, cycle_deadline, give_up) - now),
                     return_when=FIRST_COMPLETED,
                 )
                 for fut in done:
@@ -196,6 +220,13 @@ class HeartbeatPoller:
 
 _FAILED = object()
 _TIMED_OUT = object()
+_SKIPPED = object()
+
+
+def _heard_longest_ago(row: Any) -> tuple[bool, datetime]:
+    """Never heard from first, then the oldest heartbeat first."""
+    heard = row.last_heartbeat_at
+    return (heard is not None, heard or datetime.min.replace(tzinfo=UTC))
 
 
 def _sample_row(container_id: str, now: datetime, sample: ProbeSample) -> dict:

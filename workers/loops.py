@@ -18,6 +18,7 @@ longer than `timeout_seconds`.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -58,17 +59,19 @@ class LoopRunner:
         passes: bool = True,
         on_cycle: OnCycle | None = None,
         on_error: OnError | None = None,
+        heartbeat_within: float | None = None,
     ):
         """One reconcile, then (if `passes` and holding the lease) a heartbeat pass and a budget
         check; the lease is released at the end. Returns the reconcile report; a failed reconcile
-        raises (a failed heartbeat or budget pass goes to `on_error`, or raises when there is none)."""
+        raises (a failed heartbeat or budget pass goes to `on_error`, or raises when there is none).
+        `heartbeat_within`: the seconds the heartbeat pass may probe for (`HeartbeatPoller.run_once`)."""
         try:
             report = self.reconciler.run_once()
             self.has_lease = report.acted
             if on_cycle:
                 on_cycle("reconcile", report)
             if passes and report.acted:
-                self._passes(on_cycle, on_error or _raise)
+                self._passes(on_cycle, on_error or _raise, heartbeat_within)
             return report
         finally:
             self.reconciler.release()
@@ -129,9 +132,16 @@ class LoopRunner:
         if on_cycle:
             on_cycle("reconcile", report)
 
-    def _passes(self, on_cycle: OnCycle | None, on_error: OnError) -> None:
+    def _passes(
+        self, on_cycle: OnCycle | None, on_error: OnError, heartbeat_within: float | None = None
+    ) -> None:
         """Heartbeat then budget, each only while the lease is still ours."""
-        for name, fn in (("heartbeat", self.poller.run_once), ("budget", self._check_budget)):
+        heartbeat = (
+            self.poller.run_once
+            if heartbeat_within is None
+            else functools.partial(self.poller.run_once, within=heartbeat_within)
+        )
+        for name, fn in (("heartbeat", heartbeat), ("budget", self._check_budget)):
             if not self._guarded("lease", self.reconciler.holds_lease, on_error, False):
                 self.has_lease = False
                 return
