@@ -116,7 +116,10 @@ def ordering(
         # with one time, which moves every HB key and no row's place (one pass, not a sort)
         kept = [k for k in previous.ascending if k in keys] if gone else previous.ascending
         new = [k for k in moved if k not in old]
-        return Ordering(column, views, agents, keys, sorted(kept + new, key=keys.__getitem__))
+        ascending = sorted(kept + new, key=keys.__getitem__)
+        if ascending == previous.ascending:  # the same list: the pane's order is kept as it is
+            ascending = previous.ascending
+        return Ordering(column, views, agents, keys, ascending)
     ascending = list(previous.ascending)
     by_key = keys.__getitem__
     for k in [*gone, *(k for k in moved if k in old)]:
