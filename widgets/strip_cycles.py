@@ -3,8 +3,9 @@
 `crop_extend` over all of it: `RichLog`'s lines, the events pane), and then the cache makes a
 cycle (strip -> cache -> strip). Such a strip is not freed when the last frame lets go of it but
 waits for a garbage collection, with its eight caches and its segments: under a heartbeating
-fleet about 500 strips and 6,000 objects a second at 150x45, half of what each young collection
-walked after the refresh's views, and garbage the full collection then walked too (bench/tui.py).
+fleet about 500 strips and 6,000 objects a second at 150x45, a third or more of what each young
+collection walked besides the refresh's views (their time fell by a fifth without them), and
+garbage the full collection walked again once promoted.
 
 `install` makes those two return the strip itself without caching it (what they would return
 from the cache), so a drawn line is freed with the frame that drew it; every other result is
