@@ -44,6 +44,7 @@ from parhelia.state.views import (
     DashboardView,
     still_running_note,
 )
+from parhelia.widgets import strip_cycles
 from parhelia.widgets.containers_table import (
     ContainersTable,
     PreparedRows,
@@ -95,6 +96,7 @@ class ParheliaApp(App):
         demo: bool = False,
     ) -> None:
         super().__init__()
+        strip_cycles.install()  # drawn lines freed with their frame, not by a collection
         self.control = control
         self.demo = demo
         self.loaded = loaded

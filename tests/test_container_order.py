@@ -151,3 +151,43 @@ def test_a_heartbeats_copy_of_a_view_keeps_its_haystack(monkeypatch):
     assert made == ["c-00000001"]
     assert typed.ids == {k for k, c in beat.items() if c.health == "unhealthy"}
     assert typed.haystacks == {k: real(c) for k, c in beat.items()}
+
+
+class _CountedKey:
+    """An order key that counts the comparisons a sort makes with it."""
+
+    compared = 0
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+
+    def __lt__(self, other: _CountedKey) -> bool:
+        _CountedKey.compared += 1
+        return self.key < other.key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountedKey) and self.key == other.key
+
+
+def test_a_heartbeat_cycle_that_moves_every_key_but_no_place_is_not_sorted_again(monkeypatch):
+    """One stamp for every row (a heartbeat cycle) moves every HB key and keeps every row's
+    place: the ordering is made in one pass over the last order (about one comparison a row),
+    not by a sort of rows listed in another order (a dozen a row at 2,000), and is the order a
+    sort from scratch makes."""
+    from parhelia.widgets import container_order
+
+    monkeypatch.setattr(
+        container_order, "order_key", lambda c, col, agent=None: _CountedKey(order_key(c, col))
+    )
+    rng = random.Random(5)
+    rows = [view(i, rng) for i in range(2_000)]
+    rng.shuffle(rows)  # the views' own order (their age) is not their ids'
+    at = NOW - timedelta(seconds=3)
+    views = {c.id: replace(c, state="running", last_heartbeat_at=at) for c in rows}
+    first = ordering(views, "heartbeat", {})
+    beat = {k: replace(c, last_heartbeat_at=at + timedelta(seconds=1)) for k, c in views.items()}
+    _CountedKey.compared = 0
+    made = ordering(beat, "heartbeat", {}, first)
+    assert _CountedKey.compared < 2 * len(views)
+    assert made.ascending == scratch(beat, "heartbeat", False)
+    assert made.ascending is first.ascending  # the same order: kept, so the pane's stays too

@@ -137,6 +137,25 @@ def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
     assert by_age.order[0] == "c-00000000" and len(by_age.keys) == N
 
 
+def test_a_heartbeat_cycle_keeps_the_order_of_rows_sorted_by_heartbeat(seeded):
+    """A heartbeat cycle stamps every row with one time: every HB key moves, no row's place, so
+    the pane's order is the very list it was (not sorted, nor walked and compared again)."""
+    store, control, clock = seeded
+    live = LiveContainers()
+    views = control.dashboard(live=live).containers
+    first = prepare_rows(views, ("heartbeat", False, ""), live.changed)
+    store.record_heartbeats(
+        [], [{"id": c.id, "last_heartbeat_at": clock[0], "missed_heartbeats": 0} for c in views]
+    )
+    views = control.dashboard(live=live).containers
+    again = prepare_rows(views, ("heartbeat", False, ""), live.changed, first, reread=live.reread)
+    assert len(live.changed) == N and live.reread == set()  # every row beaten, none read whole
+    assert again.order is first.order
+    assert again.order == sorted_ids(
+        [(c.id, order_key(c, "heartbeat")) for c in views], reverse=False
+    )
+
+
 def test_a_row_whose_agent_changed_is_keyed_again_when_sorted_by_agent(seeded):
     """The AGENT column comes from the view's side map, not the row: a change there alone (the
     container row untouched) must move the row, in the refresh thread's order and on screen."""

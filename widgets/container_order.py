@@ -112,7 +112,14 @@ def ordering(
         for k in gone:
             del keys[k]
         keys.update(moved)
-        return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
+        # sorted from the last order, not the keys' own: a heartbeat cycle stamps every row
+        # with one time, which moves every HB key and no row's place (one pass, not a sort)
+        kept = [k for k in previous.ascending if k in keys] if gone else previous.ascending
+        new = [k for k in moved if k not in old]
+        ascending = sorted(kept + new, key=keys.__getitem__)
+        if ascending == previous.ascending:  # the same list: the pane's order is kept as it is
+            ascending = previous.ascending
+        return Ordering(column, views, agents, keys, ascending)
     ascending = list(previous.ascending)
     by_key = keys.__getitem__
     for k in [*gone, *(k for k in moved if k in old)]:
