@@ -45,7 +45,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 # The store's container row (bench/store.py seeds these values), and the poller's UPDATE of it:
-# heartbeat columns always, the sample's only unless the row holds a newer one.
+# heartbeat columns and sample on each row that holds no newer sample (all of them here: the store
+# then sends nothing more; state/bulk.py `_update_newer`).
 CONTAINER_TABLE = """CREATE TABLE containers (id VARCHAR(32) NOT NULL PRIMARY KEY,
     backend VARCHAR(16) NOT NULL, sandbox_id VARCHAR(128), task_id VARCHAR(32),
     session_id VARCHAR(64), state VARCHAR(16) NOT NULL, health VARCHAR(16) NOT NULL,
@@ -60,7 +61,7 @@ NEWER = "(last_sample_at IS NULL OR last_sample_at <= ?)"
 UPDATE = (
     "UPDATE containers SET last_heartbeat_at = ?, missed_heartbeats = ?, "
     + ", ".join(
-        f"{col} = CASE WHEN {NEWER} THEN ? ELSE {col} END"
+        f"{col} = ?"
         for col in (
             "last_sample_at",
             "last_cpu_percent",
@@ -69,7 +70,7 @@ UPDATE = (
             "last_agent_alive",
         )
     )
-    + " WHERE id = ?"
+    + f" WHERE id = ? AND {NEWER}"
 )
 
 
@@ -121,7 +122,7 @@ def ingest(path: Path, ids: list[str], merge_every: int | None, updates: bool = 
         ts = f"2026-11-24 10:{b // 60:02d}:{b % 60:02d}.000000"
         c.execute("BEGIN")
         if updates:
-            c.executemany(UPDATE, [(ts, 0, ts, ts, ts, 1, ts, 2, ts, 3, ts, 1, x) for x in ids])
+            c.executemany(UPDATE, [(ts, 0, ts, 1, 2, 3, 1, x, ts) for x in ids])
         c.executemany(INSERT.format(table=table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
         if merge_every and b % merge_every == merge_every - 1:
             c.execute(
