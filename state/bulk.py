@@ -53,6 +53,7 @@ _HEARTBEAT_DEFAULTS = {
 }
 _SAMPLE_DEFAULTS = {k: _HEARTBEAT_DEFAULTS.get(k) for k in _SAMPLE.values()}
 _ID = itemgetter("id")
+_CONTAINER_ID = itemgetter("container_id")
 
 
 _EXPECTABLE = ("id", "state", "sandbox_id", "health", "missed_heartbeats", "updated_at")
@@ -504,7 +505,7 @@ def _containers_set(keys: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]
 
 def _newest_per_container(samples: Sequence[dict]) -> dict[str, dict]:
     """Each sampled container's newest sample (the later one on a tie, as the index orders them)."""
-    latest = {smp["container_id"]: smp for smp in samples}
+    latest = dict(zip(map(_CONTAINER_ID, samples), samples, strict=True))
     if len(latest) == len(samples):  # one sample per container, as in a poller's cycle
         return latest
     latest = {}
