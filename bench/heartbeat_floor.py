@@ -153,24 +153,35 @@ def name_of(merge_every: int | None, updates: bool) -> str:
     return next(n for n, m, u in VARIANTS if (m, u) == (merge_every, updates))
 
 
-def floors(variants=VARIANTS, *, quiet: bool = False) -> dict[str, float]:
-    """Rows/s of each variant (name -> rate), on a fresh copy of one 2M-row database each;
-    bench/store.py calls it to print the store's figure beside the floor of the same run."""
-    ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
-    rates = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base.db"
+class Floor:
+    """One 2M-row database built in `tmp`, from which `run(name)` measures a variant on a fresh
+    copy, as often as asked: bench/store.py measures the direct floor just before and just after
+    the store, so that the ratio it prints compares them under the same load."""
+
+    def __init__(self, tmp: Path, *, quiet: bool = False) -> None:
+        self.ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
+        self.base, self.copy = tmp / "base.db", tmp / "run.db"
         t = time.perf_counter()
-        build(base, ids)
+        build(self.base, self.ids)
         if not quiet:
             print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
-        for name, merge_every, updates in variants:
-            copy = Path(tmp) / "run.db"
-            shutil.copy(base, copy)
-            rates[name] = ingest(copy, ids, merge_every, updates)
+
+    def run(self, name: str) -> float:
+        """Rows/s of the variant `name` (its CPU per cycle left in `CPU_MS`)."""
+        merge_every, updates = next((m, u) for n, m, u in VARIANTS if n == name)
+        shutil.copy(self.base, self.copy)
+        try:
+            return ingest(self.copy, self.ids, merge_every, updates)
+        finally:
             for suffix in ("", "-wal", "-shm"):
-                Path(f"{copy}{suffix}").unlink(missing_ok=True)
-    return rates
+                Path(f"{self.copy}{suffix}").unlink(missing_ok=True)
+
+
+def floors(variants=VARIANTS, *, quiet: bool = False) -> dict[str, float]:
+    """Rows/s of each variant (name -> rate), on a fresh copy of one 2M-row database each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        floor = Floor(Path(tmp), quiet=quiet)
+        return {name: floor.run(name) for name, _, _ in variants}
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, func, insert, or_, select, update
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlmodel import Session
 
 from parhelia.state.enums import LIVE_TASK_STATUSES, EventLevel, EventSource, TaskStatus
@@ -231,7 +231,9 @@ class BulkWrites:
                     driver.execute("PRAGMA foreign_keys=ON")  # a no-op inside a transaction:
                     if driver.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
                         conn.invalidate()  # one left open by a failed rollback goes, unchecked
-        except DatabaseError as exc:
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:  # as `Store.write`: coded, never E900
             raise self._db_error(exc) from exc
         if self._checkpointer is not None:
             self._checkpointer.poke()
