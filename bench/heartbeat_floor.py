@@ -108,22 +108,31 @@ def build(path: Path, ids: list[str]) -> None:
     c.close()
 
 
-def ingest(path: Path, ids: list[str], merge_every: int | None, updates: bool = False) -> float:
-    """Rows/s over CYCLES cycles; `merge_every` None inserts directly into heartbeats; `updates`
-    also updates each sample's container row, with the heartbeats' foreign key enforced. The CPU
-    time of the last call, per cycle, is left in `CPU_MS`."""
-    c = connect(path)
-    if updates:
-        c.execute("PRAGMA foreign_keys=ON")
-    table = "heartbeats" if merge_every is None else "recent"
-    cpu = time.process_time()
-    t = time.perf_counter()
-    for b in range(CYCLES):
+class Cycles:
+    """A variant's CYCLES cycles on the database at `path`, one `cycle(b)` call each, timed by
+    itself, so a caller may run its own work between them (bench/store.py alternates them with
+    the store's cycles: both then run under the same load). `merge_every` None inserts directly
+    into heartbeats; `updates` also updates each sample's container row, with the heartbeats'
+    foreign key enforced. After `finish()` (the checkpoint of what they wrote), `rate` holds rows/s
+    and `cpu_ms` the CPU per cycle of the calling thread, where SQLite runs them."""
+
+    def __init__(self, path: Path, ids: list[str], merge_every: int | None, updates: bool):
+        self.ids, self.merge_every, self.updates = ids, merge_every, updates
+        self.c = connect(path)
+        if updates:
+            self.c.execute("PRAGMA foreign_keys=ON")
+        self.table = "heartbeats" if merge_every is None else "recent"
+        self.wall = self.cpu = 0.0
+        self.rate = self.cpu_ms = 0.0
+
+    def cycle(self, b: int) -> None:
+        t, cpu = time.perf_counter(), time.thread_time()
+        c, ids, merge_every = self.c, self.ids, self.merge_every
         ts = f"2026-11-24 10:{b // 60:02d}:{b % 60:02d}.000000"
         c.execute("BEGIN")
-        if updates:
+        if self.updates:
             c.executemany(UPDATE, [(ts, 0, ts, 1, 2, 3, 1, x, ts) for x in ids])
-        c.executemany(INSERT.format(table=table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
+        c.executemany(INSERT.format(table=self.table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
         if merge_every and b % merge_every == merge_every - 1:
             c.execute(
                 f"INSERT INTO heartbeats ({COLUMNS}) SELECT {COLUMNS} FROM recent "
@@ -131,11 +140,17 @@ def ingest(path: Path, ids: list[str], merge_every: int | None, updates: bool = 
             )
             c.execute("DELETE FROM recent")
         c.execute("COMMIT")
-    c.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    rate = CYCLES * CONTAINERS / (time.perf_counter() - t)
-    CPU_MS[name_of(merge_every, updates)] = (time.process_time() - cpu) * 1000 / CYCLES
-    c.close()
-    return rate
+        self.wall += time.perf_counter() - t
+        self.cpu += time.thread_time() - cpu
+
+    def finish(self) -> None:
+        t, cpu = time.perf_counter(), time.thread_time()
+        self.c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.c.close()
+        self.wall += time.perf_counter() - t
+        self.cpu += time.thread_time() - cpu
+        self.rate = CYCLES * len(self.ids) / self.wall
+        self.cpu_ms = self.cpu * 1000 / CYCLES
 
 
 VARIANTS = (  # name, merge every N cycles (None: direct), with the container updates
@@ -149,14 +164,9 @@ VARIANTS = (  # name, merge every N cycles (None: direct), with the container up
 CPU_MS: dict[str, float] = {}  # variant name -> CPU ms per cycle, of its last measurement
 
 
-def name_of(merge_every: int | None, updates: bool) -> str:
-    return next(n for n, m, u in VARIANTS if (m, u) == (merge_every, updates))
-
-
 class Floor:
-    """One 2M-row database built in `tmp`, from which `run(name)` measures a variant on a fresh
-    copy, as often as asked: bench/store.py measures the direct floor just before and just after
-    the store, so that the ratio it prints compares them under the same load."""
+    """One 2M-row database built in `tmp`, from which each variant runs on a fresh copy, alone
+    (`run`) or a cycle at a time between a caller's own (`cycles`), as often as asked."""
 
     def __init__(self, tmp: Path, *, quiet: bool = False) -> None:
         self.ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
@@ -166,15 +176,22 @@ class Floor:
         if not quiet:
             print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
 
-    def run(self, name: str) -> float:
-        """Rows/s of the variant `name` (its CPU per cycle left in `CPU_MS`)."""
+    def cycles(self, name: str) -> Cycles:
+        """The cycles of the variant `name`, on a fresh copy of the base."""
         merge_every, updates = next((m, u) for n, m, u in VARIANTS if n == name)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.copy}{suffix}").unlink(missing_ok=True)
         shutil.copy(self.base, self.copy)
-        try:
-            return ingest(self.copy, self.ids, merge_every, updates)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{self.copy}{suffix}").unlink(missing_ok=True)
+        return Cycles(self.copy, self.ids, merge_every, updates)
+
+    def run(self, name: str) -> float:
+        """Rows/s of the variant `name`, run alone (its CPU per cycle left in `CPU_MS`)."""
+        cycles = self.cycles(name)
+        for b in range(CYCLES):
+            cycles.cycle(b)
+        cycles.finish()
+        CPU_MS[name] = cycles.cpu_ms
+        return cycles.rate
 
 
 def floors(variants=VARIANTS, *, quiet: bool = False) -> dict[str, float]:
