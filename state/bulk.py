@@ -108,7 +108,8 @@ class BulkWrites:
 
         Each sampled container's row also takes its newest sample (`last_sample_at`,
         `last_cpu_percent`, ...) unless it already holds a newer one, in the same UPDATE as its
-        heartbeat columns: one statement per container whatever the mix.
+        heartbeat columns: one statement per container whatever the mix (on SQLite, a second one
+        if some row holds a newer sample: `_update_newer`).
 
         A call with nothing to write takes no write lock (a fleet with nothing running)."""
         if not (samples or container_updates or events):
@@ -214,10 +215,10 @@ class BulkWrites:
     def _merge_trusted(self, at_least: int = 1) -> int:
         """SQLite: `_merge_staged` in a write transaction of its own, with foreign-key checks off.
         Each staged sample's container was checked when it was staged, and it cannot have gone
-        since (deleting a container deletes its staged samples): checking each again made a
-        third of a merge's cost, and with checks on the emptying of the staged table deletes row
-        by row instead of at once (bench/store.py). The checks are back on before the connection
-        is used again, or the connection is discarded."""
+        since (deleting a container deletes its staged samples). With checks on, the staged table
+        emptied row by row instead of at once, and a 1,000-sample cycle cost ~0.7 ms more (A/B
+        of the bench/store.py cycle). The checks are back on before the connection is used
+        again, or the connection is discarded."""
         if self._checkpointer is not None:
             self._checkpointer.before_write()
         try:
@@ -538,8 +539,8 @@ def _update_newer(conn: Connection, keys: tuple[str, ...], columns: dict[str, li
     not newer takes `keys` and its sample, plainly (`_container_update_newer`); if some row did not
     match (it holds a newer sample, or is gone), every row then takes `keys` alone, which the rows
     already done hold. A poller's samples are the newest, so that is one plain UPDATE a cycle:
-    the CASE of each sample column, evaluated on every row, was a quarter of the UPDATE's time
-    (bench/store.py)."""
+    the CASE of each sample column, evaluated on every row, was a fifth of the UPDATE's time
+    (bench/store.py's cycle, per statement)."""
     done = _executemany(
         conn,
         ("update-newer", keys),
