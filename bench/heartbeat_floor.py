@@ -45,7 +45,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 # The store's container row (bench/store.py seeds these values), and the poller's UPDATE of it:
-# heartbeat columns always, the sample's only unless the row holds a newer one.
+# heartbeat columns and sample on each row that holds no newer sample (all of them here: the store
+# then sends nothing more; state/bulk.py `_update_newer`).
 CONTAINER_TABLE = """CREATE TABLE containers (id VARCHAR(32) NOT NULL PRIMARY KEY,
     backend VARCHAR(16) NOT NULL, sandbox_id VARCHAR(128), task_id VARCHAR(32),
     session_id VARCHAR(64), state VARCHAR(16) NOT NULL, health VARCHAR(16) NOT NULL,
@@ -60,7 +61,7 @@ NEWER = "(last_sample_at IS NULL OR last_sample_at <= ?)"
 UPDATE = (
     "UPDATE containers SET last_heartbeat_at = ?, missed_heartbeats = ?, "
     + ", ".join(
-        f"{col} = CASE WHEN {NEWER} THEN ? ELSE {col} END"
+        f"{col} = ?"
         for col in (
             "last_sample_at",
             "last_cpu_percent",
@@ -69,7 +70,7 @@ UPDATE = (
             "last_agent_alive",
         )
     )
-    + " WHERE id = ?"
+    + f" WHERE id = ? AND {NEWER}"
 )
 
 
@@ -107,22 +108,31 @@ def build(path: Path, ids: list[str]) -> None:
     c.close()
 
 
-def ingest(path: Path, ids: list[str], merge_every: int | None, updates: bool = False) -> float:
-    """Rows/s over CYCLES cycles; `merge_every` None inserts directly into heartbeats; `updates`
-    also updates each sample's container row, with the heartbeats' foreign key enforced. The CPU
-    time of the last call, per cycle, is left in `CPU_MS`."""
-    c = connect(path)
-    if updates:
-        c.execute("PRAGMA foreign_keys=ON")
-    table = "heartbeats" if merge_every is None else "recent"
-    cpu = time.process_time()
-    t = time.perf_counter()
-    for b in range(CYCLES):
+class Cycles:
+    """A variant's CYCLES cycles on the database at `path`, one `cycle(b)` call each, timed by
+    itself, so a caller may run its own work between them (bench/store.py alternates them with
+    the store's cycles: both then run under the same load). `merge_every` None inserts directly
+    into heartbeats; `updates` also updates each sample's container row, with the heartbeats'
+    foreign key enforced. After `finish()` (the checkpoint of what they wrote), `rate` holds rows/s
+    and `cpu_ms` the CPU per cycle of the calling thread, where SQLite runs them."""
+
+    def __init__(self, path: Path, ids: list[str], merge_every: int | None, updates: bool):
+        self.ids, self.merge_every, self.updates = ids, merge_every, updates
+        self.c = connect(path)
+        if updates:
+            self.c.execute("PRAGMA foreign_keys=ON")
+        self.table = "heartbeats" if merge_every is None else "recent"
+        self.wall = self.cpu = 0.0
+        self.rate = self.cpu_ms = 0.0
+
+    def cycle(self, b: int) -> None:
+        t, cpu = time.perf_counter(), time.thread_time()
+        c, ids, merge_every = self.c, self.ids, self.merge_every
         ts = f"2026-11-24 10:{b // 60:02d}:{b % 60:02d}.000000"
         c.execute("BEGIN")
-        if updates:
-            c.executemany(UPDATE, [(ts, 0, ts, ts, ts, 1, ts, 2, ts, 3, ts, 1, x) for x in ids])
-        c.executemany(INSERT.format(table=table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
+        if self.updates:
+            c.executemany(UPDATE, [(ts, 0, ts, 1, 2, 3, 1, x, ts) for x in ids])
+        c.executemany(INSERT.format(table=self.table), [(x, ts, 1, 2, 3, 4, 5, 1) for x in ids])
         if merge_every and b % merge_every == merge_every - 1:
             c.execute(
                 f"INSERT INTO heartbeats ({COLUMNS}) SELECT {COLUMNS} FROM recent "
@@ -130,11 +140,17 @@ def ingest(path: Path, ids: list[str], merge_every: int | None, updates: bool = 
             )
             c.execute("DELETE FROM recent")
         c.execute("COMMIT")
-    c.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    rate = CYCLES * CONTAINERS / (time.perf_counter() - t)
-    CPU_MS[name_of(merge_every, updates)] = (time.process_time() - cpu) * 1000 / CYCLES
-    c.close()
-    return rate
+        self.wall += time.perf_counter() - t
+        self.cpu += time.thread_time() - cpu
+
+    def finish(self) -> None:
+        t, cpu = time.perf_counter(), time.thread_time()
+        self.c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.c.close()
+        self.wall += time.perf_counter() - t
+        self.cpu += time.thread_time() - cpu
+        self.rate = CYCLES * len(self.ids) / self.wall
+        self.cpu_ms = self.cpu * 1000 / CYCLES
 
 
 VARIANTS = (  # name, merge every N cycles (None: direct), with the container updates
@@ -148,28 +164,41 @@ VARIANTS = (  # name, merge every N cycles (None: direct), with the container up
 CPU_MS: dict[str, float] = {}  # variant name -> CPU ms per cycle, of its last measurement
 
 
-def name_of(merge_every: int | None, updates: bool) -> str:
-    return next(n for n, m, u in VARIANTS if (m, u) == (merge_every, updates))
+class Floor:
+    """One 2M-row database built in `tmp`, from which each variant runs on a fresh copy, alone
+    (`run`) or a cycle at a time between a caller's own (`cycles`), as often as asked."""
+
+    def __init__(self, tmp: Path, *, quiet: bool = False) -> None:
+        self.ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
+        self.base, self.copy = tmp / "base.db", tmp / "run.db"
+        t = time.perf_counter()
+        build(self.base, self.ids)
+        if not quiet:
+            print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
+
+    def cycles(self, name: str) -> Cycles:
+        """The cycles of the variant `name`, on a fresh copy of the base."""
+        merge_every, updates = next((m, u) for n, m, u in VARIANTS if n == name)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.copy}{suffix}").unlink(missing_ok=True)
+        shutil.copy(self.base, self.copy)
+        return Cycles(self.copy, self.ids, merge_every, updates)
+
+    def run(self, name: str) -> float:
+        """Rows/s of the variant `name`, run alone (its CPU per cycle left in `CPU_MS`)."""
+        cycles = self.cycles(name)
+        for b in range(CYCLES):
+            cycles.cycle(b)
+        cycles.finish()
+        CPU_MS[name] = cycles.cpu_ms
+        return cycles.rate
 
 
 def floors(variants=VARIANTS, *, quiet: bool = False) -> dict[str, float]:
-    """Rows/s of each variant (name -> rate), on a fresh copy of one 2M-row database each;
-    bench/store.py calls it to print the store's figure beside the floor of the same run."""
-    ids = [f"c-{i:08x}" for i in range(CONTAINERS)]
-    rates = {}
+    """Rows/s of each variant (name -> rate), on a fresh copy of one 2M-row database each."""
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base.db"
-        t = time.perf_counter()
-        build(base, ids)
-        if not quiet:
-            print(f"setup: {STORED:,} heartbeats in {time.perf_counter() - t:.1f} s")
-        for name, merge_every, updates in variants:
-            copy = Path(tmp) / "run.db"
-            shutil.copy(base, copy)
-            rates[name] = ingest(copy, ids, merge_every, updates)
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{copy}{suffix}").unlink(missing_ok=True)
-    return rates
+        floor = Floor(Path(tmp), quiet=quiet)
+        return {name: floor.run(name) for name, _, _ in variants}
 
 
 def main() -> int:

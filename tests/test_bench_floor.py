@@ -32,10 +32,10 @@ def test_the_floors_container_row_has_the_stores_columns():
 
 
 def test_the_floors_update_is_the_statement_the_store_sends():
-    """The poller's usual shape: heartbeat columns, and the newest sample unless the row holds a
-    newer one."""
+    """The poller's usual shape: heartbeat columns and the newest sample, on rows that hold no
+    newer one (all of them in a poller's cycle: the store then sends nothing more)."""
     store_sql = str(
-        bulk._container_update(("last_heartbeat_at", "missed_heartbeats"), True).compile(
+        bulk._container_update_newer(("last_heartbeat_at", "missed_heartbeats")).compile(
             dialect=sqlite.dialect()
         )
     )

@@ -5,10 +5,12 @@ PostgreSQL, whose own cycles copy into `heartbeats` directly)."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from parhelia.state import bulk
 from parhelia.state.models import HEARTBEATS_STAGED, Heartbeat
@@ -81,3 +83,82 @@ def test_pruning_a_staged_newest_sample_clears_it_from_the_row(store):
     assert store.prune_heartbeats(T0 + timedelta(seconds=1)) == 1
     assert store.heartbeat_history("c-00000001") == []
     assert latest_sample(store, "c-00000001") == (None, None, None, None, None)
+
+
+def test_an_empty_cycle_takes_no_write_lock(store):
+    """A fleet with nothing running polls with nothing to write: no transaction, so no wait for
+    (nor block of) another process's writer."""
+    begun = []
+    event.listen(store._write_engine, "begin", lambda conn: begun.append(conn))
+    assert store.record_heartbeats([], [], []) == 0
+    assert begun == []
+
+
+def test_a_row_holding_a_newer_sample_still_takes_its_heartbeat_columns(store):
+    """In one cycle: a row whose sample is the newest takes it; a row holding a newer one keeps
+    that but takes the cycle's heartbeat columns like the rest; an update naming no row is
+    ignored, as ever."""
+    for cid in ("c-00000001", "c-00000002", "c-00000003"):
+        store.add_container(container(cid))
+    t1, t2 = T0 + timedelta(seconds=30), T0 + timedelta(seconds=60)
+    store.record_heartbeats([sample("c-00000002", t2, cpu=2.0)])
+    updates = [
+        {"id": cid, "last_heartbeat_at": t1, "missed_heartbeats": k, "health": "degraded"}
+        for k, cid in enumerate(("c-00000001", "c-00000002", "c-00000003", "c-nosuch00"))
+    ]
+    store.record_heartbeats(
+        [sample(cid, t1, cpu=1.0) for cid in ("c-00000001", "c-00000002", "c-00000003")], updates
+    )
+    for k, cid in enumerate(("c-00000001", "c-00000002", "c-00000003")):
+        row = store.get_container(cid)
+        assert (row.last_heartbeat_at, row.missed_heartbeats, row.health) == (t1, k, "degraded")
+    assert latest_sample(store, "c-00000001")[:2] == (t1, 1.0)
+    assert latest_sample(store, "c-00000002")[:2] == (t2, 2.0)
+    assert latest_sample(store, "c-00000003")[:2] == (t1, 1.0)
+    assert [h.ts for h in store.heartbeat_history("c-00000002")] == [t1, t2]
+
+
+@pytest.mark.sqlite_only
+def test_the_merge_trusts_what_staging_checked(store, monkeypatch):
+    """Every staged sample's container was checked as it was staged and cannot go while it is
+    staged (its deletion deletes them), so the merge does not check each again; the connection
+    checks foreign keys again afterwards."""
+    store.add_container(container("c-00000001"))
+    raw = sqlite3.connect(store.sqlite_path)  # a row staging itself would refuse
+    raw.execute(
+        "INSERT INTO heartbeats_staged (container_id, ts, agent_alive) "
+        "VALUES ('c-gone0000', '2026-03-10 12:00:00.000000', 1)"
+    )
+    raw.commit()
+    raw.close()
+    assert store.merge_heartbeats() == 1
+    assert stored(store)[0] == [("c-gone0000", T0)]
+    monkeypatch.setattr(bulk, "MERGE_ROWS", 2)
+    with pytest.raises(IntegrityError):
+        store.record_heartbeats([sample("c-00000001", T0), sample("c-nosuch00", T0)])
+    store.record_heartbeats([sample("c-00000001", T0), sample("c-00000001", T0)])  # merges
+    with pytest.raises(IntegrityError):
+        store.record_heartbeats([sample("c-nosuch00", T0)])
+
+
+@pytest.mark.sqlite_only
+def test_a_failed_merge_leaves_the_cycle_stored(store, monkeypatch):
+    """The merge runs in a transaction of its own after the cycle's: if it fails, the cycle is
+    stored all the same and a later one merges."""
+    store.add_container(container("c-00000001"))
+    monkeypatch.setattr(bulk, "MERGE_ROWS", 1)
+
+    def fail(conn, at_least=1):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    real = bulk._merge_staged
+    monkeypatch.setattr(bulk, "_merge_staged", fail)
+    with pytest.raises(Exception, match="disk I/O error"):
+        store.record_heartbeats(
+            [sample("c-00000001", T0)], [{"id": "c-00000001", "last_heartbeat_at": T0}]
+        )
+    assert stored(store) == ([], [("c-00000001", T0)])
+    assert store.get_container("c-00000001").last_heartbeat_at == T0
+    monkeypatch.setattr(bulk, "_merge_staged", real)
+    store.record_heartbeats([sample("c-00000001", T0 + timedelta(seconds=30))])
+    assert stored(store) == ([("c-00000001", T0), ("c-00000001", T0 + timedelta(seconds=30))], [])
