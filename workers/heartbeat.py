@@ -171,6 +171,14 @@ class HeartbeatPoller:
                     return
                 pending[pool.submit(probe, row)] = row.id
 
+        def end_all(outcome: object) -> None:
+            """What is in flight and what was never handed out ends as `outcome`."""
+            for fut, cid in pending.items():
+                fut.cancel()
+                results[cid] = outcome
+            pending.clear()
+            results.update((row.id, outcome) for row in queued)
+
         try:
             hand_out()
             waves = -(-len(rows) // workers)
@@ -179,11 +187,7 @@ class HeartbeatPoller:
             while pending:
                 now = time.monotonic()
                 if now >= give_up:  # a one-shot's time is up: the rest is left for a later pass
-                    for fut, cid in pending.items():
-                        fut.cancel()
-                        results[cid] = _SKIPPED
-                    pending.clear()
-                    results.update((row.id, _SKIPPED) for row in queued)
+                    end_all(_SKIPPED)
                     break
                 with lock:
                     running = [started[cid] for cid in pending.values() if cid in started]
@@ -199,11 +203,7 @@ class HeartbeatPoller:
                     results[cid] = fut.result() if exc is None else _FAILED
                 now = time.monotonic()
                 if now >= cycle_deadline:  # the cycle's time is up: whatever is left missed
-                    for fut, cid in pending.items():
-                        fut.cancel()
-                        results[cid] = _TIMED_OUT
-                    pending.clear()
-                    results.update((row.id, _TIMED_OUT) for row in queued)
+                    end_all(_TIMED_OUT)
                     break
                 for fut, cid in list(pending.items()):
                     with lock:
