@@ -242,7 +242,17 @@ class BulkWrites:
 
     def prune_heartbeats(self, before: datetime) -> int:
         """Delete heartbeats older than `before` (staged or not); a container whose newest sample
-        went with them shows none, as before any heartbeat."""
+        went with them shows none, as before any heartbeat. No write at all when nothing is due
+        (a read first, as `prune_history`): the poller calls it every cycle, and its write
+        transaction (scanning the containers and the staged samples) held up every other writer."""
+        due = (
+            select(Heartbeat.id).where(Heartbeat.ts < before).limit(1),
+            select(HEARTBEATS_STAGED.c.id).where(HEARTBEATS_STAGED.c.ts < before).limit(1),
+            select(Container.id).where(Container.last_sample_at < before).limit(1),
+        )
+        with self.read() as s:
+            if all(s.scalar(q) is None for q in due):
+                return 0
         with self.write() as s:
             n = s.execute(delete(Heartbeat).where(Heartbeat.ts < before)).rowcount or 0
             old = delete(HEARTBEATS_STAGED).where(HEARTBEATS_STAGED.c.ts < before)

@@ -162,3 +162,21 @@ def test_a_failed_merge_leaves_the_cycle_stored(store, monkeypatch):
     monkeypatch.setattr(bulk, "_merge_staged", real)
     store.record_heartbeats([sample("c-00000001", T0 + timedelta(seconds=30))])
     assert stored(store) == ([("c-00000001", T0), ("c-00000001", T0 + timedelta(seconds=30))], [])
+
+
+def test_a_prune_with_nothing_due_writes_nothing(store):
+    """The poller prunes every cycle: with nothing older than the retention it must not take the
+    write lock (its statements scanned the containers and the staged samples inside it)."""
+    store.add_container(container("c-00000001"))
+    store.record_heartbeats([sample("c-00000001", T0)])
+    writes: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("DELETE", "UPDATE", "INSERT")):
+            writes.append(statement)
+
+    event.listen(store._write_engine, "before_cursor_execute", seen)
+    assert store.prune_heartbeats(T0 - timedelta(hours=1)) == 0
+    assert writes == []
+    assert store.prune_heartbeats(T0 + timedelta(seconds=1)) == 1  # due: pruned as before
+    assert writes and store.get_container("c-00000001").last_cpu_percent is None
