@@ -322,3 +322,31 @@ def test_read_script_output_is_parsed_by_session_with_its_screen():
     assert read.screens["ph-t-1-20251130T050000"] == "line one\nS\tnot a session line\n\n"
     assert read.now is not None and (read.now - first.created).total_seconds() == 1000
     assert parse_read("notmux\n").has_tmux is False and parse_read("notmux\n").panes == []
+
+
+def test_a_failed_read_keeps_its_words_not_its_frames():
+    """A row keeps only the error's words: its traceback and the exception it was raised from
+    made a cycle of frames for the collector with every read of an unreachable Modal."""
+    from types import SimpleNamespace
+
+    from parhelia.state.errors import ParheliaError
+    from parhelia.workers import modal_sessions
+
+    class Unreachable:
+        def exec_script(self, sandbox_id, *args, **kwargs):
+            try:
+                raise ConnectionRefusedError("127.0.0.1:9")
+            except ConnectionRefusedError as exc:
+                if sandbox_id == "sb-odd":
+                    raise RuntimeError("an SDK surprise") from exc
+                raise ParheliaError("E501", "Modal is unreachable", ["a", "b"]) from exc
+
+    control = SimpleNamespace(
+        backend_for=lambda _name: Unreachable(),
+        settings=SimpleNamespace(modal=SimpleNamespace(timeout_seconds=5)),
+    )
+    reads = modal_sessions.read_sandboxes(control, ["sb-1", "sb-odd"], with_activity=False)
+    assert [reads[s].code for s in ("sb-1", "sb-odd")] == ["E501", "E503"]
+    for err in reads.values():
+        assert (err.__traceback__, err.__cause__, err.__context__) == (None, None, None)
+    assert "RuntimeError: an SDK surprise" in str(reads["sb-odd"])

@@ -169,9 +169,9 @@ def read_sandboxes(
                 )
             results[sandbox_id] = parse_read(out)
         except ParheliaError as exc:
-            results[sandbox_id] = exc
+            results[sandbox_id] = _kept(exc)
         except Exception as exc:  # a bug or an SDK surprise: shown on the row, never raised
-            results[sandbox_id] = ParheliaError("E503", f"{type(exc).__name__}: {exc}")
+            results[sandbox_id] = _kept(ParheliaError("E503", f"{type(exc).__name__}: {exc}"))
         finally:
             done.set()
 
@@ -193,6 +193,14 @@ def read_sandboxes(
                 sid, _late(sid, timeout, "abandoned; it may still finish on its own")
             )
     return {sid: results[sid] for sid in dict.fromkeys(sandbox_ids) if sid in results}
+
+
+def _kept(exc: ParheliaError) -> ParheliaError:
+    """`exc` without its traceback and the exceptions it was raised from: a row keeps only its
+    words, and the frames made a cycle for the collector (every few seconds, 64 sandboxes'
+    worth, while Modal was unreachable under a dashboard)."""
+    exc.__traceback__ = exc.__cause__ = exc.__context__ = None
+    return exc
 
 
 # -- sessions joined with the store -------------------------------------------------------------
