@@ -131,6 +131,9 @@ def list_(
     tasks = task_list_data(rt.reader, status=status, limit=limit)
 
     def human() -> None:
+        if not tasks and status:
+            output.echo(f"No tasks with status {status}. Every task: parhelia task list")
+            return
         if not tasks:
             output.echo("No tasks yet. Start one with: parhelia task create PROMPT")
             return

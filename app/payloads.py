@@ -85,32 +85,48 @@ def health_data(groups: dict[str, list[str]]) -> dict:
 # -- events ---------------------------------------------------------------------------------
 
 
+def one_of(value: str | None, enum: type, what: str, suggestions: list[str]) -> str | None:
+    """`value` as given, or E101 naming the valid ones (an empty one too): a typo in a filter
+    must not read as "nothing there"."""
+    valid = [member.value for member in enum]
+    if value is not None and value not in valid:
+        raise ParheliaError(
+            "E101", f"unknown {what} {value!r}; valid: {', '.join(valid)}", suggestions
+        )
+    return value
+
+
 def checked_state(state: str | None) -> str | None:
-    """A container state as given, or E101 naming the valid ones: a typo must not read as "no
-    containers"."""
+    """A container state as given, or E101 naming the valid ones."""
     from parhelia.state.enums import ContainerState
 
-    valid = [st.value for st in ContainerState]
-    if state is not None and state not in valid:
-        raise ParheliaError(
-            "E101",
-            f"unknown state {state!r}; valid: {', '.join(valid)}",
-            ["parhelia containers list --state running", "parhelia containers list --all"],
-        )
-    return state
+    return one_of(
+        state,
+        ContainerState,
+        "state",
+        ["parhelia containers list --state running", "parhelia containers list --all"],
+    )
 
 
 def checked_level(level: str | None, verb: str) -> str | None:
-    """A minimum event level as given, or E101 naming the valid ones (an empty one too)."""
+    """A minimum event level as given, or E101 naming the valid ones."""
     from parhelia.state.enums import EventLevel
 
-    if level is not None and level not in [lv.value for lv in EventLevel]:
-        raise ParheliaError(
-            "E101",
-            f"unknown level {level!r}; valid: debug, info, warning, error",
-            [f"parhelia events {verb} --level warning", f"parhelia events {verb} --help"],
-        )
-    return level
+    return one_of(
+        level,
+        EventLevel,
+        "level",
+        [f"parhelia events {verb} --level warning", f"parhelia events {verb} --help"],
+    )
+
+
+def checked_task_status(status: str | None) -> str | None:
+    """A task status as given, or E101 naming the valid ones."""
+    from parhelia.state.enums import TaskStatus
+
+    return one_of(
+        status, TaskStatus, "status", ["parhelia task list --status running", "parhelia task list"]
+    )
 
 
 def event_views(
@@ -148,7 +164,7 @@ def recent_events(control: ControlPlane, limit: int = 20) -> list[dict]:
 
 
 def task_list_data(control: ReadPlane, *, status: str | None = None, limit: int = 50) -> list:
-    return control.task_dicts(status=status, limit=limit)
+    return control.task_dicts(status=checked_task_status(status), limit=limit)
 
 
 def task_show_parts(control: ControlPlane, ref: str):

@@ -176,3 +176,12 @@ def test_an_unknown_container_state_is_e101_not_an_empty_list(parhelia_env):
     assert "running" in r.err and "parhelia containers list --all" in r.err
     ok = parhelia_env.run("containers", "list", "--state", "running")
     assert ok.code == 0, ok.err
+
+
+def test_an_unknown_task_status_is_e101_and_none_matching_says_so(parhelia_env):
+    """`task list --status nope` said "No tasks yet. Start one ...": a typo read as no tasks."""
+    r = parhelia_env.run("task", "list", "--status", "nope")
+    assert r.code == 1 and "E101" in r.err and "unknown status 'nope'" in r.err, r.err
+    assert "timed_out" in r.err and "parhelia task list" in r.err
+    ok = parhelia_env.run("task", "list", "--status", "failed")
+    assert ok.code == 0 and "No tasks with status failed" in ok.out, ok.err
