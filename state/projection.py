@@ -60,10 +60,11 @@ class Projection:
                 SessionReads(s), now=now, recent_hours=recent_hours, ids=ids, limit=limit
             )
 
-    def reconcile_snapshot(self, states: Sequence[str]) -> list[Any]:
-        """Containers in `states` for a reconcile cycle: `Store.container_rows`' rows (every column
-        but `metadata`, attribute access) with each distinct timestamp and tag set converted once.
-        Per-value type processing was most of a 10,000-row cycle (bench/reconcile.py)."""
+    def container_snapshot(self, states: Sequence[str]) -> list[Any]:
+        """Containers in `states` as plain rows (every column but `metadata`, attribute access),
+        each distinct timestamp and tag set converted once, for the loops (a reconcile cycle, a
+        heartbeat pass): per-value type processing and ORM instances were most of a 10,000-row
+        cycle (bench/reconcile.py)."""
         with self.read() as s:
             return _snapshot_rows(s, states)
 

@@ -88,7 +88,7 @@ def _views(store: Store) -> None:
     )
     store.dashboard(now=NOW, live=live)
     store.container_detail("c-00000001", now=NOW)
-    store.reconcile_snapshot(sorted({*ACTIVE, "stopped"}))
+    store.container_snapshot(sorted({*ACTIVE, "stopped"}))
 
 
 def _captured(store: Store, fn) -> list[tuple[str, object]]:

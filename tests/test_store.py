@@ -704,14 +704,14 @@ def test_a_batch_of_events_is_one_insert_whatever_their_shapes(store):
     assert [e.old_value for e in stored][:2] == [None, "running"]
 
 
-def test_reconcile_snapshot_gives_each_row_its_own_tags(store):
+def test_container_snapshot_gives_each_row_its_own_tags(store):
     """The snapshot decodes every row's tags in one go (state/projection.py `_json_all`): each
     row still gets exactly its own, whatever their text holds."""
     awkward = {"q": 'a "b", c]', "slash": "\\", "uni": "✓ ü", "nested": {"x": [1, None, {}]}}
     tags = {"c-00000001": awkward, "c-00000002": {}, "c-00000003": {"parhelia": "1"}}
     for cid, t in tags.items():
         store.add_container(container(cid, tags=t))
-    rows = store.reconcile_snapshot(["running"])
+    rows = store.container_snapshot(["running"])
     assert {r.id: r.tags for r in rows} == tags
 
 

@@ -91,8 +91,8 @@ class HeartbeatPoller:
         now = self.clock()
         report = HeartbeatReport(started_at=now)
         # plain rows (every column but the metadata), not ORM instances: loading 10,000 of
-        # those was about a second of every cycle's CPU (bench/reconcile.py's snapshot, reused)
-        rows = [r for r in self.store.reconcile_snapshot([ContainerState.RUNNING]) if r.sandbox_id]
+        # those was about a second of every cycle's CPU (`Store.container_snapshot`)
+        rows = [r for r in self.store.container_snapshot([ContainerState.RUNNING]) if r.sandbox_id]
         if within is not None:
             rows.sort(key=_heard_longest_ago)
         p0 = time.perf_counter()

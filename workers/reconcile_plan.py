@@ -54,7 +54,7 @@ SOURCE = EventSource.RECONCILER
 # after this long; image builds can take minutes, so it is well beyond the orphan grace.
 DISPATCH_LOST_SECONDS = 3600.0
 
-Row = Any  # a container row as `Store.reconcile_snapshot` returns it (read-only, attribute access)
+Row = Any  # a container row as `Store.container_snapshot` returns it (read-only, attribute access)
 
 
 class ReconcilePlan:

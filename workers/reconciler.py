@@ -168,7 +168,7 @@ class Reconciler:
         names = sorted(self.store.backends_in_use() | {self.configured_backend})
         report.backends = names
         snapshot_at = self.clock()
-        snapshot = self.store.reconcile_snapshot(
+        snapshot = self.store.container_snapshot(
             LIVE
         )  # before the listing: see the module docstring
         listings, failures = self._list(names, report)
