@@ -168,10 +168,9 @@ class QuickStore:
         """`Store.settings_with_prefix`: every stored setting whose key starts with `prefix`."""
         try:
             with self._read() as reads:
-                stored = view_reads.settings(reads)
+                return view_reads.settings(reads, prefix)
         except sqlite3.Error:
             return self.full.settings_with_prefix(prefix)
-        return {k: v for k, v in stored.items() if k.startswith(prefix)}
 
     @property
     def full(self) -> Store:

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlmodel import Session
 
-from parhelia.state import db
+from parhelia.state import db, view_reads
 from parhelia.state.bulk import (
     BulkWrites,
     follow_tasks,
@@ -49,6 +49,7 @@ from parhelia.state.projection import (
     setting_value,
 )
 from parhelia.state.timeutil import as_utc, utcnow
+from parhelia.state.view_queries import SessionReads
 
 
 class Store(EventLog, BulkWrites, Projection):
@@ -518,10 +519,10 @@ class Store(EventLog, BulkWrites, Projection):
             write_events(s, events)
 
     def settings_with_prefix(self, prefix: str) -> dict[str, Any]:
-        """Every persisted setting whose key starts with `prefix` (one query for the guard's policies)."""
+        """Every persisted setting whose key starts with `prefix` (one query for the guard's
+        policies), as a read command's quick store answers it (`view_reads.settings`)."""
         with self.read() as s:
-            rows = s.scalars(select(Setting).where(Setting.key.startswith(prefix, autoescape=True)))
-            return {r.key: r.value for r in rows}
+            return view_reads.settings(SessionReads(s), prefix)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -375,9 +375,12 @@ def setting_value(reads: Reads, name: str) -> Any:
     return None if row is None else json_value(row[0])
 
 
-def settings(reads: Reads) -> dict[str, Any]:
-    """Every stored setting, decoded."""
-    return {key: json_value(value) for key, value in reads.rows("settings")}
+def settings(reads: Reads, prefix: str = "") -> dict[str, Any]:
+    """Every stored setting whose key starts with `prefix`, decoded (a handful of rows: read
+    whole, matched here)."""
+    return {
+        key: json_value(value) for key, value in reads.rows("settings") if key.startswith(prefix)
+    }
 
 
 def in_grace(reads: Reads) -> list[GraceSandbox]:
