@@ -19,6 +19,38 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (for scripts and agents).")
 ]
 
+
+NoRefreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-refresh",
+        help="Run no reconcile or heartbeat pass: read the store and ask no backend.",
+    ),
+]
+RefreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--refresh",
+        help="Run a reconcile and heartbeat pass even while a live reconciler (a dashboard or "
+        "`reconciler start`) has just run one; without either flag its view is read then.",
+    ),
+]
+
+
+def refresh_choice(refresh: bool, no_refresh: bool, command: str) -> bool | None:
+    """The one-shot views' pass (`status`, `tui --once`): forced, refused, or None (a pass
+    unless a live reconciler elsewhere has just run one: `ReconcilerView.watched`)."""
+    if refresh and no_refresh:
+        from parhelia.state.errors import ParheliaError
+
+        raise ParheliaError(
+            "E101",
+            "--refresh and --no-refresh contradict each other; give one",
+            [f"{command} --refresh", f"{command} --no-refresh"],
+        )
+    return True if refresh else False if no_refresh else None
+
+
 # The most rows a `--limit` may ask for: beyond this a listing is not a listing, and SQLite's
 # integers end at 2**63 (a bigger number was an OverflowError, E900).
 MAX_LIMIT = 1_000_000

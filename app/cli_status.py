@@ -8,22 +8,15 @@ status, the snapshot, the dashboard and the MCP status tool never disagree. Exit
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from parhelia.app.cli_common import JsonOpt, runtime
+from parhelia.app.cli_common import JsonOpt, NoRefreshOpt, RefreshOpt, runtime
 
 
 def status(
     ctx: typer.Context,
-    no_refresh: Annotated[
-        bool,
-        typer.Option(
-            "--no-refresh",
-            help="Skip the reconcile and heartbeat pass; read the store (ask no backend).",
-        ),
-    ] = False,
+    refresh: RefreshOpt = False,
+    no_refresh: NoRefreshOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """At a glance: counts by state and health, orphans, burn and budget, the reconciler, what
@@ -34,4 +27,13 @@ def status(
 
     rt = runtime(ctx, json_out)
     render = render_json if rt.json_out else render_status
-    raise typer.Exit(one_shot(rt, render, json_out=rt.json_out, refresh=not no_refresh))
+    raise typer.Exit(
+        one_shot(
+            rt,
+            render,
+            json_out=rt.json_out,
+            command="parhelia status",
+            refresh=refresh,
+            no_refresh=no_refresh,
+        )
+    )

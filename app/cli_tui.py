@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from parhelia.app.cli_common import runtime
+from parhelia.app.cli_common import NoRefreshOpt, RefreshOpt, runtime
 from parhelia.state.errors import ParheliaError
 
 if TYPE_CHECKING:
@@ -34,13 +34,8 @@ def tui(
     width: Annotated[
         int | None, typer.Option("--width", help="Width in columns (with --once).")
     ] = None,
-    no_refresh: Annotated[
-        bool,
-        typer.Option(
-            "--no-refresh",
-            help="With --once: skip the reconcile and heartbeat pass; ask no backend.",
-        ),
-    ] = False,
+    no_refresh: NoRefreshOpt = False,
+    refresh: RefreshOpt = False,
     read_only: Annotated[
         bool,
         typer.Option(
@@ -62,7 +57,15 @@ def tui(
         fmt = "json"
     if once:
         raise typer.Exit(
-            _once(rt, fmt, width, demo=demo, refresh=not no_refresh, all_rows=all_rows)
+            _once(
+                rt,
+                fmt,
+                width,
+                demo=demo,
+                refresh=refresh,
+                no_refresh=no_refresh,
+                all_rows=all_rows,
+            )
         )
     if (err := _full_screen_refusal(ctx)) is not None:  # a script must never hang on the app
         from parhelia.app import output
@@ -83,6 +86,7 @@ ONCE_ONLY = {
     "fmt": "--format",
     "width": "--width",
     "no_refresh": "--no-refresh",
+    "refresh": "--refresh",
     "all_rows": "--all",
 }
 
@@ -119,7 +123,14 @@ def _check_format(fmt: str) -> None:
 
 
 def _once(
-    rt, fmt: str, width: int | None, *, demo: bool, refresh: bool, all_rows: bool = False
+    rt,
+    fmt: str,
+    width: int | None,
+    *,
+    demo: bool,
+    refresh: bool = False,
+    no_refresh: bool = False,
+    all_rows: bool = False,
 ) -> int:
     """One snapshot. Every failure is exit 2 (1 means "look at this", and scripts branch on it)."""
     from parhelia.app.once import render_once
@@ -140,8 +151,10 @@ def _once(
             view, fmt=fmt, width=width or _terminal_width(), color=color, all_rows=all_rows
         ),
         json_out=fmt == "json",
+        command="parhelia tui --once",
         demo=demo,
         refresh=refresh,
+        no_refresh=no_refresh,
         check=check,
     )
 
@@ -151,19 +164,24 @@ def one_shot(
     render: Callable[[DashboardView], str],
     *,
     json_out: bool,
+    command: str,
     demo: bool = False,
-    refresh: bool = True,
+    refresh: bool = False,
+    no_refresh: bool = False,
     check: Callable[[], None] | None = None,
 ) -> int:
     """The view rendered to stdout; exit 0 all well, 1 attention, 2 any failure (shared by
-    `tui --once` and `parhelia status`, so they answer alike)."""
+    `tui --once` and `parhelia status`, so they answer alike). `refresh`, `no_refresh`: the
+    command's flags (`cli_common.refresh_choice`)."""
     from parhelia.app import output
+    from parhelia.app.cli_common import refresh_choice
     from parhelia.app.snapshot import exit_code
 
     try:
         if check is not None:
             check()
-        view = one_shot_view(rt, demo=demo, refresh=refresh)
+        choice = refresh_choice(refresh, no_refresh, command)
+        view = one_shot_view(rt, demo=demo, refresh=choice)
     except ParheliaError as exc:
         output.failure(exc, json_out=json_out)
         return 2
@@ -186,24 +204,31 @@ def one_shot(
 ONE_SHOT_PROBE_S = 2.0
 
 
-def one_shot_view(rt, *, demo: bool = False, refresh: bool = True) -> DashboardView:
-    """The one-shot path (`tui --once`, `parhelia status`): a pass of the loops unless told not
-    to, then the dashboard view."""
+def one_shot_view(rt, *, demo: bool = False, refresh: bool | None = None) -> DashboardView:
+    """The one-shot path (`tui --once`, `parhelia status`): a pass of the loops, then the
+    dashboard view. `refresh` None: the pass only when no live reconciler elsewhere has just made
+    one (`ReconcilerView.watched`; its view is what the pass would show, as the pass could not
+    take the lease), so with a dashboard or a daemon running the answer is a read."""
     if demo:
         from parhelia.app.demo import prepare_demo
 
         prepare_demo(rt)
+        refresh = True if refresh is None else refresh
     try:
+        remote_agents = refresh is not False
+        if refresh is None:
+            now = rt.reader.clock()
+            refresh = not rt.reader.reconciler_view(now).watched(now)
         if refresh:
             from parhelia.app.spinner import waiting
 
             with waiting("Reconciling with the backend…"):
                 rt.control.refresh_once(heartbeat_within=ONE_SHOT_PROBE_S)
-        # without a refresh nothing asks a backend: the store, and the agents on this machine
-        # (reading Modal's loads its SDK, a third of a second, then waits on the network); and
-        # nothing is written, so the view is read as a read command reads it (`Runtime.reader`)
+        # without a pass nothing is written, so the view is read as a read command reads it
+        # (`Runtime.reader`); `--no-refresh` asks no backend at all: the agents on this machine
+        # only (reading Modal's loads its SDK, a third of a second, then waits on the network)
         plane = rt.control if refresh or demo else rt.reader
-        return plane.dashboard(remote_agents=refresh)
+        return plane.dashboard(remote_agents=remote_agents)
     finally:
         if demo:  # a snapshot of the demo must not leave its agents running
             from parhelia.app.demo import stop_fleet

@@ -143,6 +143,18 @@ class ReconcilerView:
     def stale(self) -> bool:
         return self.stale_since is not None
 
+    def watched(self, now: datetime) -> bool:
+        """A live reconciler holds the lease and its last pass is younger than its interval (plus
+        that pass's own time and a second), with nothing stale: what a one-shot refresh would
+        show, since it could not take the lease, so `parhelia status` reads it and asks no
+        backend again. A dead, expired, late or failing holder is no answer."""
+        if self.stale or self.lease_dead or not (self.lease_holder and self.last_run_at):
+            return False
+        if self.lease_expires_at is None or self.lease_expires_at <= now:
+            return False
+        took = self.last_counts.get("duration_ms", 0.0) / 1000
+        return (now - self.last_run_at).total_seconds() <= self.interval_seconds + took + 1.0
+
 
 @dataclass(frozen=True)
 class Attention:
