@@ -517,3 +517,41 @@ async def test_a_letter_typed_right_after_slash_goes_to_the_filter(seeded):
         await settled(pilot, app)
         assert app.screen.query_one("#filter", Input).value == "s"
         assert t.sort_column == sort_before
+
+
+async def test_a_filter_keystroke_lays_out_nothing(seeded, monkeypatch):
+    """The filter bar's text and the table's row count move with each keystroke; neither
+    widget's size follows them, so no keystroke lays the whole screen out again (that layout
+    and repaint of every pane was most of a keystroke's frame at 10,000 rows: bench/tui.py)."""
+    import asyncio
+
+    from textual import events
+    from textual.screen import Screen
+    from textual.widgets import Input
+
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    layouts: list[int] = []
+    real = Screen._refresh_layout
+
+    def counted(self, *args, **kwargs):
+        layouts.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        box = app.screen.query_one("#filter", Input)
+        await refresh(pilot, app)
+        await pilot.press("slash")
+        await settled(pilot, app)
+        rows = [len(t.ordered_keys)]
+        layouts.clear()
+        for n, ch in enumerate("task 12", 1):
+            app.post_message(events.Key("space" if ch == " " else ch, ch))
+            while box.value != "task 12"[:n]:
+                await asyncio.sleep(0)
+            await pilot.pause()
+            rows.append(len(t.ordered_keys))
+        assert len(set(rows)) > 2, rows  # the row count moved as it was typed
+        assert layouts == [], f"{len(layouts)} layouts for {n} keystrokes"

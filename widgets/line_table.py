@@ -24,6 +24,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from parhelia.widgets.own_extent import resize_in_place
+
 Cell = tuple[str, str]  # (text, rich style string)
 
 
@@ -303,8 +305,11 @@ class LineTable(ScrollView, can_focus=True):
         return style
 
     def _resize_virtual(self) -> None:
-        width = sum(c.width for c in self._columns)
-        self.virtual_size = Size(width, len(self._order) + 1)
+        size = Size(sum(c.width for c in self._columns), len(self._order) + 1)
+        if self.size and self.virtual_size.height > 1:
+            resize_in_place(self, size)  # a new row count of a table on screen: no layout
+        else:
+            self.virtual_size = size  # its first rows: laid out with the rest of the screen
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # the geometry once per frame, not per line (each lookup walks Textual's reactives)
