@@ -350,3 +350,5 @@ def test_a_failed_read_keeps_its_words_not_its_frames():
     for err in reads.values():
         assert (err.__traceback__, err.__cause__, err.__context__) == (None, None, None)
     assert "RuntimeError: an SDK surprise" in str(reads["sb-odd"])
+    # nothing of a finished read stays behind (a dashboard reads thousands of sandboxes in turns)
+    assert not {"sb-1", "sb-odd"} & modal_sessions._reading.keys()

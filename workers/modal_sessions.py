@@ -174,6 +174,9 @@ def read_sandboxes(
             results[sandbox_id] = _kept(ParheliaError("E503", f"{type(exc).__name__}: {exc}"))
         finally:
             done.set()
+            with _reading_lock:  # kept only while in flight: 10,000 sandboxes read in turns
+                if _reading.get(sandbox_id) is done:  # each left an Event behind for good
+                    del _reading[sandbox_id]
 
     for sid in dict.fromkeys(sandbox_ids):
         with _reading_lock:
