@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -58,6 +58,11 @@ if TYPE_CHECKING:
     from parhelia.workers.control import ControlPlane
 
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
+# The longest a refresh waits, over all its points, for keys to be handled: a key and a refresh
+# share one interpreter, and under a heartbeating fleet at 10,000 containers the refresh's Python
+# (a read of every row, their views, the pane's orders) is 100-150 ms a second, which a key press
+# met at every step (bench/tui.py); bounded, so a held key cannot keep the view from moving.
+KEY_WAIT_SECONDS = 0.25
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 # The writer's page cache while the dashboard runs the loops itself: a heartbeat cycle of 10,000
 # containers touches ~40 MB of index pages, which a 64 MiB cache keeps resident for good (the
@@ -122,6 +127,11 @@ class ParheliaApp(App):
         self._collected_at = 0.0
         self._detail: ContainerDetail | None = None  # the detail on screen, refreshed with the view
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
+        # clear from a key's arrival to the frame after it: the refresh thread gives way meanwhile
+        self._keys_done = threading.Event()
+        self._keys_done.set()
+        self._give_way_until = 0.0  # the monotonic time the running refresh stops giving way
+        self._live.give_way = self._give_way_to_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         self._order_for: Settings = ("age", False, "")
         self._searching = False  # the containers' filter bar is open: haystacks kept ready
@@ -188,6 +198,17 @@ class ParheliaApp(App):
             with contextlib.suppress(NoMatches):  # on the way out the panes go before the timer
                 self.main_screen.show_header(self.view, self.control.clock())
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key):
+            self._keys_done.clear()
+            self.call_after_refresh(self._keys_done.set)  # the frame that shows what it did
+        await super().on_event(event)
+
+    def _give_way_to_keys(self) -> None:
+        """The refresh thread's pause between slices of its work while a key is handled (its
+        frame not drawn yet), within what is left of the refresh's KEY_WAIT_SECONDS."""
+        self._keys_done.wait(max(0.0, self._give_way_until - time.monotonic()))
+
     def request_refresh(self) -> None:
         if self._refreshing:
             self._refresh_pending = True
@@ -205,6 +226,8 @@ class ParheliaApp(App):
         as they were asked for, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         live = self._live
+        self._give_way_until = time.monotonic() + KEY_WAIT_SECONDS
+        self._give_way_to_keys()
         view = self.control.dashboard(live=live)
         changed, reread = live.changed, live.reread
         if self._refresh_pending:
@@ -214,6 +237,7 @@ class ParheliaApp(App):
             self._refresh_pending = False
             view = self.control.dashboard(live=live)
             changed, reread = _union(changed, live.changed), _union(reread, live.reread)
+        self._give_way_to_keys()
         rows = prepare_rows(
             view.containers,
             order_for,

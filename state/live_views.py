@@ -49,6 +49,7 @@ from parhelia.state.views import ContainerView
 REPRICE_USD = 0.001
 TREND_SECONDS = 30.0  # the hourly spend trend is worked out again at most this often
 ID_CHUNK = 500  # ids per `IN (...)` when rows are read whole
+SLICE_ROWS = 2000  # rows read or renewed between two calls of `give_way`
 
 _C = Container.__table__.c
 # view field -> column, for the columns a heartbeat cycle writes without stamping `updated_at`
@@ -120,6 +121,9 @@ class LiveContainers:
         self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
+        # called between slices of a long read to give way to what matters more (the dashboard:
+        # a key being handled, which would otherwise share the interpreter with the read)
+        self.give_way: Callable[[], object] | None = None
 
     def read(
         self, s: Session, *, now: datetime, recent_hours: float, limit: int
@@ -145,7 +149,7 @@ class LiveContainers:
             result = conn.execute(narrow_query(cutoff, limit))
             try:
                 # the driver's own tuples: every column is compared as read, none needs converting
-                rows = result.cursor.fetchall()
+                rows = self._fetched(result.cursor)
             finally:
                 result.close()
             narrow = {row[0]: row for row in rows}
@@ -201,8 +205,16 @@ class LiveContainers:
         if beats:
             stamps = convert_distinct([r[_W + 1] for r in beats], aware_utc)
             keys = [r[0] for r in beats]
-            for key, row, stamp in zip(keys, beats, stamps, strict=True):
-                views[key] = _beaten(views[key], row, stamp)
+            for i in range(0, len(beats), SLICE_ROWS):
+                if i:
+                    self._give_way()
+                for key, row, stamp in zip(
+                    keys[i : i + SLICE_ROWS],
+                    beats[i : i + SLICE_ROWS],
+                    stamps[i : i + SLICE_ROWS],
+                    strict=True,
+                ):
+                    views[key] = _beaten(views[key], row, stamp)
             changed.update(keys)
         for key in [k for k in self._price if k not in views] if gone else ():
             del self._price[key]
@@ -241,6 +253,22 @@ class LiveContainers:
         self.changed = None if first else changed
         self.reread = None if first else {r[0] for r in whole}
         return self._shown
+
+    def _fetched(self, cursor: Any) -> list[tuple]:
+        """Every row of `cursor`, in slices with `give_way` between them."""
+        if self.give_way is None:
+            return cursor.fetchall()
+        rows: list[tuple] = []
+        while True:
+            part = cursor.fetchmany(SLICE_ROWS)
+            rows += part
+            if len(part) < SLICE_ROWS:
+                return rows
+            self.give_way()
+
+    def _give_way(self) -> None:
+        if self.give_way is not None:
+            self.give_way()
 
     def _set_due(self, key: str, at: float) -> None:
         self._due[key] = at

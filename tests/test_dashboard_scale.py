@@ -555,3 +555,29 @@ async def test_a_filter_keystroke_lays_out_nothing(seeded, monkeypatch):
             rows.append(len(t.ordered_keys))
         assert len(set(rows)) > 2, rows  # the row count moved as it was typed
         assert layouts == [], f"{len(layouts)} layouts for {n} keystrokes"
+
+
+async def test_a_refresh_gives_way_to_a_key_until_its_frame_for_a_bounded_time(seeded):
+    """From a key's arrival to the frame after it the refresh thread waits at its points
+    (`LiveContainers.give_way`, between its phases), but no refresh waits longer in all than
+    KEY_WAIT_SECONDS: a held key cannot keep the view from moving."""
+    from parhelia.app import dashboard
+
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        assert app._live.give_way == app._give_way_to_keys
+        cleared = []
+        real_clear = app._keys_done.clear
+        app._keys_done.clear = lambda: (cleared.append(1), real_clear())
+        await pilot.press("down")
+        await pilot.pause()
+        assert cleared and app._keys_done.is_set()  # cleared by the key, set by its frame
+        real_clear()  # a key whose frame has not come: a whole refresh's points
+        app._give_way_until = time.monotonic() + dashboard.KEY_WAIT_SECONDS
+        t = time.monotonic()
+        for _ in range(5):
+            app._give_way_to_keys()
+        assert dashboard.KEY_WAIT_SECONDS - 0.05 < time.monotonic() - t < 0.5
+        app._keys_done.set()

@@ -392,3 +392,29 @@ def test_on_postgresql_an_unmoved_wal_position_spares_the_narrow_read(store):
     assert _narrow_reads(store, lambda: store.dashboard(now=now, live=live)) == 1
     assert live.changed == {"c-00000003"}
     same(*both(store, live, now))
+
+
+def test_a_read_in_slices_gives_way_between_them_and_shows_what_a_full_read_shows(
+    store, monkeypatch
+):
+    """The dashboard's refresh gives way to a key between slices of a long read (the rows
+    fetched, then the heartbeats' views renewed); the slices make the same view."""
+    from parhelia.state import live_views
+
+    monkeypatch.setattr(live_views, "SLICE_ROWS", 7)
+    live, calls = LiveContainers(), []
+    live.give_way = lambda: calls.append(1)
+    now = T0 + timedelta(seconds=5)
+    same(*both(store, live, now))
+    fetched = len(calls)
+    assert fetched == 30 // 7  # between the five slices of 30 rows (the last one short)
+    ids = [c.id for c in store.dashboard(now=now).containers if c.is_active]
+    store.record_heartbeats(
+        [], [{"id": k, "last_heartbeat_at": now, "missed_heartbeats": 1} for k in ids]
+    )
+    calls.clear()
+    a, b = both(store, live, now)
+    same(a, b)
+    assert live.changed == set(ids)
+    # the fetch's slices again, then between the renewed views' slices (25 beats: four)
+    assert len(calls) == fetched + (len(ids) - 1) // 7
