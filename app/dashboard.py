@@ -246,6 +246,7 @@ class ParheliaApp(App):
             view.agents,
             reread=reread,
             searching=searching,
+            give_way=self._give_way_to_keys,
         )
         self._prepared = rows
         about = about_view(view)

@@ -135,6 +135,12 @@ def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
     # another sort column or a filter: every key made for it
     by_age = prepare_rows(views, ("age", False, "state:running"), set(), moved)
     assert by_age.order[0] == "c-00000000" and len(by_age.keys) == N
+    # the same, giving way between its steps (the next column's ordering, the filter's matches)
+    steps = []
+    given = prepare_rows(
+        views, ("age", False, "state:running"), set(), moved, give_way=lambda: steps.append(1)
+    )
+    assert len(steps) == 2 and given.order == by_age.order
 
 
 def test_a_heartbeat_cycle_keeps_the_order_of_rows_sorted_by_heartbeat(seeded):
