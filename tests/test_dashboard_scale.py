@@ -587,3 +587,45 @@ async def test_a_refresh_gives_way_to_a_key_until_its_frame_for_a_bounded_time(s
             app._give_way_to_keys()
         assert dashboard.KEY_WAIT_SECONDS - 0.05 < time.monotonic() - t < 0.5
         app._keys_done.set()
+
+
+async def test_a_finished_order_or_filter_worker_keeps_no_refresh_views_alive(seeded, monkeypatch):
+    """A finished worker lingers in reference cycles until the collector runs; what its job
+    held (a refresh's views, the orderings before them) must not linger with it: under a
+    heartbeating fleet at 10,000 rows that was 50,000-80,000 views for each young collection to
+    walk (bench/tui.py). With the collector off, the views a refresh replaced are freed at once."""
+    import gc
+    import weakref
+
+    from parhelia.app.gc_schedule import GcSchedule
+
+    store, control, clock = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)  # orders in workers
+    monkeypatch.setattr(GcSchedule, "young", lambda self: None)  # nothing collects but us
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        assert not gc.isenabled()  # the dashboard's schedule has taken over
+        gc.collect()
+        old = [weakref.ref(v) for v in t._views.values()]
+        t.sort_by("task")  # made by a worker, from these views
+        t.set_filter("task 1")  # matched by a worker, from these views
+        for _ in range(200):
+            if not t.order_pending and all(w.is_finished for w in app.workers):
+                break
+            await pilot.pause(0.01)
+        assert not t.order_pending and t.sort_column == "task"
+        store.record_heartbeats(  # every row a new view
+            [],
+            [
+                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                for i in range(N)
+            ],
+        )
+        await refresh(pilot, app)
+        await settled(pilot, app)
+        assert t._views["c-00000007"].last_heartbeat_at == clock[0]  # a new view
+        alive = sum(ref() is not None for ref in old)
+        # at most the rows whose cells are kept to be drawn (`_drawn`), not the refresh's N
+        assert alive <= len(t._drawn) < N, f"{alive} of {N} replaced views kept alive"
