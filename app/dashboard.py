@@ -127,11 +127,11 @@ class ParheliaApp(App):
         self._collected_at = 0.0
         self._detail: ContainerDetail | None = None  # the detail on screen, refreshed with the view
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
-        # clear from a key's arrival to the frame after it: the refresh thread gives way meanwhile
+        # clear from a key's arrival to the frame after it: the refresh thread pauses meanwhile
         self._keys_done = threading.Event()
         self._keys_done.set()
-        self._give_way_until = 0.0  # the monotonic time the running refresh stops giving way
-        self._live.give_way = self._give_way_to_keys
+        self._pause_until = 0.0  # the monotonic time the running refresh stops pausing for keys
+        self._live.pause = self._pause_for_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         self._order_for: Settings = ("age", False, "")
         self._searching = False  # the containers' filter bar is open: haystacks kept ready
@@ -204,10 +204,10 @@ class ParheliaApp(App):
             self.call_after_refresh(self._keys_done.set)  # the frame that shows what it did
         await super().on_event(event)
 
-    def _give_way_to_keys(self) -> None:
+    def _pause_for_keys(self) -> None:
         """The refresh thread's pause between slices of its work while a key is handled (its
         frame not drawn yet), within what is left of the refresh's KEY_WAIT_SECONDS."""
-        self._keys_done.wait(max(0.0, self._give_way_until - time.monotonic()))
+        self._keys_done.wait(max(0.0, self._pause_until - time.monotonic()))
 
     def request_refresh(self) -> None:
         if self._refreshing:
@@ -226,8 +226,8 @@ class ParheliaApp(App):
         as they were asked for, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         live = self._live
-        self._give_way_until = time.monotonic() + KEY_WAIT_SECONDS
-        self._give_way_to_keys()
+        self._pause_until = time.monotonic() + KEY_WAIT_SECONDS
+        self._pause_for_keys()
         view = self.control.dashboard(live=live)
         changed, reread = live.changed, live.reread
         if self._refresh_pending:
@@ -237,7 +237,7 @@ class ParheliaApp(App):
             self._refresh_pending = False
             view = self.control.dashboard(live=live)
             changed, reread = _union(changed, live.changed), _union(reread, live.reread)
-        self._give_way_to_keys()
+        self._pause_for_keys()
         rows = prepare_rows(
             view.containers,
             order_for,
@@ -246,7 +246,7 @@ class ParheliaApp(App):
             view.agents,
             reread=reread,
             searching=searching,
-            give_way=self._give_way_to_keys,
+            pause=self._pause_for_keys,
         )
         self._prepared = rows
         about = about_view(view)

@@ -49,7 +49,7 @@ from parhelia.state.views import ContainerView
 REPRICE_USD = 0.001
 TREND_SECONDS = 30.0  # the hourly spend trend is worked out again at most this often
 ID_CHUNK = 500  # ids per `IN (...)` when rows are read whole
-SLICE_ROWS = 2000  # rows read or renewed between two calls of `give_way`
+SLICE_ROWS = 2000  # rows read or renewed between two calls of `pause`
 
 _C = Container.__table__.c
 # view field -> column, for the columns a heartbeat cycle writes without stamping `updated_at`
@@ -121,9 +121,9 @@ class LiveContainers:
         self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
-        # called between slices of a long read to give way to what matters more (the dashboard:
+        # called between slices of a long read, to let what matters more run (the dashboard:
         # a key being handled, which would otherwise share the interpreter with the read)
-        self.give_way: Callable[[], object] | None = None
+        self.pause: Callable[[], object] | None = None
 
     def read(
         self, s: Session, *, now: datetime, recent_hours: float, limit: int
@@ -207,7 +207,7 @@ class LiveContainers:
             keys = [r[0] for r in beats]
             for i in range(0, len(beats), SLICE_ROWS):
                 if i:
-                    self._give_way()
+                    self._pause()
                 for key, row, stamp in zip(
                     keys[i : i + SLICE_ROWS],
                     beats[i : i + SLICE_ROWS],
@@ -255,8 +255,8 @@ class LiveContainers:
         return self._shown
 
     def _fetched(self, cursor: Any) -> list[tuple]:
-        """Every row of `cursor`, in slices with `give_way` between them."""
-        if self.give_way is None:
+        """Every row of `cursor`, in slices with `pause` between them."""
+        if self.pause is None:
             return cursor.fetchall()
         rows: list[tuple] = []
         while True:
@@ -264,11 +264,11 @@ class LiveContainers:
             rows += part
             if len(part) < SLICE_ROWS:
                 return rows
-            self.give_way()
+            self.pause()
 
-    def _give_way(self) -> None:
-        if self.give_way is not None:
-            self.give_way()
+    def _pause(self) -> None:
+        if self.pause is not None:
+            self.pause()
 
     def _set_due(self, key: str, at: float) -> None:
         self._due[key] = at

@@ -135,10 +135,10 @@ def test_prepared_order_reuses_the_keys_of_unchanged_rows(seeded):
     # another sort column or a filter: every key made for it
     by_age = prepare_rows(views, ("age", False, "state:running"), set(), moved)
     assert by_age.order[0] == "c-00000000" and len(by_age.keys) == N
-    # the same, giving way between its steps (the next column's ordering, the filter's matches)
+    # the same, pausing between its steps (the next column's ordering, the filter's matches)
     steps = []
     given = prepare_rows(
-        views, ("age", False, "state:running"), set(), moved, give_way=lambda: steps.append(1)
+        views, ("age", False, "state:running"), set(), moved, pause=lambda: steps.append(1)
     )
     assert len(steps) == 2 and given.order == by_age.order
 
@@ -563,9 +563,9 @@ async def test_a_filter_keystroke_lays_out_nothing(seeded, monkeypatch):
         assert layouts == [], f"{len(layouts)} layouts for {n} keystrokes"
 
 
-async def test_a_refresh_gives_way_to_a_key_until_its_frame_for_a_bounded_time(seeded):
+async def test_a_refresh_pauses_for_a_key_until_its_frame_for_a_bounded_time(seeded):
     """From a key's arrival to the frame after it the refresh thread waits at its points
-    (`LiveContainers.give_way`, between its phases), but no refresh waits longer in all than
+    (`LiveContainers.pause`, between its phases), but no refresh waits longer in all than
     KEY_WAIT_SECONDS: a held key cannot keep the view from moving."""
     from parhelia.app import dashboard
 
@@ -573,7 +573,7 @@ async def test_a_refresh_gives_way_to_a_key_until_its_frame_for_a_bounded_time(s
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         await refresh(pilot, app)
-        assert app._live.give_way == app._give_way_to_keys
+        assert app._live.pause == app._pause_for_keys
         cleared = []
         real_clear = app._keys_done.clear
         app._keys_done.clear = lambda: (cleared.append(1), real_clear())
@@ -581,10 +581,10 @@ async def test_a_refresh_gives_way_to_a_key_until_its_frame_for_a_bounded_time(s
         await pilot.pause()
         assert cleared and app._keys_done.is_set()  # cleared by the key, set by its frame
         real_clear()  # a key whose frame has not come: a whole refresh's points
-        app._give_way_until = time.monotonic() + dashboard.KEY_WAIT_SECONDS
+        app._pause_until = time.monotonic() + dashboard.KEY_WAIT_SECONDS
         t = time.monotonic()
         for _ in range(5):
-            app._give_way_to_keys()
+            app._pause_for_keys()
         assert dashboard.KEY_WAIT_SECONDS - 0.05 < time.monotonic() - t < 0.5
         app._keys_done.set()
 

@@ -394,16 +394,16 @@ def test_on_postgresql_an_unmoved_wal_position_spares_the_narrow_read(store):
     same(*both(store, live, now))
 
 
-def test_a_read_in_slices_gives_way_between_them_and_shows_what_a_full_read_shows(
+def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(
     store, monkeypatch
 ):
-    """The dashboard's refresh gives way to a key between slices of a long read (the rows
+    """The dashboard's refresh pauses for a key between slices of a long read (the rows
     fetched, then the heartbeats' views renewed); the slices make the same view."""
     from parhelia.state import live_views
 
     monkeypatch.setattr(live_views, "SLICE_ROWS", 7)
     live, calls = LiveContainers(), []
-    live.give_way = lambda: calls.append(1)
+    live.pause = lambda: calls.append(1)
     now = T0 + timedelta(seconds=5)
     same(*both(store, live, now))
     fetched = len(calls)

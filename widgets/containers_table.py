@@ -105,22 +105,22 @@ def prepare_rows(
     *,
     reread: set[str] | None = None,
     searching: bool = False,
-    give_way: Callable[[], object] | None = None,
+    pause: Callable[[], object] | None = None,
 ) -> PreparedRows:
     """Pure, for the refresh thread: the orderings of the sort column and the next one, each made
     from `previous`' by keying again only the rows in `changed` (all of them when None), or in
     `reread` (the rows read whole) for a column no heartbeat moves, and the filter's matches
     made again for `changed` (`searching`: the rows' haystacks even before a word is typed, the
     filter bar being open); then the filtered, sorted order. A row's cells are not made here at
-    all: only when it is drawn (`ContainersTable.row_cells`). `give_way` is called between
+    all: only when it is drawn (`ContainersTable.row_cells`). `pause` is called between
     these steps (the dashboard's: to a key being handled; a sort holds the interpreter)."""
     column, reverse, text = settings
     agents = agents or {}
     by_id = {c.id: c for c in views}
     orderings = {}
     for col in dict.fromkeys((column, next_column(column))):
-        if orderings and give_way is not None:
-            give_way()
+        if orderings and pause is not None:
+            pause()
         before = previous.orderings.get(col) if previous is not None else None
         rows = reread if reread is not None and col in KEYS_KEPT_BY_HEARTBEATS else changed
         made = ordering(by_id, col, agents, before, rows)
@@ -129,8 +129,8 @@ def prepare_rows(
     filtered = bool(ContainerFilter.parse(text))
     found = None
     if filtered or searching:
-        if give_way is not None:
-            give_way()
+        if pause is not None:
+            pause()
         found = matches(by_id, text, previous.matches if previous is not None else None, changed)
     through = found if filtered else None  # an empty text's matches carry only haystacks
     o = orderings[column]
