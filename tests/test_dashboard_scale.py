@@ -303,6 +303,16 @@ def scratch_order(t: ContainersTable, column: str, reverse: bool = False) -> lis
     return sorted_ids([(c.id, order_key(c, column)) for c in wanted], reverse=reverse)
 
 
+async def filter_bar_open(pilot, app: ParheliaApp):
+    """The first refresh shown and `/` pressed: the table and its filter bar, settled."""
+    from textual.widgets import Input
+
+    await refresh(pilot, app)
+    await pilot.press("slash")
+    await settled(pilot, app)
+    return app.query_one(ContainersTable), app.screen.query_one("#filter", Input)
+
+
 async def settled(pilot, app: ParheliaApp) -> None:
     """Until the table's workers have made their orders and the table has shown them."""
     await app.workers.wait_for_complete()
@@ -373,17 +383,12 @@ async def test_a_keystroke_in_the_filter_bar_shows_its_rows_as_it_is_echoed(seed
     import asyncio
 
     from textual import events
-    from textual.widgets import Input
 
     store, control, clock = seeded
     monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
-        t = app.query_one(ContainersTable)
-        box = app.screen.query_one("#filter", Input)
-        await refresh(pilot, app)
-        await pilot.press("slash")
-        await settled(pilot, app)
+        t, box = await filter_bar_open(pilot, app)
         assert t.searching
         # every container heartbeats: the refresh's views are all new objects, their text the same
         store.record_heartbeats(
@@ -533,7 +538,6 @@ async def test_a_filter_keystroke_lays_out_nothing(seeded, monkeypatch):
 
     from textual import events
     from textual.screen import Screen
-    from textual.widgets import Input
 
     _store, control, _clock = seeded
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
@@ -546,11 +550,7 @@ async def test_a_filter_keystroke_lays_out_nothing(seeded, monkeypatch):
 
     monkeypatch.setattr(Screen, "_refresh_layout", counted)
     async with app.run_test(size=SIZE) as pilot:
-        t = app.query_one(ContainersTable)
-        box = app.screen.query_one("#filter", Input)
-        await refresh(pilot, app)
-        await pilot.press("slash")
-        await settled(pilot, app)
+        t, box = await filter_bar_open(pilot, app)
         rows = [len(t.ordered_keys)]
         layouts.clear()
         for n, ch in enumerate("task 12", 1):

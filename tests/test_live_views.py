@@ -394,9 +394,7 @@ def test_on_postgresql_an_unmoved_wal_position_spares_the_narrow_read(store):
     same(*both(store, live, now))
 
 
-def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(
-    store, monkeypatch
-):
+def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(store, monkeypatch):
     """The dashboard's refresh pauses for a key between slices of a long read (the rows
     fetched, then the heartbeats' views renewed); the slices make the same view."""
     from parhelia.state import live_views
