@@ -23,7 +23,7 @@ from textual.widgets import Footer, Input, Static
 
 from parhelia.app.help_texts import HEALTH_HELP, STATE_HELP
 from parhelia.state.errors import CATALOGUE, ParheliaError
-from parhelia.state.views import ContainerView, DashboardView, plural
+from parhelia.state.views import ContainerView, DashboardView
 from parhelia.widgets.budget_pane import BudgetPane
 from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.containers_table import ContainersTable, PreparedRows
@@ -243,21 +243,9 @@ class MainScreen(Screen[None]):
         table = self.query_one(ContainersTable)
         active = self._about(view)[0]
         burn = view.budget.burn_rate_per_hour
-        shown = (
-            f"filter {table.filter.text!r}: {table.matched} of {len(view.containers)} shown · "
-            if table.filter
-            else ""
-        )
-        hidden = (
-            f" · {plural(len(table.hidden_columns), 'column')} hidden →"
-            if table.hidden_columns
-            else ""
-        )
         theirs = f" · {len(view.foreign)} of another plane" if view.foreign else ""
-        table.border_subtitle = (
-            f"{shown}{active} active{theirs} · {money(burn)}/h · sort {table.sort_column}{hidden}"
-        )
-        table.border_title = f"Containers ({len(view.containers)})"
+        table.summary = f"{active} active{theirs} · {money(burn)}/h"
+        table.retitle()
 
     def _about(self, view: DashboardView) -> About:
         """The view's active count and attention reasons, worked out once per view (ahead, in

@@ -629,3 +629,24 @@ async def test_a_finished_order_or_filter_worker_keeps_no_refresh_views_alive(se
         alive = sum(ref() is not None for ref in old)
         # at most the rows whose cells are kept to be drawn (`_drawn`), not the refresh's N
         assert alive <= len(t._drawn) < N, f"{alive} of {N} replaced views kept alive"
+
+
+async def test_a_sort_key_retitles_the_pane_in_its_own_frame_and_same_titles_repaint_nothing(
+    seeded, monkeypatch
+):
+    """The pane's subtitle names its sort and filter: set as the key's rows are shown, not from
+    the `Changed` message after that frame (a second repaint of the whole pane per key); and
+    Textual repaints a pane on every title it is given, so an unchanged one is not given."""
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        t = app.query_one(ContainersTable)
+        assert "· sort age" in t.border_subtitle
+        t.action_cycle_sort()  # the key's handler, no message handled after it
+        assert f"· sort {t.sort_column}" in t.border_subtitle and t.sort_column != "age"
+        await pilot.pause()
+        repaints = []
+        monkeypatch.setattr(t, "refresh", lambda *a, **k: repaints.append(1))
+        app.main_screen._update_titles(app.view)  # a refresh's titles, as they were
+        assert repaints == []

@@ -27,7 +27,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from parhelia.state.agent_activity import AgentState
-from parhelia.state.views import ContainerView
+from parhelia.state.views import ContainerView, plural
 from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.container_order import (
     Matches,
@@ -219,6 +219,10 @@ class ContainersTable(LineTable):
         self._drawn: dict[str, tuple[ContainerView, AgentState | None, list[tuple[str, str]]]] = {}
         self._agents: Mapping[str, AgentState] = {}  # what each agent does (`DashboardView.agents`)
         self.matched = 0
+        # what the screen says of the view in the subtitle ("3 active · $1.20/h"); the table adds
+        # its own filter, sort and hidden columns (`retitle`)
+        self.summary = ""
+        self._titles: tuple[str, str] | None = None  # as last set
         self._task_width = TASK_WIDTH + 1
         self.hidden_columns: tuple[str, ...] = ()  # given way to a narrow pane
 
@@ -422,7 +426,32 @@ class ContainersTable(LineTable):
             self.set_order(order)
         else:
             self.refresh()
+        self.retitle()
         self.post_message(self.Changed())
+
+    def retitle(self) -> None:
+        """The pane's title and subtitle, set as its rows change: in the frame that shows a sort
+        or a filter keystroke's rows (set later, from the `Changed` message, they cost that key a
+        second repaint of the whole pane: bench/tui.py). Nothing before the first view."""
+        if not self.summary:
+            return
+        shown = (
+            f"filter {self.filter.text!r}: {self.matched} of {len(self._all)} shown · "
+            if self.filter
+            else ""
+        )
+        hidden = (
+            f" · {plural(len(self.hidden_columns), 'column')} hidden →"
+            if self.hidden_columns
+            else ""
+        )
+        titles = (
+            f"Containers ({len(self._all)})",
+            f"{shown}{self.summary} · sort {self.sort_column}{hidden}",
+        )
+        if titles != self._titles:  # Textual repaints the whole pane on each, changed or not
+            self._titles = titles
+            self.border_title, self.border_subtitle = titles
 
     def _ordering_for(self, column: str, *, wait: bool = False) -> Ordering | None:
         """The column's ordering of the rows shown, if ready or cheap to make here."""
