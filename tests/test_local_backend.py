@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from parhelia.app import agent_sim
 from parhelia.state.errors import ParheliaError
 from parhelia.workers.backends.base import Backend, SandboxSpec
 from parhelia.workers.backends.local import LocalBackend
@@ -269,21 +270,28 @@ def test_sim_hang_makes_the_agent_not_alive_while_the_sandbox_runs(backend):
     assert backend.terminate(info.sandbox_id).exit_code == 143  # SIGCONT lets it see the SIGTERM
 
 
+STEP_WORDS = tuple(step.split()[0] + " " for step in agent_sim.STEPS)  # "reading ", ...
+
+
 @pytest.mark.parametrize("mode", ["busy", "hang"])
 def test_a_sim_agent_stops_itself_when_the_demo_that_started_it_has_gone(backend, mode):
     """A demo dashboard killed before its cleanup (SIGKILL) must not leave agents running unseen:
     each simulated agent watches its owner, a frozen `hang` one through a watchdog child."""
     owner = subprocess.Popen([PY, "-c", "import time; time.sleep(600)"])
-    argv = [*SIM, "--mode", mode, "--seconds", "0.1", "--owner", str(owner.pid), "a prompt"]
-    info = backend.create(SandboxSpec(f"c-owned-{mode}", None, argv))
-    if mode == "hang":
-        poll(lambda: not backend.probe(info.sandbox_id).agent_alive)  # frozen by SIGSTOP
-    else:
-        poll(lambda: log_has(backend, info.sandbox_id, "reading "))
-    assert backend.list()[0].running
-    owner.kill()
-    owner.wait()
-    poll(lambda: not backend.list()[0].running)
-    # the log comes through the agent's tmux pane (pipe-pane), a moment after the process ends
-    poll(lambda: log_has(backend, info.sandbox_id, "stopping on signal (exit 143)"))
-    assert log_has(backend, info.sandbox_id, "the demo that started me has gone")
+    try:
+        argv = [*SIM, "--mode", mode, "--seconds", "0.1", "--owner", str(owner.pid), "a prompt"]
+        info = backend.create(SandboxSpec(f"c-owned-{mode}", None, argv))
+        if mode == "hang":
+            poll(lambda: not backend.probe(info.sandbox_id).agent_alive)  # frozen by SIGSTOP
+        else:  # at work: any step (it had waited for "reading", one step in six at random)
+            poll(lambda: any(log_has(backend, info.sandbox_id, w) for w in STEP_WORDS))
+        assert backend.list()[0].running
+        owner.kill()
+        owner.wait()
+        poll(lambda: not backend.list()[0].running)
+        # the log comes through the agent's tmux pane (pipe-pane), a moment after the process ends
+        poll(lambda: log_has(backend, info.sandbox_id, "stopping on signal (exit 143)"))
+        assert log_has(backend, info.sandbox_id, "the demo that started me has gone")
+    finally:  # a failed wait must not leave the owner sleeping for ten minutes
+        owner.kill()
+        owner.wait()
