@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from parhelia.app.cli_common import NoRefreshOpt, RefreshOpt, runtime
+from parhelia.app.cli_common import NoRefreshOpt, RefreshOpt, refresh_choice, runtime
 from parhelia.state.errors import ParheliaError
 
 if TYPE_CHECKING:
@@ -174,7 +174,6 @@ def one_shot(
     `tui --once` and `parhelia status`, so they answer alike). `refresh`, `no_refresh`: the
     command's flags (`cli_common.refresh_choice`)."""
     from parhelia.app import output
-    from parhelia.app.cli_common import refresh_choice
     from parhelia.app.snapshot import exit_code
 
     try:

@@ -206,8 +206,8 @@ class LiveContainers:
             stamps = convert_distinct([r[_W + 1] for r in beats], aware_utc)
             keys = [r[0] for r in beats]
             for i in range(0, len(beats), SLICE_ROWS):
-                if i:
-                    self._pause()
+                if i and self.pause is not None:
+                    self.pause()
                 for key, row, stamp in zip(
                     keys[i : i + SLICE_ROWS],
                     beats[i : i + SLICE_ROWS],
@@ -264,10 +264,6 @@ class LiveContainers:
             rows += part
             if len(part) < SLICE_ROWS:
                 return rows
-            self.pause()
-
-    def _pause(self) -> None:
-        if self.pause is not None:
             self.pause()
 
     def _set_due(self, key: str, at: float) -> None:
