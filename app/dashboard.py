@@ -63,6 +63,7 @@ FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes 
 # (a read of every row, their views, the pane's orders) is 100-150 ms a second, which a key press
 # met at every step (bench/tui.py); bounded, so a held key cannot keep the view from moving.
 KEY_WAIT_SECONDS = 0.25
+KEY_FRAME_SECONDS = 0.1  # a key whose handling draws nothing stops the pause after this
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 # The writer's page cache while the dashboard runs the loops itself: a heartbeat cycle of 10,000
 # containers touches ~40 MB of index pages, which a 64 MiB cache keeps resident for good (the
@@ -130,7 +131,8 @@ class ParheliaApp(App):
         # clear from a key's arrival to the frame after it: the refresh thread pauses meanwhile
         self._keys_done = threading.Event()
         self._keys_done.set()
-        self._pause_until = 0.0  # the monotonic time the running refresh stops pausing for keys
+        self._key_handled = False  # the key last pressed was handled: its frame ends the pause
+        self._pause_left = 0.0  # seconds the running refresh may still pause for keys
         self._live.pause = self._pause_for_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         self._order_for: Settings = ("age", False, "")
@@ -199,34 +201,69 @@ class ParheliaApp(App):
                 self.main_screen.show_header(self.view, self.control.clock())
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key):
-            self._keys_done.clear()
-            self.call_after_refresh(self._keys_done.set)  # the frame that shows what it did
-        await super().on_event(event)
+        if not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+            return
+        self._keys_done.clear()
+        self._key_handled = False
+        await super().on_event(event)  # forwards the key to the focused widget's queue
+        target = self.focused or self.screen
+        if not target.call_after_refresh(self._handled_key):  # behind the key in its queue
+            self._keys_done.set()  # (a widget gone meanwhile takes no callback)
+        self.set_timer(KEY_FRAME_SECONDS, self._keys_done.set)  # a key that changed nothing
+
+    def _handled_key(self) -> None:
+        self._key_handled = True
+
+    def _display(self, screen, renderable) -> None:
+        """Textual's: a frame written out. The first after a key was handled shows what it did,
+        and the refresh thread stops pausing for it (`_pause_for_keys`). Textual's callbacks
+        "after refresh" came before that frame was drawn: the screen, idle until the widget's
+        repaint reached it, ran them first, and the refresh went on beside the key's frame
+        (bench/tui.py)."""
+        super()._display(screen, renderable)
+        if self._key_handled and renderable is not None:
+            self._key_handled = False
+            self._keys_done.set()
 
     def _pause_for_keys(self) -> None:
         """The refresh thread's pause between slices of its work while a key is handled (its
-        frame not drawn yet), within what is left of the refresh's KEY_WAIT_SECONDS."""
-        self._keys_done.wait(max(0.0, self._pause_until - time.monotonic()))
+        frame not drawn yet), within what is left of the refresh's KEY_WAIT_SECONDS in all (a
+        budget, not a deadline: a refresh slowed by a busy machine still gives way to keys)."""
+        if self._keys_done.is_set() or self._pause_left <= 0:
+            return
+        t = time.monotonic()
+        self._keys_done.wait(self._pause_left)
+        self._pause_left -= time.monotonic() - t
 
     def request_refresh(self) -> None:
         if self._refreshing:
             self._refresh_pending = True
             return
         self._refreshing = True
+        table = None
         with contextlib.suppress(NoMatches):  # before the panes exist: the default order
             table = self.main_screen.query_one(ContainersTable)
+        self._collect(table)
+
+    def _order_wanted(self, table: ContainersTable | None) -> tuple[Settings, bool]:
+        """The sort and filter the containers pane asks for now, read by the refresh thread once
+        the store is read: a key pressed meanwhile gets its order made with the refresh's rows
+        (read at the refresh's start, a sort key's order, made for the older rows, was stale on
+        arrival under a heartbeating fleet and made again by a worker: bench/tui.py). A read
+        torn by a key in between only leaves the pane to make its own order, as before."""
+        if table is not None:
             self._order_for, self._searching = table.settings, table.searching
-        self._collect(self._order_for, self._searching)
+        return self._order_for, self._searching
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _collect(self, order_for: Settings, searching: bool = False) -> None:
+    def _collect(self, table: ContainersTable | None) -> None:
         """A failure ends here and reaches `_worker_failed`: shown, never fatal, the last view
         stays on screen. The containers pane's order is made here too, for its sort and filter
-        as they were asked for, from the rows that changed."""
+        as they are asked for once the store is read, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         live = self._live
-        self._pause_until = time.monotonic() + KEY_WAIT_SECONDS
+        self._pause_left = KEY_WAIT_SECONDS
         self._pause_for_keys()
         view = self.control.dashboard(live=live)
         changed, reread = live.changed, live.reread
@@ -238,6 +275,7 @@ class ParheliaApp(App):
             view = self.control.dashboard(live=live)
             changed, reread = _union(changed, live.changed), _union(reread, live.reread)
         self._pause_for_keys()
+        order_for, searching = self._order_wanted(table)
         rows = prepare_rows(
             view.containers,
             order_for,

@@ -581,7 +581,7 @@ async def test_a_refresh_pauses_for_a_key_until_its_frame_for_a_bounded_time(see
         await pilot.pause()
         assert cleared and app._keys_done.is_set()  # cleared by the key, set by its frame
         real_clear()  # a key whose frame has not come: a whole refresh's points
-        app._pause_until = time.monotonic() + dashboard.KEY_WAIT_SECONDS
+        app._pause_left = dashboard.KEY_WAIT_SECONDS
         t = time.monotonic()
         for _ in range(5):
             app._pause_for_keys()
@@ -650,3 +650,130 @@ async def test_a_sort_key_retitles_the_pane_in_its_own_frame_and_same_titles_rep
         monkeypatch.setattr(t, "refresh", lambda *a, **k: repaints.append(1))
         app.main_screen._update_titles(app.view)  # a refresh's titles, as they were
         assert repaints == []
+
+
+async def test_an_ordering_made_for_older_views_is_put_right_by_keying_only_rows_read_whole(
+    seeded, monkeypatch
+):
+    """Under a heartbeating fleet every view is new each refresh, so an ordering a worker made
+    a refresh ago matched no view by identity and was made again from scratch (a chase of
+    workers at 10,000 rows). For a column no heartbeat moves, only the rows read whole since can
+    have moved: those are keyed again, on the main thread, and the order is the one made from
+    scratch."""
+    store, control, clock = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)  # as past 2,000 rows
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        t.sort_by("sandbox")
+        await settled(pilot, app)
+        await refresh(pilot, app)
+        stale, generation = t._orderings["sandbox"], t._ordering_gen["sandbox"]
+        for moved in ("c-00000003", "c-00000009"):  # two rows read whole, every row beaten
+            with store.write() as s:
+                s.execute(
+                    update(Container)
+                    .where(Container.id == moved)
+                    .values(sandbox_id=f"zz-{moved}", updated_at=clock[0])
+                )
+            store.record_heartbeats(
+                [],
+                [
+                    {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                    for i in range(N)
+                ],
+            )
+            clock[0] += timedelta(seconds=1)
+            await refresh(pilot, app)
+        assert stale.views is not t._views  # every view is another object since
+        t._orderings["sandbox"], t._ordering_gen["sandbox"] = stale, generation
+        with main_thread_calls("order_key", "formatting.py") as calls:
+            made = t._ordering_for("sandbox")
+        assert made is not None and calls[0] == 2  # the two rows read whole, no worker
+        assert made.ascending == scratch_order(t, "sandbox")
+        assert made.ascending[-2:] == ["c-00000003", "c-00000009"]
+        t._rereads.clear()  # what was read whole is not known: nothing is put right here
+        t._orderings["sandbox"], t._ordering_gen["sandbox"] = stale, generation
+        assert t._ordering_for("sandbox") is None  # a worker makes it
+
+
+async def test_a_key_pressed_while_the_store_is_read_gets_its_order_from_that_refresh(seeded):
+    """The refresh thread asks the pane what order it wants once the store is read, not when
+    the refresh began: a sort key pressed meanwhile gets its order made with the new rows (made
+    for the older settings, it was stale on arrival and a worker made it again)."""
+    import threading
+
+    _, control, _ = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        reading, release = threading.Event(), threading.Event()
+        real = control.dashboard
+
+        def held(*args, **kw):
+            reading.set()
+            release.wait(20)
+            return real(*args, **kw)
+
+        control.dashboard = held
+        n = app.refreshes
+        app.request_refresh()
+        while not reading.is_set():
+            await pilot.pause(0.01)
+        t.sort_by("gpu")  # a key while the store is read
+        release.set()
+        while app.refreshes <= n:
+            await pilot.pause(0.01)
+        assert app._prepared.settings == t.settings == ("gpu", False, "")
+        assert set(app._prepared.orderings) == {"gpu", "sandbox"}
+
+
+async def test_a_refresh_pauses_for_a_key_until_the_frame_that_shows_it_is_written(
+    seeded, monkeypatch
+):
+    """The refresh thread pauses from a key's arrival to the first frame written after the key
+    was handled. Textual's callbacks after a refresh ran before that frame (the screen was idle
+    until the table's repaint reached it), so the refresh went on beside the key's frame."""
+    from parhelia.app import dashboard
+
+    monkeypatch.setattr(dashboard, "KEY_FRAME_SECONDS", 20.0)  # no fallback within the test
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        frames, at_set = [], []
+        display = app._display
+        app._display = lambda screen, r: (frames.append(r is not None), display(screen, r))
+        done = app._keys_done
+        real_set = done.set
+        done.set = lambda: (at_set.append(sum(frames)), real_set())
+        for key in ("down", "s"):
+            frames.clear(), at_set.clear()
+            await pilot.press(key)
+            deadline = time.monotonic() + 10
+            while not done.is_set():
+                assert time.monotonic() < deadline
+                await pilot.pause(0.01)
+            assert at_set and at_set[0] >= 1, (key, at_set)  # set by a frame written after it
+
+
+async def test_a_refresh_slowed_down_still_pauses_for_a_key(seeded):
+    """KEY_WAIT_SECONDS is what a refresh may wait in all, not a deadline from its start: a
+    refresh slowed by a busy machine past it still gives way to a key."""
+    from parhelia.app import dashboard
+
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        app._pause_left = dashboard.KEY_WAIT_SECONDS
+        time.sleep(dashboard.KEY_WAIT_SECONDS + 0.05)  # the refresh's work so far
+        app._keys_done.clear()  # a key arrives
+        t = time.monotonic()
+        app._pause_for_keys()
+        assert time.monotonic() - t > dashboard.KEY_WAIT_SECONDS - 0.05
+        app._pause_for_keys()  # its budget spent: no more waiting
+        assert time.monotonic() - t < dashboard.KEY_WAIT_SECONDS + 0.2
+        app._keys_done.set()

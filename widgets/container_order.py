@@ -17,7 +17,7 @@ are put in place by bisection instead of sorting every row (`ordering`, `matches
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from parhelia.state.agent_activity import AgentState
@@ -28,6 +28,20 @@ from parhelia.widgets.formatting import order_key
 Views = Mapping[str, ContainerView]
 Agents = Mapping[str, AgentState]
 _BLANK = (True,)  # sorts before every key of a row without a value: (True, 0, id)
+PAUSE_ROWS = 500  # rows keyed between two calls of an order's `pause` (1-2 ms of the interpreter)
+
+
+def _paced(items: Iterable, pause: Callable[[], object] | None) -> Iterable:
+    """`items`, with `pause` called after each PAUSE_ROWS of them (the refresh thread's: a key
+    being handled meanwhile waits for the interpreter at most that long, not for every row)."""
+    return items if pause is None else _paced_by(items, pause)
+
+
+def _paced_by(items: Iterable, pause: Callable[[], object]) -> Iterator:
+    for n, item in enumerate(items):
+        if n and not n % PAUSE_ROWS:
+            pause()
+        yield item
 
 
 @dataclass(frozen=True)
@@ -77,15 +91,17 @@ def ordering(
     changed: Collection[str] | None = None,
     *,
     limit: int | None = None,
+    pause: Callable[[], object] | None = None,
 ) -> Ordering | None:
     """`column`'s ordering of `views`, made from `previous` when it is the same column's: only
     the rows in `changed` (None: every row whose view is another object than `previous`'s) are
     keyed again. A few moved rows are put in place, more mean one sort. With `limit`, None when
-    more than `limit` rows would be keyed again (the main thread leaves that to a thread)."""
+    more than `limit` rows would be keyed again (the main thread leaves that to a thread).
+    `pause` is called between slices of the rows keyed (`_paced`)."""
     if previous is None or previous.column != column:
         if limit is not None and len(views) > limit:
             return None
-        keys = {k: order_key(c, column, agents.get(k)) for k, c in views.items()}
+        keys = {k: order_key(c, column, agents.get(k)) for k, c in _paced(views.items(), pause)}
         return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
     gone: set[str] = set()
     if changed is None:
@@ -99,7 +115,7 @@ def ordering(
         return None
     old = previous.keys
     moved = {}
-    for k in changed:
+    for k in _paced(changed, pause):
         c = views.get(k)
         if c is not None:
             key = order_key(c, column, agents.get(k))

@@ -17,9 +17,11 @@ cursor follows its container, not its row number.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from rich.text import Text
 from textual.binding import Binding
@@ -58,6 +60,14 @@ GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "agent", "ta
 
 
 Settings = tuple[str, bool, str]  # (sort column, reversed, filter text): what an order is for
+# The prepared rows, and the views a pane shows, are numbered: an ordering made for older views
+# knows which of its rows may have moved since (`ContainersTable._reread_since`).
+_GENERATION = itertools.count(1)
+REREADS_KEPT = 16
+# The next column's ordering is made this long after a sort key, not as soon as its frame is
+# drawn: a worker made at once shared the interpreter with the frame's rows being written out and
+# the next key (bench/tui.py); the refresh thread makes it anyway within a refresh.
+AHEAD_SECONDS = 0.15  # the last refreshes whose rows read whole a pane remembers
 
 
 def handed(job: list) -> list:
@@ -89,6 +99,12 @@ class PreparedRows:
     order: list[str]
     agents: Mapping[str, AgentState] = field(default_factory=dict)  # `DashboardView.agents`
     source: list[ContainerView] | None = None  # the list of views it was prepared from
+    # numbered (`_GENERATION`), after the prepared rows before (`base`): `reread`, the ids read
+    # whole by the refresh these views came from, are the only rows whose key can have moved since
+    # the base's views for a column no heartbeat moves (None: any row may have)
+    seq: int = 0
+    base: int | None = None
+    reread: frozenset[str] | None = None
 
     @property
     def keys(self) -> Mapping[str, tuple]:
@@ -123,7 +139,7 @@ def prepare_rows(
             pause()
         before = previous.orderings.get(col) if previous is not None else None
         rows = reread if reread is not None and col in KEYS_KEPT_BY_HEARTBEATS else changed
-        made = ordering(by_id, col, agents, before, rows)
+        made = ordering(by_id, col, agents, before, rows, pause=pause)
         assert made is not None  # no limit
         orderings[col] = made
     filtered = bool(ContainerFilter.parse(text))
@@ -142,9 +158,14 @@ def prepare_rows(
             through is None or (previous.matches is not None and previous.matches.ids is found.ids)
         )
     ):  # the same rows in the same places (a heartbeat moves no row sorted by age)
-        return PreparedRows(settings, by_id, orderings, found, previous.order, agents, views)
-    shown = shown_order(o, reverse, through)
-    return PreparedRows(settings, by_id, orderings, found, shown, agents, views)
+        order = previous.order
+    else:
+        order = shown_order(o, reverse, through)
+    base = previous.seq if previous is not None else None
+    since = frozenset(reread) if reread is not None and base is not None else None
+    return PreparedRows(
+        settings, by_id, orderings, found, order, agents, views, next(_GENERATION), base, since
+    )
 
 
 def row_cells(
@@ -186,9 +207,9 @@ class ContainersTable(LineTable):
     class OrderingMade(Message, bubble=False):
         """A worker made a sort column's ordering (`_start_ordering`)."""
 
-        def __init__(self, made: Ordering) -> None:
+        def __init__(self, made: Ordering, generation: int) -> None:
             super().__init__()
-            self.made = made
+            self.made, self.generation = made, generation
 
     class MatchesMade(Message, bubble=False):
         """A worker matched a filter text (`_start_matching`)."""
@@ -211,6 +232,10 @@ class ContainersTable(LineTable):
         self.now: datetime | None = None
         self._views: dict[str, ContainerView] = {}  # every container of the view, by id
         self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
+        self._ordering_gen: dict[str, int] = {}  # the generation of the views each was made for
+        self._gen = 0  # of `_views`: the prepared rows' `seq`, or one of their own
+        # generation -> (the one before, the rows read whole between them: `PreparedRows`)
+        self._rereads: dict[int, tuple[int | None, frozenset[str] | None]] = {}
         self._matches: Matches | None = None  # the filter's, or the haystacks while searching
         self.searching = False  # the filter bar is open on this pane: haystacks kept ready
         self._computing: set[str] = set()  # columns a worker is ordering
@@ -331,9 +356,14 @@ class ContainersTable(LineTable):
             same = all(got(k) is c for k, c in fresh.items())
         for key in [k for k in self._drawn if k not in fresh]:
             del self._drawn[key]
+        before = self._views
         self._views = prepared.views if same else fresh  # one dict: orderings made from it match
+        if self._views is not before:
+            self._next_generation(prepared if same else None)
         if prepared is not None:
             wanted = {self.sort_column, next_column(self.sort_column)}
+            for column in prepared.orderings:
+                self._ordering_gen[column] = prepared.seq
             orderings = {**self._orderings, **prepared.orderings}
             self._orderings = {c: o for c, o in orderings.items() if c in wanted}
             if prepared.matches is not None and same:
@@ -346,6 +376,38 @@ class ContainersTable(LineTable):
             self._show_order(prepared.order)  # made in the refresh thread for these rows
             return
         self._apply_order()
+
+    def _next_generation(self, prepared: PreparedRows | None) -> None:
+        """New views shown: the prepared rows' (what was read whole since their base is known) or
+        ones of their own (rows marked as terminating: nothing is known to lead to them)."""
+        if prepared is None:
+            self._gen = -next(_GENERATION)
+            return
+        self._gen = prepared.seq
+        self._rereads[prepared.seq] = (prepared.base, prepared.reread)
+        if len(self._rereads) > REREADS_KEPT:
+            del self._rereads[min(self._rereads)]
+
+    def _reread_since(self, generation: int | None) -> set[str] | None:
+        """The rows read whole between the views of `generation` and those shown: for a column no
+        heartbeat moves, the only rows whose key can have moved (`KEYS_KEPT_BY_HEARTBEATS`), so an
+        ordering made a refresh or two ago is put right by keying those, not every row (under a
+        heartbeating fleet every view is new each second). None when that is not known."""
+        rows: set[str] = set()
+        at = self._gen
+        while at != generation:
+            before, reread = self._rereads.get(at, (None, None))
+            if before is None or reread is None:
+                return None
+            rows |= reread
+            at = before
+        return rows
+
+    def _changed_for(self, column: str, kept: Ordering | None) -> set[str] | None:
+        """The rows to key again for `kept` (None: those whose view is another object)."""
+        if kept is None or kept.views is self._views or column not in KEYS_KEPT_BY_HEARTBEATS:
+            return None
+        return self._reread_since(self._ordering_gen.get(column))
 
     @staticmethod
     def filter_problems(text: str) -> list[str]:
@@ -392,7 +454,7 @@ class ContainersTable(LineTable):
         self.set_header(self._header_cells())
         self._apply_order()
         if len(self._views) > self.SYNC_ROWS:  # ready for the next `s`, once this one is drawn
-            self.call_after_refresh(self._ordering_for, next_column(column))
+            self.set_timer(AHEAD_SECONDS, partial(self._ordering_for, next_column(column)))
 
     def action_cycle_sort(self) -> None:
         self.sort_by(next_column(self.sort_column), reverse=False)
@@ -463,11 +525,14 @@ class ContainersTable(LineTable):
         ):
             return kept
         small = wait or len(views) <= self.SYNC_ROWS
-        made = ordering(views, column, agents, kept, limit=None if small else self.PATCH_ROWS)
+        changed = self._changed_for(column, kept)
+        limit = None if small else self.PATCH_ROWS
+        made = ordering(views, column, agents, kept, changed, limit=limit)
         if made is None:
             self._start_ordering(column)
         else:
             self._orderings[column] = made
+            self._ordering_gen[column] = self._gen
         return made
 
     def _matches_for(self, text: str, *, wait: bool = False) -> Matches | None:
@@ -493,11 +558,14 @@ class ContainersTable(LineTable):
         if column in self._computing:
             return  # its result comes, and is brought up to date then
         self._computing.add(column)
-        job = [self._views, self._agents, self._orderings.get(column)]
+        kept = self._orderings.get(column)
+        job = [self._views, self._agents, kept, self._changed_for(column, kept)]
+        generation = self._gen
 
         def make() -> None:
-            views, agents, kept = handed(job)
-            self.post_message(self.OrderingMade(ordering(views, column, agents, kept)))
+            views, agents, kept, changed = handed(job)
+            made = ordering(views, column, agents, kept, changed)
+            self.post_message(self.OrderingMade(made, generation))
 
         self.run_worker(make, thread=True, group=f"order-{column}", exit_on_error=False)
 
@@ -519,6 +587,7 @@ class ContainersTable(LineTable):
         kept = self._orderings.get(made.column)
         if kept is None or kept.views is not self._views:  # a refresh's is newer: keep that
             self._orderings[made.column] = made
+            self._ordering_gen[made.column] = event.generation
         if self.order_pending:
             self._apply_order()
 
