@@ -31,6 +31,7 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from parhelia.app.commands import ActionsProvider
@@ -132,6 +133,7 @@ class ParheliaApp(App):
         self._keys_done = threading.Event()
         self._keys_done.set()
         self._key_handled = False  # the key last pressed was handled: its frame ends the pause
+        self._key_timer: Timer | None = None  # ends the pause if that frame never comes
         self._pause_left = 0.0  # seconds the running refresh may still pause for keys
         self._live.pause = self._pause_for_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
@@ -210,7 +212,9 @@ class ParheliaApp(App):
         target = self.focused or self.screen
         if not target.call_after_refresh(self._handled_key):  # behind the key in its queue
             self._keys_done.set()  # (a widget gone meanwhile takes no callback)
-        self.set_timer(KEY_FRAME_SECONDS, self._keys_done.set)  # a key that changed nothing
+        if self._key_timer is not None:  # an earlier key's: this key's frame is awaited now
+            self._key_timer.stop()
+        self._key_timer = self.set_timer(KEY_FRAME_SECONDS, self._keys_done.set)  # drew nothing
 
     def _handled_key(self) -> None:
         self._key_handled = True
