@@ -134,6 +134,7 @@ class ParheliaApp(App):
         self._keys_done.set()
         self._key_handled = False  # the key last pressed was handled: its frame ends the pause
         self._key_timer: Timer | None = None  # ends the pause if that frame never comes
+        self._held: tuple | None = None  # a refresh collected while a key's frame was awaited
         self._pause_left = 0.0  # seconds the running refresh may still pause for keys
         self._live.pause = self._pause_for_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
@@ -211,10 +212,10 @@ class ParheliaApp(App):
         await super().on_event(event)  # forwards the key to the focused widget's queue
         target = self.focused or self.screen
         if not target.call_after_refresh(self._handled_key):  # behind the key in its queue
-            self._keys_done.set()  # (a widget gone meanwhile takes no callback)
+            self._key_frame_done()  # (a widget gone meanwhile takes no callback)
         if self._key_timer is not None:  # an earlier key's: this key's frame is awaited now
             self._key_timer.stop()
-        self._key_timer = self.set_timer(KEY_FRAME_SECONDS, self._keys_done.set)  # drew nothing
+        self._key_timer = self.set_timer(KEY_FRAME_SECONDS, self._key_frame_done)  # drew nothing
 
     def _handled_key(self) -> None:
         self._key_handled = True
@@ -228,7 +229,15 @@ class ParheliaApp(App):
         super()._display(screen, renderable)
         if self._key_handled and renderable is not None:
             self._key_handled = False
-            self._keys_done.set()
+            self._key_frame_done()
+
+    def _key_frame_done(self) -> None:
+        """The key's frame is drawn: the refresh thread goes on, and a refresh that came
+        meanwhile is shown now (held, it did not share the key's frame: bench/tui.py)."""
+        self._keys_done.set()
+        held, self._held = self._held, None
+        if held is not None:
+            self.call_later(self._collected, *held)
 
     def _pause_for_keys(self) -> None:
         """The refresh thread's pause between slices of its work while a key is handled (its
@@ -305,6 +314,9 @@ class ParheliaApp(App):
         rows: PreparedRows | None = None,
         about: About | None = None,
     ) -> None:
+        if not self._keys_done.is_set():  # a key's frame first, then this (`_key_frame_done`)
+            self._held = (view, detail, error, rows, about)
+            return
         self._refreshing = False
         self._collected_at = time.monotonic()
         if error is not None:

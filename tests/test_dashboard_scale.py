@@ -777,3 +777,26 @@ async def test_a_refresh_slowed_down_still_pauses_for_a_key(seeded):
         app._pause_for_keys()  # its budget spent: no more waiting
         assert time.monotonic() - t < dashboard.KEY_WAIT_SECONDS + 0.2
         app._keys_done.set()
+
+
+async def test_a_refresh_collected_while_a_key_frame_is_awaited_is_shown_after_that_frame(seeded):
+    """A refresh that lands between a key and the frame showing it waits for that frame: shown
+    at once, its rows were drawn in the key's frame and the key waited for both."""
+    _store, control, _clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await refresh(pilot, app)
+        n = app.refreshes
+        app._keys_done.clear()  # a key handled, its frame not drawn yet
+        app.request_refresh()
+        deadline = time.monotonic() + 20
+        while app._held is None:
+            assert time.monotonic() < deadline
+            await pilot.pause(0.01)
+        await pilot.pause(0.05)
+        assert app.refreshes == n and app._refreshing  # held: no second refresh meanwhile
+        app._key_frame_done()
+        while app.refreshes == n:
+            assert time.monotonic() < deadline
+            await pilot.pause(0.01)
+        assert app._held is None and not app._refreshing and app._keys_done.is_set()
