@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from parhelia.state.agent_activity import AgentState
+from parhelia.state.live_views import SLICE_ROWS
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter, haystack, haystack_values
 from parhelia.widgets.formatting import order_key
@@ -28,18 +29,18 @@ from parhelia.widgets.formatting import order_key
 Views = Mapping[str, ContainerView]
 Agents = Mapping[str, AgentState]
 _BLANK = (True,)  # sorts before every key of a row without a value: (True, 0, id)
-PAUSE_ROWS = 500  # rows keyed between two calls of an order's `pause` (1-2 ms of the interpreter)
 
 
 def _paced(items: Iterable, pause: Callable[[], object] | None) -> Iterable:
-    """`items`, with `pause` called after each PAUSE_ROWS of them (the refresh thread's: a key
-    being handled meanwhile waits for the interpreter at most that long, not for every row)."""
+    """`items`, with `pause` called after each SLICE_ROWS of them, as the refresh's read calls
+    it (`LiveContainers.pause`): a key handled meanwhile waits for the interpreter at most that
+    long, not for every row."""
     return items if pause is None else _paced_by(items, pause)
 
 
 def _paced_by(items: Iterable, pause: Callable[[], object]) -> Iterator:
     for n, item in enumerate(items):
-        if n and not n % PAUSE_ROWS:
+        if n and not n % SLICE_ROWS:
             pause()
         yield item
 

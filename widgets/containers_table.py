@@ -63,11 +63,11 @@ Settings = tuple[str, bool, str]  # (sort column, reversed, filter text): what a
 # The prepared rows, and the views a pane shows, are numbered: an ordering made for older views
 # knows which of its rows may have moved since (`ContainersTable._reread_since`).
 _GENERATION = itertools.count(1)
-REREADS_KEPT = 16
+REREADS_KEPT = 16  # the last refreshes whose rows read whole a pane remembers
 # The next column's ordering is made this long after a sort key, not as soon as its frame is
 # drawn: a worker made at once shared the interpreter with the frame's rows being written out and
 # the next key (bench/tui.py); the refresh thread makes it anyway within a refresh.
-AHEAD_SECONDS = 0.15  # the last refreshes whose rows read whole a pane remembers
+AHEAD_SECONDS = 0.15
 
 
 def handed(job: list) -> list:
@@ -453,7 +453,7 @@ class ContainersTable(LineTable):
         self.sort_column, self.sort_reverse = column, reverse
         self.set_header(self._header_cells())
         self._apply_order()
-        if len(self._views) > self.SYNC_ROWS:  # ready for the next `s`, once this one is drawn
+        if len(self._views) > self.SYNC_ROWS:  # ready for the next `s`, AHEAD_SECONDS after
             self.set_timer(AHEAD_SECONDS, partial(self._ordering_for, next_column(column)))
 
     def action_cycle_sort(self) -> None:
