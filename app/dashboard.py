@@ -279,7 +279,7 @@ class ParheliaApp(App):
         self._pause_left = KEY_WAIT_SECONDS
         self._pause_for_keys()
         view = self.control.dashboard(live=live)
-        changed, reread = live.changed, live.reread
+        changed, reread, retexted = live.changed, live.reread, live.retexted
         if self._refresh_pending:
             # A change came while the store was read (the watcher's signal): read again now and
             # show that, rather than show this read and then queue a whole refresh behind it.
@@ -287,6 +287,7 @@ class ParheliaApp(App):
             self._refresh_pending = False
             view = self.control.dashboard(live=live)
             changed, reread = _union(changed, live.changed), _union(reread, live.reread)
+            retexted = _union(retexted, live.retexted)
         self._pause_for_keys()
         order_for, searching = self._order_wanted(table)
         rows = prepare_rows(
@@ -296,6 +297,7 @@ class ParheliaApp(App):
             previous,
             view.agents,
             reread=reread,
+            retexted=retexted,
             searching=searching,
             pause=self._pause_for_keys,
         )

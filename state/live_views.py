@@ -123,6 +123,9 @@ class LiveContainers:
         self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
+        # of those, the ids whose text a filter reads may have changed (`reread`, and the rows
+        # whose shown health a heartbeat moved): the containers pane's matches stand for the rest
+        self.retexted: set[str] | None = None
         # called between slices of a long read, to let what matters more run (the dashboard:
         # a key being handled, which would otherwise share the interpreter with the read)
         self.pause: Callable[[], object] | None = None
@@ -207,6 +210,7 @@ class LiveContainers:
             else:
                 self._price.pop(key, None)
                 self._due.pop(key, None)
+        sick: set[str] = set()  # beaten rows whose shown health moved
         if beats:
             stamps = convert_distinct([r[_W + 1] for r in beats], aware_utc)
             keys = [r[0] for r in beats]
@@ -219,7 +223,10 @@ class LiveContainers:
                     stamps[i : i + SLICE_ROWS],
                     strict=True,
                 ):
-                    views[key] = _beaten(views[key], row, stamp)
+                    old = views[key]
+                    views[key] = new = _beaten(old, row, stamp)
+                    if new.health != old.health:
+                        sick.add(key)
             changed.update(keys)
         for key in [k for k in self._price if k not in views] if gone else ():
             del self._price[key]
@@ -257,6 +264,7 @@ class LiveContainers:
         self._seen(version, cutoff, limit)  # only once the kept rows are the ones read
         self.changed = None if first else changed
         self.reread = None if first else {r[0] for r in whole}
+        self.retexted = None if first else self.reread | sick
         return self._shown
 
     def _fetched(self, cursor: Any) -> list[tuple]:

@@ -191,3 +191,51 @@ def test_a_heartbeat_cycle_that_moves_every_key_but_no_place_is_not_sorted_again
     assert _CountedKey.compared < 2 * len(views)
     assert made.ascending == scratch(beat, "heartbeat", False)
     assert made.ascending is first.ascending  # the same order: kept, so the pane's stays too
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(
+    "before_text, text",
+    [
+        ("task 1", "task 1"),  # the same text
+        ("task 1", "task 12"),  # typed on
+        ("task", "state:running"),  # another
+        ("", "task 3"),  # the first word after `/`
+    ],
+)
+def test_matches_told_which_rows_read_otherwise_are_the_matches_made_from_scratch(
+    seed, before_text, text, monkeypatch
+):
+    """`retexted` (the rows whose text may have moved since the last matches' views; the others
+    are a heartbeat's copies): the matches are those a match from scratch makes, for the same
+    text, a text typed on, and another one, with rows gone and new; only the retexted and new
+    rows' haystacks are made, and a text typed on looks only at the last matches and those."""
+    from parhelia.widgets import container_order
+
+    rng = random.Random(seed)
+    views = {c.id: c for c in (view(i, rng) for i in range(400))}
+    before = matches(views, before_text, matches(views, ""))
+    beat = {k: replace(c, cpu_percent=7.0, last_heartbeat_at=NOW) for k, c in views.items()}
+    moved = rng.sample(sorted(beat), 25)
+    for k in moved[:10]:
+        beat[k] = replace(beat[k], task_prompt=f"task {rng.randrange(50)}")
+    for k in moved[10:20]:
+        beat[k] = replace(beat[k], state=rng.choice(["running", "terminated"]))
+    for k in moved[20:]:
+        del beat[k]
+    beat |= {c.id: c for c in (view(i, rng) for i in range(400, 405))}
+    made, looked = [], []
+    real, real_select = container_order.haystack, ContainerFilter.select
+    monkeypatch.setattr(container_order, "haystack", lambda c: made.append(c.id) or real(c))
+    monkeypatch.setattr(
+        ContainerFilter,
+        "select",
+        lambda f, v, keys, h: real_select(f, v, looked.extend(keys) or looked, h),
+    )
+    got = matches(beat, text, before, retexted=set(moved[:20]))
+    monkeypatch.undo()
+    assert got.ids == matches(beat, text).ids
+    assert got.haystacks == {k: real(c) for k, c in beat.items()}
+    assert set(made) == set(moved[:20]) | {f"c-{i:08x}" for i in range(400, 405)}
+    if text == "task 12":  # typed on: the last matches and the rows read otherwise
+        assert len(looked) <= len(before.ids) + 25 < len(beat)

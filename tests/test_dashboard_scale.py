@@ -478,7 +478,7 @@ async def test_a_filter_result_for_a_text_typed_over_is_never_shown(seeded, monk
         await settled(pilot, app)
         assert set(t.ordered_keys) == want_2  # task 1's result came last and was not shown
         # a result for another text, however it comes, is dropped
-        t.post_message(ContainersTable.MatchesMade(matches(t._views, "task 3")))
+        t.post_message(ContainersTable.MatchesMade(matches(t._views, "task 3"), t._gen))
         await pilot.pause()
         assert set(t.ordered_keys) == want_2 and t.filter.text == "task 2"
 
@@ -800,3 +800,55 @@ async def test_a_refresh_collected_while_a_key_frame_is_awaited_is_shown_after_t
             assert time.monotonic() < deadline
             await pilot.pause(0.01)
         assert app._held is None and not app._refreshing and app._keys_done.is_set()
+
+
+async def test_a_keystroke_after_a_heartbeat_refresh_goes_over_only_what_can_match(
+    seeded, monkeypatch
+):
+    """Under a heartbeating fleet every view is another object after each refresh; the rows'
+    text is not. A keystroke after such a refresh compared every row's text with its last view's
+    and matched a text typed on against every row, on the main thread (bench/tui.py). The rows a
+    refresh read whole or whose health moved are the only ones looked at again: a text typed on
+    looks at what the last one let through and at those rows."""
+    import asyncio
+
+    from textual import events
+
+    from parhelia.widgets.container_filter import ContainerFilter
+
+    store, control, clock = seeded
+    monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t, box = await filter_bar_open(pilot, app)
+        for ch in "task 1":
+            await pilot.press("space" if ch == " " else ch)
+        await settled(pilot, app)
+        through = len(t._matches.ids)
+        assert 0 < through < N - 50
+        store.record_heartbeats(  # every row beaten; one's health moves
+            [],
+            [
+                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                | ({"health": "unhealthy"} if i == 7 else {})
+                for i in range(N)
+            ],
+        )
+        clock[0] += timedelta(seconds=1)
+        await refresh(pilot, app)
+        assert t._matches.views is not t._views or t._matches.text == "task 1"
+        looked: list[str] = []
+        real = ContainerFilter.select
+        monkeypatch.setattr(
+            ContainerFilter,
+            "select",
+            lambda f, v, keys, h: real(f, v, looked.extend(keys) or looked, h),
+        )
+        with main_thread_calls("_haystack_from", "container_order.py") as compared:
+            app.post_message(events.Key("2", "2"))
+            while box.value != "task 12":
+                await asyncio.sleep(0)
+            shown = (t.filter.text, t.order_pending, list(t.ordered_keys))
+        assert shown == ("task 12", False, scratch_order(t, "age"))
+        assert compared[0] == 0  # before: every row's text compared with its last view's
+        assert len(looked) <= through + 1  # before: every row matched again

@@ -417,3 +417,29 @@ def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(s
     assert live.changed == set(ids)
     # the fetch's and the comparison's slices again, then between the renewed views' slices
     assert len(calls) == fetched + (len(ids) - 1) // 7
+
+
+def test_a_read_says_which_rows_a_filter_reads_otherwise_the_read_whole_and_the_health_moved(
+    store,
+):
+    """`retexted`: the rows whose text a filter reads may have moved (the containers pane's
+    matches stand for the rest): those read whole and those whose shown health a heartbeat
+    moved, not the rows whose heartbeat alone moved."""
+
+    live = LiveContainers()
+    now = T0 + timedelta(seconds=5)
+    store.dashboard(now=now, live=live)
+    assert live.retexted is None  # the first read: every row is new
+    ids = [c.id for c in store.dashboard(now=now).containers if c.is_active]
+    beats = [{"id": k, "last_heartbeat_at": now, "missed_heartbeats": 0} for k in ids]
+    beats[3] |= {"missed_heartbeats": 6, "health": "unhealthy"}
+    store.record_heartbeats([], beats)
+    with store.write() as w:
+        w.execute(update(Container).where(Container.id == ids[5]).values(gpu="T4", updated_at=now))
+    store.dashboard(now=now, live=live)
+    assert live.changed >= set(ids)  # every beaten row is a new view
+    assert live.reread == {ids[5]}
+    assert live.retexted == {ids[3], ids[5]}
+    store.record_heartbeats([], [{"id": k, "last_heartbeat_at": now} for k in ids])
+    store.dashboard(now=now + timedelta(seconds=1), live=live)
+    assert live.retexted == set()

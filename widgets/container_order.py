@@ -155,13 +155,18 @@ def matches(
     changed: Collection[str] | None = None,
     *,
     limit: int | None = None,
+    retexted: Collection[str] | None = None,
 ) -> Matches | None:
     """The ids of `views` that `text` lets through, made from `previous`: when it is the same
     text's only the rows in `changed` (None: those whose view is another object) are matched
     again; another text's lends its haystacks of the views whose text stayed. With `limit`, None
     when more than `limit` rows would be matched. An empty text's matches let nothing through
-    and only carry the haystacks, made ahead for the first word typed (`ContainersTable`)."""
+    and only carry the haystacks, made ahead for the first word typed (`ContainersTable`).
+    `retexted`: the rows whose text a filter reads may differ from `previous.views`' (the rest
+    are other objects of the same text: a heartbeat's), as `_matched_since` uses it."""
     f = ContainerFilter.parse(text)
+    if retexted is not None and previous is not None and previous.views is not views:
+        return _matched_since(views, text, f, previous, retexted, limit)
     same = previous is not None and previous.text == text
     if not same and limit is not None and len(views) > limit:
         return None
@@ -183,11 +188,53 @@ def matches(
         changed = previous.ids  # typed on: only what the last text let through can pass
     lent = previous is not None and bool(previous.haystacks)
     hays = _haystacks(views, previous, changed, gone) if f.needs_haystacks or lent else {}
-    hit = f.select(views, (k for k in changed if k in views), hays)
+    # another text's rows are all the views' (or, typed on, the last matches among them)
+    hit = f.select(views, changed if not same else (k for k in changed if k in views), hays)
     if not same:
         return Matches(text, views, frozenset(hit), hays)
     missed = (set(changed) - hit) | gone
     return Matches(text, views, (previous.ids - missed) | hit, hays)
+
+
+def _matched_since(
+    views: Views,
+    text: str,
+    f: ContainerFilter,
+    previous: Matches,
+    retexted: Collection[str],
+    limit: int | None,
+) -> Matches | None:
+    """`matches` when only the rows in `retexted` (and new ones) can read otherwise than in
+    `previous.views`: the others keep their haystacks, and for the same text their verdicts; a
+    text typed on looks only at what the last one let through and at those rows. Under a
+    heartbeating fleet every view is another object each refresh, and a keystroke after one
+    matched every row again on the main thread (bench/tui.py)."""
+    before = previous.views
+    gone = before.keys() - views.keys()
+    dirty = {k for k in retexted if k in views} | (views.keys() - before.keys())
+    same = previous.text == text
+    narrows = not same and bool(f) and _narrows(previous, f)
+    if same:
+        candidates: Collection[str] = dirty
+    elif narrows:
+        candidates = (previous.ids - gone) | dirty
+    else:
+        candidates = views.keys()
+    if limit is not None and len(candidates) + len(gone) > limit:
+        return None
+    hays = previous.haystacks
+    if hays and (dirty or gone):
+        hays = {k: h for k, h in hays.items() if k not in gone} if gone else dict(hays)
+        for k in dirty:
+            hays[k] = haystack(views[k])
+    elif not hays and (f.needs_haystacks or not f):  # an empty text's carry only haystacks
+        hays = {k: haystack(c) for k, c in views.items()}
+    if not f:
+        return Matches(text, views, frozenset(), hays)
+    hit = f.select(views, candidates, hays)
+    if same:
+        return Matches(text, views, (previous.ids - gone - dirty) | hit, hays)
+    return Matches(text, views, frozenset(hit), hays)
 
 
 def _haystacks(

@@ -101,10 +101,12 @@ class PreparedRows:
     source: list[ContainerView] | None = None  # the list of views it was prepared from
     # numbered (`_GENERATION`), after the prepared rows before (`base`): `reread`, the ids read
     # whole by the refresh these views came from, are the only rows whose key can have moved since
-    # the base's views for a column no heartbeat moves (None: any row may have)
+    # the base's views for a column no heartbeat moves, and `retexted` the only ones whose text a
+    # filter reads can have (`LiveContainers.retexted`; None: any row may have)
     seq: int = 0
     base: int | None = None
     reread: frozenset[str] | None = None
+    retexted: frozenset[str] | None = None
 
     @property
     def keys(self) -> Mapping[str, tuple]:
@@ -120,13 +122,15 @@ def prepare_rows(
     agents: Mapping[str, AgentState] | None = None,
     *,
     reread: set[str] | None = None,
+    retexted: set[str] | None = None,
     searching: bool = False,
     pause: Callable[[], object] | None = None,
 ) -> PreparedRows:
     """Pure, for the refresh thread: the orderings of the sort column and the next one, each made
     from `previous`' by keying again only the rows in `changed` (all of them when None), or in
     `reread` (the rows read whole) for a column no heartbeat moves, and the filter's matches
-    made again for `changed` (`searching`: the rows' haystacks even before a word is typed, the
+    made again for `retexted` (the rows whose text may have moved; `changed` when not known)
+    (`searching`: the rows' haystacks even before a word is typed, the
     filter bar being open); then the filtered, sorted order. A row's cells are not made here at
     all: only when it is drawn (`ContainersTable.row_cells`). `pause` is called between
     these steps (the dashboard's: to a key being handled; a sort holds the interpreter)."""
@@ -147,7 +151,8 @@ def prepare_rows(
     if filtered or searching:
         if pause is not None:
             pause()
-        found = matches(by_id, text, previous.matches if previous is not None else None, changed)
+        before = previous.matches if previous is not None else None
+        found = matches(by_id, text, before, changed, retexted=retexted)
     through = found if filtered else None  # an empty text's matches carry only haystacks
     o = orderings[column]
     if (
@@ -162,9 +167,18 @@ def prepare_rows(
     else:
         order = shown_order(o, reverse, through)
     base = previous.seq if previous is not None else None
-    since = frozenset(reread) if reread is not None and base is not None else None
     return PreparedRows(
-        settings, by_id, orderings, found, order, agents, views, next(_GENERATION), base, since
+        settings,
+        by_id,
+        orderings,
+        found,
+        order,
+        agents,
+        views,
+        next(_GENERATION),
+        base,
+        frozenset(reread) if reread is not None and base is not None else None,
+        frozenset(retexted) if retexted is not None and base is not None else None,
     )
 
 
@@ -214,9 +228,9 @@ class ContainersTable(LineTable):
     class MatchesMade(Message, bubble=False):
         """A worker matched a filter text (`_start_matching`)."""
 
-        def __init__(self, made: Matches) -> None:
+        def __init__(self, made: Matches, generation: int) -> None:
             super().__init__()
-            self.made = made
+            self.made, self.generation = made, generation
 
     # Up to this many rows a missing order is made on the main thread (a few ms); past it, by a
     # thread worker while the keys stay free, and shown when made.
@@ -234,8 +248,11 @@ class ContainersTable(LineTable):
         self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
         self._ordering_gen: dict[str, int] = {}  # the generation of the views each was made for
         self._gen = 0  # of `_views`: the prepared rows' `seq`, or one of their own
-        # generation -> (the one before, the rows read whole between them: `PreparedRows`)
-        self._rereads: dict[int, tuple[int | None, frozenset[str] | None]] = {}
+        # generation -> (the one before, the rows read whole and those whose text may have
+        # moved between them: `PreparedRows`)
+        self._rereads: dict[int, tuple[int | None, frozenset[str] | None, frozenset[str] | None]]
+        self._rereads = {}
+        self._matches_gen: int | None = None  # the generation of the views `_matches` is for
         self._matches: Matches | None = None  # the filter's, or the haystacks while searching
         self.searching = False  # the filter bar is open on this pane: haystacks kept ready
         self._computing: set[str] = set()  # columns a worker is ordering
@@ -368,9 +385,9 @@ class ContainersTable(LineTable):
             self._orderings = {c: o for c, o in orderings.items() if c in wanted}
             if prepared.matches is not None and same:
                 # for the text typed, or another's: its haystacks are these rows' all the same
-                self._matches = prepared.matches
+                self._keep_matches(prepared.matches, prepared.seq)
         if not self.filter and not self.searching:
-            self._matches = None  # it would keep a refresh's views (and their haystacks) alive
+            self._keep_matches(None)  # it would keep a refresh's views (and haystacks) alive
         if same and prepared.settings == self.settings:
             self.order_pending = False
             self._show_order(prepared.order)  # made in the refresh thread for these rows
@@ -384,22 +401,25 @@ class ContainersTable(LineTable):
             self._gen = -next(_GENERATION)
             return
         self._gen = prepared.seq
-        self._rereads[prepared.seq] = (prepared.base, prepared.reread)
+        self._rereads[prepared.seq] = (prepared.base, prepared.reread, prepared.retexted)
         if len(self._rereads) > REREADS_KEPT:
             del self._rereads[min(self._rereads)]
 
-    def _reread_since(self, generation: int | None) -> set[str] | None:
+    def _reread_since(self, generation: int | None, *, text: bool = False) -> set[str] | None:
         """The rows read whole between the views of `generation` and those shown: for a column no
         heartbeat moves, the only rows whose key can have moved (`KEYS_KEPT_BY_HEARTBEATS`), so an
         ordering made a refresh or two ago is put right by keying those, not every row (under a
-        heartbeating fleet every view is new each second). None when that is not known."""
+        heartbeating fleet every view is new each second); with `text`, the rows whose text a
+        filter reads may have moved (a filter's matches are put right alike). None when that is
+        not known."""
         rows: set[str] = set()
         at = self._gen
         while at != generation:
-            before, reread = self._rereads.get(at, (None, None))
-            if before is None or reread is None:
+            before, reread, retexted = self._rereads.get(at, (None, None, None))
+            since = retexted if text else reread
+            if before is None or since is None:
                 return None
-            rows |= reread
+            rows |= since
             at = before
         return rows
 
@@ -425,7 +445,7 @@ class ContainersTable(LineTable):
     def close_search(self) -> None:
         self.searching = False
         if not self.filter:
-            self._matches = None
+            self._keep_matches(None)
 
     def set_filter(self, text: str) -> None:
         """Filter the rows: matched here when the rows' haystacks are kept (a few ms at 10,000
@@ -547,12 +567,23 @@ class ContainersTable(LineTable):
             or (kept is not None and bool(kept.haystacks))
             or not ContainerFilter.parse(text).needs_haystacks
         )
-        made = matches(views, text, kept, limit=None if cheap else self.PATCH_ROWS)
+        limit = None if cheap else self.PATCH_ROWS
+        made = matches(views, text, kept, retexted=self._retexted_for(kept), limit=limit)
         if made is None:
             self._start_matching(text)
         else:
-            self._matches = made
+            self._keep_matches(made, self._gen)
         return made
+
+    def _keep_matches(self, made: Matches | None, generation: int | None = None) -> None:
+        """The filter's matches kept, and the generation of the views they are for."""
+        self._matches, self._matches_gen = made, generation
+
+    def _retexted_for(self, kept: Matches | None) -> set[str] | None:
+        """The rows whose text may have moved since `kept`'s views (None: not known)."""
+        if kept is None or kept.views is self._views:
+            return None
+        return self._reread_since(self._matches_gen, text=True)
 
     def _start_ordering(self, column: str) -> None:
         if column in self._computing:
@@ -570,13 +601,14 @@ class ContainersTable(LineTable):
         self.run_worker(make, thread=True, group=f"order-{column}", exit_on_error=False)
 
     def _start_matching(self, text: str) -> None:
-        job = [self._views, self._matches]
+        job = [self._views, self._matches, self._retexted_for(self._matches)]
+        generation = self._gen
 
         def make() -> None:
-            views, kept = handed(job)
-            made = matches(views, text, kept)
+            views, kept, retexted = handed(job)
+            made = matches(views, text, kept, retexted=retexted)
             if not get_current_worker().is_cancelled:
-                self.post_message(self.MatchesMade(made))
+                self.post_message(self.MatchesMade(made, generation))
 
         # exclusive: a keystroke cancels the last one's matching (the last text typed wins)
         self.run_worker(make, thread=True, group="filter", exclusive=True, exit_on_error=False)
@@ -596,7 +628,7 @@ class ContainersTable(LineTable):
         if made.text != self.filter.text or not (self.filter or self.searching):
             return  # a text typed over since: never shown (or the bar closed: not kept)
         if kept is None or kept.views is not self._views or made.views is self._views:
-            self._matches = made  # unless a refresh's for these rows came meanwhile
+            self._keep_matches(made, event.generation)  # unless a refresh's for these rows came
         if self.order_pending:
             self._apply_order()
 
