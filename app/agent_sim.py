@@ -85,6 +85,7 @@ def step(rng: random.Random, burst: float, pause: float) -> None:
 
 
 OWNER_POLL_SECONDS = 1.0
+WAKE_TRIES = 50  # a frozen agent's watchdog wakes it for at most 5 s
 
 
 def alive(pid: int) -> bool:
@@ -118,9 +119,14 @@ def wake_when_owner_goes(owner: int) -> None:
     try:
         while alive(owner) and alive(me):
             time.sleep(OWNER_POLL_SECONDS)
-        if alive(me):
+        # Again until it has gone: an owner gone between this fork and the agent's SIGSTOP had
+        # its SIGCONT come first, and the agent froze for good (seen once under load).
+        for _ in range(WAKE_TRIES):
+            if not alive(me):
+                break
             os.kill(me, signal.SIGTERM)
             os.kill(me, signal.SIGCONT)
+            time.sleep(0.1)
     finally:
         os._exit(0)
 

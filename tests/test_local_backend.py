@@ -281,8 +281,9 @@ def test_a_sim_agent_stops_itself_when_the_demo_that_started_it_has_gone(backend
     try:
         argv = [*SIM, "--mode", mode, "--seconds", "0.1", "--owner", str(owner.pid), "a prompt"]
         info = backend.create(SandboxSpec(f"c-owned-{mode}", None, argv))
-        if mode == "hang":
-            poll(lambda: not backend.probe(info.sandbox_id).agent_alive)  # frozen by SIGSTOP
+        if mode == "hang":  # frozen by SIGSTOP (not yet started would read as not alive too)
+            poll(lambda: log_has(backend, info.sandbox_id, "waiting for tool call"))
+            poll(lambda: not backend.probe(info.sandbox_id).agent_alive)
         else:  # at work: any step (it had waited for "reading", one step in six at random)
             poll(lambda: any(log_has(backend, info.sandbox_id, w) for w in STEP_WORDS))
         assert backend.list()[0].running
