@@ -44,14 +44,12 @@ from parhelia.state.costs import current_cost
 from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
 from parhelia.state.models import Container
+from parhelia.state.pacing import SLICE_ROWS
 from parhelia.state.views import ContainerView
 
 REPRICE_USD = 0.001
 TREND_SECONDS = 30.0  # the hourly spend trend is worked out again at most this often
 ID_CHUNK = 500  # ids per `IN (...)` when rows are read whole
-# rows read, compared or renewed between two calls of `pause`: 1-2 ms of the interpreter, which a
-# key waits for at most (2,000 rows, 6 ms, left a key's frame sharing it: bench/tui.py)
-SLICE_ROWS = 500
 
 _C = Container.__table__.c
 # view field -> column, for the columns a heartbeat cycle writes without stamping `updated_at`

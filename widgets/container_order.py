@@ -17,11 +17,11 @@ are put in place by bisection instead of sorting every row (`ordering`, `matches
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from parhelia.state.agent_activity import AgentState
-from parhelia.state.live_views import SLICE_ROWS
+from parhelia.state.pacing import paced
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter, haystack, haystack_values
 from parhelia.widgets.formatting import order_key
@@ -29,20 +29,6 @@ from parhelia.widgets.formatting import order_key
 Views = Mapping[str, ContainerView]
 Agents = Mapping[str, AgentState]
 _BLANK = (True,)  # sorts before every key of a row without a value: (True, 0, id)
-
-
-def _paced(items: Iterable, pause: Callable[[], object] | None) -> Iterable:
-    """`items`, with `pause` called after each SLICE_ROWS of them, as the refresh's read calls
-    it (`LiveContainers.pause`): a key handled meanwhile waits for the interpreter at most that
-    long, not for every row."""
-    return items if pause is None else _paced_by(items, pause)
-
-
-def _paced_by(items: Iterable, pause: Callable[[], object]) -> Iterator:
-    for n, item in enumerate(items):
-        if n and not n % SLICE_ROWS:
-            pause()
-        yield item
 
 
 @dataclass(frozen=True)
@@ -98,11 +84,11 @@ def ordering(
     the rows in `changed` (None: every row whose view is another object than `previous`'s) are
     keyed again. A few moved rows are put in place, more mean one sort. With `limit`, None when
     more than `limit` rows would be keyed again (the main thread leaves that to a thread).
-    `pause` is called between slices of the rows keyed (`_paced`)."""
+    `pause` is called between slices of the rows keyed (`state/pacing.py`)."""
     if previous is None or previous.column != column:
         if limit is not None and len(views) > limit:
             return None
-        keys = {k: order_key(c, column, agents.get(k)) for k, c in _paced(views.items(), pause)}
+        keys = {k: order_key(c, column, agents.get(k)) for k, c in paced(views.items(), pause)}
         return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
     gone: set[str] = set()
     if changed is None:
@@ -116,7 +102,7 @@ def ordering(
         return None
     old = previous.keys
     moved = {}
-    for k in _paced(changed, pause):
+    for k in paced(changed, pause):
         c = views.get(k)
         if c is not None:
             key = order_key(c, column, agents.get(k))
