@@ -47,6 +47,7 @@ from parhelia.state.views import (
 )
 from parhelia.widgets import strip_cycles
 from parhelia.widgets.containers_table import (
+    FIRST_ORDER,
     ContainersTable,
     PreparedRows,
     Settings,
@@ -138,8 +139,6 @@ class ParheliaApp(App):
         self._pause_left = 0.0  # seconds the running refresh may still pause for keys
         self._live.pause = self._pause_for_keys
         self._prepared: PreparedRows | None = None  # the containers pane's last order
-        self._order_for: Settings = ("age", False, "")
-        self._searching = False  # the containers' filter bar is open: haystacks kept ready
         if settings.tui.theme:
             self.theme = settings.tui.theme
 
@@ -264,10 +263,11 @@ class ParheliaApp(App):
         the store is read: a key pressed meanwhile gets its order made with the refresh's rows
         (read at the refresh's start, a sort key's order, made for the older rows, was stale on
         arrival under a heartbeating fleet and made again by a worker: bench/tui.py). A read
-        torn by a key in between only leaves the pane to make its own order, as before."""
-        if table is not None:
-            self._order_for, self._searching = table.settings, table.searching
-        return self._order_for, self._searching
+        torn by a key in between only leaves the pane to make its own order, as before. Before
+        the panes exist: the pane's first order."""
+        if table is None:
+            return FIRST_ORDER, False
+        return table.settings, table.searching
 
     @work(thread=True, group="refresh", exit_on_error=False)
     def _collect(self, table: ContainersTable | None) -> None:

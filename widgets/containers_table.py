@@ -60,6 +60,7 @@ GIVE_WAY = ("sandbox", "gpu", "heartbeat", "memory", "cpu", "rate", "agent", "ta
 
 
 Settings = tuple[str, bool, str]  # (sort column, reversed, filter text): what an order is for
+FIRST_ORDER: Settings = ("age", False, "")  # youngest first: what was just dispatched is on top
 # The prepared rows, and the views a pane shows, are numbered: an ordering made for older views
 # knows which of its rows may have moved since (`ContainersTable._reread_since`).
 _GENERATION = itertools.count(1)
@@ -241,8 +242,7 @@ class ContainersTable(LineTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.filter = ContainerFilter()
-        self.sort_column = "age"
-        self.sort_reverse = False  # youngest first: what was just dispatched is on top
+        self.sort_column, self.sort_reverse, _ = FIRST_ORDER
         self.now: datetime | None = None
         self._views: dict[str, ContainerView] = {}  # every container of the view, by id
         self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
