@@ -24,9 +24,11 @@ Progress = Callable[[str, int], object]  # (table, rows just copied)
 
 
 def tables():
-    import parhelia.state.models  # noqa: F401  (registers the tables)
+    """The tables copied, parents first; not `containers_revision`, a count the target's own
+    triggers keep (its row made by the first container copied)."""
+    from parhelia.state.models import CONTAINERS_REVISION
 
-    return list(SQLModel.metadata.sorted_tables)  # dependency order: parents first
+    return [t for t in SQLModel.metadata.sorted_tables if t is not CONTAINERS_REVISION]
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # SQLAlchemy loads with an engine: a read command on SQLite m
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision this Parhelia knows; a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0008_heartbeats_staged"
+HEAD_REVISION = "0009_containers_revision"
 BUSY_TIMEOUT_MS = 30_000
 # WAL checkpoints run on a thread of each `Store` (`Checkpointer`), off the write path, at most
 # this often: under back-to-back writes each one then copies many commits' pages at once (a heartbeat

@@ -11,11 +11,13 @@ shown container (`_NARROW`: what changes without the rest of the row); then
 - a row whose heartbeat columns alone moved gets a copy of its view with those replaced;
 - a row the narrow read no longer returns (ended past the window, or deleted) leaves the view.
 
-On SQLite, a refresh first asks the connection's `PRAGMA data_version` (it moves when another
-connection commits): when it and the connection's own changes are what they were at a read since
-which the rows have been kept, nothing was written and the narrow read is not sent; only the
-ended rows past the moving window leave. On PostgreSQL the server's WAL insert position plays
-that part (it moves with every commit on the server).
+On SQLite, a refresh first reads the count that triggers move with every container row
+inserted, updated or deleted (`containers_revision`, migration 0009): when it is what it was at a
+read since which the rows have been kept, no container was written and the narrow read is not
+sent; only the ended rows past the moving window leave. `PRAGMA data_version` played that part
+until a heartbeating fleet showed that half the commits touch no container (the staged samples'
+merge, history pruning, events), each costing a narrow read that found nothing. On PostgreSQL the
+server's WAL insert position plays it (it moves with every commit on the server).
 
 After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
 compares views by identity): at 10,000 on a loaded 2-core machine 50-60 ms of CPU, of which
@@ -114,10 +116,9 @@ class LiveContainers:
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
-        # per connection on SQLite (by id, the connection kept so its id is not reused), its
-        # `data_version` and own changes when the kept rows were last known to be the database's;
-        # on PostgreSQL one entry, the server's WAL position (`_data_version`)
-        self._versions: dict[int, tuple[Any, Any, int]] = {}
+        # what moves with the database's containers (`_containers_version`) when the kept rows
+        # were last known to be its rows
+        self._version: tuple[str, Any] | None = None
         self._window: tuple[datetime, int] | None = None  # (cutoff, limit) of the last read
         # of those, the ids read whole (the others changed only in heartbeat columns or price)
         self.reread: set[str] | None = None
@@ -136,7 +137,7 @@ class LiveContainers:
 
         cutoff = now - timedelta(hours=recent_hours)
         conn = s.connection()
-        version = _data_version(conn)
+        version = _containers_version(conn)
         first = not self._views
         whole: list[tuple] = []
         beats: list[tuple] = []
@@ -297,32 +298,23 @@ class LiveContainers:
         return out
 
     def _unchanged(self, version: tuple | None, cutoff: datetime, limit: int) -> bool:
-        """Whether the rows last read are still the database's: this connection's
-        `data_version` (and its own changes) are what they were at a read since which the rows
-        have been kept, the window has not moved back, and no limit cut the rows short."""
+        """Whether the rows last read are still the database's: its containers' version is what
+        it was at the read the rows are kept from, the window has not moved back, and no limit
+        cut the rows short."""
         if version is None or not self._views or self._window is None:
             return False
-        seen = self._versions.get(id(version[0]))
         last_cutoff, last_limit = self._window
         return (
-            seen is not None
-            and seen[0] is version[0]
-            and seen[1:] == version[1:]
+            version == self._version
             and cutoff >= last_cutoff
             and limit == last_limit
             and len(self._narrow) < limit
         )
 
     def _seen(self, version: tuple | None, cutoff: datetime, limit: int) -> None:
-        """The rows now kept are the database's as of `version`, read for this window.
-        A later read on another connection leaves this entry true: nothing committed since it
-        means nothing committed since that later read either."""
+        """The rows now kept are the database's as of `version`, read for this window."""
         self._window = (cutoff, limit)
-        if version is None:
-            return
-        if len(self._versions) >= 16:  # connections the pool has since replaced
-            self._versions.clear()
-        self._versions[id(version[0])] = version
+        self._version = version
 
     def totals(self) -> tuple[float, int]:
         """The active rows' burn rate and GPUs, as a full read sums them; worked out again only
@@ -359,23 +351,20 @@ def _since(ended: datetime | None, cutoff: datetime) -> bool:
     return ended is not None and ended >= cutoff
 
 
-_PG_WAL = object()  # PostgreSQL's marker: one WAL for every connection to the server
-
-
-def _data_version(conn: Any) -> tuple[Any, Any, int] | None:
-    """On SQLite, the connection under `conn`, its `PRAGMA data_version` (which moves when
-    another connection commits) and its own `total_changes`, read inside the read transaction
-    (a first statement on the table opens its snapshot). On PostgreSQL the server's WAL insert
-    position, read before the rows: a commit anywhere writes WAL, so an unmoved position means
-    nothing was committed since (other WAL, a vacuum's, only costs a read). None elsewhere."""
-    if conn.dialect.name == "postgresql":
-        return _PG_WAL, conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar(), 0
-    if conn.dialect.name != "sqlite":
+def _containers_version(conn: Any) -> tuple[str, Any] | None:
+    """What moves when a container row may have changed, read before the rows in the same read
+    transaction. On SQLite the count its triggers keep (`containers_revision`: one row, none
+    before the first container was written): the same for every connection and every process,
+    whoever wrote. On PostgreSQL the server's WAL insert position: a commit anywhere writes WAL,
+    so an unmoved position means nothing was committed since (other WAL, a vacuum's, only costs
+    a read). None elsewhere: every refresh reads the narrow rows."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return name, conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar()
+    if name != "sqlite":
         return None
-    raw = conn.connection.dbapi_connection
-    conn.exec_driver_sql("SELECT 1 FROM containers LIMIT 0").close()
-    version = conn.exec_driver_sql("PRAGMA data_version").scalar()
-    return raw, version, raw.total_changes
+    n = conn.exec_driver_sql("SELECT n FROM containers_revision WHERE id = 1").scalar()
+    return name, n or 0
 
 
 def _due(now_s: float, rate: float) -> float:

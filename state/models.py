@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKeyConstraint,
     Index,
+    Integer,
     Table,
     UniqueConstraint,
 )
@@ -220,6 +221,18 @@ HEARTBEATS_STAGED = Table(
     SQLModel.metadata,
     *(c._copy() for c in Heartbeat.__table__.columns),
     ForeignKeyConstraint(["container_id"], ["containers.id"], ondelete="CASCADE"),
+)
+
+# On SQLite, a count that moves with every container row inserted, updated or deleted, by whatever
+# writer (triggers, migration 0009): a dashboard refresh reads its 10,000 narrow rows again only
+# when it moved, not after every commit of the file (`state/live_views.py`). One row (`id` 1),
+# made by the first container write. Derived: never copied (`state/copy.py`). PostgreSQL has the
+# table but no triggers: its refresh goes by the server's WAL position.
+CONTAINERS_REVISION = Table(
+    "containers_revision",
+    SQLModel.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("n", BigInteger, nullable=False),
 )
 
 

@@ -2,7 +2,7 @@
 `python -m parhelia.state.view_queries` from `state/view_queries.py`; do not edit (a test
 keeps this file equal to what the statements compile to)."""
 
-REVISION = '0008_heartbeats_staged'
+REVISION = '0009_containers_revision'
 
 STATEMENTS = {
     'containers': (

@@ -228,12 +228,12 @@ def _narrow_reads(store: Store, fn) -> int:
 def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full_read_shows(
     store, tmp_path
 ):
-    """SQLite's `data_version` says whether any connection committed since the rows were read: a
-    refresh with none sends no narrow read (10,000 rows on a 10,000 fleet, most of an idle
-    refresh), yet drops the rows ended past the moving window, and sees the next commit of any
+    """SQLite's `containers_revision` says whether any connection wrote a container since the rows
+    were read: a refresh with none sends no narrow read (10,000 rows on a 10,000 fleet, most of an
+    idle refresh), yet drops the rows ended past the moving window, and sees the next write of any
     connection, another store's included (as another process's)."""
     if store.sqlite_path is None:
-        pytest.skip("SQLite's data_version (PostgreSQL reads the narrow rows each refresh)")
+        pytest.skip("SQLite's containers_revision (PostgreSQL: its WAL position, below)")
     live = LiveContainers()
     now = T0 + timedelta(seconds=5)
     store.dashboard(now=now, live=live)
@@ -263,10 +263,11 @@ def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full
 
 
 def test_on_sqlite_a_skipped_read_is_only_trusted_on_the_connection_it_was_measured_on(store):
-    """Two reader connections in turn: each one's `data_version` is compared with its own, so a
-    commit is never hidden by a version read on the other connection."""
+    """Two reader connections in turn: the version read on one is the database's, so a write is
+    never hidden by a version read on the other connection (as `PRAGMA data_version`, which is
+    each connection's own, would have hidden it)."""
     if store.sqlite_path is None:
-        pytest.skip("SQLite's data_version")
+        pytest.skip("SQLite's containers_revision")
     live = LiveContainers()
     now = T0 + timedelta(seconds=5)
     first, second = store.engine.connect(), store.engine.connect()  # two pooled connections
@@ -279,6 +280,68 @@ def test_on_sqlite_a_skipped_read_is_only_trusted_on_the_connection_it_was_measu
             a, b = both(store, live, now)
             same(a, b)
             assert a.containers[2].region == f"r{k}"
+
+
+def test_on_sqlite_only_a_container_write_costs_a_narrow_read_whoever_writes_it(store):
+    """Under a heartbeating fleet half the commits touched no container (the staged samples'
+    merge, history pruning, events), and each made the refresh fetch every shown row again to
+    find nothing (bench/tui.py). Triggers count container writes: a commit that writes none costs
+    no narrow read, and every kind of container write, by another connection's plain SQL as by
+    the store, costs one and is shown as a full read shows it."""
+    import sqlite3
+
+    from parhelia.state.models import Event, ReconcilerRun
+
+    if store.sqlite_path is None:
+        pytest.skip("SQLite's containers_revision (PostgreSQL: its WAL position)")
+    live = LiveContainers()
+    now = T0 + timedelta(seconds=5)
+    store.dashboard(now=now, live=live)
+    raw = sqlite3.connect(store.sqlite_path, isolation_level=None)  # as another process would
+    try:
+        quiet = [
+            lambda: store.add_events([Event(ts=now, type="note")]),
+            lambda: store.record_run(ReconcilerRun(started_at=now, holder="h")),
+            lambda: store.merge_heartbeats(),
+            lambda: store.prune_history(now - timedelta(days=400), now - timedelta(days=400)),
+            lambda: raw.execute(
+                "INSERT INTO settings (key, value, updated_at) VALUES "
+                "('x', '1', '2026-01-01 00:00:00.000000')"
+            ),
+        ]
+        store.record_heartbeats(  # staged samples (their container rows take them: a write)
+            [{"container_id": "c-00000001", "ts": now, "agent_alive": True}]
+        )
+        store.dashboard(now=now, live=live)
+        for write in quiet:
+            write()
+            assert _narrow_reads(store, lambda: store.dashboard(now=now, live=live)) == 0
+            assert live.changed == set()
+        written = [
+            (
+                "UPDATE containers SET last_cpu_percent = 42.0 WHERE id = 'c-00000004'",
+                {"c-00000004"},
+            ),
+            (
+                "UPDATE containers SET region = 'eu', updated_at = '2030-01-01 00:00:00.000000' "
+                "WHERE id = 'c-00000005'",
+                {"c-00000005"},
+            ),
+            ("DELETE FROM containers WHERE id = 'c-00000006'", set()),
+            ("INSERT INTO containers SELECT * FROM copied", {"c-new"}),
+        ]
+        raw.execute("CREATE TEMP TABLE copied AS SELECT * FROM containers WHERE id = 'c-00000007'")
+        raw.execute("UPDATE copied SET id = 'c-new', sandbox_id = 'sb-new'")  # no container written
+        assert _narrow_reads(store, lambda: store.dashboard(now=now, live=live)) == 0
+        for sql, changed in written:
+            raw.execute(sql)
+            views = []
+            assert _narrow_reads(store, lambda: views.extend(both(store, live, now))) == 1, sql
+            assert live.changed == changed, sql
+            same(*views)
+        assert "c-00000006" not in {c.id for c in views[0].containers}
+    finally:
+        raw.close()
 
 
 def _seeded_sqlite(path) -> Store:

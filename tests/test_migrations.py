@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import delete, inspect
 from sqlmodel import SQLModel
 
 import parhelia.state
@@ -174,6 +174,43 @@ def test_0003_drops_the_last_sample_index_and_downgrades(tmp_path):
             command.downgrade(db._alembic_config(conn), "0002_container_last_sample")
         indexes = {i["name"] for i in inspect(store.engine).get_indexes("containers")}
         assert "ix_containers_last_sample" in indexes
+    finally:
+        store.close()
+
+
+def test_0009_counts_every_container_write_on_sqlite_and_downgrades(tmp_path):
+    """0009's triggers move `containers_revision` with each container row inserted, updated or
+    deleted, and with nothing else; the row is made by the first container write (a new database
+    stays empty for `db copy`); a downgrade to 0008 takes the triggers and the table away."""
+    from alembic import command
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+
+    def count() -> int | None:
+        with store.engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT n FROM containers_revision").scalar()
+
+    try:
+        assert count() is None
+        store.add_container(Container(id="c-00000001", backend="modal"))
+        store.add_container(Container(id="c-00000002", backend="modal"))
+        assert count() == 2
+        store.record_heartbeats([], [{"id": "c-00000001", "missed_heartbeats": 1}])
+        assert count() == 3
+        store.set_setting("plane-note", "x")
+        assert count() == 3
+        with store.write() as s:
+            s.execute(delete(Container))
+        assert count() == 5
+        with store._write_engine.begin() as conn:
+            command.downgrade(db._alembic_config(conn), "0008_heartbeats_staged")
+        assert "containers_revision" not in inspect(store.engine).get_table_names()
+        with store.engine.connect() as conn:
+            assert (
+                conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").all()
+                == []
+            )
+        store.add_container(Container(id="c-00000003", backend="modal"))  # no trigger left
     finally:
         store.close()
 
