@@ -335,11 +335,11 @@ def test_on_sqlite_only_a_container_write_costs_a_narrow_read_whoever_writes_it(
         assert _narrow_reads(store, lambda: store.dashboard(now=now, live=live)) == 0
         for sql, changed in written:
             raw.execute(sql)
-            views = []
-            assert _narrow_reads(store, lambda: views.extend(both(store, live, now))) == 1, sql
+            views: list = []
+            assert _narrow_reads(store, lambda v=views: v.extend(both(store, live, now))) == 1, sql
             assert live.changed == changed, sql
             same(*views)
-        assert "c-00000006" not in {c.id for c in views[0].containers}
+            assert "c-00000006" not in {c.id for c in views[0].containers}
     finally:
         raw.close()
 
