@@ -339,7 +339,8 @@ def test_on_sqlite_only_a_container_write_costs_a_narrow_read_whoever_writes_it(
             assert _narrow_reads(store, lambda v=views: v.extend(both(store, live, now))) == 1, sql
             assert live.changed == changed, sql
             same(*views)
-            assert "c-00000006" not in {c.id for c in views[0].containers}
+            if sql.startswith("DELETE"):
+                assert "c-00000006" not in {c.id for c in views[0].containers}
     finally:
         raw.close()
 
