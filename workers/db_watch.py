@@ -2,7 +2,9 @@
 the dashboard within a few hundred milliseconds, through the same refresh an in-process change uses.
 
 watchfiles (inotify on Linux) on the database's folder, filtered to the database file and its WAL;
-`-shm` is skipped because readers touch it too. Returns when `stop` is set.
+`-shm` is skipped because readers touch it too. In WAL mode (its `-wal` file there) a change to
+the database file alone is a checkpoint copying pages already committed: nothing new to read, and
+under a heartbeating fleet a third of the signals (bench/tui.py). Returns when `stop` is set.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ def watch_database(
     from watchfiles import watch
 
     db = Path(path).resolve()
-    names = {db.name, f"{db.name}-wal", f"{db.name}-journal"}
+    wal = db.with_name(f"{db.name}-wal")
+    names = {db.name, wal.name, f"{db.name}-journal"}
     db.parent.mkdir(parents=True, exist_ok=True)
-    for _changes in watch(
+    for changes in watch(
         db.parent,
         watch_filter=lambda _change, changed: Path(changed).name in names,
         stop_event=stop,
@@ -36,6 +39,8 @@ def watch_database(
         recursive=False,
         raise_interrupt=False,
     ):
+        if wal.exists() and all(Path(changed).name == db.name for _, changed in changes):
+            continue  # a checkpoint (every commit in WAL mode writes the `-wal` file)
         on_change()
 
 
