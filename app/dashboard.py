@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,12 +32,12 @@ from textual import events, on, work
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from parhelia.app.commands import ActionsProvider
 from parhelia.app.gc_schedule import GcSchedule
 from parhelia.app.help_texts import TOPICS
+from parhelia.app.key_pause import KeyPause
 from parhelia.app.main_screen import MIN_HEIGHT, MIN_WIDTH, About, MainScreen, about_view
 from parhelia.state.errors import CATALOGUE, ParheliaError
 from parhelia.state.live_views import LiveContainers
@@ -60,12 +61,6 @@ if TYPE_CHECKING:
     from parhelia.workers.control import ControlPlane
 
 FULL_REFRESH_SECONDS = 10.0  # a fallback: the database watcher reports changes within ~200 ms
-# The longest a refresh waits, over all its points, for keys to be handled: a key and a refresh
-# share one interpreter, and under a heartbeating fleet at 10,000 containers the refresh's Python
-# (a read of every row, their views, the pane's orders) is 100-150 ms a second, which a key press
-# met at every step (bench/tui.py); bounded, so a held key cannot keep the view from moving.
-KEY_WAIT_SECONDS = 0.25
-KEY_FRAME_SECONDS = 0.1  # a key whose handling draws nothing stops the pause after this
 SWITCH_INTERVAL_SECONDS = 0.001  # the main thread waits at most this for the interpreter
 # The writer's page cache while the dashboard runs the loops itself: a heartbeat cycle of 10,000
 # containers touches ~40 MB of index pages, which a 64 MiB cache keeps resident for good (the
@@ -130,14 +125,8 @@ class ParheliaApp(App):
         self._collected_at = 0.0
         self._detail: ContainerDetail | None = None  # the detail on screen, refreshed with the view
         self._live = LiveContainers()  # the containers between refreshes: only changes are built
-        # clear from a key's arrival to the frame after it: the refresh thread pauses meanwhile
-        self._keys_done = threading.Event()
-        self._keys_done.set()
-        self._key_handled = False  # the key last pressed was handled: its frame ends the pause
-        self._key_timer: Timer | None = None  # ends the pause if that frame never comes
-        self._held: tuple | None = None  # a refresh collected while a key's frame was awaited
-        self._pause_left = 0.0  # seconds the running refresh may still pause for keys
-        self._live.pause = self._pause_for_keys
+        self._keys = KeyPause(self)  # the refresh thread gives way to a key until its frame
+        self._live.pause = self._keys.wait
         self._prepared: PreparedRows | None = None  # the containers pane's last order
         if settings.tui.theme:
             self.theme = settings.tui.theme
@@ -206,47 +195,16 @@ class ParheliaApp(App):
         if not isinstance(event, events.Key) or event.is_forwarded:
             await super().on_event(event)
             return
-        self._keys_done.clear()
-        self._key_handled = False
+        self._keys.key_arrived()
         await super().on_event(event)  # forwards the key to the focused widget's queue
-        target = self.focused or self.screen
-        if not target.call_after_refresh(self._handled_key):  # behind the key in its queue
-            self._key_frame_done()  # (a widget gone meanwhile takes no callback)
-        if self._key_timer is not None:  # an earlier key's: this key's frame is awaited now
-            self._key_timer.stop()
-        self._key_timer = self.set_timer(KEY_FRAME_SECONDS, self._key_frame_done)  # drew nothing
-
-    def _handled_key(self) -> None:
-        self._key_handled = True
+        self._keys.key_forwarded(self.focused or self.screen)
 
     def _display(self, screen, renderable) -> None:
-        """Textual's: a frame written out. The first after a key was handled shows what it did,
-        and the refresh thread stops pausing for it (`_pause_for_keys`). Textual's callbacks
-        "after refresh" came before that frame was drawn: the screen, idle until the widget's
-        repaint reached it, ran them first, and the refresh went on beside the key's frame
-        (bench/tui.py)."""
+        """Textual's: a frame written out, which may be the one a key press waits for
+        (`app/key_pause.py`)."""
         super()._display(screen, renderable)
-        if self._key_handled and renderable is not None:
-            self._key_handled = False
-            self._key_frame_done()
-
-    def _key_frame_done(self) -> None:
-        """The key's frame is drawn: the refresh thread goes on, and a refresh that came
-        meanwhile is shown now (held, it did not share the key's frame: bench/tui.py)."""
-        self._keys_done.set()
-        held, self._held = self._held, None
-        if held is not None:
-            self.call_later(self._collected, *held)
-
-    def _pause_for_keys(self) -> None:
-        """The refresh thread's pause between slices of its work while a key is handled (its
-        frame not drawn yet), within what is left of the refresh's KEY_WAIT_SECONDS in all (a
-        budget, not a deadline: a refresh slowed by a busy machine still gives way to keys)."""
-        if self._keys_done.is_set() or self._pause_left <= 0:
-            return
-        t = time.monotonic()
-        self._keys_done.wait(self._pause_left)
-        self._pause_left -= time.monotonic() - t
+        if renderable is not None:
+            self._keys.frame_written()
 
     def request_refresh(self) -> None:
         if self._refreshing:
@@ -276,8 +234,8 @@ class ParheliaApp(App):
         as they are asked for once the store is read, from the rows that changed."""
         previous, self._prepared = self._prepared, None  # a failed read leaves no half state
         live = self._live
-        self._pause_left = KEY_WAIT_SECONDS
-        self._pause_for_keys()
+        self._keys.start_refresh()
+        self._keys.wait()
         view = self.control.dashboard(live=live)
         changed, reread, retexted = live.changed, live.reread, live.retexted
         if self._refresh_pending:
@@ -288,7 +246,7 @@ class ParheliaApp(App):
             view = self.control.dashboard(live=live)
             changed, reread = _union(changed, live.changed), _union(reread, live.reread)
             retexted = _union(retexted, live.retexted)
-        self._pause_for_keys()
+        self._keys.wait()
         order_for, searching = self._order_wanted(table)
         rows = prepare_rows(
             view.containers,
@@ -299,7 +257,7 @@ class ParheliaApp(App):
             reread=reread,
             retexted=retexted,
             searching=searching,
-            pause=self._pause_for_keys,
+            pause=self._keys.wait,
         )
         self._prepared = rows
         about = about_view(view)
@@ -316,9 +274,8 @@ class ParheliaApp(App):
         rows: PreparedRows | None = None,
         about: About | None = None,
     ) -> None:
-        if not self._keys_done.is_set():  # a key's frame first, then this (`_key_frame_done`)
-            self._held = (view, detail, error, rows, about)
-            return
+        if self._keys.hold(partial(self._collected, view, detail, error, rows, about)):
+            return  # a key's frame first, then this
         self._refreshing = False
         self._collected_at = time.monotonic()
         if error is not None:

@@ -567,26 +567,27 @@ async def test_a_refresh_pauses_for_a_key_until_its_frame_for_a_bounded_time(see
     """From a key's arrival to the frame after it the refresh thread waits at its points
     (`LiveContainers.pause`, between its phases), but no refresh waits longer in all than
     KEY_WAIT_SECONDS: a held key cannot keep the view from moving."""
-    from parhelia.app import dashboard
+    from parhelia.app.key_pause import KEY_WAIT_SECONDS
 
     _store, control, _clock = seeded
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         await refresh(pilot, app)
-        assert app._live.pause == app._pause_for_keys
+        keys = app._keys
+        assert app._live.pause == keys.wait
         cleared = []
-        real_clear = app._keys_done.clear
-        app._keys_done.clear = lambda: (cleared.append(1), real_clear())
+        real_clear = keys.done.clear
+        keys.done.clear = lambda: (cleared.append(1), real_clear())
         await pilot.press("down")
         await pilot.pause()
-        assert cleared and app._keys_done.is_set()  # cleared by the key, set by its frame
+        assert cleared and keys.done.is_set()  # cleared by the key, set by its frame
         real_clear()  # a key whose frame has not come: a whole refresh's points
-        app._pause_left = dashboard.KEY_WAIT_SECONDS
+        keys.start_refresh()
         t = time.monotonic()
         for _ in range(5):
-            app._pause_for_keys()
-        assert dashboard.KEY_WAIT_SECONDS - 0.05 < time.monotonic() - t < 0.5
-        app._keys_done.set()
+            keys.wait()
+        assert KEY_WAIT_SECONDS - 0.05 < time.monotonic() - t < 0.5
+        keys.done.set()
 
 
 async def test_a_finished_order_or_filter_worker_keeps_no_refresh_views_alive(seeded, monkeypatch):
@@ -736,9 +737,9 @@ async def test_a_refresh_pauses_for_a_key_until_the_frame_that_shows_it_is_writt
     """The refresh thread pauses from a key's arrival to the first frame written after the key
     was handled. Textual's callbacks after a refresh ran before that frame (the screen was idle
     until the table's repaint reached it), so the refresh went on beside the key's frame."""
-    from parhelia.app import dashboard
+    from parhelia.app import key_pause
 
-    monkeypatch.setattr(dashboard, "KEY_FRAME_SECONDS", 20.0)  # no fallback within the test
+    monkeypatch.setattr(key_pause, "KEY_FRAME_SECONDS", 20.0)  # no fallback within the test
     _store, control, _clock = seeded
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
@@ -746,7 +747,7 @@ async def test_a_refresh_pauses_for_a_key_until_the_frame_that_shows_it_is_writt
         frames, at_set = [], []
         display = app._display
         app._display = lambda screen, r: (frames.append(r is not None), display(screen, r))
-        done = app._keys_done
+        done = app._keys.done
         real_set = done.set
         done.set = lambda: (at_set.append(sum(frames)), real_set())
         for key in ("down", "s"):
@@ -762,21 +763,22 @@ async def test_a_refresh_pauses_for_a_key_until_the_frame_that_shows_it_is_writt
 async def test_a_refresh_slowed_down_still_pauses_for_a_key(seeded):
     """KEY_WAIT_SECONDS is what a refresh may wait in all, not a deadline from its start: a
     refresh slowed by a busy machine past it still gives way to a key."""
-    from parhelia.app import dashboard
+    from parhelia.app.key_pause import KEY_WAIT_SECONDS
 
     _store, control, _clock = seeded
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
     async with app.run_test(size=SIZE) as pilot:
         await refresh(pilot, app)
-        app._pause_left = dashboard.KEY_WAIT_SECONDS
-        time.sleep(dashboard.KEY_WAIT_SECONDS + 0.05)  # the refresh's work so far
-        app._keys_done.clear()  # a key arrives
+        keys = app._keys
+        keys.start_refresh()
+        time.sleep(KEY_WAIT_SECONDS + 0.05)  # the refresh's work so far
+        keys.done.clear()  # a key arrives
         t = time.monotonic()
-        app._pause_for_keys()
-        assert time.monotonic() - t > dashboard.KEY_WAIT_SECONDS - 0.05
-        app._pause_for_keys()  # its budget spent: no more waiting
-        assert time.monotonic() - t < dashboard.KEY_WAIT_SECONDS + 0.2
-        app._keys_done.set()
+        keys.wait()
+        assert time.monotonic() - t > KEY_WAIT_SECONDS - 0.05
+        keys.wait()  # its budget spent: no more waiting
+        assert time.monotonic() - t < KEY_WAIT_SECONDS + 0.2
+        keys.done.set()
 
 
 async def test_a_refresh_collected_while_a_key_frame_is_awaited_is_shown_after_that_frame(seeded):
@@ -787,19 +789,19 @@ async def test_a_refresh_collected_while_a_key_frame_is_awaited_is_shown_after_t
     async with app.run_test(size=SIZE) as pilot:
         await refresh(pilot, app)
         n = app.refreshes
-        app._keys_done.clear()  # a key handled, its frame not drawn yet
+        app._keys.done.clear()  # a key handled, its frame not drawn yet
         app.request_refresh()
         deadline = time.monotonic() + 20
-        while app._held is None:
+        while app._keys.held is None:
             assert time.monotonic() < deadline
             await pilot.pause(0.01)
         await pilot.pause(0.05)
         assert app.refreshes == n and app._refreshing  # held: no second refresh meanwhile
-        app._key_frame_done()
+        app._keys.frame_done()
         while app.refreshes == n:
             assert time.monotonic() < deadline
             await pilot.pause(0.01)
-        assert app._held is None and not app._refreshing and app._keys_done.is_set()
+        assert app._keys.held is None and not app._refreshing and app._keys.done.is_set()
 
 
 async def test_a_heartbeat_refresh_matches_the_filter_again_only_for_rows_whose_text_moved(
