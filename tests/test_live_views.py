@@ -262,7 +262,7 @@ def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full
     assert "c-00000019" in {c.id for c in back[0].containers}
 
 
-def test_on_sqlite_a_skipped_read_is_only_trusted_on_the_connection_it_was_measured_on(store):
+def test_on_sqlite_a_write_is_seen_whichever_pooled_connection_reads_next(store):
     """Two reader connections in turn: the version read on one is the database's, so a write is
     never hidden by a version read on the other connection (as `PRAGMA data_version`, which is
     each connection's own, would have hidden it)."""
