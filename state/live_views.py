@@ -16,8 +16,10 @@ inserted, updated or deleted (`containers_revision`, migration 0009): when it is
 read since which the rows have been kept, no container was written and the narrow read is not
 sent; only the ended rows past the moving window leave. `PRAGMA data_version` played that part
 until a heartbeating fleet showed that half the commits touch no container (the staged samples'
-merge, history pruning, events), each costing a narrow read that found nothing. On PostgreSQL the
-server's WAL insert position plays it (it moves with every commit on the server).
+merge, history pruning, events), each costing a narrow read that found nothing. On PostgreSQL,
+where the server's WAL position played it (it moves with every commit on the server), the shown
+rows' count and the sum of the transaction ids that wrote them (`xmin`) play it: a write to one
+of them gives it a newer id, an insert or a delete moves the count (`_PG_VERSION`).
 
 After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
 compares views by identity): at 10,000 on a loaded 2-core machine 50-60 ms of CPU, of which
@@ -138,7 +140,7 @@ class LiveContainers:
 
         cutoff = now - timedelta(hours=recent_hours)
         conn = s.connection()
-        version = _containers_version(conn)
+        version = _containers_version(conn, cutoff)
         first = not self._views
         whole: list[tuple] = []
         beaten: list[str] = []  # the rows whose heartbeat columns alone moved, their views renewed
@@ -348,20 +350,44 @@ def _since(ended: datetime | None, cutoff: datetime) -> bool:
     return ended is not None and ended >= cutoff
 
 
-def _containers_version(conn: Any) -> tuple[str, Any] | None:
-    """What moves when a container row may have changed, read before the rows in the same read
-    transaction. On SQLite the count its triggers keep (`containers_revision`: one row, none
-    before the first container was written): the same for every connection and every process,
-    whoever wrote. On PostgreSQL the server's WAL insert position: a commit anywhere writes WAL,
-    so an unmoved position means nothing was committed since (other WAL, a vacuum's, only costs
-    a read). None elsewhere: every refresh reads the narrow rows."""
+def _containers_version(conn: Any, cutoff: datetime) -> tuple[str, Any] | None:
+    """What moves when a shown container row may have changed, read before the rows (on
+    PostgreSQL each statement of a read sees the newest commits: a commit between the two only
+    costs a read). On SQLite the count its triggers keep (`containers_revision`: one row, none
+    before the first container was written), the same for every connection and process. On
+    PostgreSQL `_PG_VERSION` over the rows live or ended since the hour before `cutoff` (a window
+    that moves once an hour, holding every row shown until then). None elsewhere: every refresh
+    reads the narrow rows."""
     name = conn.dialect.name
     if name == "postgresql":
-        return name, conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar()
+        since = cutoff.replace(minute=0, second=0, microsecond=0)
+        return name, tuple(conn.execute(_PG_VERSION, {"since": since}).one())
     if name != "sqlite":
         return None
     n = conn.exec_driver_sql("SELECT n FROM containers_revision WHERE id = 1").scalar()
     return name, n or 0
+
+
+def _pg_version() -> Any:
+    """The rows' count, and the sum and the largest of their `xmin` (the id of the transaction
+    that wrote each row's version): a write gives a row a newer id, so the sum moves, and an
+    insert or a delete moves the count; the largest id keeps an id counter's wraparound, which
+    could leave the sum as it was, from hiding a write. One scan in the server over about the
+    narrow read's rows, one row sent."""
+    from sqlalchemy import bindparam, func, literal_column
+
+    from parhelia.state.models import UTCDateTime
+    from parhelia.state.view_queries import live_or_ended_since
+
+    xmin = literal_column("containers.xmin::text::bigint")
+    return (
+        select(func.count(), func.coalesce(func.sum(xmin), 0), func.max(xmin))
+        .select_from(Container.__table__)
+        .where(live_or_ended_since(bindparam("since", type_=UTCDateTime())))
+    )
+
+
+_PG_VERSION = _pg_version()
 
 
 def _due(now_s: float, rate: float) -> float:
