@@ -19,7 +19,7 @@ until a heartbeating fleet showed that half the commits touch no container (the 
 merge, history pruning, events), each costing a narrow read that found nothing. On PostgreSQL,
 where the server's WAL position played it (it moves with every commit on the server), the shown
 rows' count and the sum of the transaction ids that wrote them (`xmin`) play it: a write to one
-of them gives it a newer id, an insert or a delete moves the count (`_PG_VERSION`).
+of them gives it a newer id, an insert or a delete moves the count (`_pg_version`).
 
 After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
 compares views by identity): at 10,000 on a loaded 2-core machine 50-60 ms of CPU, of which
@@ -34,6 +34,7 @@ form between changes (`state/active_spend.py`).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
 from collections.abc import Callable
@@ -355,19 +356,20 @@ def _containers_version(conn: Any, cutoff: datetime) -> tuple[str, Any] | None:
     PostgreSQL each statement of a read sees the newest commits: a commit between the two only
     costs a read). On SQLite the count its triggers keep (`containers_revision`: one row, none
     before the first container was written), the same for every connection and process. On
-    PostgreSQL `_PG_VERSION` over the rows live or ended since the hour before `cutoff` (a window
-    that moves once an hour, holding every row shown until then). None elsewhere: every refresh
-    reads the narrow rows."""
+    PostgreSQL `_pg_version` over the rows live or ended since the start of `cutoff`'s hour (a
+    window that moves once an hour and holds every row shown meanwhile). None elsewhere: every
+    refresh reads the narrow rows."""
     name = conn.dialect.name
     if name == "postgresql":
         since = cutoff.replace(minute=0, second=0, microsecond=0)
-        return name, tuple(conn.execute(_PG_VERSION, {"since": since}).one())
+        return name, tuple(conn.execute(_pg_version(), {"since": since}).one())
     if name != "sqlite":
         return None
     n = conn.exec_driver_sql("SELECT n FROM containers_revision WHERE id = 1").scalar()
     return name, n or 0
 
 
+@functools.cache
 def _pg_version() -> Any:
     """The rows' count, and the sum and the largest of their `xmin` (the id of the transaction
     that wrote each row's version): a write gives a row a newer id, so the sum moves, and an
@@ -385,9 +387,6 @@ def _pg_version() -> Any:
         .select_from(Container.__table__)
         .where(live_or_ended_since(bindparam("since", type_=UTCDateTime())))
     )
-
-
-_PG_VERSION = _pg_version()
 
 
 def _due(now_s: float, rate: float) -> float:
