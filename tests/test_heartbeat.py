@@ -218,6 +218,33 @@ def test_prunes_events_and_reconciler_runs_by_their_retention(store, fake, clock
     assert (again.pruned_events, again.pruned_runs) == (1, 1)
 
 
+def test_history_is_pruned_once_a_minute_and_each_cycle_while_a_backlog_drains(
+    store, fake, clock, monkeypatch
+):
+    """History ages out in hours and days: pruning it each cycle was a write transaction a second
+    of its own (and a signal to every dashboard). A poller prunes on its first cycle, then once
+    PRUNE_SECONDS have passed, or on every cycle while a full batch says a backlog is left."""
+    from parhelia.state.models import Event
+    from parhelia.workers import heartbeat
+
+    monkeypatch.setattr(heartbeat, "PRUNE_BATCH", 3)
+    running_row(store, clock, "c-1", "sb-1")
+    old = lambda n: [Event(ts=clock() - timedelta(days=31), type="note") for _ in range(n)]  # noqa: E731
+    store.add_events(old(1))
+    p = poller(store, fake, clock)
+    assert p.run_once().pruned_events == 1  # its first cycle
+    store.add_events(old(1))
+    clock.advance(30)
+    assert p.run_once().pruned_events == 0  # within the minute: left for later
+    clock.advance(30)
+    assert p.run_once().pruned_events == 1  # a minute on
+    store.add_events(old(7))
+    clock.advance(60)
+    drained = [p.run_once().pruned_events for _ in range(4)]  # no time passes between them
+    assert drained == [3, 3, 1, 0]  # a full batch: the next cycle prunes again, until one is not
+    assert store.events(types=["note"]) == []
+
+
 def test_a_pass_given_seconds_probes_the_longest_unheard_first_and_leaves_the_rest(
     store, fake, clock
 ):

@@ -4,9 +4,9 @@ A probe that fails, times out, or finds the agent process gone counts as a misse
 sandbox may be up, but the agent is what we pay for). A reading with the agent gone is still
 stored, for the sparkline, but does not move `last_heartbeat_at`. Health follows the missed count
 (2 degraded, 5 unhealthy, 10 dead by default); an event is written only when health changes, and a
-container's first healthy reading after `unknown` is not news. Each cycle also ages out history:
-heartbeats past `[heartbeat] retention_hours`, events and reconciler runs past `[retention]`
-(bounded batches, so a backlog drains over cycles).
+container's first healthy reading after `unknown` is not news. Once a minute a cycle also ages out
+history: heartbeats past `[heartbeat] retention_hours`, events and reconciler runs past
+`[retention]` (bounded batches, so a backlog drains over cycles: one each cycle until it has).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from parhelia.state.bulk import PRUNE_BATCH
 from parhelia.state.enums import ContainerState, EventLevel, EventSource, Health
 from parhelia.state.event_log import make_event
 from parhelia.state.event_types import EventType
@@ -30,6 +31,10 @@ from parhelia.state.timeutil import utcnow
 from parhelia.workers.backends.base import Backend, ProbeSample
 
 ACTOR = "heartbeat"
+# History ages out in hours and days, so a cycle prunes at most this often, unless a backlog is
+# draining (a batch came back full). Pruning each cycle was, with events ageing out every second,
+# a write transaction a second of its own, and a change signal to every dashboard on the store.
+PRUNE_SECONDS = 60.0
 LEVELS = {
     Health.HEALTHY: EventLevel.INFO,
     Health.DEGRADED: EventLevel.WARNING,
@@ -76,6 +81,8 @@ class HeartbeatPoller:
         self.backends = backends
         self.settings = settings
         self.clock = clock
+        self._pruned_at: datetime | None = None  # the cycle's `now` when history was last pruned
+        self._draining = False  # that prune left more behind (a batch came back full)
 
     @property
     def thresholds(self) -> HealthThresholds:
@@ -128,14 +135,30 @@ class HeartbeatPoller:
                 events.append(_health_event(row, health, missed, sample, now))
         report.probed = len(rows) - report.skipped
         self.store.record_heartbeats(samples, updates, events)
+        if self._prune_due(now):
+            self._prune(now, report)
+        report.duration_ms = (time.perf_counter() - t0) * 1000.0
+        return report
+
+    def _prune_due(self, now: datetime) -> bool:
+        last = self._pruned_at
+        return (
+            last is None
+            or self._draining
+            or not last <= now < last + timedelta(seconds=PRUNE_SECONDS)  # or the clock went back
+        )
+
+    def _prune(self, now: datetime, report: HeartbeatReport) -> None:
         retention = timedelta(hours=self.settings.heartbeat.retention_hours)
         report.pruned = self.store.prune_heartbeats(now - retention)
         keep = self.settings.retention  # events and reconciler runs age out on the same schedule
         report.pruned_events, report.pruned_runs = self.store.prune_history(
-            now - timedelta(days=keep.events_days), now - timedelta(days=keep.runs_days)
+            now - timedelta(days=keep.events_days),
+            now - timedelta(days=keep.runs_days),
+            limit=PRUNE_BATCH,
         )
-        report.duration_ms = (time.perf_counter() - t0) * 1000.0
-        return report
+        self._pruned_at = now
+        self._draining = PRUNE_BATCH in (report.pruned_events, report.pruned_runs)
 
     def _probe_all(
         self, rows: list[Container], within: float | None = None
