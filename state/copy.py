@@ -102,11 +102,23 @@ def copy_store(source_url: str, target_url: str, progress: Progress | None = Non
                 copied[table.name] = n
             if dst.dialect.name == "postgresql":
                 _advance_sequences(dst)
-                dst.execute(text("ANALYZE"))  # the planner's statistics, before anyone reads
+        if target.dialect.name == "postgresql":
+            _vacuum(target)
         return copied
     finally:
         target.dispose()
         source.close()
+
+
+def _vacuum(engine: Engine) -> None:
+    """VACUUM (ANALYZE) the copied tables, outside a transaction as it must be: the planner's
+    statistics, and what a first reader of rows loaded by `COPY` would otherwise do row by row
+    (their commit hint bits, the visibility map) until autovacuum came. A first `tui --once` on a
+    fresh copy of 10,000 containers and 1,000,000 events took 1.4-1.7 s, 1.1-1.2 s after this
+    (0.5 s of VACUUM)."""
+    names = ", ".join(t.name for t in tables())
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f"VACUUM (ANALYZE) {names}"))
 
 
 def _columns(table: Table, *, json_as_text: bool) -> list:
