@@ -49,7 +49,7 @@ from parhelia.state.costs import current_cost
 from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
 from parhelia.state.models import Container
-from parhelia.state.pacing import SLICE_ROWS
+from parhelia.state.pacing import SLICE_ROWS, slices
 from parhelia.state.views import ContainerView
 
 REPRICE_USD = 0.001
@@ -166,12 +166,10 @@ class LiveContainers:
             known = self._narrow
             new = 0
             stamps: dict[Any, datetime | None] = {}  # a cycle's rows share their stamp
-            for i in range(0, len(rows), SLICE_ROWS):
-                if i and self.pause is not None:
-                    self.pause()
+            for part in slices(rows, self.pause, SLICE_ROWS):
                 # one pass: compared, and a row whose heartbeat alone moved gets its new view
                 # (a second pass over the beaten rows was a sixth of the refresh after a cycle)
-                for row in rows[i : i + SLICE_ROWS]:
+                for row in part:
                     key = row[0]
                     old = known.get(key)
                     if old == row:  # most rows when idle: one comparison in C
