@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Literal, NamedTuple
 
 from rich.text import Text
 from textual.binding import Binding
@@ -69,6 +70,15 @@ REREADS_KEPT = 16  # the last refreshes whose rows read whole a pane remembers
 # drawn: a worker made at once shared the interpreter with the frame's rows being written out and
 # the next key (bench/tui.py); the refresh thread makes it anyway within a refresh.
 AHEAD_SECONDS = 0.15
+
+
+class _Link(NamedTuple):
+    """What a pane knows of the views of one generation: the generation before, the rows read
+    whole between the two and those whose text may have moved (`PreparedRows`)."""
+
+    base: int | None
+    reread: frozenset[str] | None
+    retexted: frozenset[str] | None
 
 
 def handed(job: list) -> list:
@@ -248,10 +258,7 @@ class ContainersTable(LineTable):
         self._orderings: dict[str, Ordering] = {}  # by sort column (container_order.py)
         self._ordering_gen: dict[str, int] = {}  # the generation of the views each was made for
         self._gen = 0  # of `_views`: the prepared rows' `seq`, or one of their own
-        # generation -> (the one before, the rows read whole and those whose text may have
-        # moved between them: `PreparedRows`)
-        self._rereads: dict[int, tuple[int | None, frozenset[str] | None, frozenset[str] | None]]
-        self._rereads = {}
+        self._rereads: dict[int, _Link] = {}  # by generation: what led to its views
         self._matches_gen: int | None = None  # the generation of the views `_matches` is for
         self._matches: Matches | None = None  # the filter's, or the haystacks while searching
         self.searching = False  # the filter bar is open on this pane: haystacks kept ready
@@ -401,26 +408,36 @@ class ContainersTable(LineTable):
             self._gen = -next(_GENERATION)
             return
         self._gen = prepared.seq
-        self._rereads[prepared.seq] = (prepared.base, prepared.reread, prepared.retexted)
+        self._rereads[prepared.seq] = _Link(prepared.base, prepared.reread, prepared.retexted)
         if len(self._rereads) > REREADS_KEPT:
             del self._rereads[min(self._rereads)]
 
-    def _reread_since(self, generation: int | None, *, text: bool = False) -> set[str] | None:
+    def _reread_since(self, generation: int | None) -> set[str] | None:
         """The rows read whole between the views of `generation` and those shown: for a column no
         heartbeat moves, the only rows whose key can have moved (`KEYS_KEPT_BY_HEARTBEATS`), so an
         ordering made a refresh or two ago is put right by keying those, not every row (under a
-        heartbeating fleet every view is new each second); with `text`, the rows whose text a
-        filter reads may have moved (a filter's matches are put right alike). None when that is
-        not known."""
+        heartbeating fleet every view is new each second). None when that is not known."""
+        return self._moved_since(generation, "reread")
+
+    def _retexted_since(self, generation: int | None) -> set[str] | None:
+        """The rows whose text a filter reads may have moved between the views of `generation`
+        and those shown (a filter's matches are put right by matching those). None: not known."""
+        return self._moved_since(generation, "retexted")
+
+    def _moved_since(
+        self, generation: int | None, kind: Literal["reread", "retexted"]
+    ) -> set[str] | None:
+        """The union of one kind of rows along the refreshes from `generation` to the views
+        shown (`_rereads`); None when a link is not known."""
         rows: set[str] = set()
         at = self._gen
         while at != generation:
-            before, reread, retexted = self._rereads.get(at, (None, None, None))
-            since = retexted if text else reread
-            if before is None or since is None:
+            link = self._rereads.get(at)
+            moved = getattr(link, kind) if link is not None else None
+            if link is None or link.base is None or moved is None:
                 return None
-            rows |= since
-            at = before
+            rows |= moved
+            at = link.base
         return rows
 
     def _changed_for(self, column: str, kept: Ordering | None) -> set[str] | None:
@@ -583,7 +600,7 @@ class ContainersTable(LineTable):
         """The rows whose text may have moved since `kept`'s views (None: not known)."""
         if kept is None or kept.views is self._views:
             return None
-        return self._reread_since(self._matches_gen, text=True)
+        return self._retexted_since(self._matches_gen)
 
     def _start_ordering(self, column: str) -> None:
         if column in self._computing:
