@@ -30,8 +30,9 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The view's statements compiled for the read commands' SQLite path (state/sqlite_catalogue.py);
-# after changing one in state/view_queries.py (tests/test_quick_store.py says when).
+# The view's statements compiled for the read commands' quick path (state/sqlite_catalogue.py,
+# state/postgres_catalogue.py); after changing one in state/view_queries.py
+# (tests/test_quick_store.py says when).
 catalogue: $(STAMP)
 	$(BIN)/python -m parhelia.state.view_queries
 

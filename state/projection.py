@@ -4,7 +4,7 @@ spend so far and its trend, one container's detail).
 
 The view is read in one transaction of a caller's session through `view_queries.SessionReads`:
 the statements are declared once (`state/view_queries.py`) and what their rows become is written
-once (`state/view_reads.py`), shared with the read commands' SQLite path (`state/quick_store.py`)."""
+once (`state/view_reads.py`), shared with the read commands' quick path (`state/quick_store.py`)."""
 
 from __future__ import annotations
 

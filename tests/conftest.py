@@ -4,7 +4,8 @@ The store, reconciler, lease, concurrency and dashboard tests (`BOTH_DATABASES`)
 SQLite and on a real PostgreSQL server the tests start themselves (tests/pg_server.py). A test of
 something only SQLite has (its files, WAL, query planner) is marked `sqlite_only`; a dashboard test
 of keys and widgets over the loaded fleet, where the database plays no part past the first refresh
-(which the other PostgreSQL dashboard tests cover), is marked `one_database`.
+(which the other PostgreSQL dashboard tests cover), is marked `one_database`; a test of something
+only PostgreSQL has, in one of those modules, `postgresql_only`.
 """
 
 import pytest
@@ -26,6 +27,7 @@ BOTH_DATABASES = {
     "test_postgres",
     "test_export",
     "test_heartbeat_staging",
+    "test_quick_store",
 }
 
 
@@ -34,6 +36,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "one_database: the database plays no part past the first load; SQLite only"
     )
+    config.addinivalue_line("markers", "postgresql_only: a test of PostgreSQL alone")
 
 
 def pytest_generate_tests(metafunc):
@@ -44,7 +47,7 @@ def pytest_generate_tests(metafunc):
     marked = any(metafunc.definition.get_closest_marker(m) for m in ("sqlite_only", "one_database"))
     if module in BOTH_DATABASES and not marked:
         kinds.append("postgresql")
-    if module == "test_postgres":
+    if module == "test_postgres" or metafunc.definition.get_closest_marker("postgresql_only"):
         kinds = ["postgresql"]
     metafunc.parametrize("database", kinds, indirect=True)
 

@@ -1,5 +1,6 @@
-"""A read command's quick path (`state/quick_store.py`): the view through plain `sqlite3`, never
-different from the store's, never taken where it could be, and without SQLAlchemy."""
+"""A read command's quick path (`state/quick_store.py`): the view through the bare driver
+(`sqlite3`, `psycopg`), never different from the store's, never taken where it could not be, and
+without SQLAlchemy. The comparisons run on SQLite and on PostgreSQL (`BOTH_DATABASES`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from parhelia.state import sqlite_catalogue
+from parhelia.state import postgres_catalogue, sqlite_catalogue
+from parhelia.state.errors import ParheliaError
 from parhelia.state.keys import FOREIGN_PREFIX, IN_GRACE_PREFIX
 from parhelia.state.models import Container, ReconcilerRun
 from parhelia.state.quick_store import QuickStore
@@ -23,15 +25,17 @@ from parhelia.state.view_queries import CATALOGUED, catalogue_source
 from parhelia.state.view_reads import sqlite_text
 from tests import dashboard_world as world
 
-pytestmark = pytest.mark.sqlite_only
 NOW = world.NOW
+sqlite_only = pytest.mark.sqlite_only
 
 
-def test_the_catalogue_is_what_the_statements_compile_to():
+@pytest.mark.parametrize("catalogue", [sqlite_catalogue, postgres_catalogue])
+def test_the_catalogue_is_what_the_statements_compile_to(catalogue):
     """A statement changed in `view_queries.py` without `make catalogue` would leave the quick
     path reading what the store no longer does."""
-    assert Path(sqlite_catalogue.__file__).read_text() == catalogue_source()
-    assert set(sqlite_catalogue.STATEMENTS) == set(CATALOGUED)
+    dialect = "sqlite" if catalogue is sqlite_catalogue else "postgresql"
+    assert Path(catalogue.__file__).read_text() == catalogue_source(dialect)
+    assert set(catalogue.STATEMENTS) == set(CATALOGUED)
 
 
 @pytest.fixture
@@ -183,6 +187,7 @@ def _set_revision(url: str, revision: str) -> None:
     conn.close()
 
 
+@sqlite_only
 def test_the_quick_path_is_only_for_a_store_it_can_read_as_the_store_does(store, tmp_path):
     assert QuickStore.open(store.url) is not None
     assert QuickStore.open(f"sqlite:///{tmp_path / 'absent.db'}") is None  # the store creates it
@@ -205,6 +210,7 @@ def test_a_failed_quick_read_is_answered_by_the_full_store(world_store):
         q.close()
 
 
+@sqlite_only
 @pytest.mark.parametrize("statement", list(sqlite_catalogue.STATEMENTS))
 def test_every_view_statement_searches_an_index_or_reads_a_small_table(world_store, statement):
     """EXPLAIN QUERY PLAN of each statement of the view: containers, events and heartbeats grow
@@ -245,6 +251,7 @@ def _imports_after(args: list[str], url: str) -> tuple[int, bool, str]:
     return int(code), word == "SQLALCHEMY", r.stdout
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "args",
     [
@@ -303,6 +310,59 @@ def test_the_quick_output_is_the_full_stores_output(world_store, monkeypatch, ca
     assert quick_out and quick_out == full_out
 
 
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["containers", "list", "--all", "--json"],
+        ["tui", "--once", "--no-refresh"],
+        ["events", "list", "-n", "5"],
+        ["task", "list", "--json"],
+    ],
+)
+def test_a_read_command_on_postgresql_never_imports_sqlalchemy(world_store, args):
+    """0.6 s of a PostgreSQL `tui --once` at 10,000 containers was SQLAlchemy's and SQLModel's."""
+    code, imported, out = _imports_after(args, world_store.url)
+    assert not imported
+    assert code in (0, 1) and out.strip()
+    if "--json" in args:
+        json.loads(out)
+
+
+def _set_pg_revision(store: Store, revision: str) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = %(r)s", {"r": revision})
+
+
+@pytest.mark.postgresql_only
+def test_the_quick_path_on_postgresql_is_only_for_a_store_at_its_revision(store):
+    q = QuickStore.open(store.url)
+    assert q is not None and q.dashboard(now=NOW) == store.dashboard(now=NOW)
+    q.close()
+    # `postgresql://` is SQLAlchemy's psycopg2: that store's to open, or to say it cannot
+    assert QuickStore.open(store.url.replace("+psycopg", "")) is None
+    _set_pg_revision(store, "0007_older")  # a migration to run: the store's to run
+    assert QuickStore.open(store.url) is None
+    _set_pg_revision(store, "9999_from_the_future")  # E700: the store's to say
+    assert QuickStore.open(store.url) is None
+    code, _imported, _out = _imports_after(["containers", "list"], store.url)
+    assert code != 0
+
+
+@pytest.mark.postgresql_only
+def test_an_unreachable_server_is_said_once_as_the_store_says_it(store):
+    """Not None (the store would wait out the same connect timeout again): the store's E701."""
+    url = "postgresql+psycopg://parhelia@127.0.0.1:9/nowhere"
+    with pytest.raises(ParheliaError) as quick_error:
+        QuickStore.open(url)
+    with pytest.raises(ParheliaError) as full_error:
+        Store(url)
+    assert quick_error.value.code == full_error.value.code == "E701"
+    assert str(quick_error.value) == str(full_error.value)
+    assert len(quick_error.value.suggestions) >= 2
+
+
+@sqlite_only
 def test_a_newer_store_is_still_refused_by_a_read_command(world_store):
     _set_revision(world_store.url, "9999_from_the_future")
     code, _imported, _out = _imports_after(["containers", "list"], world_store.url)

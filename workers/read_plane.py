@@ -174,7 +174,7 @@ class ReadPlane:
     def event_views(self, *, limit: int = 100, **filters: Any) -> list[EventView]:
         """The newest `limit` events matching `Store.events`' filters, newest last. Unfiltered,
         they are the view's own statement (`Store.recent_events`: `parhelia events list` reads
-        them without SQLAlchemy on SQLite)."""
+        them without SQLAlchemy)."""
         if not any(v is not None for v in filters.values()):
             return self.store.recent_events(limit)
         from parhelia.state.event_log import to_event_view
