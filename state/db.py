@@ -89,8 +89,17 @@ def make_engine(url: str, *, immediate: bool = False, cache_kib: int | None = No
     if cache_kib is None:
         cache_kib = CACHE_SIZE_KIB if immediate else READ_CACHE_SIZE_KIB
     if not is_sqlite(url):
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if is_postgresql(url) else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if not is_postgresql(url):
+            return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_conn, _record):  # pragma: no cover - every PostgreSQL test
+            in_utc(dbapi_conn)
+
+        return engine
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         # Only the default location is created for you (app/runtime.py): a mistyped --db would
         # otherwise open a fresh, empty database and report "all well".
@@ -316,6 +325,20 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 # -- why a database could not be opened ---------------------------------------------------
+
+
+def in_utc(dbapi_conn) -> None:
+    """A new PostgreSQL connection's session in UTC. Values are instants either way; but psycopg
+    returns each `timestamptz` with the session's zone attached, and under a named zone
+    (`Etc/UTC`, a server's local one) it looks each one up: half of reading 10,000 containers'
+    narrow rows (31.5 against 16.8 ms, bench/tui.py), and a conversion of every value after.
+    In its own transaction (committed), so a later rollback keeps it."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        cursor.close()
+    dbapi_conn.commit()
 
 
 def sqlite_file(url: str) -> Path | None:

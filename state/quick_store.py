@@ -119,6 +119,7 @@ class QuickStore:
         except psycopg.Error:
             return None
         try:
+            db.in_utc(conn)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():

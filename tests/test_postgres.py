@@ -62,6 +62,36 @@ def test_timestamps_come_back_aware_utc_whatever_zone_went_in(pg):
         assert s.scalar(text("SELECT ts FROM heartbeats")) == ts
 
 
+def test_every_session_is_in_utc_whatever_the_servers_zone(pg):
+    """psycopg attaches the session's zone to each `timestamptz` it reads, and in a named zone
+    (a server's own: `Etc/UTC`, a local one) it looks each value up: half of the dashboard's
+    narrow read at 10,000 containers (`db.in_utc`). The store's and the quick path's sessions
+    are in UTC, on a database whose own default is another zone, after a rollback too."""
+    from parhelia.state.quick_store import QuickStore
+
+    with pg.engine.begin() as conn:
+        name = conn.exec_driver_sql("SELECT current_database()").scalar()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'")
+    pg.add_container(container("c-00000001"))
+    store = Store(pg.url)  # new connections, which take the database's default
+    try:
+        for _ in range(2):
+            with store.read() as s:
+                assert s.scalar(text("SHOW TimeZone")) == "UTC"
+                raw = s.connection().exec_driver_sql("SELECT started_at FROM containers").scalar()
+                assert raw.tzinfo is UTC and raw == container("c-00000001").started_at
+                s.rollback()
+    finally:
+        store.close()
+    quick = QuickStore.open(pg.url)
+    assert quick is not None
+    try:
+        with quick._read() as reads:
+            assert reads.conn.execute("SHOW TimeZone").fetchone() == ("UTC",)
+    finally:
+        quick.close()
+
+
 # -- indexes: the hot queries can use one (EXPLAIN with sequential scans priced out) ----------
 
 
