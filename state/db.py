@@ -328,14 +328,17 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 def in_utc(dbapi_conn) -> None:
-    """A new PostgreSQL connection's session in UTC. Values are instants either way; but psycopg
-    returns each `timestamptz` with the session's zone attached, and under a named zone
-    (`Etc/UTC`, a server's local one) it looks each one up: half of reading 10,000 containers'
-    narrow rows (31.5 against 16.8 ms, bench/tui.py), and a conversion of every value after.
-    In its own transaction (committed), so a later rollback keeps it."""
+    """A new PostgreSQL connection's session in UTC, its timestamps written out in ISO. Values are
+    instants either way; but psycopg returns each `timestamptz` with the session's zone attached,
+    and under a named zone (`Etc/UTC`, a server's local one) it looks each one up: half of
+    reading 10,000 containers' narrow rows (31.5 against 16.8 ms, bench/tui.py). The live
+    refresh reads those rows' timestamps as text (`view_queries.stamp_text`), which this makes
+    `2026-03-10 11:00:00.5+00` on every server. In its own transaction (committed), so a later
+    rollback keeps it."""
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute("SET datestyle TO 'ISO'")
     finally:
         cursor.close()
     dbapi_conn.commit()

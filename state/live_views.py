@@ -73,14 +73,14 @@ def narrow_query(cutoff: datetime, limit: int) -> Any:
     """The rows the dashboard shows (as the full read selects them), by the columns that say
     whether a row changed (`_WHOLE`: any of them moved, the row is read whole), then the
     heartbeat columns (`_BEATS`)."""
-    from parhelia.state.view_queries import live_or_ended_since, unprocessed
+    from parhelia.state.view_queries import live_or_ended_since, stamp_text
 
     # No ORDER BY: the rows keep the order they were shown in, and only new ones are sorted in
     # (sorting every row in SQL was a fifth of the read).
     return (
         select(
-            *(unprocessed(c) if c.key in _RAW else c for c in _WHOLE),
-            *(unprocessed(c) if c.key in _RAW else c for c in _BEATS.values()),
+            *(stamp_text(c) if c.key in _RAW else c for c in _WHOLE),
+            *(stamp_text(c) if c.key in _RAW else c for c in _BEATS.values()),
         )
         .where(live_or_ended_since(cutoff))
         .limit(limit)
@@ -92,7 +92,7 @@ def narrow_query(cutoff: datetime, limit: int) -> Any:
 _WHOLE = (_C.id, _C.updated_at, _C.state)
 # what the narrow read returns whatever their `terminated_at` (`live_or_ended_since`)
 _SHOWN_STATES = frozenset((*ACTIVE, "stopped"))
-_RAW = {"updated_at", "last_heartbeat_at"}  # timestamps: converted when needed
+_RAW = {"updated_at", "last_heartbeat_at"}  # timestamps: as text, converted when needed
 _UNSEEN = object()
 _W = len(_WHOLE)
 

@@ -62,25 +62,38 @@ def test_timestamps_come_back_aware_utc_whatever_zone_went_in(pg):
         assert s.scalar(text("SELECT ts FROM heartbeats")) == ts
 
 
-def test_every_session_is_in_utc_whatever_the_servers_zone(pg):
+def test_every_session_is_in_utc_and_iso_whatever_the_servers_settings(pg):
     """psycopg attaches the session's zone to each `timestamptz` it reads, and in a named zone
     (a server's own: `Etc/UTC`, a local one) it looks each value up: half of the dashboard's
-    narrow read at 10,000 containers (`db.in_utc`). The store's and the quick path's sessions
-    are in UTC, on a database whose own default is another zone, after a rollback too."""
+    narrow read at 10,000 containers; the live refresh reads those timestamps as ISO text
+    (`db.in_utc`, `view_queries.stamp_text`). On a database whose own defaults are another zone
+    and another date style, the store's and the quick path's sessions are in UTC and ISO (after
+    a rollback too), and a live refresh after a heartbeat shows what a full read shows."""
+    from parhelia.state.live_views import LiveContainers
     from parhelia.state.quick_store import QuickStore
 
     with pg.engine.begin() as conn:
         name = conn.exec_driver_sql("SELECT current_database()").scalar()
         conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET timezone = 'America/New_York'")
+        conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET datestyle = 'SQL, DMY'")
     pg.add_container(container("c-00000001"))
-    store = Store(pg.url)  # new connections, which take the database's default
+    store = Store(pg.url)  # new connections, which take the database's defaults
     try:
         for _ in range(2):
             with store.read() as s:
                 assert s.scalar(text("SHOW TimeZone")) == "UTC"
+                assert s.scalar(text("SHOW DateStyle")).startswith("ISO")
                 raw = s.connection().exec_driver_sql("SELECT started_at FROM containers").scalar()
                 assert raw.tzinfo is UTC and raw == container("c-00000001").started_at
                 s.rollback()
+        live = LiveContainers()
+        now = T0 + timedelta(minutes=5)
+        store.dashboard(now=now, live=live)
+        beat = T0 + timedelta(minutes=4, microseconds=500_000)  # PostgreSQL writes .5, not .500000
+        store.record_heartbeats([], [{"id": "c-00000001", "last_heartbeat_at": beat}])
+        [shown] = store.dashboard(now=now, live=live).containers
+        assert live.changed == {"c-00000001"} and shown.last_heartbeat_at == beat
+        assert [shown] == store.dashboard(now=now).containers
     finally:
         store.close()
     quick = QuickStore.open(pg.url)
