@@ -77,11 +77,12 @@ class QuickStore:
     @classmethod
     def open(cls, url: str, *, full: Callable[[], Store] | None = None) -> QuickStore | None:
         """A quick store for `url` (`full`: how to open the full store, if the caller keeps
-        one), or None when the full store must open it: not an SQLite file
-        that exists, or not at the revision the catalogue was compiled for (a migration to run,
-        or a newer Parhelia's file: E700 is the full store's to say), or without its plane id
-        yet (the full store makes it on first open), or unreadable. On PostgreSQL, a server that
-        cannot be reached raises the store's E701 (`db.open_error`)."""
+        one), or None when the full store must open it: neither an SQLite file that exists nor
+        a `postgresql+psycopg://` database with the schema, or not at the revision the catalogue
+        was compiled for (a migration to run, or a newer Parhelia's database: E700 is the full
+        store's to say), or without its plane id yet (the full store makes it on first open), or
+        unreadable. On PostgreSQL, a server that cannot be reached raises the store's E701
+        (`db.open_error`)."""
         if url.startswith(PSYCOPG_SCHEME):
             return cls._open_postgres(url, full)
         path = db.sqlite_file(url)
