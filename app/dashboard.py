@@ -119,7 +119,7 @@ class ParheliaApp(App):
         self.refreshes = 0
         self.too_small = False
         self._stop = threading.Event()
-        self._gc = GcSchedule()
+        self._gc = GcSchedule(last_key=lambda: self._keys.last_key)
         self._refreshing = False
         self._refresh_pending = False
         self._collected_at = 0.0

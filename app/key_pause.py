@@ -45,9 +45,13 @@ class KeyPause:
         self._timer: Timer | None = None  # ends the pause if that frame never comes
         self.held: Callable[[], object] | None = None  # a refresh collected meanwhile
         self.left = 0.0  # seconds the running refresh may still wait (the refresh thread's)
+        # when the last key came (`time.perf_counter`): a collection due waits for a quiet moment
+        # (`app/gc_schedule.py`)
+        self.last_key = float("-inf")
 
     def key_arrived(self) -> None:
         """A key is about to be forwarded: the refresh thread pauses from now."""
+        self.last_key = time.perf_counter()
         self.done.clear()
         self._handled = False
 

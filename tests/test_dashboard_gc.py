@@ -1,5 +1,6 @@
 """The dashboard's collection schedule (`app/gc_schedule.py`): the young collection is spaced by
-what it costs, so at 10,000 heartbeating containers a key press meets it a few times less often."""
+what it costs, so at 10,000 heartbeating containers a key press meets it a few times less often,
+and a collection due while keys come waits for a quiet moment, within a bound."""
 
 from __future__ import annotations
 
@@ -59,6 +60,74 @@ def test_the_schedule_sets_its_next_young_collection_by_the_pause_it_measured():
     finally:
         schedule.stop()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+class Clock:
+    """A clock the test moves; `last_key` is when the last key came on it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.last_key = float("-inf")
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("kind", ["young", "full"])
+def test_a_collection_due_while_keys_come_waits_for_a_quiet_moment_within_a_bound(kind):
+    clock, collected = Clock(), []
+    schedule = GcSchedule(
+        collect=lambda: collected.append("young"),
+        collect_full=lambda: collected.append("full"),
+        clock=clock,
+        last_key=lambda: clock.last_key,
+    )
+    run = getattr(schedule, kind)
+    app = TimerApp()
+    quiet, bound = gc_schedule.QUIET_SECONDS, gc_schedule.DEFER_MAX_SECONDS
+    try:
+        schedule.start(app)
+        clock.last_key = clock.now - 0.1  # a key a tenth of a second ago: not now
+        run()
+        assert collected == [] and app.timers[-1] == (pytest.approx(quiet - 0.1), f"gc-{kind}")
+        clock.now += quiet - 0.1  # the quiet moment came: collected, next one on its schedule
+        run()
+        assert collected == [kind]
+        assert app.timers[-1][0] >= gc_schedule.YOUNG_SECONDS
+        # keys that never stop: it waits, and runs once it has waited the bound
+        due = clock.now
+        while clock.now - due < bound:
+            clock.last_key = clock.now
+            run()
+            assert collected == [kind], clock.now - due
+            clock.now += quiet / 2
+        clock.last_key = clock.now
+        run()
+        assert collected == [kind, kind]
+    finally:
+        schedule.stop()
+
+
+async def test_the_dashboards_keys_hold_its_collections(store, monkeypatch):
+    """A key reaching the dashboard makes its next collection wait (`KeyPause.last_key` is what
+    the schedule reads); without keys it collects when due."""
+    from parhelia.app.dashboard import ParheliaApp
+    from tests import dashboard_world as world
+
+    control = world.control(store, world.seed(store))
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    collected: list[int] = []
+    async with app.run_test(size=(150, 45)) as pilot:
+        while app.refreshes < 1 or app._gc._app is None:  # started after the first frame
+            await pilot.pause(0.05)
+        monkeypatch.setattr(app._gc, "_collect", lambda: collected.append(1))
+        app._gc.young()
+        assert collected == [1]
+        await pilot.press("down")
+        app._gc.young()
+        assert collected == [1]  # a key just came: it waits
+        await pilot.pause(gc_schedule.QUIET_SECONDS + 0.2)  # its timer runs once quiet
+        assert len(collected) >= 2
 
 
 def test_a_strip_whole_is_not_cached_on_itself_and_other_results_are():
