@@ -77,67 +77,56 @@ class GcSchedule:
         self._collect, self._collect_full, self._clock = collect, collect_full, clock
         self._last_key = last_key  # when the last key came, on `clock`
         self._app = None
-        self._young_timer = None
-        self._full_timer = None
+        self._timers: dict[str, object] = {}  # "young", "full": each one's next timer
+        self._due: dict[str, float] = {}  # since when each is due, while it waits for quiet
         self.young_in = YOUNG_SECONDS  # when the next young collection is due (tests, bench)
-        self._young_due: float | None = None  # since when each is due, while it waits for quiet
-        self._full_due: float | None = None
 
     def start(self, app) -> None:
         if self._was_enabled is not None:
             return
         self._was_enabled = take_over()
         self._app = app
-        self._young_timer = app.set_timer(YOUNG_SECONDS, self.young, name="gc-young")
-        self._full_timer = app.set_timer(FULL_SECONDS, self.full, name="gc-full")
+        self._next("young", YOUNG_SECONDS)
+        self._next("full", FULL_SECONDS)
 
     def young(self) -> None:
         """The young collection, and the next one after as long as its cost says; while keys
-        come, it waits for a quiet moment (`_quiet_in`)."""
-        if self._was_enabled is None:
-            return
+        come, it waits for a quiet moment (`_held`)."""
         now = self._clock()
-        if self._young_due is None:
-            self._young_due = now
-        wait = self._quiet_in(now, self._young_due)
-        if wait is not None:
-            self._young_timer = self._app.set_timer(wait, self.young, name="gc-young")
+        if self._was_enabled is None or self._held("young", now):
             return
-        self._young_due = None
         self._collect()
         self.young_in = next_young_in(self._clock() - now)
-        self._young_timer = self._app.set_timer(self.young_in, self.young, name="gc-young")
+        self._next("young", self.young_in)
 
     def full(self) -> None:
         """The minute's full collection; while keys come, it waits for a quiet moment."""
-        if self._was_enabled is None:
+        if self._was_enabled is None or self._held("full", self._clock()):
             return
-        now = self._clock()
-        if self._full_due is None:
-            self._full_due = now
-        wait = self._quiet_in(now, self._full_due)
-        if wait is not None:
-            self._full_timer = self._app.set_timer(wait, self.full, name="gc-full")
-            return
-        self._full_due = None
         self._collect_full()
-        self._full_timer = self._app.set_timer(FULL_SECONDS, self.full, name="gc-full")
+        self._next("full", FULL_SECONDS)
 
-    def _quiet_in(self, now: float, due: float) -> float | None:
-        """Seconds until the quiet moment a collection due since `due` waits for (QUIET_SECONDS
-        after the last key); None when it runs now: no key that recent, or it has waited
-        DEFER_MAX_SECONDS already."""
+    def _next(self, kind: str, delay: float) -> None:
+        run = self.young if kind == "young" else self.full
+        self._timers[kind] = self._app.set_timer(delay, run, name=f"gc-{kind}")
+
+    def _held(self, kind: str, now: float) -> bool:
+        """Whether the `kind` collection, due now (or since it was first held), waits for a
+        quiet moment: QUIET_SECONDS after the last key, unless it has waited DEFER_MAX_SECONDS
+        already. If so it is tried again at that moment."""
+        due = self._due.setdefault(kind, now)
         since_key = now - self._last_key()
         if since_key >= QUIET_SECONDS or now - due >= DEFER_MAX_SECONDS:
-            return None
-        return QUIET_SECONDS - since_key
+            del self._due[kind]
+            return False
+        self._next(kind, QUIET_SECONDS - since_key)
+        return True
 
     def stop(self) -> None:
         """Back to automatic collection, the frozen objects included (tests run many apps)."""
         if self._was_enabled is None:
             return
-        for timer in (self._young_timer, self._full_timer):
-            if timer is not None:
-                timer.stop()
+        for timer in self._timers.values():
+            timer.stop()
         give_back(self._was_enabled)
         self._was_enabled = None
