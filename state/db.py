@@ -79,6 +79,23 @@ def unavailable(url: str, exc: BaseException) -> ParheliaError:
     return open_error(url, exc)
 
 
+def in_utc(dbapi_conn) -> None:
+    """A new PostgreSQL connection's session in UTC, its timestamps written out in ISO. Values are
+    instants either way; but psycopg returns each `timestamptz` with the session's zone attached,
+    and under a named zone (`Etc/UTC`, a server's local one) it looks each one up: half of
+    reading 10,000 containers' narrow rows (31.5 against 16.8 ms, bench/tui.py). The live
+    refresh reads those rows' timestamps as text (`view_queries.stamp_text`), which this makes
+    `2026-03-10 11:00:00.5+00` on every server. In its own transaction (committed), so a later
+    rollback keeps it."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SET TIME ZONE 'UTC'")
+        cursor.execute("SET datestyle TO 'ISO'")
+    finally:
+        cursor.close()
+    dbapi_conn.commit()
+
+
 def make_engine(url: str, *, immediate: bool = False, cache_kib: int | None = None) -> Engine:
     """An engine; for SQLite, `immediate=True` makes every transaction take the write lock up front,
     so two writers queue on the busy timeout instead of failing with "database is locked".
@@ -325,23 +342,6 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 
 # -- why a database could not be opened ---------------------------------------------------
-
-
-def in_utc(dbapi_conn) -> None:
-    """A new PostgreSQL connection's session in UTC, its timestamps written out in ISO. Values are
-    instants either way; but psycopg returns each `timestamptz` with the session's zone attached,
-    and under a named zone (`Etc/UTC`, a server's local one) it looks each one up: half of
-    reading 10,000 containers' narrow rows (31.5 against 16.8 ms, bench/tui.py). The live
-    refresh reads those rows' timestamps as text (`view_queries.stamp_text`), which this makes
-    `2026-03-10 11:00:00.5+00` on every server. In its own transaction (committed), so a later
-    rollback keeps it."""
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute("SET TIME ZONE 'UTC'")
-        cursor.execute("SET datestyle TO 'ISO'")
-    finally:
-        cursor.close()
-    dbapi_conn.commit()
 
 
 def sqlite_file(url: str) -> Path | None:

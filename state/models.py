@@ -227,7 +227,7 @@ HEARTBEATS_STAGED = Table(
 # writer (triggers, migration 0009): a dashboard refresh reads its 10,000 narrow rows again only
 # when it moved, not after every commit of the file (`state/live_views.py`). One row (`id` 1),
 # made by the first container write. Derived: never copied (`state/copy.py`). PostgreSQL has the
-# table but no triggers: its refresh goes by the server's WAL position.
+# table but no triggers: its refresh goes by the shown rows' `xmin` (`live_views._pg_version`).
 CONTAINERS_REVISION = Table(
     "containers_revision",
     SQLModel.metadata,

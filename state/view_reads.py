@@ -5,7 +5,8 @@ of the statement `name` (`state/view_queries.py` declares each one in SQLAlchemy
 runs them through its session (`view_queries.SessionReads`, any database); a read command on a
 store at the current schema runs the same statements' SQL, compiled ahead of time
 (`state/sqlite_catalogue.py`, `state/postgres_catalogue.py`), through the bare driver
-(`state/quick_store.py`), and does not import SQLAlchemy at all: that import alone was most of `parhelia containers list` (bench/cli.py).
+(`state/quick_store.py`), and does not import SQLAlchemy at all: that import alone was most of
+`parhelia containers list` (bench/cli.py).
 What the rows become (timestamps converted, costs priced, the budget summed) is written once,
 here, for both.
 """

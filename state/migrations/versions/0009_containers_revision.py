@@ -12,7 +12,7 @@ moved. A row trigger costs the heartbeat cycle's UPDATE of 10,000 rows a few mil
 stays empty for `parhelia db copy`.
 
 PostgreSQL gets the table (one schema for both) but no triggers: a row every writer updates would
-serialize its concurrent writers; its refresh goes by the server's WAL position as before.
+serialize its concurrent writers; its refresh goes by the shown rows' `xmin` (`state/live_views.py`).
 
 Revision ID: 0009_containers_revision
 Revises: 0008_heartbeats_staged
