@@ -22,9 +22,10 @@ rows' count and the sum of the transaction ids that wrote them (`xmin`) play it:
 of them gives it a newer id, an insert or a delete moves the count (`_pg_version`).
 
 After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
-compares views by identity): at 10,000 on a loaded 2-core machine 50-60 ms of CPU, of which
-reading the narrow rows (ten columns) is about 20 ms, the new views about 12 ms, and the young
-collection then walks what it keeps (30,000 objects: rows, views, their dicts; bench/tui.py).
+compares views by identity): at 10,000 on a 2-core machine 40-47 ms of CPU, of which reading
+the narrow rows (ten columns) is about 15 ms, comparing them and the new views about 15 ms and
+freeing the old ones 3-4 ms; the young collection then walks what it keeps (30,000 objects:
+rows, views, their dicts: 5-7 ms; bench/tui.py).
 
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
 by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
@@ -94,7 +95,7 @@ _WHOLE = (_C.id, _C.updated_at, _C.state)
 _SHOWN_STATES = frozenset((*ACTIVE, "stopped"))
 _RAW = {"updated_at", "last_heartbeat_at"}  # timestamps: as text, converted when needed
 _UNSEEN = object()
-_W = len(_WHOLE)
+_STAMP = len(_WHOLE) + 1  # a narrow row's `last_heartbeat_at`
 
 
 class LiveContainers:
@@ -163,15 +164,16 @@ class LiveContainers:
             finally:
                 result.close()
             narrow = {row[0]: row for row in rows}
-            known = self._narrow
+            known = self._narrow.get
             new = 0
             stamps: dict[Any, datetime | None] = {}  # a cycle's rows share their stamp
+            renew, renewed = _beaten, beaten.append
             for part in slices(rows, self.pause, SLICE_ROWS):
                 # one pass: compared, and a row whose heartbeat alone moved gets its new view
                 # (a second pass over the beaten rows was a sixth of the refresh after a cycle)
                 for row in part:
                     key = row[0]
-                    old = known.get(key)
+                    old = known(key)
                     if old == row:  # most rows when idle: one comparison in C
                         continue
                     if old is None:
@@ -180,14 +182,13 @@ class LiveContainers:
                     elif old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
                         whole.append(row)
                     else:
-                        at = row[_W + 1]
+                        at = row[_STAMP]
                         stamp = stamps.get(at, _UNSEEN)
                         if stamp is _UNSEEN:
                             stamp = stamps[at] = aware_utc(at)
-                        was = views[key]
-                        views[key] = view = _beaten(was, row, stamp)
-                        beaten.append(key)
-                        if view.health != was.health:
+                        views[key], moved = renew(views[key], row, stamp)
+                        renewed(key)
+                        if moved:
                             sick.add(key)
             # every kept row read again (the rows are distinct): none gone, no set of 10,000 made
             kept = len(narrow) - new == len(self._views)
@@ -243,7 +244,8 @@ class LiveContainers:
                     changed.add(key)
             self._set_due(key, _due(now_s, rate))
         # a row whose whole read found nothing (deleted since the narrow read) is not shown
-        missing = narrow.keys() - views.keys()
+        # (only a row read whole can lack a view: every other was kept or renewed)
+        missing = {r[0] for r in whole if r[0] not in views}
         ended -= missing
         self._narrow = {k: r for k, r in narrow.items() if k in views} if missing else narrow
         # shown in the order of their creation, as a full read orders them
@@ -409,9 +411,10 @@ def _beaten(
     _new: Any = object.__new__,
     _set: Any = object.__setattr__,
     _alive: Any = _ALIVE.get,
-) -> ContainerView:
+) -> tuple[ContainerView, bool]:
     """`view` with the heartbeat columns of its narrow `row` (`last_heartbeat_at` converted:
-    `stamp`), its health shown as its constructor shows it: `_with` without an intermediate dict
+    `stamp`), its health shown as its constructor shows it, and whether that health moved (read
+    from the copied attributes, not from two views): `_with` without an intermediate dict
     or a call of `__post_init__`, for the rows a heartbeat cycle moved (every running one, each
     cycle; the builtins it calls are bound once). The new view's attributes are a copy of the old
     one's dict, which keeps its keys shared as a constructed view's are (a dict of its own would
@@ -432,10 +435,11 @@ def _beaten(
     ) = row
     d["last_heartbeat_at"] = stamp
     d["agent_alive"] = _alive(alive, True)  # as bool(): any other value is true
-    d["health"] = shown_health(state, health, stamp)
+    was = d["health"]
+    d["health"] = shown = shown_health(state, health, stamp)
     new = _new(ContainerView)
     _set(new, "__dict__", d)  # past the frozen dataclass's guard
-    return new
+    return new, shown != was
 
 
 def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:

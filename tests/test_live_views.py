@@ -233,7 +233,7 @@ def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full
     idle refresh), yet drops the rows ended past the moving window, and sees the next write of any
     connection, another store's included (as another process's)."""
     if store.sqlite_path is None:
-        pytest.skip("SQLite's containers_revision (PostgreSQL: its WAL position, below)")
+        pytest.skip("SQLite's containers_revision (PostgreSQL: its rows' transaction ids, below)")
     live = LiveContainers()
     now = T0 + timedelta(seconds=5)
     store.dashboard(now=now, live=live)
@@ -293,7 +293,7 @@ def test_on_sqlite_only_a_container_write_costs_a_narrow_read_whoever_writes_it(
     from parhelia.state.models import Event, ReconcilerRun
 
     if store.sqlite_path is None:
-        pytest.skip("SQLite's containers_revision (PostgreSQL: its WAL position)")
+        pytest.skip("SQLite's containers_revision (PostgreSQL: its rows' transaction ids)")
     live = LiveContainers()
     now = T0 + timedelta(seconds=5)
     store.dashboard(now=now, live=live)
