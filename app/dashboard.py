@@ -256,6 +256,7 @@ class ParheliaApp(App):
             view.agents,
             reread=reread,
             retexted=retexted,
+            samples=view.samples,
             searching=searching,
             pause=self._keys.wait,
         )

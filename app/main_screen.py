@@ -181,7 +181,7 @@ class MainScreen(Screen[None]):
             self._about_view = (view, about)
         with self.app.batch_update():
             table = self.query_one(ContainersTable)
-            table.show(containers, now, rows, view.agents)
+            table.show(containers, now, rows, view.agents, view.samples)
             if self._select_after_refresh and table.select(self._select_after_refresh):
                 self._select_after_refresh = None
             self.query_one(EventsLog).show(view.events, now)

@@ -8,7 +8,9 @@ shown container (`_NARROW`: what changes without the rest of the row); then
 - a row not seen before, or whose `updated_at` or `state` moved, is read whole by id (every
   write but a heartbeat stamps `updated_at`; comparing each row's own value, not a high-water
   mark, misses no write whatever its clock);
-- a row whose heartbeat columns alone moved gets a copy of its view with those replaced;
+- a row whose heartbeat columns alone moved keeps its view, and its narrow row is handed beside
+  the views as its sample (`samples`, `state/samples.py`): unless the heartbeat moved its shown
+  health, which lives in the view, and it gets a copy of its view with those columns replaced;
 - a row the narrow read no longer returns (ended past the window, or deleted) leaves the view.
 
 On SQLite, a refresh first reads the count that triggers move with every container row
@@ -21,11 +23,11 @@ where the server's WAL position played it (it moves with every commit on the ser
 rows' count and the sum of the transaction ids that wrote them (`xmin`) play it: a write to one
 of them gives it a newer id, an insert or a delete moves the count (`_pg_version`).
 
-After a heartbeat of every row, the refresh is linear in the rows (each is a new view: the table
-compares views by identity): at 10,000 on a 2-core machine 40-47 ms of CPU, of which reading
-the narrow rows (ten columns) is about 15 ms, comparing them and the new views about 15 ms and
-freeing the old ones 3-4 ms; the young collection then walks what it keeps (30,000 objects:
-rows, views, their dicts: 5-7 ms; bench/tui.py).
+After a heartbeat of every row, the refresh reads and compares every narrow row and builds no
+view: at 10,000 on a 2-core machine about 25 ms, of which reading the narrow rows (ten columns)
+is about 15 ms; the young collection then walks the 10,000 new rows (2 ms). A new view for each
+row, as the table's comparison by identity once asked for, cost 20 ms more in building, freeing
+and collecting them (bench/tui.py).
 
 Active rows are priced at `now` when built; an unchanged one is re-priced once its cost has moved
 by `REPRICE_USD` (a tenth of a cent: below what a cost cell shows), found by when it is due (a
@@ -38,13 +40,14 @@ from __future__ import annotations
 import functools
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from parhelia.state import samples
 from parhelia.state.active_spend import ActiveSpend
 from parhelia.state.costs import current_cost
 from parhelia.state.health import shown_health
@@ -102,7 +105,8 @@ class LiveContainers:
     """One dashboard's container views between its refreshes (`Store.dashboard(live=...)`).
 
     `changed` after each read: the ids whose view is a new object (None after a first read);
-    the views of the others are the very objects of the last read."""
+    the views of the others are the very objects of the last read. `samples`: the rows'
+    heartbeat samples, a row's the same tuple while its heartbeat columns did not move."""
 
     def __init__(self) -> None:
         self._narrow: dict[str, tuple] = {}
@@ -121,6 +125,9 @@ class LiveContainers:
         self._trend: tuple[float, tuple[float, ...]] | None = None  # (monotonic, trend)
         self._totals: tuple[float, int] | None = None
         self.changed: set[str] | None = None
+        # each shown row's newest narrow row (`state/samples.py`): what a heartbeat moved of a row
+        # whose view was kept; the same tuple for a row that did not move
+        self.samples: Mapping[str, tuple] = {}
         # what moves with the database's containers (`_containers_version`) when the kept rows
         # were last known to be its rows
         self._version: tuple[str, Any] | None = None
@@ -145,8 +152,8 @@ class LiveContainers:
         version = _containers_version(conn, cutoff)
         first = not self._views
         whole: list[tuple] = []
-        beaten: list[str] = []  # the rows whose heartbeat columns alone moved, their views renewed
-        sick: set[str] = set()  # of those, the ones whose shown health moved
+        # the rows whose heartbeat columns alone moved their shown health: their views renewed
+        sick: set[str] = set()
         views = dict(self._views)
         if self._unchanged(version, cutoff, limit):
             # nothing committed since the rows were read: they are as read, less those ended past
@@ -163,33 +170,34 @@ class LiveContainers:
                 rows = self._fetched(result.cursor)
             finally:
                 result.close()
-            narrow = {row[0]: row for row in rows}
+            narrow: dict[str, tuple] = {}
             known = self._narrow.get
             new = 0
             stamps: dict[Any, datetime | None] = {}  # a cycle's rows share their stamp
-            renew, renewed = _beaten, beaten.append
             for part in slices(rows, self.pause, SLICE_ROWS):
-                # one pass: compared, and a row whose heartbeat alone moved gets its new view
-                # (a second pass over the beaten rows was a sixth of the refresh after a cycle)
+                # one pass: compared, and a row whose heartbeat alone moved its shown health gets
+                # its new view (a second pass over the beaten rows was a sixth of the refresh)
                 for row in part:
                     key = row[0]
                     old = known(key)
                     if old == row:  # most rows when idle: one comparison in C
+                        narrow[key] = old  # the very sample handed before: nothing moved
                         continue
+                    narrow[key] = row
                     if old is None:
                         new += 1
                         whole.append(row)
                     elif old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
                         whole.append(row)
-                    else:
+                    elif shown_health(row[2], row[3], row[_STAMP]) != views[key].health:
+                        # health lives in the view: a new one (only the sample moved for the rest
+                        # of a heartbeat cycle's rows, whose views are kept: `state/samples.py`)
                         at = row[_STAMP]
                         stamp = stamps.get(at, _UNSEEN)
                         if stamp is _UNSEEN:
                             stamp = stamps[at] = aware_utc(at)
-                        views[key], moved = renew(views[key], row, stamp)
-                        renewed(key)
-                        if moved:
-                            sick.add(key)
+                        views[key] = _beaten(views[key], row, stamp)
+                        sick.add(key)
             # every kept row read again (the rows are distinct): none gone, no set of 10,000 made
             kept = len(narrow) - new == len(self._views)
             gone = set() if kept else self._views.keys() - narrow.keys()
@@ -225,7 +233,7 @@ class LiveContainers:
             else:
                 self._price.pop(key, None)
                 self._due.pop(key, None)
-        changed.update(beaten)
+        changed.update(sick)
         for key in [k for k in self._price if k not in views] if gone else ():
             del self._price[key]
             self._due.pop(key, None)
@@ -248,6 +256,7 @@ class LiveContainers:
         missing = {r[0] for r in whole if r[0] not in views}
         ended -= missing
         self._narrow = {k: r for k, r in narrow.items() if k in views} if missing else narrow
+        self.samples = self._narrow  # never changed in place: a view handed out keeps its own
         # shown in the order of their creation, as a full read orders them
         order = [k for k in self._order if k in views] if gone or missing else self._order
         if len(order) != len(views):
@@ -400,6 +409,12 @@ if (*(c.key for c in _WHOLE), *_BEATS) != (
     *("cpu_percent", "memory_used_mib", "memory_percent", "agent_alive"),
 ):
     raise TypeError("the narrow row's columns and `_beaten`'s unpacking disagree")
+if (_STAMP, *(len(_WHOLE) + list(_BEATS).index(f) for f in ("cpu_percent", "memory_used_mib"))) != (
+    samples.STAMP,
+    samples.CPU,
+    samples.MEMORY,
+):
+    raise TypeError("the narrow row's columns and `state/samples.py`'s positions disagree")
 _ALIVE = {None: None, 0: False, 1: True}  # SQLite's 0/1 (PostgreSQL's bools hash alike)
 
 
@@ -411,10 +426,9 @@ def _beaten(
     _new: Any = object.__new__,
     _set: Any = object.__setattr__,
     _alive: Any = _ALIVE.get,
-) -> tuple[ContainerView, bool]:
+) -> ContainerView:
     """`view` with the heartbeat columns of its narrow `row` (`last_heartbeat_at` converted:
-    `stamp`), its health shown as its constructor shows it, and whether that health moved (read
-    from the copied attributes, not from two views): `_with` without an intermediate dict
+    `stamp`), its health shown as its constructor shows it: `_with` without an intermediate dict
     or a call of `__post_init__`, for the rows a heartbeat cycle moved (every running one, each
     cycle; the builtins it calls are bound once). The new view's attributes are a copy of the old
     one's dict, which keeps its keys shared as a constructed view's are (a dict of its own would
@@ -435,11 +449,19 @@ def _beaten(
     ) = row
     d["last_heartbeat_at"] = stamp
     d["agent_alive"] = _alive(alive, True)  # as bool(): any other value is true
-    was = d["health"]
-    d["health"] = shown = shown_health(state, health, stamp)
+    d["health"] = shown_health(state, health, stamp)
     new = _new(ContainerView)
     _set(new, "__dict__", d)  # past the frozen dataclass's guard
-    return new, shown != was
+    return new
+
+
+def with_sample(view: ContainerView, sample: tuple | None) -> ContainerView:
+    """`view` with the heartbeat columns of its `sample` (`LiveContainers.samples`): what a full
+    read returns for it, for a caller that needs one whole view (a kept view's own heartbeat
+    fields are those of its last build). `view` itself without a sample."""
+    from parhelia.state.view_reads import aware_utc
+
+    return view if sample is None else _beaten(view, sample, aware_utc(sample[_STAMP]))
 
 
 def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:

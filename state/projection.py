@@ -127,6 +127,7 @@ class Projection:
                     trend=live.trend(lambda: view_reads.spend_trend(reads, now)),
                     burn_per_hour=burn,
                     gpus=gpus,
+                    samples=live.samples,
                 )
             return view_reads.dashboard_view(
                 reads,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -76,6 +76,7 @@ class Fleet:
     trend: tuple[float, ...]
     burn_per_hour: float
     gpus: int
+    samples: Mapping[str, tuple] | None = None  # a live dashboard's (`state/samples.py`)
 
 
 def dashboard_view(
@@ -110,6 +111,7 @@ def dashboard_view(
         plane_id=plane,
         foreign=foreign_sandboxes(reads),
         in_grace=in_grace(reads),
+        samples=fleet.samples,
     )
 
 

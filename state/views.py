@@ -6,8 +6,8 @@ can never disagree. Frozen dataclasses with no database attachment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 
 from parhelia.state.costs import burn_rate
@@ -235,6 +235,9 @@ class DashboardView:
     # what each local agent is doing, by container id (`state.agent_activity.AgentState`): the
     # containers pane's AGENT column, merged in when rows are formatted (`container_cells`)
     agents: dict = field(default_factory=dict)
+    # a live dashboard's newest heartbeat sample per container id, beside views it kept
+    # (`state/samples.py`); None in a full read, whose views hold their own
+    samples: Mapping[str, tuple] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -286,7 +289,10 @@ class DashboardView:
         return bool(self.attention())
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What `--json` prints: every field but a live dashboard's `samples` (its own)."""
+        out = asdict(replace(self, samples=None))
+        del out["samples"]
+        return out
 
 
 @dataclass(frozen=True)

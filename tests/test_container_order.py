@@ -177,7 +177,9 @@ def test_a_heartbeat_cycle_that_moves_every_key_but_no_place_is_not_sorted_again
     from parhelia.widgets import container_order
 
     monkeypatch.setattr(
-        container_order, "order_key", lambda c, col, agent=None: _CountedKey(order_key(c, col))
+        container_order,
+        "order_key",
+        lambda c, col, agent=None, sample=None: _CountedKey(order_key(c, col)),
     )
     rng = random.Random(5)
     rows = [view(i, rng) for i in range(2_000)]

@@ -18,7 +18,7 @@ from parhelia.state.settings import Settings
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 from parhelia.widgets.container_filter import ContainerFilter
-from parhelia.widgets.containers_table import ContainersTable, prepare_rows
+from parhelia.widgets.containers_table import ContainersTable, prepare_rows, row_cells
 from parhelia.widgets.formatting import COLUMN_KEYS, order_key, sorted_ids
 from parhelia.workers.control import ControlPlane
 
@@ -148,17 +148,37 @@ def test_a_heartbeat_cycle_keeps_the_order_of_rows_sorted_by_heartbeat(seeded):
     the pane's order is the very list it was (not sorted, nor walked and compared again)."""
     store, control, clock = seeded
     live = LiveContainers()
-    views = control.dashboard(live=live).containers
-    first = prepare_rows(views, ("heartbeat", False, ""), live.changed)
-    store.record_heartbeats(
-        [], [{"id": c.id, "last_heartbeat_at": clock[0], "missed_heartbeats": 0} for c in views]
+    view = control.dashboard(live=live)
+    first = prepare_rows(
+        view.containers, ("heartbeat", False, ""), live.changed, samples=view.samples
     )
-    views = control.dashboard(live=live).containers
-    again = prepare_rows(views, ("heartbeat", False, ""), live.changed, first, reread=live.reread)
-    assert len(live.changed) == N and live.reread == set()  # every row beaten, none read whole
+    store.record_heartbeats(
+        [],
+        [
+            {"id": c.id, "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+            for c in view.containers
+        ],
+    )
+    before = view
+    view = control.dashboard(live=live)
+    again = prepare_rows(
+        view.containers,
+        ("heartbeat", False, ""),
+        live.changed,
+        first,
+        reread=live.reread,
+        samples=view.samples,
+    )
+    # every row beaten, none read whole, no view built: each row's sample moved beside its view
+    assert live.changed == set() and live.reread == set()
+    assert all(a is b for a, b in zip(view.containers, before.containers, strict=True))
+    assert all(view.samples[c.id] is not before.samples[c.id] for c in view.containers)
+    keys = again.orderings["heartbeat"].keys
+    assert all(keys[c.id] != first.orderings["heartbeat"].keys[c.id] for c in view.containers)
     assert again.order is first.order
     assert again.order == sorted_ids(
-        [(c.id, order_key(c, "heartbeat")) for c in views], reverse=False
+        [(c.id, order_key(c, "heartbeat", None, view.samples[c.id])) for c in view.containers],
+        reverse=False,
     )
 
 
@@ -300,7 +320,9 @@ def main_thread_calls(name: str | tuple[str, ...], module: str):
 def scratch_order(t: ContainersTable, column: str, reverse: bool = False) -> list[str]:
     f = ContainerFilter.parse(t.filter.text)
     wanted = [c for c in t._all if f.matches(c)]
-    return sorted_ids([(c.id, order_key(c, column)) for c in wanted], reverse=reverse)
+    return sorted_ids(
+        [(c.id, order_key(c, column, None, t._samples.get(c.id))) for c in wanted], reverse=reverse
+    )
 
 
 async def filter_bar_open(pilot, app: ParheliaApp):
@@ -617,16 +639,21 @@ async def test_a_finished_order_or_filter_worker_keeps_no_refresh_views_alive(se
                 break
             await pilot.pause(0.01)
         assert not t.order_pending and t.sort_column == "task"
-        store.record_heartbeats(  # every row a new view
+        store.record_heartbeats(  # every row a new view: a heartbeat that moves its health
             [],
             [
-                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                {
+                    "id": f"c-{i:08x}",
+                    "last_heartbeat_at": clock[0],
+                    "missed_heartbeats": 3,
+                    "health": "degraded",
+                }
                 for i in range(N)
             ],
         )
         await refresh(pilot, app)
         await settled(pilot, app)
-        assert t._views["c-00000007"].last_heartbeat_at == clock[0]  # a new view
+        assert t._views["c-00000007"].health == "degraded"  # a new view
         alive = sum(ref() is not None for ref in old)
         # at most the rows whose cells are kept to be drawn (`_drawn`), not the refresh's N
         assert alive <= len(t._drawn) < N, f"{alive} of {N} replaced views kept alive"
@@ -656,11 +683,11 @@ async def test_a_sort_key_retitles_the_pane_in_its_own_frame_and_same_titles_rep
 async def test_an_ordering_made_for_older_views_is_put_right_by_keying_only_rows_read_whole(
     seeded, monkeypatch
 ):
-    """Under a heartbeating fleet every view is new each refresh, so an ordering a worker made
-    a refresh ago matched no view by identity and was made again from scratch (a chase of
-    workers at 10,000 rows). For a column no heartbeat moves, only the rows read whole since can
-    have moved: those are keyed again, on the main thread, and the order is the one made from
-    scratch."""
+    """When every view is new each refresh (a fleet whose heartbeats move every row's health),
+    an ordering a worker made a refresh ago matched no view by identity and was made again from
+    scratch (a chase of workers at 10,000 rows). For a column no heartbeat moves, only the rows
+    read whole since can have moved: those are keyed again, on the main thread, and the order is
+    the one made from scratch."""
     store, control, clock = seeded
     monkeypatch.setattr(ContainersTable, "SYNC_ROWS", 0, raising=False)  # as past 2,000 rows
     app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
@@ -671,7 +698,8 @@ async def test_an_ordering_made_for_older_views_is_put_right_by_keying_only_rows
         await settled(pilot, app)
         await refresh(pilot, app)
         stale, generation = t._orderings["sandbox"], t._ordering_gen["sandbox"]
-        for moved in ("c-00000003", "c-00000009"):  # two rows read whole, every row beaten
+        # two rows read whole, every row's health moved by a heartbeat (every view new)
+        for moved, health in (("c-00000003", "degraded"), ("c-00000009", "healthy")):
             with store.write() as s:
                 s.execute(
                     update(Container)
@@ -681,7 +709,7 @@ async def test_an_ordering_made_for_older_views_is_put_right_by_keying_only_rows
             store.record_heartbeats(
                 [],
                 [
-                    {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                    {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "health": health}
                     for i in range(N)
                 ],
             )
@@ -848,3 +876,62 @@ async def test_a_heartbeat_refresh_matches_the_filter_again_only_for_rows_whose_
         assert t.ordered_keys == scratch_order(t, "age")
         assert compared == []  # before: every row's text compared with its last view's
         assert looked == ["c-00000007"]  # before: every row matched again
+
+
+async def test_a_heartbeat_cycle_keeps_every_view_and_the_pane_shows_and_sorts_its_samples(seeded):
+    """A heartbeat that moves no row's health builds no view (`state/samples.py`): the pane's
+    views are the very objects it had, and what the heartbeat moved (HB, CPU, MEM) is shown and
+    sorted from the samples beside them, as a full read of the rows would show it; a heartbeat
+    that moves a row's health still gives it a new view."""
+    store, control, clock = seeded
+    app = ParheliaApp(control, run_loops=False, watch_db=False, refresh_seconds=0)
+    async with app.run_test(size=SIZE) as pilot:
+        t = app.query_one(ContainersTable)
+        await refresh(pilot, app)
+        t.sort_by("cpu")
+        await settled(pilot, app)
+        before = dict(t._views)
+        shown = t.ordered_keys[:3]  # rows on screen, drawn with their cells
+        clock[0] += timedelta(seconds=2)
+        store.record_heartbeats(
+            [
+                {
+                    "container_id": f"c-{i:08x}",
+                    "ts": clock[0],
+                    "cpu_percent": float((i * 37) % 100),
+                    "memory_mib": 100.0 + i,
+                    "memory_percent": 1.0,
+                    "disk_percent": 1.0,
+                    "uptime_seconds": 5.0,
+                    "agent_alive": True,
+                }
+                for i in range(N)
+            ],
+            [
+                {"id": f"c-{i:08x}", "last_heartbeat_at": clock[0], "missed_heartbeats": 0}
+                for i in range(N)
+            ]
+            + [{"id": "c-00000005", "last_heartbeat_at": clock[0], "health": "degraded"}],
+        )
+        versions = {k: t.row_version(k) for k in shown}
+        await refresh(pilot, app)
+        await settled(pilot, app)
+        kept = [k for k in t._views if k != "c-00000005"]
+        assert all(t._views[k] is before[k] for k in kept)  # no view built for a heartbeat
+        assert t._views["c-00000005"] is not before["c-00000005"]  # its health moved
+        assert all(t.row_version(k) != versions[k] for k in shown)  # drawn again all the same
+        full = {c.id: c for c in control.dashboard().containers}  # a full read: whole views
+        for k in t.ordered_keys[:10]:
+            for column in ("cpu", "memory", "heartbeat", "health"):
+                assert (
+                    t.get_cell(k, column).plain
+                    == row_cells(full[k], t.now, None)[COLUMN_KEYS.index(column)][0]
+                ), (k, column)
+        assert t.ordered_keys == sorted_ids(
+            [(k, order_key(c, "cpu")) for k, c in full.items()], reverse=False
+        )
+        t.sort_by("memory")  # made from the samples too (a worker or the main thread)
+        await settled(pilot, app)
+        assert t.ordered_keys == sorted_ids(
+            [(k, order_key(c, "memory")) for k, c in full.items()], reverse=False
+        )

@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, update
 
 from parhelia.state.errors import ParheliaError
-from parhelia.state.live_views import LiveContainers
+from parhelia.state.live_views import LiveContainers, with_sample
 from parhelia.state.models import Container, Task
+from parhelia.state.samples import beat
+from parhelia.state.samples import moved as moved_samples
 from parhelia.state.store import Store
 from parhelia.state.timeutil import utcnow
 
@@ -65,9 +67,20 @@ def both(store: Store, live: LiveContainers, now):
 
 
 def same(a, b) -> None:
-    assert [asdict(c) for c in a.containers] == [asdict(c) for c in b.containers]
+    """`a`, a live read, shows what `b`, a full read, shows: each view with its heartbeat sample
+    (`DashboardView.samples`) is the full read's view."""
+    assert b.samples is None
+    assert [asdict(with_sample(c, a.samples.get(c.id))) for c in a.containers] == [
+        asdict(c) for c in b.containers
+    ]
     assert a.budget.spent_usd == pytest.approx(b.budget.spent_usd, abs=1e-9)
     assert a.budget.burn_rate_per_hour == pytest.approx(b.budget.burn_rate_per_hour)
+
+
+def moved(live: LiveContainers, before) -> set[str]:
+    """The rows the last read moved, given the samples before it: a new view, or a heartbeat
+    sample beside a view it kept."""
+    return live.changed | moved_samples(before, live.samples)
 
 
 def test_a_refresh_after_each_kind_of_write_shows_what_a_full_read_shows(store):
@@ -79,7 +92,8 @@ def test_a_refresh_after_each_kind_of_write_shows_what_a_full_read_shows(store):
 
     # nothing written: nothing built again, the very same view objects
     before = store.dashboard(now=now, live=live).containers
-    after = store.dashboard(now=now, live=live).containers
+    shown = store.dashboard(now=now, live=live)
+    after, before_samples = shown.containers, shown.samples
     assert live.changed == set() and all(a is b for a, b in zip(before, after, strict=True))
 
     # a heartbeat cycle (no updated_at stamp): health and samples of two rows
@@ -100,8 +114,11 @@ def test_a_refresh_after_each_kind_of_write_shows_what_a_full_read_shows(store):
     )
     a, b = both(store, live, now)
     same(a, b)
-    assert live.changed == {ids[1], ids[2]}
-    assert a.containers[2].health == "degraded" and a.containers[1].cpu_percent == 42.0
+    # the health lives in the view: a new one; a sample alone moves beside the view it keeps
+    assert live.changed == {ids[2]} and a.containers[2].health == "degraded"
+    assert a.containers[1] is after[1] and a.samples[ids[1]] is not before_samples[ids[1]]
+    assert beat(a.containers[1], a.samples[ids[1]])[1] == 42.0
+    assert all(a.samples[k] is before_samples[k] for k in ids if k not in (ids[1], ids[2]))
 
     # a transition (ends a row: stamps updated_at), a new row, a field written with an old clock
     store.transition(ids[3], "terminated", source="user", now=now)
@@ -252,8 +269,9 @@ def test_on_sqlite_a_refresh_after_no_commit_reads_no_rows_and_shows_what_a_full
         )
     finally:
         other.close()
+    before = live.samples
     assert _narrow_reads(store, lambda: store.dashboard(now=later, live=live)) == 1
-    assert live.changed == {"c-00000003"}
+    assert moved(live, before) == {"c-00000003"}
     same(*both(store, live, later))
     # a window moved back (an earlier `now`) may bring rows back: read again
     back = []
@@ -336,8 +354,9 @@ def test_on_sqlite_only_a_container_write_costs_a_narrow_read_whoever_writes_it(
         for sql, changed in written:
             raw.execute(sql)
             views: list = []
+            before = live.samples
             assert _narrow_reads(store, lambda v=views: v.extend(both(store, live, now))) == 1, sql
-            assert live.changed == changed, sql
+            assert moved(live, before) == changed, sql
             same(*views)
             if sql.startswith("DELETE"):
                 assert "c-00000006" not in {c.id for c in views[0].containers}
@@ -424,8 +443,10 @@ def test_after_random_writes_and_clock_moves_a_refresh_shows_what_a_full_read_sh
                     with store.write() as w:
                         w.execute(delete(Container).where(Container.id == cid))
             a, b = store.dashboard(now=now, live=live), store.dashboard(now=now)
-            strip = lambda v: {**asdict(v), "cost_accrued_usd": None}  # noqa: E731
-            assert [strip(c) for c in a.containers] == [strip(c) for c in b.containers]
+            strip = lambda v, s=None: {**asdict(with_sample(v, s)), "cost_accrued_usd": None}  # noqa: E731
+            assert [strip(c, a.samples.get(c.id)) for c in a.containers] == [
+                strip(c) for c in b.containers
+            ]
             for x, y in zip(a.containers, b.containers, strict=True):
                 assert x.cost_accrued_usd == pytest.approx(y.cost_accrued_usd, abs=0.001)
             assert a.budget.spent_usd == pytest.approx(b.budget.spent_usd, abs=1e-9)
@@ -473,8 +494,9 @@ def test_on_postgresql_only_a_container_write_costs_a_narrow_read(store):
         for write, changed in writes:
             write()
             views: list = []
+            before = live.samples
             assert _narrow_reads(store, lambda v=views: v.extend(both(store, live, now))) == 1
-            assert live.changed == changed
+            assert moved(live, before) == changed
             same(*views)
     finally:
         other.close()
@@ -498,10 +520,11 @@ def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(s
         [], [{"id": k, "last_heartbeat_at": now, "missed_heartbeats": 1} for k in ids]
     )
     calls.clear()
+    before = live.samples
     a, b = both(store, live, now)
     same(a, b)
-    assert live.changed == set(ids)
-    # the fetch's and the comparison's slices again: the views are renewed in the comparison's
+    assert live.changed == set() and moved(live, before) == set(ids)  # samples beside kept views
+    # the fetch's and the comparison's slices again
     assert len(calls) == fetched
 
 
@@ -522,8 +545,10 @@ def test_a_read_says_which_rows_a_filter_reads_otherwise_the_read_whole_and_the_
     store.record_heartbeats([], beats)
     with store.write() as w:
         w.execute(update(Container).where(Container.id == ids[5]).values(gpu="T4", updated_at=now))
+    before = live.samples
     store.dashboard(now=now, live=live)
-    assert live.changed >= set(ids)  # every beaten row is a new view
+    # a new view where the health moved or the row was read whole; the rest moved their samples
+    assert live.changed == {ids[3], ids[5]} and moved(live, before) >= set(ids)
     assert live.reread == {ids[5]}
     assert live.retexted == {ids[3], ids[5]}
     store.record_heartbeats([], [{"id": k, "last_heartbeat_at": now} for k in ids])

@@ -69,7 +69,8 @@ def test_every_session_is_in_utc_and_iso_whatever_the_servers_settings(pg):
     (`db.in_utc`, `view_queries.stamp_text`). On a database whose own defaults are another zone
     and another date style, the store's and the quick path's sessions are in UTC and ISO (after
     a rollback too), and a live refresh after a heartbeat shows what a full read shows."""
-    from parhelia.state.live_views import LiveContainers
+    from parhelia.state import samples
+    from parhelia.state.live_views import LiveContainers, with_sample
     from parhelia.state.quick_store import QuickStore
 
     with pg.engine.begin() as conn:
@@ -91,9 +92,11 @@ def test_every_session_is_in_utc_and_iso_whatever_the_servers_settings(pg):
         store.dashboard(now=now, live=live)
         beat = T0 + timedelta(minutes=4, microseconds=500_000)  # PostgreSQL writes .5, not .500000
         store.record_heartbeats([], [{"id": "c-00000001", "last_heartbeat_at": beat}])
-        [shown] = store.dashboard(now=now, live=live).containers
-        assert live.changed == {"c-00000001"} and shown.last_heartbeat_at == beat
-        assert [shown] == store.dashboard(now=now).containers
+        view = store.dashboard(now=now, live=live)
+        [shown], sample = view.containers, view.samples["c-00000001"]
+        # the view kept, the heartbeat read from the sample beside it (`state/samples.py`)
+        assert live.changed == set() and samples.beat(shown, sample)[0] == beat
+        assert [with_sample(shown, sample)] == store.dashboard(now=now).containers
     finally:
         store.close()
     quick = QuickStore.open(pg.url)

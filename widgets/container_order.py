@@ -18,16 +18,20 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from parhelia.state.agent_activity import AgentState
 from parhelia.state.pacing import paced
+from parhelia.state.samples import Samples
+from parhelia.state.samples import moved as moved_samples
 from parhelia.state.views import ContainerView
 from parhelia.widgets.container_filter import ContainerFilter, haystack, haystack_values
-from parhelia.widgets.formatting import order_key
+from parhelia.widgets.formatting import SAMPLE_COLUMNS, order_key
 
 Views = Mapping[str, ContainerView]
 Agents = Mapping[str, AgentState]
+_NONE: Samples = MappingProxyType({})  # a full read's views come with none: each holds its own
 _BLANK = (True,)  # sorts before every key of a row without a value: (True, 0, id)
 
 
@@ -42,6 +46,8 @@ class Ordering:
     agents: Agents
     keys: Mapping[str, tuple]
     ascending: list[str]
+    # the heartbeat samples beside `views` (`state/samples.py`)
+    samples: Samples = field(default_factory=lambda: _NONE)
 
     def blank_from(self) -> int:
         """Where the rows without a value start."""
@@ -77,19 +83,26 @@ def ordering(
     previous: Ordering | None = None,
     changed: Collection[str] | None = None,
     *,
+    samples: Samples | None = None,
     limit: int | None = None,
     pause: Callable[[], object] | None = None,
 ) -> Ordering | None:
     """`column`'s ordering of `views`, made from `previous` when it is the same column's: only
-    the rows in `changed` (None: every row whose view is another object than `previous`'s) are
-    keyed again. A few moved rows are put in place, more mean one sort. With `limit`, None when
-    more than `limit` rows would be keyed again (the main thread leaves that to a thread).
-    `pause` is called between slices of the rows keyed (`state/pacing.py`)."""
+    the rows in `changed` (None: every row whose view is another object than `previous`'s), and
+    for a column read from heartbeat samples those whose sample is another tuple, are keyed
+    again. A few moved rows are put in place, more mean one sort. With `limit`, None when more
+    than `limit` rows would be keyed again (the main thread leaves that to a thread). `pause` is
+    called between slices of the rows keyed (`state/pacing.py`)."""
+    samples = _NONE if samples is None else samples
+    sample = samples.get
     if previous is None or previous.column != column:
         if limit is not None and len(views) > limit:
             return None
-        keys = {k: order_key(c, column, agents.get(k)) for k, c in paced(views.items(), pause)}
-        return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__))
+        keys = {
+            k: order_key(c, column, agents.get(k), sample(k))
+            for k, c in paced(views.items(), pause)
+        }
+        return Ordering(column, views, agents, keys, sorted(keys, key=keys.__getitem__), samples)
     gone: set[str] = set()
     if changed is None:
         changed, gone = changed_rows(views, previous.views)
@@ -98,6 +111,8 @@ def ordering(
         changed = set(changed) | (views.keys() - previous.views.keys())
     if column == "agent":
         changed = set(changed) | (agents_changed(previous.agents, agents) & views.keys())
+    elif column in SAMPLE_COLUMNS and samples is not previous.samples:
+        changed = set(changed) | (moved_samples(previous.samples, samples) & views.keys())
     if limit is not None and len(changed) + len(gone) > limit:
         return None
     old = previous.keys
@@ -105,11 +120,11 @@ def ordering(
     for k in paced(changed, pause):
         c = views.get(k)
         if c is not None:
-            key = order_key(c, column, agents.get(k))
+            key = order_key(c, column, agents.get(k), sample(k))
             if old.get(k) != key:
                 moved[k] = key
     if not moved and not gone:  # a heartbeat moves no row sorted by age: the same order
-        return Ordering(column, views, agents, previous.keys, previous.ascending)
+        return Ordering(column, views, agents, previous.keys, previous.ascending, samples)
     keys = dict(old)
     if len(moved) + len(gone) > max(64, len(views) // 32):
         for k in gone:
@@ -122,7 +137,7 @@ def ordering(
         ascending = sorted(kept + new, key=keys.__getitem__)
         if ascending == previous.ascending:  # the same list: the pane's order is kept as it is
             ascending = previous.ascending
-        return Ordering(column, views, agents, keys, ascending)
+        return Ordering(column, views, agents, keys, ascending, samples)
     ascending = list(previous.ascending)
     by_key = keys.__getitem__
     for k in [*gone, *(k for k in moved if k in old)]:
@@ -131,7 +146,7 @@ def ordering(
     for k, key in moved.items():
         keys[k] = key
         insort(ascending, k, key=by_key)
-    return Ordering(column, views, agents, keys, ascending)
+    return Ordering(column, views, agents, keys, ascending, samples)
 
 
 def matches(

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from rich.text import Text
 from textual.binding import Binding
@@ -30,6 +30,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from parhelia.state.agent_activity import AgentState
+from parhelia.state.samples import Samples
 from parhelia.state.views import ContainerView, plural
 from parhelia.widgets.container_filter import ContainerFilter
 from parhelia.widgets.container_order import (
@@ -43,6 +44,7 @@ from parhelia.widgets.formatting import (
     COLUMN_KEYS,
     COLUMNS,
     KEYS_KEPT_BY_HEARTBEATS,
+    SAMPLE_COLUMNS,
     TASK_WIDTH,
     cell_style,
     container_cells,
@@ -118,6 +120,7 @@ class PreparedRows:
     base: int | None = None
     reread: frozenset[str] | None = None
     retexted: frozenset[str] | None = None
+    samples: Samples | None = None  # `DashboardView.samples`, beside `views`
 
     @property
     def keys(self) -> Mapping[str, tuple]:
@@ -134,6 +137,7 @@ def prepare_rows(
     *,
     reread: set[str] | None = None,
     retexted: set[str] | None = None,
+    samples: Samples | None = None,
     searching: bool = False,
     pause: Callable[[], object] | None = None,
 ) -> PreparedRows:
@@ -154,7 +158,7 @@ def prepare_rows(
             pause()
         before = previous.orderings.get(col) if previous is not None else None
         rows = reread if reread is not None and col in KEYS_KEPT_BY_HEARTBEATS else changed
-        made = ordering(by_id, col, agents, before, rows, pause=pause)
+        made = ordering(by_id, col, agents, before, rows, samples=samples, pause=pause)
         assert made is not None  # no limit
         orderings[col] = made
     filtered = bool(ContainerFilter.parse(text))
@@ -190,16 +194,18 @@ def prepare_rows(
         base,
         frozenset(reread) if reread is not None and base is not None else None,
         frozenset(retexted) if retexted is not None and base is not None else None,
+        samples,
     )
 
 
 def row_cells(
-    c: ContainerView, now: datetime, agent: AgentState | None = None
+    c: ContainerView, now: datetime, agent: AgentState | None = None, sample: tuple | None = None
 ) -> list[tuple[str, str]]:
     """One container's row as drawn: each cell with its style, starting with the space that keeps
     columns apart. The one place a row is built (a new column goes in `COLUMNS` and
-    `container_cells`; `agent` is the view's side map's, `DashboardView.agents`)."""
-    cells, base = container_cells(c, now, agent), row_style(c)
+    `container_cells`; `agent` and `sample` are from the view's side maps,
+    `DashboardView.agents` and `.samples`)."""
+    cells, base = container_cells(c, now, agent, sample), row_style(c)
     return [
         (" " + value, cell_style(c, key, base, agent))
         for key, value in zip(COLUMN_KEYS, cells, strict=True)
@@ -265,8 +271,10 @@ class ContainersTable(LineTable):
         self._computing: set[str] = set()  # columns a worker is ordering
         self.order_pending = False  # the order for the sort and filter asked for is being made
         self._all: list[ContainerView] = []
-        self._drawn: dict[str, tuple[ContainerView, AgentState | None, list[tuple[str, str]]]] = {}
+        # by id: (view, agent, sample, cells) as last drawn
+        self._drawn: dict[str, tuple[ContainerView, Any, Any, list[tuple[str, str]]]] = {}
         self._agents: Mapping[str, AgentState] = {}  # what each agent does (`DashboardView.agents`)
+        self._samples: Samples = {}  # each row's newest heartbeat (`DashboardView.samples`)
         self.matched = 0
         # what the screen says of the view in the subtitle ("3 active · $1.20/h"); the table adds
         # its own filter, sort and hidden columns (`retitle`)
@@ -333,28 +341,33 @@ class ContainersTable(LineTable):
         return Text(text, style=style)
 
     def row_cells(self, key: str) -> list[tuple[str, str]]:
-        """The row's cells, made when it is drawn and kept while its view, its agent's activity
-        and `now` stay."""
+        """The row's cells, made when it is drawn and kept while its view, its agent's activity,
+        its heartbeat sample and `now` stay."""
         self.row_index(key)  # KeyError when it is not shown
-        view, agent = self._views[key], self._agents.get(key)
+        view, agent, sample = self._views[key], self._agents.get(key), self._samples.get(key)
         drawn = self._drawn.get(key)
-        if drawn is None or drawn[0] is not view or drawn[1] != agent:
-            drawn = (view, agent, row_cells(view, self.now or view.created_at, agent))
+        if drawn is None or drawn[0] is not view or drawn[1] != agent or drawn[2] is not sample:
+            drawn = (
+                view,
+                agent,
+                sample,
+                row_cells(view, self.now or view.created_at, agent, sample),
+            )
             self._drawn[key] = drawn
-        return drawn[2]
+        return drawn[3]
 
     def line_version(self, key: str) -> object:
         """A row is drawn again when its view (the store hands back the same object for a
-        container that did not change) or its agent's activity is another, or `now` moved: no
-        per-row bookkeeping on a refresh, which at 10,000 heartbeating rows cost the main
-        thread a loop over every row each second."""
-        return (self._views[key], self._agents.get(key), self.now)
+        container that did not change), its agent's activity or its heartbeat sample is another,
+        or `now` moved: no per-row bookkeeping on a refresh, which at 10,000 heartbeating rows
+        cost the main thread a loop over every row each second."""
+        return (self._views[key], self._agents.get(key), self._samples.get(key), self.now)
 
     def row_version(self, key: str) -> object:
-        """Changes whenever the row's container (or its agent's activity) changed: untouched rows
-        keep theirs (None when not shown)."""
+        """Changes whenever the row's container (its agent's activity, its heartbeat) changed:
+        untouched rows keep theirs (None when not shown)."""
         view = self._views.get(key)
-        return None if view is None else (view, self._agents.get(key))
+        return None if view is None else (view, self._agents.get(key), self._samples.get(key))
 
     def show(
         self,
@@ -362,6 +375,7 @@ class ContainersTable(LineTable):
         now: datetime,
         prepared: PreparedRows | None = None,
         agents: Mapping[str, AgentState] | None = None,
+        samples: Samples | None = None,
     ) -> None:
         """Bring the table in line with `views`: the rows whose container (or agent's activity,
         `agents`) changed are drawn again (only those on screen are), rows come and go; nothing
@@ -373,6 +387,7 @@ class ContainersTable(LineTable):
             self._drawn.clear()  # ages and costs move with `now`
         self.now = now
         self._agents = agents or {}
+        self._samples = samples or {}
         same = prepared is not None and prepared.source is views  # no row marked since
         fresh = prepared.views if same else {c.id: c for c in views}
         if not same and prepared is not None and len(prepared.views) == len(fresh):
@@ -555,16 +570,18 @@ class ContainersTable(LineTable):
     def _ordering_for(self, column: str, *, wait: bool = False) -> Ordering | None:
         """The column's ordering of the rows shown, if ready or cheap to make here."""
         views, agents, kept = self._views, self._agents, self._orderings.get(column)
+        samples = self._samples
         if (
             kept is not None
             and kept.views is views
             and (column != "agent" or kept.agents is agents)
+            and (column not in SAMPLE_COLUMNS or kept.samples is samples)
         ):
             return kept
         small = wait or len(views) <= self.SYNC_ROWS
         changed = self._changed_for(column, kept)
         limit = None if small else self.PATCH_ROWS
-        made = ordering(views, column, agents, kept, changed, limit=limit)
+        made = ordering(views, column, agents, kept, changed, samples=samples, limit=limit)
         if made is None:
             self._start_ordering(column)
         else:
@@ -607,12 +624,12 @@ class ContainersTable(LineTable):
             return  # its result comes, and is brought up to date then
         self._computing.add(column)
         kept = self._orderings.get(column)
-        job = [self._views, self._agents, kept, self._changed_for(column, kept)]
+        job = [self._views, self._agents, kept, self._changed_for(column, kept), self._samples]
         generation = self._gen
 
         def make() -> None:
-            views, agents, kept, changed = handed(job)
-            made = ordering(views, column, agents, kept, changed)
+            views, agents, kept, changed, samples = handed(job)
+            made = ordering(views, column, agents, kept, changed, samples=samples)
             self.post_message(self.OrderingMade(made, generation))
 
         self.run_worker(make, thread=True, group=f"order-{column}", exit_on_error=False)

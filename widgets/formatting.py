@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parhelia.state.agent_activity import AgentState, activity_cell
 from parhelia.state.health import NO_LIVE_HEALTH
 from parhelia.state.safe_text import escape_controls
+from parhelia.state.samples import beat
 from parhelia.state.spend import sparkline
 from parhelia.state.timeutil import age_seconds, compact_duration
 from parhelia.state.views import (
@@ -163,11 +164,13 @@ AGENT_STYLE = {"waiting": "bold yellow", "working": "green", "exited": "dim"}
 
 
 def container_cells(
-    c: ContainerView, now: datetime, agent: AgentState | None = None
+    c: ContainerView, now: datetime, agent: AgentState | None = None, sample: tuple | None = None
 ) -> tuple[str, ...]:
     """The row's plain cells, in `COLUMNS` order (what changed is found by comparing these).
-    `agent` is what its agent's session shows (`DashboardView.agents`): not a stored column."""
+    `agent` is what its agent's session shows (`DashboardView.agents`): not a stored column;
+    `sample` its newest heartbeat beside a kept view (`DashboardView.samples`)."""
     active = c.is_active
+    seen, cpu, used = beat(c, sample)
     mark = ESTIMATE_MARK if c.rate_estimated else ""
     cells = {
         "id": c.id,
@@ -176,9 +179,9 @@ def container_cells(
         "agent": activity_cell(agent) if active else "-",
         "task": excerpt(c.task_prompt or c.task_id, TASK_WIDTH),
         "age": age(c.started_at or c.created_at, now),
-        "heartbeat": age(c.last_heartbeat_at, now) if active else "-",
-        "cpu": percent(c.cpu_percent) if active else "-",
-        "memory": memory(c.memory_used_mib) if active else "-",
+        "heartbeat": age(seen, now) if active else "-",
+        "cpu": percent(cpu) if active else "-",
+        "memory": memory(used) if active else "-",
         "rate": f"{mark}{c.cost_rate_per_hour:.2f}" if active else "-",
         "cost": f"{mark}{money(c.cost_accrued_usd)}",
         "gpu": c.gpu or "-",
@@ -215,22 +218,23 @@ def cell_style(c: ContainerView, column: str, base: str, agent: AgentState | Non
 HEALTH_ORDER = {h: i for i, h in enumerate(("healthy", "unknown", "degraded", "unhealthy", "dead"))}
 
 
-def sort_keys(c: ContainerView, now: datetime, agent: AgentState | None = None) -> tuple:
+def sort_keys(
+    c: ContainerView, now: datetime, agent: AgentState | None = None, sample: tuple | None = None
+) -> tuple:
     """A comparable key per column, in `COLUMNS` order (ages by seconds, money by value): each
     `(missing, value, id)`, where `missing` marks a cell shown as "-" (an ended row's usage and
     rate, a heartbeat never seen): those sort last either way, by id, and no stale hidden value
     orders them."""
-    return tuple(sort_value(c, k, now, agent) for k in COLUMN_KEYS)
+    return tuple(sort_value(c, k, now, agent, sample) for k in COLUMN_KEYS)
 
 
-# Each column's sort value but the two that depend on `now` (see `sort_keys`, `order_key`).
+# Each column's sort value but the two that depend on `now` (see `sort_keys`, `order_key`) and
+# those of a heartbeat's sample (`SAMPLE_COLUMNS`).
 _SORT_VALUE = {
     "id": lambda c, active: c.id,
     "state": lambda c, active: c.state,
     "health": lambda c, active: HEALTH_ORDER.get(c.health) if c.health != NO_LIVE_HEALTH else None,
     "task": lambda c, active: (c.task_prompt or c.task_id or "").lower() or None,
-    "cpu": lambda c, active: c.cpu_percent if active else None,
-    "memory": lambda c, active: c.memory_used_mib if active else None,
     "rate": lambda c, active: c.cost_rate_per_hour if active else None,
     "cost": lambda c, active: c.cost_accrued_usd,
     "gpu": lambda c, active: c.gpu or None,
@@ -240,6 +244,9 @@ _SORT_VALUE = {
 
 # Columns whose key no heartbeat and no re-pricing moves: only a change to the rest of the row.
 KEYS_KEPT_BY_HEARTBEATS = frozenset({"id", "state", "task", "age", "rate", "gpu", "sandbox"})
+# Columns read from a heartbeat's sample (`state/samples.py`): their key moves with a sample that
+# moved beside a kept view.
+SAMPLE_COLUMNS = frozenset({"heartbeat", "cpu", "memory"})
 
 
 def _agent_order(c: ContainerView, agent: AgentState | None) -> int | None:
@@ -247,18 +254,33 @@ def _agent_order(c: ContainerView, agent: AgentState | None) -> int | None:
     return AGENT_ORDER.get(agent.activity.kind) if agent is not None and c.is_active else None
 
 
-def order_key(c: ContainerView, column: str, agent: AgentState | None = None) -> tuple:
+def order_key(
+    c: ContainerView, column: str, agent: AgentState | None = None, sample: tuple | None = None
+) -> tuple:
     """The key of one column in `sort_keys`' form and order, without `now`: ages sort by their
-    start (the older, the larger: the negated time), so a key stays good while the row (and its
-    agent) does not change and the dashboard works out only the changed rows' keys each refresh."""
+    start (the older, the larger: the negated time), so a key stays good while the row (its
+    agent, its sample) does not change and the dashboard works out only the changed rows' keys
+    each refresh."""
     if column == "age":
         start = c.started_at or c.created_at
         return (False, -start.timestamp() if start is not None else 0.0, c.id)
     if column == "heartbeat":
-        seen = c.last_heartbeat_at if c.is_active else None
+        seen = beat(c, sample)[0] if c.is_active else None
         return (seen is None, 0 if seen is None else -seen.timestamp(), c.id)
-    v = _agent_order(c, agent) if column == "agent" else _SORT_VALUE[column](c, c.is_active)
+    v = _value(c, column, agent, sample)
     return (v is None, 0 if v is None else v, c.id)
+
+
+def _value(c: ContainerView, column: str, agent: AgentState | None, sample: tuple | None) -> Any:
+    """A column's sort value but those of the age and the heartbeat (they depend on `now`)."""
+    if column == "agent":
+        return _agent_order(c, agent)
+    if column in SAMPLE_COLUMNS:
+        if not c.is_active:
+            return None
+        _, cpu, used = beat(c, sample)
+        return cpu if column == "cpu" else used
+    return _SORT_VALUE[column](c, c.is_active)
 
 
 def sorted_ids(keyed: list[tuple[str, tuple]], *, reverse: bool) -> list[str]:
@@ -274,17 +296,19 @@ _second = itemgetter(1)
 
 
 def sort_value(
-    c: ContainerView, column: str, now: datetime, agent: AgentState | None = None
+    c: ContainerView,
+    column: str,
+    now: datetime,
+    agent: AgentState | None = None,
+    sample: tuple | None = None,
 ) -> tuple:
     """The key of one column (see `sort_keys`), worked out alone."""
-    if column == "agent":
-        v = _agent_order(c, agent)
-    elif column == "age":
+    if column == "age":
         v = age_seconds(c.started_at or c.created_at, now) or 0.0
     elif column == "heartbeat":
-        v = age_seconds(c.last_heartbeat_at, now) if c.is_active else None
+        v = age_seconds(beat(c, sample)[0], now) if c.is_active else None
     else:
-        v = _SORT_VALUE[column](c, c.is_active)
+        v = _value(c, column, agent, sample)
     return (v is None, 0 if v is None else v, c.id)
 
 
