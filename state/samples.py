@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from parhelia.state.view_reads import aware_utc
 from parhelia.state.views import ContainerView
 
 Samples = Mapping[str, tuple]
@@ -37,9 +38,8 @@ def beat(c: ContainerView, sample: tuple | None) -> tuple[datetime | None, Any, 
 
 @functools.lru_cache(maxsize=1024)
 def _stamp(value: Any) -> datetime | None:
-    """A sample's heartbeat time, converted once for the many rows a cycle stamps alike."""
-    from parhelia.state.view_reads import aware_utc
-
+    """A sample's heartbeat time, converted once for the many rows a cycle stamps alike (the
+    poller stamps a cycle's rows with one time)."""
     return None if value is None else aware_utc(value)
 
 
