@@ -10,8 +10,9 @@ the bench that measures its refresh under it (bench/tui.py).
 
 The young collection is spaced by what it costs (`next_young_in`): a collection walks what was
 allocated since the last one and is still alive, and under a heartbeating fleet that is one
-refresh's rows (10,000 views, their dicts and the pane's orders: 10-40 ms on the main thread at
-10,000 containers, where a key press waits for it). A refresh's views live until the next
+refresh's rows (10,000 narrow rows and the pane's orders; until heartbeats kept their views,
+10,000 views and their dicts too: 10-40 ms on the main thread at 10,000 containers, where a key
+press waits for it). A refresh's views live until the next
 refresh, so a collection walks only the set alive at its moment: spaced K seconds apart the
 collections walk a K-th of the views made, at about the same pause each, and a key press meets
 one K times less often. At 1,000 containers (a few ms) it stays each second.

@@ -1,9 +1,10 @@
 """The containers pane: one row per container, updated by key on every refresh.
 
 Each refresh compares the new views with the last by identity (the store hands back the very
-same object for a container that did not change, `state/live_views.py`): a row's line is drawn
-again when its view is another object (no per-row bookkeeping on the main thread), new rows come
-and gone rows go; nothing is cleared, so the cursor and the scroll position survive (k9s' model).
+same object for a container that did not change, `state/live_views.py`), and its heartbeat
+samples likewise (a heartbeat moves a row's sample beside a view it keeps, `state/samples.py`):
+a row's line is drawn again when its view or its sample is another object (no per-row
+bookkeeping on the main thread), new rows come and gone rows go; nothing is cleared, so the cursor and the scroll position survive (k9s' model).
 A row's cells are made only when it is drawn, and a row is drawn only when it changed and is on
 screen (`LineTable`): 40 rows a refresh, not 10,000. The order (sort and filter) is made off the
 main thread (`widgets/container_order.py`): in the refresh thread from the changed rows' keys
@@ -430,8 +431,9 @@ class ContainersTable(LineTable):
     def _reread_since(self, generation: int | None) -> set[str] | None:
         """The rows read whole between the views of `generation` and those shown: for a column no
         heartbeat moves, the only rows whose key can have moved (`KEYS_KEPT_BY_HEARTBEATS`), so an
-        ordering made a refresh or two ago is put right by keying those, not every row (under a
-        heartbeating fleet every view is new each second). None when that is not known."""
+        ordering made a refresh or two ago is put right by keying those, not every row (when every
+        view is new each refresh: a fleet whose heartbeats move every row's health). None when
+        that is not known."""
         return self._moved_since(generation, "reread")
 
     def _retexted_since(self, generation: int | None) -> set[str] | None:
