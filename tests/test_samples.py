@@ -8,6 +8,7 @@ from pathlib import Path
 
 from parhelia.state.samples import CPU, MEMORY, STAMP, beat, moved
 from parhelia.state.views import ContainerView
+from tests.test_screens import container
 
 REPO = Path(__file__).resolve().parents[1]
 # What a heartbeat writes without stamping `updated_at`: a kept view's own are of its last build.
@@ -24,31 +25,10 @@ SAMPLE_FIELDS = (
 READ_WHOLE = {"detail.py"}
 
 
-def view(**kw) -> ContainerView:
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    fields = dict(
-        id="c-1",
-        backend="local",
-        sandbox_id=None,
-        state="running",
-        health="healthy",
-        task_id=None,
-        task_prompt=None,
-        created_at=at,
-        started_at=at,
-        terminated_at=None,
-        last_heartbeat_at=at,
-        missed_heartbeats=0,
-        cpu_cores=1.0,
-        memory_mib=512,
-        gpu=None,
-        region=None,
-        cost_rate_per_hour=0.1,
-        cost_accrued_usd=0.0,
-        cpu_percent=5.0,
-        memory_used_mib=64.0,
+def view() -> ContainerView:
+    return container(
+        last_heartbeat_at=datetime(2026, 1, 1, tzinfo=UTC), cpu_percent=5.0, memory_used_mib=64.0
     )
-    return ContainerView(**{**fields, **kw})
 
 
 def test_a_sample_beside_a_view_is_what_is_shown_and_a_full_reads_view_stands_alone():
