@@ -1,19 +1,19 @@
 """The containers pane: one row per container, updated by key on every refresh.
 
-Each refresh compares the new views with the last by identity (the store hands back the very
-same object for a container that did not change, `state/live_views.py`), and its heartbeat
-samples likewise (a heartbeat moves a row's sample beside a view it keeps, `state/samples.py`):
-a row's line is drawn again when its view or its sample is another object (no per-row
-bookkeeping on the main thread), new rows come and gone rows go; nothing is cleared, so the cursor and the scroll position survive (k9s' model).
-A row's cells are made only when it is drawn, and a row is drawn only when it changed and is on
-screen (`LineTable`): 40 rows a refresh, not 10,000. The order (sort and filter) is made off the
-main thread (`widgets/container_order.py`): in the refresh thread from the changed rows' keys
-(`prepare_rows`: the sort column's and the next one's in `s`'s cycle, so `s` and `S` only swap in
-a ready order), else by a thread worker past SYNC_ROWS rows (a header click), shown when made. A
-filter keystroke is matched at once from the rows' haystacks, made when `/` opens the bar and kept
-by each refresh while it is open (a few ms at 10,000 rows); without them, by a worker (the last
-text typed wins). Sort and filter are the table's own state and so stay put across refreshes; the
-cursor follows its container, not its row number.
+Each refresh compares the new views with the last by identity (the store hands back the very same
+object for a container that did not change, `state/live_views.py`), and its heartbeat samples
+likewise (a heartbeat moves a row's sample beside a view it keeps, `state/samples.py`): a row's
+line is drawn again when its view or its sample is another object (no per-row bookkeeping on the
+main thread), new rows come and gone rows go; nothing is cleared, so the cursor and the scroll
+position survive (k9s' model). A row's cells are made only when it is drawn, and a row is drawn
+only when it changed and is on screen (`LineTable`): 40 rows a refresh, not 10,000. The order
+(sort and filter) is made off the main thread (`widgets/container_order.py`): in the refresh
+thread from the changed rows' keys (`prepare_rows`: the sort column's and the next one's in `s`'s
+cycle, so `s` and `S` only swap in a ready order), else by a thread worker past SYNC_ROWS rows (a
+header click), shown when made. A filter keystroke is matched at once from the rows' haystacks,
+made when `/` opens the bar and kept by each refresh while it is open (a few ms at 10,000 rows);
+without them, by a worker (the last text typed wins). Sort and filter are the table's own state
+and so stay put across refreshes; the cursor follows its container, not its row number.
 """
 
 from __future__ import annotations
@@ -379,10 +379,11 @@ class ContainersTable(LineTable):
         samples: Samples | None = None,
     ) -> None:
         """Bring the table in line with `views`: the rows whose container (or agent's activity,
-        `agents`) changed are drawn again (only those on screen are), rows come and go; nothing
-        is cleared, so the cursor and the scroll position stay. `prepared` (from `prepare_rows`
-        for these views) brings the orders made in the refresh thread; a view that is not the
-        one it was prepared from (a row marked as terminating) is put in place here."""
+        `agents`, or heartbeat sample, `samples`) changed are drawn again (only those on screen
+        are), rows come and go; nothing is cleared, so the cursor and the scroll position stay.
+        `prepared` (from `prepare_rows` for these views) brings the orders made in the refresh
+        thread; a view that is not the one it was prepared from (a row marked as terminating) is
+        put in place here."""
         self._all = views
         if now != self.now:
             self._drawn.clear()  # ages and costs move with `now`
