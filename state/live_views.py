@@ -97,8 +97,6 @@ _WHOLE = (_C.id, _C.updated_at, _C.state)
 # what the narrow read returns whatever their `terminated_at` (`live_or_ended_since`)
 _SHOWN_STATES = frozenset((*ACTIVE, "stopped"))
 _RAW = {"updated_at", "last_heartbeat_at"}  # timestamps: as text, converted when needed
-_UNSEEN = object()
-_STAMP = len(_WHOLE) + 1  # a narrow row's `last_heartbeat_at`
 
 
 class LiveContainers:
@@ -145,7 +143,7 @@ class LiveContainers:
         self, s: Session, *, now: datetime, recent_hours: float, limit: int
     ) -> list[ContainerView]:
         from parhelia.state.view_queries import SessionReads
-        from parhelia.state.view_reads import aware_utc, container_views
+        from parhelia.state.view_reads import container_views
 
         cutoff = now - timedelta(hours=recent_hours)
         conn = s.connection()
@@ -173,7 +171,6 @@ class LiveContainers:
             narrow: dict[str, tuple] = {}
             known = self._narrow.get
             new = 0
-            stamps: dict[Any, datetime | None] = {}  # a cycle's rows share their stamp
             for part in slices(rows, self.pause, SLICE_ROWS):
                 # one pass: compared, and a row whose heartbeat alone moved its shown health gets
                 # its new view (a second pass over the beaten rows was a sixth of the refresh)
@@ -189,13 +186,10 @@ class LiveContainers:
                         whole.append(row)
                     elif old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
                         whole.append(row)
-                    elif shown_health(row[2], row[3], row[_STAMP]) != views[key].health:
+                    elif shown_health(row[2], row[3], row[samples.STAMP]) != views[key].health:
                         # health lives in the view: a new one (only the sample moved for the rest
                         # of a heartbeat cycle's rows, whose views are kept: `state/samples.py`)
-                        at = row[_STAMP]
-                        stamp = stamps.get(at, _UNSEEN)
-                        if stamp is _UNSEEN:
-                            stamp = stamps[at] = aware_utc(at)
+                        stamp = samples.heard_at(row[samples.STAMP])
                         views[key] = _beaten(views[key], row, stamp)
                         sick.add(key)
             # every kept row read again (the rows are distinct): none gone, no set of 10,000 made
@@ -409,7 +403,10 @@ if (*(c.key for c in _WHOLE), *_BEATS) != (
     *("cpu_percent", "memory_used_mib", "memory_percent", "agent_alive"),
 ):
     raise TypeError("the narrow row's columns and `_beaten`'s unpacking disagree")
-if (_STAMP, *(len(_WHOLE) + list(_BEATS).index(f) for f in ("cpu_percent", "memory_used_mib"))) != (
+if tuple(
+    len(_WHOLE) + list(_BEATS).index(f)
+    for f in ("last_heartbeat_at", "cpu_percent", "memory_used_mib")
+) != (
     samples.STAMP,
     samples.CPU,
     samples.MEMORY,
@@ -459,9 +456,9 @@ def with_sample(view: ContainerView, sample: tuple | None) -> ContainerView:
     """`view` with the heartbeat columns of its `sample` (`LiveContainers.samples`): what a full
     read returns for it, for a caller that needs one whole view (a kept view's own heartbeat
     fields are those of its last build). `view` itself without a sample."""
-    from parhelia.state.view_reads import aware_utc
-
-    return view if sample is None else _beaten(view, sample, aware_utc(sample[_STAMP]))
+    return (
+        view if sample is None else _beaten(view, sample, samples.heard_at(sample[samples.STAMP]))
+    )
 
 
 def _with(view: ContainerView, values: dict[str, Any], *, health: bool = True) -> ContainerView:

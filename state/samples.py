@@ -33,13 +33,14 @@ def beat(c: ContainerView, sample: tuple | None) -> tuple[datetime | None, Any, 
     the view came with one, else from the view."""
     if sample is None:
         return c.last_heartbeat_at, c.cpu_percent, c.memory_used_mib
-    return _stamp(sample[STAMP]), sample[CPU], sample[MEMORY]
+    return heard_at(sample[STAMP]), sample[CPU], sample[MEMORY]
 
 
 @functools.lru_cache(maxsize=1024)
-def _stamp(value: Any) -> datetime | None:
-    """A sample's heartbeat time, converted once for the many rows a cycle stamps alike (the
-    poller stamps a cycle's rows with one time)."""
+def heard_at(value: Any) -> datetime | None:
+    """A narrow row's heartbeat time (its text, as the driver returned it) as an aware datetime,
+    converted once for the many rows a cycle stamps alike (the poller stamps a cycle's rows with
+    one time)."""
     return None if value is None else aware_utc(value)
 
 
