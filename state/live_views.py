@@ -40,7 +40,7 @@ from __future__ import annotations
 import functools
 import heapq
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,7 +53,7 @@ from parhelia.state.costs import current_cost
 from parhelia.state.health import shown_health
 from parhelia.state.keys import ACTIVE
 from parhelia.state.models import Container
-from parhelia.state.pacing import SLICE_ROWS, slices
+from parhelia.state.pacing import SLICE_ROWS
 from parhelia.state.views import ContainerView
 
 REPRICE_USD = 0.001
@@ -162,36 +162,59 @@ class LiveContainers:
                 {k: r for k, r in self._narrow.items() if k not in gone} if gone else self._narrow
             )
         else:
-            result = conn.execute(narrow_query(cutoff, limit))
-            try:
-                # the driver's own tuples: every column is compared as read, none needs converting
-                rows = self._fetched(result.cursor)
-            finally:
-                result.close()
             narrow: dict[str, tuple] = {}
             known = self._narrow.get
             new = 0
-            for part in slices(rows, self.pause, SLICE_ROWS):
-                # one pass: compared, and a row whose heartbeat alone moved its shown health gets
-                # its new view (a second pass over the beaten rows was a sixth of the refresh)
-                for row in part:
-                    key = row[0]
-                    old = known(key)
-                    if old == row:  # most rows when idle: one comparison in C
-                        narrow[key] = old  # the very sample handed before: nothing moved
-                        continue
-                    narrow[key] = row
-                    if old is None:
-                        new += 1
-                        whole.append(row)
-                    elif old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
-                        whole.append(row)
-                    elif shown_health(row[2], row[3], row[samples.STAMP]) != views[key].health:
-                        # health lives in the view: a new one (only the sample moved for the rest
-                        # of a heartbeat cycle's rows, whose views are kept: `state/samples.py`)
-                        stamp = samples.heard_at(row[samples.STAMP])
-                        views[key] = _beaten(views[key], row, stamp)
-                        sick.add(key)
+            one: Callable[[Any, Any], Any] = {}.setdefault  # a value's one object
+            result = conn.execute(narrow_query(cutoff, limit))
+            try:
+                # the driver's own tuples, every column compared as read, none converted; fetched
+                # and compared a slice at a time, so that only a slice of them is alive at once
+                for part in self._fetched(result.cursor):
+                    # one pass: compared, and a row whose heartbeat alone moved its shown health
+                    # gets its new view (a second pass over the beaten rows: a sixth of the refresh)
+                    for row in part:
+                        old = known(row[0])
+                        if old == row:  # most rows when idle: one comparison in C
+                            narrow[old[0]] = old  # the very sample handed before: nothing moved
+                            continue
+                        # A row is kept with one object for each of its few values: the driver
+                        # makes new ones for every column of every row, and 10,000 rows as
+                        # fetched held 5 MB on PostgreSQL, twice while a refresh replaced those
+                        # shown; kept so, 2 MB, for 1 ms more a cycle (bench/tui.py).
+                        if old is None:
+                            narrow[row[0]] = row = _kept(row, one)
+                            new += 1
+                            whole.append(row)
+                            continue
+                        key = old[0]
+                        if old[1] != row[1] or old[2] != row[2]:  # `_WHOLE`
+                            narrow[key] = row = _kept(row, one)
+                            whole.append(row)
+                            continue
+                        # the heartbeat columns alone moved: the last sample's very objects for
+                        # what did not move, and one text for the time the cycle stamped alike
+                        _, _, _, health, stamp, missed, cpu, memory, percent, alive = row
+                        narrow[key] = row = (
+                            key,
+                            old[1],
+                            old[2],
+                            old[3] if health == old[3] else one(health, health),
+                            one(stamp, stamp),
+                            missed,
+                            cpu,
+                            memory,
+                            percent,
+                            alive,
+                        )
+                        if shown_health(row[2], row[3], row[samples.STAMP]) != views[key].health:
+                            # health lives in the view: a new one (only the sample moved for the
+                            # rest of a cycle's rows, whose views are kept: `state/samples.py`)
+                            stamp = samples.heard_at(row[samples.STAMP])
+                            views[key] = _beaten(views[key], row, stamp)
+                            sick.add(key)
+            finally:
+                result.close()
             # every kept row read again (the rows are distinct): none gone, no set of 10,000 made
             kept = len(narrow) - new == len(self._views)
             gone = set() if kept else self._views.keys() - narrow.keys()
@@ -269,17 +292,15 @@ class LiveContainers:
         self.retexted = None if first else self.reread | sick
         return self._shown
 
-    def _fetched(self, cursor: Any) -> list[tuple]:
-        """Every row of `cursor`, in slices with `pause` between them."""
-        if self.pause is None:
-            return cursor.fetchall()
-        rows: list[tuple] = []
+    def _fetched(self, cursor: Any) -> Iterator[list[tuple]]:
+        """The rows of `cursor` in slices of SLICE_ROWS, with `pause` called between two."""
         while True:
             part = cursor.fetchmany(SLICE_ROWS)
-            rows += part
+            yield part
             if len(part) < SLICE_ROWS:
-                return rows
-            self.pause()
+                return
+            if self.pause is not None:
+                self.pause()
 
     def _set_due(self, key: str, at: float) -> None:
         self._due[key] = at
@@ -450,6 +471,13 @@ def _beaten(
     new = _new(ContainerView)
     _set(new, "__dict__", d)  # past the frozen dataclass's guard
     return new
+
+
+def _kept(row: tuple, one: Callable[[Any, Any], Any]) -> tuple:
+    """A narrow `row` as kept: one object (`one`, a dict's `setdefault`) for each state, health
+    and heartbeat time its read returned (a heartbeat cycle stamps its rows alike)."""
+    key, updated, state, health, stamp, *beats = row
+    return (key, updated, one(state, state), one(health, health), one(stamp, stamp), *beats)
 
 
 def with_sample(view: ContainerView, sample: tuple | None) -> ContainerView:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, update
 
+from parhelia.state import samples
 from parhelia.state.errors import ParheliaError
 from parhelia.state.live_views import LiveContainers, with_sample
 from parhelia.state.models import Container, Task
@@ -503,8 +504,8 @@ def test_on_postgresql_only_a_container_write_costs_a_narrow_read(store):
 
 
 def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(store, monkeypatch):
-    """The dashboard's refresh pauses for a key between slices of a long read (the rows
-    fetched, then compared and the heartbeats' views renewed); the slices make the same view."""
+    """The dashboard's refresh pauses for a key between slices of a long read (each slice of
+    rows fetched, compared and the heartbeats' views renewed); the slices make the same view."""
     from parhelia.state import live_views
 
     monkeypatch.setattr(live_views, "SLICE_ROWS", 7)
@@ -513,8 +514,8 @@ def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(s
     now = T0 + timedelta(seconds=5)
     same(*both(store, live, now))
     fetched = len(calls)
-    # between the five slices of 30 rows fetched (the last one short), then compared
-    assert fetched == 30 // 7 + (30 - 1) // 7
+    # between the five slices of 30 rows (the last one short)
+    assert fetched == 30 // 7
     ids = [c.id for c in store.dashboard(now=now).containers if c.is_active]
     store.record_heartbeats(
         [], [{"id": k, "last_heartbeat_at": now, "missed_heartbeats": 1} for k in ids]
@@ -524,8 +525,38 @@ def test_a_read_in_slices_pauses_between_them_and_shows_what_a_full_read_shows(s
     a, b = both(store, live, now)
     same(a, b)
     assert live.changed == set() and moved(live, before) == set(ids)  # samples beside kept views
-    # the fetch's and the comparison's slices again
+    # the same slices again
     assert len(calls) == fetched
+
+
+def test_a_heartbeat_cycles_samples_keep_what_did_not_move_as_the_last_samples_held_it(store):
+    """The samples a heartbeat cycle leaves hold the last samples' very objects for the columns
+    that did not move and one object for the cycle's heartbeat time (the driver's new objects
+    for every column of 10,000 rows held 5 MB, twice while a refresh replaced them), and are
+    what a full read shows."""
+    live = LiveContainers()
+    now, later, at = (T0 + timedelta(seconds=n) for n in (5, 6, 10))  # beats, then reads at `at`
+    store.dashboard(now=at, live=live)
+    ids = [c.id for c in store.dashboard(now=at).containers if c.is_active]
+    store.record_heartbeats(
+        [], [{"id": k, "last_heartbeat_at": now, "missed_heartbeats": 0} for k in ids]
+    )
+    store.dashboard(now=at, live=live)
+    before = live.samples
+    store.record_heartbeats(
+        [{"container_id": k, "ts": later, "cpu_percent": 12.5} for k in ids],
+        [{"id": k, "last_heartbeat_at": later, "missed_heartbeats": 0} for k in ids],
+    )
+    same(*both(store, live, at))
+    assert live.changed == set()
+    after = live.samples
+    assert after.keys() == before.keys()
+    for k in ids:
+        assert after[k] is not before[k]
+        assert all(after[k][i] is before[k][i] for i in range(4))  # id, updated_at, state, health
+        assert after[k][samples.CPU] == 12.5
+        assert next(k_ for k_ in after if k_ == k) is next(k_ for k_ in before if k_ == k)
+    assert len({id(after[k][samples.STAMP]) for k in ids}) == 1
 
 
 def test_a_read_says_which_rows_a_filter_reads_otherwise_the_read_whole_and_the_health_moved(
