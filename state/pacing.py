@@ -8,7 +8,7 @@ the pane's orders need neither SQLAlchemy nor the models to know it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 # rows read, compared, renewed or keyed between two calls of `pause`: 1-2 ms of the interpreter,
 # which a key waits for at most (2,000 rows, 6 ms, left a key's frame sharing it: bench/tui.py)
@@ -25,14 +25,3 @@ def _paced_by(items: Iterable, pause: Callable[[], object]) -> Iterator:
         if n and not n % SLICE_ROWS:
             pause()
         yield item
-
-
-def slices(
-    items: Sequence, pause: Callable[[], object] | None, size: int = SLICE_ROWS
-) -> Iterator[Sequence]:
-    """`items` in slices of `size`, with `pause` called between two (for a hot loop: the pause's
-    check once a slice, not once an item as `paced` does)."""
-    for i in range(0, len(items), size):
-        if i and pause is not None:
-            pause()
-        yield items[i : i + size]
