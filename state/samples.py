@@ -2,8 +2,8 @@
 
 A heartbeat cycle moves every running container's heartbeat columns and nothing else of its row.
 A dashboard that refreshes (`state/live_views.py`) keeps such a row's view and hands its newest
-sample beside the views (`DashboardView.samples`: id -> the row's narrow row, as the driver
-returned it), so a cycle over 10,000 containers builds and frees no views: the refresh and its
+sample beside the views (`DashboardView.samples`: id -> the row's narrow row, the values the
+driver returned), so a cycle over 10,000 containers builds and frees no views: the refresh and its
 young collection went from 48 to 28 ms p95 (bench/tui.py). Health stays in the view: a heartbeat
 that moves a row's shown health gives it a new view.
 
