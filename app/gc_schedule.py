@@ -14,7 +14,8 @@ refresh's rows (10,000 narrow rows and the pane's orders; until heartbeats kept 
 10,000 views and their dicts too: 10-40 ms on the main thread at 10,000 containers, where a key
 press waits for it). A refresh's rows live until the next refresh, so a collection walks only
 the set alive at its moment: spaced K seconds apart the collections walk a K-th of the rows
-made, at about the same pause each, and a key press meets one K times less often. At 1,000 containers (a few ms) it stays each second.
+made, at about the same pause each, and a key press meets one K times less often. At 1,000
+containers (a few ms) it stays each second.
 
 Under a fleet heartbeating each second at 10,000 containers a young collection's pause reached a
 p95 of 67-111 ms on the main thread, and the minute's full one 60-280 ms (bench/tui.py, three

@@ -79,7 +79,8 @@ class Runtime:
         """The control plane's read side, for a command that only reads: on an SQLite or
         `postgresql+psycopg://` store at this Parhelia's schema, over `QuickStore` (the view
         without importing SQLAlchemy, most of such a command's time: bench/cli.py); otherwise,
-        or once the control plane is built, the control plane itself. What the quick store does not cover it asks `store` for."""
+        or once the control plane is built, the control plane itself. What the quick store does
+        not cover it asks `store` for."""
         if "control" in self.__dict__ or "store" in self.__dict__:
             return self.control
         from parhelia.state.quick_store import QuickStore

@@ -12,7 +12,8 @@ moved. A row trigger costs the heartbeat cycle's UPDATE of 10,000 rows a few mil
 stays empty for `parhelia db copy`.
 
 PostgreSQL gets the table (one schema for both) but no triggers: a row every writer updates would
-serialize its concurrent writers; its refresh goes by the shown rows' `xmin` (`state/live_views.py`).
+serialize its concurrent writers; its refresh goes by the shown rows' `xmin`
+(`state/live_views.py`).
 
 Revision ID: 0009_containers_revision
 Revises: 0008_heartbeats_staged
