@@ -121,6 +121,20 @@ def test_an_agent_that_ignores_sigterm_is_killed_with_its_session(backend):
     poll(lambda: no_tmux_left(backend, info.sandbox_id))
 
 
+def test_a_pane_shell_killed_outright_ends_137_and_the_log_says_why(backend):
+    """The pane's shell records the agent's status; killed before it could, the sandbox ends
+    with 137 and its log says no status was recorded (what a stray 137 is told apart by)."""
+    info = backend.create(spec(SLEEP))
+    pid = agent_pid(backend, info.sandbox_id)
+    psutil.Process(pid).parent().kill()  # the pane's shell; the agent dies with it (pdeathsig)
+    [done] = poll(lambda: [i for i in backend.list() if not i.running])
+    assert done.exit_code == 137
+    text = log(backend, info.sandbox_id)
+    assert "[parhelia] the agent's shell recorded no exit status (no file); 137\n" in text
+    assert text.endswith("[parhelia] agent ended (exited), exit code 137\n")
+    poll(lambda: gone(pid) and no_tmux_left(backend, info.sandbox_id))
+
+
 def test_timeout_leaves_no_session(backend):
     info = backend.create(spec(SLEEP, timeout_seconds=4))
     pid = agent_pid(backend, info.sandbox_id)

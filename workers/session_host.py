@@ -219,7 +219,10 @@ class Host:
             self.tmux("kill-server", check=False)  # closes the pipe-pane: the FIFO ends
         os.close(keep)
         self._drain(rfd)
-        return 137 if code is None else code  # the pane's shell was killed outright
+        if code is None:  # the pane's shell was killed outright: said, so a 137 is explained
+            self.say(f"the agent's shell recorded no exit status ({self._code_text()}); 137")
+            return 137
+        return code
 
     def _settle(self, rfd: int) -> None:
         """Wait until tmux has read the pane to its end (`pane_dead`: the terminal's EOF comes
@@ -238,11 +241,15 @@ class Host:
         self.tmux("display-message", "-p", "", check=False)
 
     def _recorded_code(self) -> int | None:
-        try:
-            text = self.code_file.read_text().strip()
-        except OSError:
-            return None
+        text = self._code_text()
         return int(text) if text.lstrip("-").isdigit() else None
+
+    def _code_text(self) -> str:
+        """What the pane's shell wrote to the status file ("no file" when it wrote none)."""
+        try:
+            return self.code_file.read_text().strip() or "empty file"
+        except OSError:
+            return "no file"
 
     def _drain(self, rfd: int) -> None:
         deadline = time.monotonic() + DRAIN_SECONDS
